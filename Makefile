@@ -1,0 +1,42 @@
+# The two commands the README starts with: `make demo` and `make test`.
+# Each installs what it needs (Debian packages as root, a venv with the project) on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck contracts pytest bench clean system-deps
+
+demo: $(STAMP)
+	$(BIN)/canary-bot demo
+
+test: lint typecheck contracts pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot commands policies tests bench
+	$(BIN)/ruff format --check bot commands policies tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict bot commands policies
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/apply.py
+
+system-deps:
+	@scripts/system-deps.sh
+
+$(STAMP): pyproject.toml | system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

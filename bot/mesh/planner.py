@@ -1,0 +1,548 @@
+"""The pure traffic planner: live VirtualService + DestinationRule + request → TrafficPlan.
+
+No I/O here. The plan carries the JSON Patch ops for each object that changes, the objects as
+they will be, a diff a human can read, and which routes were touched and why. The kube adapter
+applies it; `canary-bot plan` prints it.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from bot.mesh.errors import AmbiguousCanary, InvalidRequest, PlanError
+from bot.mesh.models import DestinationRule, HTTPRoute, RouteDestination, VirtualService, fqdn
+from bot.mesh.request import SplitRequest
+from bot.mesh.validation import (
+    destination_rule_problems,
+    ensure_valid,
+    virtual_service_problems,
+)
+
+ANNOTATION = "canary-bot/last-applied"
+DEFAULT_SUBSET_LABEL = "version"
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LastApplied:
+    """What the bot wrote last time (kept in an annotation), to tell its own writes from drift."""
+
+    stable: str
+    canary: str
+    weights: dict[int, int]
+    mirror: int | None
+    at: str
+
+    def to_json(self) -> str:
+        body = {
+            "stable": self.stable,
+            "canary": self.canary,
+            "weights": {str(k): v for k, v in sorted(self.weights.items())},
+            "mirror": self.mirror,
+            "at": self.at,
+        }
+        return json.dumps(body, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class TouchedRoute:
+    index: int
+    name: str | None
+    reason: str
+    before: tuple[int, int]  # (stable, canary) weights
+    after: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    kind: str
+    name: str
+    namespace: str
+    before: Json
+    after: Json
+    ops: tuple[Json, ...]
+
+    @property
+    def resource_version(self) -> str | None:
+        rv = self.before.get("metadata", {}).get("resourceVersion")
+        return None if rv is None else str(rv)
+
+    def guarded_ops(self) -> list[Json]:
+        """The ops led by a `test` of the resourceVersion they were planned against."""
+        rv = self.resource_version
+        guard = [] if rv is None else [test_op("/metadata/resourceVersion", rv)]
+        return [*guard, *self.ops]
+
+
+@dataclass(frozen=True)
+class TrafficPlan:
+    request: SplitRequest
+    host: str
+    stable: str
+    canary: str
+    vs: ObjectChange
+    dr: ObjectChange | None
+    touched: tuple[TouchedRoute, ...]
+    diff: str
+
+    @property
+    def changes(self) -> list[ObjectChange]:
+        return [c for c in (self.dr, self.vs) if c is not None and c.ops]
+
+    @property
+    def noop(self) -> bool:
+        return not self.changes
+
+    def canary_weight(self) -> int:
+        return self.touched[0].after[1]
+
+
+def test_op(path: str, value: Any) -> Json:
+    return {"op": "test", "path": path, "value": value}
+
+
+def plan_split(
+    vs_raw: Mapping[str, Any],
+    dr_raw: Mapping[str, Any],
+    request: SplitRequest,
+    *,
+    now: datetime,
+    version: str = "v1",
+) -> TrafficPlan:
+    namespace = _raw_namespace(vs_raw) or request.namespace
+    _check_live(vs_raw, dr_raw, namespace, version)
+    vs, dr = VirtualService.parse(vs_raw), DestinationRule.parse(dr_raw)
+    host = fqdn(dr.spec.host, dr.namespace_or(namespace))
+    target = _Target(vs, dr, host, namespace)
+    last = read_last_applied(vs)
+    stable = target.stable_subset(request, last)
+    canary = target.canary_subset(stable, request, last)
+    touched = target.touched_routes(stable, request.routes)
+    splitter = _Splitter(vs_raw, target, stable, canary)
+    routes = splitter.run(touched, request)
+    vs_edit = splitter.editor
+    if vs_edit.ops:
+        _annotate(
+            vs_edit,
+            vs,
+            LastApplied(stable, canary, _weights(routes), request.mirror, now.isoformat()),
+        )
+    dr_edit = _edit_destination_rule(dr_raw, dr, canary, target.references(vs_edit.doc, canary))
+    _check_planned(vs_edit.doc, dr_edit.doc, namespace, version)
+    vs_change = _change("VirtualService", vs.name, namespace, vs_raw, vs_edit)
+    dr_change = _change("DestinationRule", dr.name, namespace, dr_raw, dr_edit)
+    return TrafficPlan(
+        request=request,
+        host=host,
+        stable=stable,
+        canary=canary,
+        vs=vs_change,
+        dr=dr_change if dr_change.ops else None,
+        touched=tuple(routes),
+        diff=render_diff([dr_change, vs_change]),
+    )
+
+
+def select_destination_rule(
+    vs_raw: Mapping[str, Any], drs: Sequence[Mapping[str, Any]], namespace: str
+) -> Json:
+    """The DestinationRule whose host the VirtualService's http routes send traffic to."""
+    vs = VirtualService.parse(vs_raw)
+    ns = vs.namespace_or(namespace)
+    hosts = {fqdn(d.destination.host, ns) for r in vs.spec.http for d in r.route}
+    matches = [dict(d) for d in drs if _dr_host(d, ns) in hosts]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        shown = ", ".join(sorted(hosts)) or "no host at all"
+        raise PlanError(
+            f"VirtualService '{vs.name}' in namespace '{ns}' routes to {shown}, but no "
+            f"DestinationRule in '{ns}' has one of these hosts; create one with a subset per "
+            "version (e.g. v1, v2) and try again"
+        )
+    names = ", ".join(sorted(str(d["metadata"]["name"]) for d in matches))
+    raise PlanError(
+        f"VirtualService '{vs.name}' in namespace '{ns}' routes to several hosts with "
+        f"DestinationRules ({names}); split it so that one VirtualService serves one service"
+    )
+
+
+def read_last_applied(vs: VirtualService) -> LastApplied | None:
+    """The bot's own record of its last write, or None when absent or unreadable."""
+    text = vs.annotation(ANNOTATION)
+    if text is None:
+        return None
+    try:
+        body = json.loads(text)
+        return LastApplied(
+            stable=str(body["stable"]),
+            canary=str(body["canary"]),
+            weights={int(k): int(v) for k, v in body["weights"].items()},
+            mirror=None if body.get("mirror") is None else int(body["mirror"]),
+            at=str(body.get("at", "")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[int, int]:
+    """The canary weight now in each route the bot last wrote (0 where the canary is gone)."""
+    vs = VirtualService.parse(vs_raw)
+    found: dict[int, int] = {}
+    for index in last.weights:
+        route = vs.spec.http[index] if index < len(vs.spec.http) else HTTPRoute()
+        found[index] = sum(
+            _weight(d, route) for d in route.route if d.destination.subset == last.canary
+        )
+    return found
+
+
+class _Target:
+    """The VirtualService and DestinationRule being split, with the host they share."""
+
+    def __init__(self, vs: VirtualService, dr: DestinationRule, host: str, namespace: str):
+        self.vs, self.dr, self.host, self.namespace = vs, dr, host, namespace
+
+    def where(self) -> str:
+        return f"VirtualService '{self.vs.name}' in namespace '{self.namespace}'"
+
+    def is_ours(self, dest: RouteDestination) -> bool:
+        return fqdn(dest.destination.host, self.namespace) == self.host
+
+    def traffic_by_subset(self) -> dict[str | None, int]:
+        traffic: dict[str | None, int] = {}
+        for route in self.vs.spec.http:
+            for dest in filter(self.is_ours, route.route):
+                subset = dest.destination.subset
+                traffic[subset] = traffic.get(subset, 0) + _weight(dest, route)
+        return traffic
+
+    def stable_subset(self, request: SplitRequest, last: LastApplied | None) -> str:
+        traffic = self.traffic_by_subset()
+        if not traffic:
+            raise PlanError(
+                f"{self.where()} has no http route to host '{self.dr.spec.host}' of "
+                f"DestinationRule '{self.dr.name}'; add a route to it first"
+            )
+        if last is not None and last.stable in traffic and last.stable != request.to:
+            return last.stable
+        candidates = {s: w for s, w in traffic.items() if request.to is None or s != request.to}
+        return self._heaviest(candidates, request)
+
+    def _heaviest(self, traffic: dict[str | None, int], request: SplitRequest) -> str:
+        if not traffic:
+            raise InvalidRequest(
+                f"subset '{request.to}' already takes all the traffic of {self.where()}; "
+                "name another subset as the canary"
+            )
+        top = max(traffic.values())
+        leaders = sorted((s for s, w in traffic.items() if w == top), key=str)
+        if None in leaders:
+            raise PlanError(
+                f"{self.where()} sends traffic to '{self.dr.spec.host}' without a subset; "
+                f"point its routes at a subset of DestinationRule '{self.dr.name}' first "
+                "(e.g. subset: v1) so the bot can tell stable from canary"
+            )
+        if len(leaders) > 1:
+            raise PlanError(
+                f"{self.where()} splits traffic evenly between {', '.join(map(str, leaders))}; "
+                "the bot cannot tell which one is stable; set the weights by hand so one "
+                "subset takes most of the traffic"
+            )
+        return str(leaders[0])
+
+    def canary_subset(self, stable: str, request: SplitRequest, last: LastApplied | None) -> str:
+        if request.to is not None:
+            return request.to
+        if last is not None and last.stable == stable and last.canary != stable:
+            return last.canary
+        others = [s for s in self.dr.subset_names() if s != stable]
+        if len(others) == 1:
+            return others[0]
+        svc = self.vs.name if self.namespace == "default" else f"{self.vs.name}.{self.namespace}"
+        if not others:
+            raise PlanError(
+                f"DestinationRule '{self.dr.name}' has only subset '{stable}', which is stable; "
+                f"name the canary and the bot adds it: `/canary {svc} 10% to v2`"
+            )
+        raise AmbiguousCanary(
+            f"{self.where()} has subsets {', '.join(others)} besides stable '{stable}' in "
+            f"DestinationRule '{self.dr.name}'; say which is the canary: "
+            f"`/canary {svc} 10% to {others[-1]}`",
+            others,
+        )
+
+    def touched_routes(self, stable: str, names: tuple[str, ...]) -> list[tuple[int, str]]:
+        sending = [
+            (i, f"sends traffic to stable subset '{stable}' of {self.dr.spec.host}")
+            for i, r in enumerate(self.vs.spec.http)
+            if any(self.is_ours(d) and d.destination.subset == stable for d in r.route)
+        ]
+        if not names:
+            if not sending:
+                raise PlanError(f"{self.where()} has no http route to subset '{stable}'")
+            return sending
+        return [self._named_route(name, sending) for name in names]
+
+    def _named_route(self, name: str, sending: list[tuple[int, str]]) -> tuple[int, str]:
+        for index, _ in sending:
+            if self.vs.spec.http[index].name == name:
+                return index, f"named with `route {name}`"
+        known = [r.name for r in self.vs.spec.http if r.name]
+        raise InvalidRequest(
+            f"{self.where()} has no http route named '{name}' that sends traffic to the stable "
+            f"subset; named routes: {', '.join(map(str, known)) or 'none'}"
+        )
+
+    def references(self, vs_raw: Mapping[str, Any], subset: str) -> bool:
+        vs = VirtualService.parse(vs_raw)
+        dests = [d.destination for r in vs.spec.http for d in r.route]
+        dests += [r.mirror for r in vs.spec.http if r.mirror is not None]
+        return any(fqdn(d.host, self.namespace) == self.host and d.subset == subset for d in dests)
+
+
+class _Editor:
+    """A deep copy of a document that records every change as a JSON Patch op."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.doc: Json = copy.deepcopy(dict(doc))
+        self.ops: list[Json] = []
+
+    def set(self, path: tuple[str | int, ...], value: Any) -> None:
+        parent, key = self._parent(path)
+        if key in parent and parent[key] == value:
+            return
+        op = "replace" if key in parent else "add"
+        parent[key] = copy.deepcopy(value)
+        self.ops.append({"op": op, "path": pointer(path), "value": copy.deepcopy(value)})
+
+    def append(self, path: tuple[str | int, ...], value: Any) -> None:
+        parent, key = self._parent(path)
+        if key not in parent:
+            self.set(path, [value])
+            return
+        parent[key].append(copy.deepcopy(value))
+        self.ops.append({"op": "add", "path": pointer((*path, "-")), "value": copy.deepcopy(value)})
+
+    def remove(self, path: tuple[str | int, ...]) -> None:
+        parent, key = self._parent(path)
+        if key in parent:
+            del parent[key]
+            self.ops.append({"op": "remove", "path": pointer(path)})
+
+    def _parent(self, path: tuple[str | int, ...]) -> tuple[Any, Any]:
+        node: Any = self.doc
+        for part in path[:-1]:
+            node = node[part]
+        return node, path[-1]
+
+
+def pointer(path: Sequence[str | int]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def _weight(dest: RouteDestination, route: HTTPRoute) -> int:
+    """Istio sends all traffic to a lone destination, whatever its weight says."""
+    if len(route.route) == 1:
+        return 100
+    return dest.weight or 0
+
+
+def _check_live(
+    vs_raw: Mapping[str, Any], dr_raw: Mapping[str, Any], namespace: str, version: str
+) -> None:
+    dr_problems = destination_rule_problems(dr_raw, version=version)
+    ensure_valid("DestinationRule", _raw_name(dr_raw), namespace, dr_problems, live=True)
+    problems = virtual_service_problems(vs_raw, None, namespace=namespace, version=version)
+    ensure_valid("VirtualService", _raw_name(vs_raw), namespace, problems, live=True)
+
+
+def _raw_name(raw: Mapping[str, Any]) -> str:
+    meta = raw.get("metadata")
+    return str(meta.get("name", "?")) if isinstance(meta, dict) else "?"
+
+
+def _raw_namespace(raw: Mapping[str, Any]) -> str | None:
+    meta = raw.get("metadata")
+    ns = meta.get("namespace") if isinstance(meta, dict) else None
+    return ns if isinstance(ns, str) and ns else None
+
+
+def _check_planned(vs_raw: Json, dr_raw: Json, namespace: str, version: str) -> None:
+    dr = DestinationRule.parse(dr_raw)
+    ensure_valid(
+        "DestinationRule",
+        dr.name,
+        namespace,
+        destination_rule_problems(dr_raw, version=version),
+        live=False,
+    )
+    problems = virtual_service_problems(vs_raw, dr, namespace=namespace, version=version)
+    ensure_valid(
+        "VirtualService", VirtualService.parse(vs_raw).name, namespace, problems, live=False
+    )
+
+
+class _Splitter:
+    """Moves traffic between the stable and canary destinations of the touched routes."""
+
+    def __init__(self, vs_raw: Mapping[str, Any], target: _Target, stable: str, canary: str):
+        self.editor = _Editor(vs_raw)
+        self.target, self.stable, self.canary = target, stable, canary
+
+    def run(self, touched: list[tuple[int, str]], request: SplitRequest) -> list[TouchedRoute]:
+        routes = []
+        for index, reason in touched:
+            route = self.target.vs.spec.http[index]
+            before = self.split_of(route, index)
+            if request.weight is not None:
+                self.set_weight(route, index, request.weight)
+            if request.mirror is not None:
+                self.set_mirror(route, index, request.mirror)
+            after = self.split_of(self.current(index), index)
+            routes.append(TouchedRoute(index, route.name, reason, before, after))
+        return routes
+
+    def current(self, index: int) -> HTTPRoute:
+        return HTTPRoute.model_validate(self.editor.doc["spec"]["http"][index])
+
+    def find(self, route: HTTPRoute, subset: str) -> list[int]:
+        return [
+            i
+            for i, d in enumerate(route.route)
+            if self.target.is_ours(d) and d.destination.subset == subset
+        ]
+
+    def stable_index(self, route: HTTPRoute) -> int:
+        found = self.find(route, self.stable)
+        if len(found) > 1:
+            raise PlanError(
+                f"{self.target.where()} has {len(found)} destinations for subset "
+                f"'{self.stable}' in one route; merge them into one before shifting traffic"
+            )
+        return found[0]
+
+    def split_of(self, route: HTTPRoute, index: int) -> tuple[int, int]:
+        shares = {self.stable: 0, self.canary: 0}
+        for dest in route.route:
+            share = _weight(dest, route)
+            subset = dest.destination.subset if self.target.is_ours(dest) else None
+            if subset in shares:
+                shares[str(subset)] += share
+            elif share:
+                raise PlanError(
+                    f"route {route.label(index)} of {self.target.where()} also sends {share}% "
+                    f"to {dest.destination.host} subset '{subset}'; the bot splits traffic "
+                    f"between two subsets only: name it as the canary (`to {subset}`) or move "
+                    "that traffic by hand first"
+                )
+        return shares[self.stable], shares[self.canary]
+
+    def set_weight(self, route: HTTPRoute, index: int, weight: int) -> None:
+        base = ("spec", "http", index, "route")
+        stable = self.stable_index(route)
+        canary = next(iter(self.find(route, self.canary)), None)
+        if canary is None and weight == 0:
+            if len(route.route) > 1:
+                self.editor.set((*base, stable, "weight"), 100)
+            return
+        if canary is None:
+            entry = self.editor.doc["spec"]["http"][index]["route"][stable]
+            self.editor.append(base, _canary_copy(entry, self.canary, weight))
+        else:
+            self.editor.set((*base, canary, "weight"), weight)
+        self.editor.set((*base, stable, "weight"), 100 - weight)
+
+    def set_mirror(self, route: HTTPRoute, index: int, percent: int) -> None:
+        base: tuple[str | int, ...] = ("spec", "http", index)
+        if percent == 0:
+            if route.mirror is not None and route.mirror.subset == self.canary:
+                self.editor.remove((*base, "mirror"))
+                self.editor.remove((*base, "mirrorPercentage"))
+            return
+        stable = self.editor.doc["spec"]["http"][index]["route"][self.stable_index(route)]
+        self.editor.set((*base, "mirror"), {**stable["destination"], "subset": self.canary})
+        self.editor.set((*base, "mirrorPercentage"), {"value": float(percent)})
+
+
+def _canary_copy(stable_raw: Mapping[str, Any], canary: str, weight: int) -> Json:
+    entry = copy.deepcopy(dict(stable_raw))
+    entry["destination"] = {**entry["destination"], "subset": canary}
+    entry["weight"] = weight
+    return entry
+
+
+def _annotate(editor: _Editor, vs: VirtualService, last: LastApplied) -> None:
+    if vs.metadata.annotations is None:
+        editor.set(("metadata", "annotations"), {ANNOTATION: last.to_json()})
+    else:
+        editor.set(("metadata", "annotations", ANNOTATION), last.to_json())
+
+
+def _weights(routes: list[TouchedRoute]) -> dict[int, int]:
+    return {r.index: r.after[1] for r in routes}
+
+
+def _edit_destination_rule(
+    dr_raw: Mapping[str, Any], dr: DestinationRule, canary: str, referenced: bool
+) -> _Editor:
+    editor = _Editor(dr_raw)
+    if referenced and canary not in dr.subset_names():
+        label = _subset_label_key(dr)
+        editor.append(("spec", "subsets"), {"name": canary, "labels": {label: canary}})
+    return editor
+
+
+def _subset_label_key(dr: DestinationRule) -> str:
+    """The label key the existing subsets name their version with (`version` by default)."""
+    keys = {
+        key for s in dr.spec.subsets for key, value in (s.labels or {}).items() if value == s.name
+    }
+    return keys.pop() if len(keys) == 1 else DEFAULT_SUBSET_LABEL
+
+
+def _dr_host(dr: Mapping[str, Any], namespace: str) -> str | None:
+    spec, meta = dr.get("spec") or {}, dr.get("metadata") or {}
+    host = spec.get("host")
+    return fqdn(host, meta.get("namespace") or namespace) if isinstance(host, str) else None
+
+
+def _change(
+    kind: str, name: str, namespace: str, before: Mapping[str, Any], editor: _Editor
+) -> ObjectChange:
+    return ObjectChange(kind, name, namespace, dict(before), editor.doc, tuple(editor.ops))
+
+
+_NOISY_METADATA = ("resourceVersion", "generation", "uid", "creationTimestamp", "managedFields")
+
+
+def render_diff(changes: Sequence[ObjectChange]) -> str:
+    """A unified diff of each object that changes, without the server's bookkeeping fields."""
+    chunks: list[str] = []
+    for change in changes:
+        if not change.ops:
+            continue
+        label = f"{change.kind} {change.namespace}/{change.name}"
+        chunks += difflib.unified_diff(
+            _readable(change.before),
+            _readable(change.after),
+            fromfile=f"{label} (live)",
+            tofile=f"{label} (planned)",
+        )
+    return "".join(chunks)
+
+
+def _readable(obj: Mapping[str, Any]) -> list[str]:
+    shown = {k: v for k, v in obj.items() if k != "status"}
+    meta = {k: v for k, v in dict(shown.get("metadata") or {}).items() if k not in _NOISY_METADATA}
+    shown["metadata"] = meta
+    text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=False, width=1000)
+    return text.splitlines(keepends=True)

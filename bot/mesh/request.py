@@ -1,0 +1,72 @@
+"""What a caller asks the planner for, validated before anything is read."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.mesh.errors import InvalidRequest
+from bot.mesh.models import DNS1123_LABEL
+
+Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
+
+
+class SplitRequest(BaseModel):
+    """Send `weight`% of the stable subset's traffic to the canary of VirtualService `vs`.
+
+    `weight=None` leaves the weights alone (a mirror-only change); `mirror=0` removes mirroring,
+    `mirror=None` leaves it as it is.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    vs: str
+    namespace: str = "default"
+    weight: Percent | None = None
+    to: str | None = None
+    routes: tuple[str, ...] = ()
+    mirror: Percent | None = None
+
+    @field_validator("vs", "namespace", "to")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if value is not None and not DNS1123_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: use lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63 characters"
+            )
+        return value
+
+    @classmethod
+    def build(cls, **fields: Any) -> SplitRequest:
+        """Validate `fields`, raising InvalidRequest with one readable sentence."""
+        try:
+            request = cls(**fields)
+        except ValidationError as e:
+            raise InvalidRequest(_sentence(e)) from e
+        if request.weight is None and request.mirror is None:
+            raise InvalidRequest(
+                "say what to change: a canary weight, a mirror percentage, or both"
+            )
+        return request
+
+
+def parse_percent(text: str, what: str = "weight") -> int:
+    """`"10"`, `"10%"` → 10; anything else is an InvalidRequest that says what to type."""
+    raw = text.strip().removesuffix("%")
+    if not raw.isdigit() or not raw.isascii():
+        raise InvalidRequest(f"{what} {text!r} is not a whole number from 0 to 100, e.g. 10 or 10%")
+    value = int(raw)
+    if value > 100:
+        raise InvalidRequest(f"{what} {text!r} is over 100; use a whole number from 0 to 100")
+    return value
+
+
+def _sentence(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "request"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"].startswith(("int", "greater", "less")):
+        return f"{field} {first.get('input')!r} is not a whole number from 0 to 100"
+    return f"{field}: {message}"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the project needs: a Python with venv. Installs only what is missing,
+# and only where it can (root with apt-get); elsewhere it says what to install.
+set -euo pipefail
+
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "please install: ${missing[*]}" >&2
+    exit 1
+fi
