@@ -25,6 +25,10 @@ class _Open(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
+    def model_extra_keys(self) -> set[str]:
+        """The fields this view does not model but keeps."""
+        return set(self.model_extra or {})
+
 
 class PortSelector(_Open):
     number: int | None = None

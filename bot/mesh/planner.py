@@ -39,16 +39,17 @@ class LastApplied:
     canary: str
     weights: dict[int, int]
     mirror: int | None
-    at: str
+    at: str | None = None
 
     def to_json(self) -> str:
-        body = {
+        body: dict[str, Any] = {
             "stable": self.stable,
             "canary": self.canary,
             "weights": {str(k): v for k, v in sorted(self.weights.items())},
             "mirror": self.mirror,
-            "at": self.at,
         }
+        if self.at is not None:
+            body["at"] = self.at
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -114,17 +115,17 @@ def plan_split(
     dr_raw: Mapping[str, Any],
     request: SplitRequest,
     *,
-    now: datetime,
+    now: datetime | None,
     version: str = "v1",
 ) -> TrafficPlan:
+    """Plan the split. `now` stamps the annotation; None leaves the stamp out (stable output)."""
     namespace = _raw_namespace(vs_raw) or request.namespace
     _check_live(vs_raw, dr_raw, namespace, version)
     vs, dr = VirtualService.parse(vs_raw), DestinationRule.parse(dr_raw)
     host = fqdn(dr.spec.host, dr.namespace_or(namespace))
     target = _Target(vs, dr, host, namespace)
     last = read_last_applied(vs)
-    stable = target.stable_subset(request, last)
-    canary = target.canary_subset(stable, request, last)
+    stable, canary = target.roles(request, last)
     touched = target.touched_routes(stable, request.routes)
     splitter = _Splitter(vs_raw, target, stable, canary)
     routes = splitter.run(touched, request)
@@ -133,7 +134,7 @@ def plan_split(
         _annotate(
             vs_edit,
             vs,
-            LastApplied(stable, canary, _weights(routes), request.mirror, now.isoformat()),
+            LastApplied(stable, canary, _weights(routes), request.mirror, _stamp(now)),
         )
     dr_edit = _edit_destination_rule(dr_raw, dr, canary, target.references(vs_edit.doc, canary))
     _check_planned(vs_edit.doc, dr_edit.doc, namespace, version)
@@ -187,7 +188,7 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
             canary=str(body["canary"]),
             weights={int(k): int(v) for k, v in body["weights"].items()},
             mirror=None if body.get("mirror") is None else int(body["mirror"]),
-            at=str(body.get("at", "")),
+            at=None if body.get("at") is None else str(body["at"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -217,25 +218,48 @@ class _Target:
     def is_ours(self, dest: RouteDestination) -> bool:
         return fqdn(dest.destination.host, self.namespace) == self.host
 
-    def traffic_by_subset(self) -> dict[str | None, int]:
+    def traffic_by_subset(self, routes: list[HTTPRoute]) -> dict[str | None, int]:
         traffic: dict[str | None, int] = {}
-        for route in self.vs.spec.http:
+        for route in routes:
             for dest in filter(self.is_ours, route.route):
                 subset = dest.destination.subset
                 traffic[subset] = traffic.get(subset, 0) + _weight(dest, route)
         return traffic
 
-    def stable_subset(self, request: SplitRequest, last: LastApplied | None) -> str:
-        traffic = self.traffic_by_subset()
+    def roles(self, request: SplitRequest, last: LastApplied | None) -> tuple[str, str]:
+        """(stable, canary): from the bot's own record when it has one, else from the routes."""
+        traffic = self.traffic_by_subset(self.vs.spec.http)
         if not traffic:
             raise PlanError(
                 f"{self.where()} has no http route to host '{self.dr.spec.host}' of "
                 f"DestinationRule '{self.dr.name}'; add a route to it first"
             )
         if last is not None and last.stable in traffic and last.stable != request.to:
-            return last.stable
-        candidates = {s: w for s, w in traffic.items() if request.to is None or s != request.to}
-        return self._heaviest(candidates, request)
+            return last.stable, self.canary_subset(last.stable, request, last)
+        # Catch-all routes carry the bulk of traffic; header-matched tester routes do not.
+        catch_all = [r for r in self.vs.spec.http if "match" not in r.model_extra_keys()]
+        traffic = self.traffic_by_subset(catch_all) or traffic
+        if request.to is not None:
+            traffic = {s: w for s, w in traffic.items() if s != request.to}
+        stable = self._heaviest(traffic, request)
+        canary = self.canary_subset(stable, request, None)
+        self._check_direction(stable, canary)
+        return stable, canary
+
+    def _check_direction(self, stable: str, canary: str) -> None:
+        """Without our record, a canary that already outweighs stable means we guessed wrong."""
+        for index, route in enumerate(self.vs.spec.http):
+            shares = {
+                d.destination.subset: _weight(d, route) for d in route.route if self.is_ours(d)
+            }
+            if stable in shares and shares.get(canary, 0) > shares[stable]:
+                raise InvalidRequest(
+                    f"in route {route.label(index)} of {self.where()} subset '{canary}' already "
+                    f"carries more traffic ({shares[canary]}%) than '{stable}' "
+                    f"({shares[stable]}%), and the bot has no record of setting that; if "
+                    f"'{canary}' is the new version, set the weights by hand; otherwise name "
+                    "the new version with `to`"
+                )
 
     def _heaviest(self, traffic: dict[str | None, int], request: SplitRequest) -> str:
         if not traffic:
@@ -546,3 +570,7 @@ def _readable(obj: Mapping[str, Any]) -> list[str]:
     shown["metadata"] = meta
     text = yaml.safe_dump(shown, sort_keys=False, default_flow_style=False, width=1000)
     return text.splitlines(keepends=True)
+
+
+def _stamp(now: datetime | None) -> str | None:
+    return None if now is None else now.isoformat()

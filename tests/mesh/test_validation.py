@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from bot.mesh.errors import InvalidObject, PlanError
+from bot.mesh.errors import InvalidObject, InvalidRequest, PlanError
 from bot.mesh.planner import plan_split, select_destination_rule
 from bot.mesh.request import SplitRequest
 
@@ -111,3 +111,27 @@ def test_subset_label_key_follows_the_existing_subsets() -> None:
         "name": "v3",
         "labels": {"app.kubernetes.io/version": "v3"},
     }
+
+
+TESTER_ROUTE = {
+    "match": [{"headers": {"x-canary": {"exact": "1"}}}],
+    "route": [{"destination": {"host": "weather-service", "subset": "v2"}}],
+}
+
+
+def test_tester_route_does_not_make_the_canary_look_stable() -> None:
+    vs = broken(
+        lambda v: (v["spec"]["http"][0].pop("match"), v["spec"]["http"].insert(0, TESTER_ROUTE))
+    )
+    result = plan(vs, weight=20)
+    assert (result.stable, result.canary) == ("v1", "v2")
+    assert [t.index for t in result.touched] == [1]
+    assert result.vs.after["spec"]["http"][0] == TESTER_ROUTE
+
+
+def test_a_guess_that_would_shift_traffic_the_wrong_way_is_refused() -> None:
+    vs = broken(lambda v: v["spec"]["http"].insert(0, TESTER_ROUTE))  # every route has a match
+    with pytest.raises(InvalidRequest, match="already carries more traffic"):
+        plan(vs, weight=20)
+    result = plan(vs, weight=20, to="v2")
+    assert result.touched[0].after == (80, 20)

@@ -1,0 +1,144 @@
+"""`canary-bot` on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.mesh.errors import MeshError
+from bot.mesh.planner import TrafficPlan, plan_split, select_destination_rule
+from bot.mesh.request import SplitRequest, parse_percent
+from bot.sandbox.demo import run_demo
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A mistake in what the user gave us; printed as one line, exit 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (CliError, MeshError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canary-bot", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_plan(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_plan(commands: Any) -> None:
+    plan = commands.add_parser(
+        "plan", help="render the change to VirtualService/DestinationRule YAML files"
+    )
+    plan.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    plan.add_argument("--vs", required=True, help="the VirtualService to split")
+    plan.add_argument("--namespace", default="default", help="for objects without one")
+    plan.add_argument("--weight", help="the canary's share, 0..100")
+    plan.add_argument("--to", help="the canary subset (needed when several could be)")
+    plan.add_argument("--route", action="append", default=[], help="only this http route")
+    plan.add_argument("--mirror", help="mirror this share of traffic to the canary (0 = off)")
+    plan.add_argument("-o", "--output", choices=("yaml", "patch", "diff"), default="yaml")
+    plan.set_defaults(run=run_plan)
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="the embedded sandbox and a rollout you can watch")
+    demo.set_defaults(run=_run_demo)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    request = SplitRequest.build(
+        vs=args.vs,
+        namespace=args.namespace,
+        weight=_percent(args.weight, "weight"),
+        mirror=_percent(args.mirror, "mirror"),
+        to=args.to,
+        routes=tuple(args.route),
+    )
+    objects = _read_objects(args.files, args.namespace)
+    vs = _find_virtual_service(objects, request)
+    drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o) == request.namespace]
+    plan = plan_split(vs, select_destination_rule(vs, drs, request.namespace), request, now=None)
+    sys.stdout.write(render(plan, args.output))
+    return 0
+
+
+def render(plan: TrafficPlan, output: str) -> str:
+    if output == "diff":
+        return plan.diff
+    if output == "patch":
+        patches = [
+            {"kind": c.kind, "namespace": c.namespace, "name": c.name, "patch": c.guarded_ops()}
+            for c in plan.changes
+        ]
+        return json.dumps(patches, indent=2) + "\n"
+    docs = [plan.vs.after] + ([plan.dr.after] if plan.dr else [])
+    return yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True)
+
+
+def _percent(text: str | None, what: str) -> int | None:
+    return None if text is None else parse_percent(text, what)
+
+
+def _read_objects(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
+    objects = []
+    for path in paths:
+        for doc in _load(path):
+            if isinstance(doc, dict) and doc.get("kind") in ("VirtualService", "DestinationRule"):
+                doc.setdefault("metadata", {}).setdefault("namespace", namespace)
+                objects.append(doc)
+    return objects
+
+
+def _load(path: Path) -> list[Any]:
+    try:
+        return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except OSError as e:
+        raise CliError(f"cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise CliError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+
+
+def _find_virtual_service(objects: list[dict[str, Any]], request: SplitRequest) -> dict[str, Any]:
+    found = [
+        o
+        for o in objects
+        if o["kind"] == "VirtualService" and (_name(o), _ns(o)) == (request.vs, request.namespace)
+    ]
+    where = f"VirtualService '{request.vs}' in namespace '{request.namespace}'"
+    if not found:
+        raise CliError(f"no {where} in the files given")
+    if len(found) > 1:
+        raise CliError(f"{where} appears {len(found)} times in the files given; pass only one")
+    return found[0]
+
+
+def _name(obj: dict[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("name")
+
+
+def _ns(obj: dict[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("namespace")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    return run_demo()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""The only module that talks to Kubernetes: reads Istio objects, applies TrafficPlans safely.
+
+Every write is a JSON Patch led by a `test` of the resourceVersion the plan was made against.
+When someone else wrote in between (409, or 422 from the failed test), the adapter reads again,
+plans again and retries, a bounded number of times with jitter. If the weights themselves were
+moved by someone else meanwhile, it stops and says so instead of overwriting them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from bot.mesh.errors import ApiError, Conflict, Forbidden, InvalidObject, NotFound
+from bot.mesh.planner import (
+    ObjectChange,
+    TrafficPlan,
+    plan_split,
+    select_destination_rule,
+)
+from bot.mesh.request import SplitRequest
+
+GROUP = "networking.istio.io"
+PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+VS, DR = "virtualservices", "destinationrules"
+Json = dict[str, Any]
+_TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A plan that is now live, with how many tries it took."""
+
+    plan: TrafficPlan
+    attempts: int
+    virtual_service: Json
+
+
+def from_kubeconfig(path: str | None = None, context: str | None = None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, or from the pod's ServiceAccount when in a cluster."""
+    if path is None and context is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return cast(client.ApiClient, config.new_client_from_config(config_file=path, context=context))
+
+
+class KubeMesh:
+    """Reads and writes VirtualServices and DestinationRules through the official client."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        attempts: int = 5,
+        backoff: float = 0.02,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+        watch_destination_rules: bool = False,
+    ) -> None:
+        self._api = client.CustomObjectsApi(api_client)
+        self._apis = client.ApisApi(api_client)
+        self._attempts, self._backoff = attempts, backoff
+        self._clock, self._sleep = clock, sleep
+        self._version: str | None = None
+        self._watch = watch_destination_rules
+        self._caches: dict[str, _DestinationRuleCache] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        """The networking.istio.io version to use: what the server offers, v1 first."""
+        if self._version is None:
+            self._version = self._discover_version()
+        return self._version
+
+    def close(self) -> None:
+        for cache in self._caches.values():
+            cache.stop()
+
+    def get_virtual_service(self, namespace: str, name: str) -> Json:
+        return self._get(VS, namespace, name)
+
+    def destination_rules(self, namespace: str) -> list[Json]:
+        if self._watch:
+            return self._cache(namespace).items()
+        return cast(list[Json], self._list_destination_rules(namespace)["items"])
+
+    def plan(self, request: SplitRequest) -> TrafficPlan:
+        """The plan against the live objects, without writing anything."""
+        vs = self.get_virtual_service(request.namespace, request.vs)
+        dr = select_destination_rule(
+            vs, self.destination_rules(request.namespace), request.namespace
+        )
+        return plan_split(vs, dr, request, now=self._clock(), version=self.version)
+
+    def apply(self, request: SplitRequest) -> Applied:
+        """Plan and apply, re-reading and re-planning when someone else wrote in between."""
+        first: TrafficPlan | None = None
+        for attempt in range(1, self._attempts + 1):
+            plan = self.plan(request)
+            first = first or plan
+            _refuse_moved_weights(first, plan)
+            written = self._write(plan)
+            if written is not None:
+                return Applied(plan, attempt, written)
+            self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311 jitter only
+        raise Conflict(
+            f"VirtualService '{request.vs}' in namespace '{request.namespace}' kept changing "
+            f"while the bot tried to apply it ({self._attempts} tries); nothing was overwritten; "
+            "try again in a moment"
+        )
+
+    def _write(self, plan: TrafficPlan) -> Json | None:
+        """Patch every changed object; None when a guard failed (someone wrote first)."""
+        written = plan.vs.before
+        for change in plan.changes:
+            result = self._patch(change)
+            if result is None:
+                return None
+            if change.kind == "DestinationRule" and self._watch:
+                self._cache(change.namespace).put(result)
+            written = result if change.kind == "VirtualService" else written
+        return written
+
+    def _patch(self, change: ObjectChange) -> Json | None:
+        plural = VS if change.kind == "VirtualService" else DR
+        try:
+            result = self._api.patch_namespaced_custom_object(
+                GROUP,
+                self.version,
+                change.namespace,
+                plural,
+                change.name,
+                change.guarded_ops(),
+                _content_type="application/json-patch+json",
+            )
+            return cast(Json, result)
+        except ApiException as e:
+            if e.status == 409 or (e.status == 422 and self._moved(change, plural)):
+                return None
+            raise _translate(e, "patch", plural, change.namespace, change.name) from e
+        except HTTPError as e:
+            raise _unreachable(e) from e
+
+    def _moved(self, change: ObjectChange, plural: str) -> bool:
+        """After a 422: was it our resourceVersion test (the object moved) or a real invalid?"""
+        live = self._get(plural, change.namespace, change.name)
+        return str(live["metadata"].get("resourceVersion")) != change.resource_version
+
+    def _get(self, plural: str, namespace: str, name: str) -> Json:
+        with _translated("get", plural, namespace, name):
+            found = self._api.get_namespaced_custom_object(
+                GROUP, self.version, namespace, plural, name
+            )
+        return cast(Json, found)
+
+    def _list_destination_rules(self, namespace: str) -> Json:
+        with _translated("list", DR, namespace, None):
+            found = self._api.list_namespaced_custom_object(GROUP, self.version, namespace, DR)
+        return cast(Json, found)
+
+    def _cache(self, namespace: str) -> _DestinationRuleCache:
+        with self._lock:
+            if namespace not in self._caches:
+                cache = _DestinationRuleCache(
+                    self._api,
+                    self.version,
+                    namespace,
+                    lambda: self._list_destination_rules(namespace),
+                )
+                cache.start()
+                self._caches[namespace] = cache
+            return self._caches[namespace]
+
+    def _discover_version(self) -> str:
+        with _translated("discover", "apis", "", None):
+            groups = self._apis.get_api_versions().groups
+        offered = [v.version for g in groups if g.name == GROUP for v in g.versions]
+        for version in PREFERRED_VERSIONS:
+            if version in offered:
+                return version
+        raise ApiError(
+            f"the cluster does not serve Istio's {GROUP} API (offered: {offered or 'nothing'}); "
+            "install Istio, or point the bot at the right cluster"
+        )
+
+
+class _DestinationRuleCache:
+    """DestinationRules of one namespace, listed once and kept current by a watch."""
+
+    def __init__(
+        self, api: client.CustomObjectsApi, version: str, namespace: str, lister: Callable[[], Json]
+    ) -> None:
+        self._api, self._version, self._namespace = api, version, namespace
+        self._lister = lister
+        self._items: dict[str, Json] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._watch = watch.Watch()
+
+    def start(self) -> None:
+        revision = self._relist()
+        threading.Thread(
+            target=self._run, args=(revision,), daemon=True, name=f"dr-watch-{self._namespace}"
+        ).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._watch.stop()
+
+    def items(self) -> list[Json]:
+        with self._lock:
+            return list(self._items.values())
+
+    def put(self, obj: Json) -> None:
+        """Take our own write at once, unless the watch already brought something newer."""
+        with self._lock:
+            name = obj["metadata"]["name"]
+            known = self._items.get(name)
+            if known is None or _revision(known) < _revision(obj):
+                self._items[name] = obj
+
+    def _relist(self) -> str:
+        listed = self._lister()
+        with self._lock:
+            self._items = {o["metadata"]["name"]: o for o in listed["items"]}
+        return str(listed["metadata"]["resourceVersion"])
+
+    def _run(self, revision: str) -> None:
+        while not self._stopped.is_set():
+            try:
+                revision = self._follow(revision)
+            except _TRANSIENT:
+                if self._stopped.wait(0.5):
+                    return
+                revision = self._relist_quietly(revision)
+
+    def _follow(self, revision: str) -> str:
+        stream = self._watch.stream(
+            self._api.list_namespaced_custom_object,
+            GROUP,
+            self._version,
+            self._namespace,
+            DR,
+            resource_version=revision,
+            timeout_seconds=60,
+        )
+        for event in stream:
+            obj = event["object"]
+            if event["type"] == "ERROR":
+                return self._relist()
+            self._apply_event(event["type"], obj)
+            revision = str(obj["metadata"]["resourceVersion"])
+        return revision
+
+    def _apply_event(self, kind: str, obj: Json) -> None:
+        with self._lock:
+            name = obj["metadata"]["name"]
+            if kind == "DELETED":
+                self._items.pop(name, None)
+            else:
+                self._items[name] = obj
+
+    def _relist_quietly(self, revision: str) -> str:
+        try:
+            return self._relist()
+        except _TRANSIENT:
+            return revision
+
+
+def _revision(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, ValueError, TypeError):
+        return -1
+
+
+def _refuse_moved_weights(first: TrafficPlan, now: TrafficPlan) -> None:
+    """On a retry, go on only if what changed meanwhile left our weights alone."""
+    before = [t.before for t in first.touched]
+    found = [t.before for t in now.touched]
+    if before != found or (first.stable, first.canary) != (now.stable, now.canary):
+        raise Conflict(
+            f"someone else changed the weights of VirtualService '{first.request.vs}' in "
+            f"namespace '{first.request.namespace}' while the bot was applying them "
+            f"(stable/canary {_shares(before)} became {_shares(found)}); nothing was "
+            "overwritten; check the change and ask again"
+        )
+
+
+def _shares(splits: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{s}/{c}" for s, c in splits)
+
+
+@contextmanager
+def _translated(verb: str, plural: str, namespace: str, name: str | None) -> Iterator[None]:
+    """Turn the client's exceptions into the bot's, with messages that say what to do."""
+    try:
+        yield
+    except ApiException as e:
+        raise _translate(e, verb, plural, namespace, name) from e
+    except HTTPError as e:
+        raise _unreachable(e) from e
+
+
+def _translate(
+    e: ApiException, verb: str, plural: str, namespace: str, name: str | None
+) -> Exception:
+    kind = {VS: "VirtualService", DR: "DestinationRule"}.get(plural, plural)
+    what = f"{kind} '{name}'" if name else f"{plural}"
+    message = _status_message(e)
+    if e.status == 404:
+        return NotFound(
+            f"{what} was not found in namespace '{namespace}'; check the name and the namespace "
+            f"(kubectl -n {namespace} get {plural})"
+        )
+    if e.status == 403:
+        return Forbidden(
+            f"the bot may not {verb} {plural} in namespace '{namespace}': {message}; grant its "
+            "ServiceAccount access to that namespace (Helm value rbac.namespaces)"
+        )
+    if e.status == 422:
+        return InvalidObject(
+            f"the API server refused {what} in namespace '{namespace}': "
+            f"{message}; nothing was changed",
+            [message],
+        )
+    return ApiError(
+        f"the Kubernetes API answered {e.status} to {verb} {what} in namespace "
+        f"'{namespace}': {message}"
+    )
+
+
+def _status_message(e: ApiException) -> str:
+    try:
+        body = json.loads(e.body or "{}")
+    except ValueError:
+        return str(e.reason)
+    return str(body.get("message") or e.reason)[:500]
+
+
+def _unreachable(e: HTTPError) -> ApiError:
+    return ApiError(
+        f"the Kubernetes API cannot be reached ({type(e).__name__}); check the "
+        "kubeconfig or the network and try again"
+    )

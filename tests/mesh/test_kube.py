@@ -1,0 +1,233 @@
+"""The kube adapter, through the official client, against the sandbox API server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.mesh.errors import Conflict, Forbidden, InvalidObject, NotFound, PlanError
+from bot.mesh.kube import KubeMesh
+from bot.mesh.planner import ANNOTATION
+from bot.mesh.request import SplitRequest
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.kubeconfig import api_client_for
+from bot.sandbox.seeding import load_yaml_documents, seed
+
+from .conftest import NOW, SEEDS
+
+
+@pytest.fixture
+def server() -> Iterator[SandboxApiServer]:
+    with SandboxApiServer(forbidden_namespaces=("locked",)) as srv:
+        weather = load_yaml_documents([p for p in SEEDS if p.stem == "weather"])
+        seed(srv, weather, namespace="default")
+        for doc in weather:
+            doc["metadata"]["namespace"] = "prod"
+        seed(srv, weather)
+        srv.clear_log()
+        yield srv
+
+
+@pytest.fixture
+def mesh(server: SandboxApiServer) -> Iterator[KubeMesh]:
+    api = api_client_for(server.url)
+    adapter = KubeMesh(api, clock=lambda: NOW, sleep=lambda _: None)
+    adapter.version  # noqa: B018  discovery happens once, before the calls we count
+    server.clear_log()
+    yield adapter
+    adapter.close()
+    api.close()
+
+
+def weights(server: SandboxApiServer, namespace: str = "default") -> list[int]:
+    vs = server.get_object(namespace, "virtualservices", "weather")
+    assert vs is not None
+    return [d["weight"] for d in vs["spec"]["http"][0]["route"]]
+
+
+def writes(server: SandboxApiServer) -> list[Any]:
+    return [r for r in server.requests if r.is_write and r.succeeded]
+
+
+def request(weight: int, **fields: Any) -> SplitRequest:
+    return SplitRequest.build(vs="weather", weight=weight, **fields)
+
+
+def test_guarded_apply_reads_once_and_patches_once(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    applied = mesh.apply(request(50))
+    assert weights(server) == [50, 50]
+    assert applied.attempts == 1
+    methods = [(r.method, r.status) for r in server.requests]
+    assert methods == [("GET", 200), ("GET", 200), ("PATCH", 200)]  # VS, DR list, patch
+    patch = server.requests[-1].json()
+    assert patch[0]["op"] == "test" and patch[0]["path"] == "/metadata/resourceVersion"
+    assert server.requests[-1].content_type.startswith("application/json-patch+json")
+    stored = server.get_object("default", "virtualservices", "weather")
+    assert (
+        stored is not None and '"weights":{"0":50}' in stored["metadata"]["annotations"][ANNOTATION]
+    )
+
+
+def test_prefers_v1_and_falls_back_to_what_the_server_offers() -> None:
+    with SandboxApiServer(versions=("v1alpha3",)) as srv:
+        seed(srv, load_yaml_documents([p for p in SEEDS if p.stem == "weather"]))
+        mesh = KubeMesh(api_client_for(srv.url), clock=lambda: NOW)
+        assert mesh.version == "v1alpha3"
+        mesh.apply(request(20))
+        assert "/v1alpha3/" in srv.requests[-1].path
+
+
+def test_missing_subset_is_added_to_the_destination_rule_first(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    server.mutate(
+        "default", "virtualservices", "weather", lambda vs: vs["spec"]["http"][0]["route"].pop()
+    )
+    mesh.apply(request(10, to="v3"))
+    patched = [r.path.rsplit("/", 2)[-2] for r in writes(server)]
+    assert patched == ["destinationrules", "virtualservices"]
+    dr = server.get_object("default", "destinationrules", "weather-service")
+    assert dr is not None and [s["name"] for s in dr["spec"]["subsets"]] == ["v1", "v2", "v3"]
+    assert weights(server) == [90, 10]
+
+
+def test_foreign_edit_of_another_field_is_kept_and_the_apply_retries(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    server.after_next_get(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: vs["spec"]["http"][0].update(timeout="7s"),
+    )
+    applied = mesh.apply(request(50))
+    assert applied.attempts == 2
+    stored = server.get_object("default", "virtualservices", "weather")
+    assert stored is not None
+    assert stored["spec"]["http"][0]["timeout"] == "7s"  # theirs
+    assert weights(server) == [50, 50]  # ours
+    statuses = [r.status for r in server.requests if r.method == "PATCH"]
+    assert statuses == [422, 200]
+
+
+def test_foreign_edit_of_the_weights_is_a_conflict_not_an_overwrite(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    def shift(vs: dict[str, Any]) -> None:
+        vs["spec"]["http"][0]["route"][0]["weight"] = 70
+        vs["spec"]["http"][0]["route"][1]["weight"] = 30
+
+    server.after_next_get("default", "virtualservices", "weather", shift)
+    with pytest.raises(Conflict) as caught:
+        mesh.apply(request(50))
+    assert weights(server) == [70, 30]
+    assert "90/10 became 70/30" in str(caught.value)
+    assert "nothing was overwritten" in str(caught.value)
+
+
+def test_an_object_that_never_stops_changing_gives_up(server: SandboxApiServer) -> None:
+    server.after_next_get(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: vs["metadata"].setdefault("labels", {}).update(x="1"),
+    )
+    busy = KubeMesh(api_client_for(server.url), attempts=1, clock=lambda: NOW, sleep=lambda _: None)
+    with pytest.raises(Conflict, match="kept changing"):
+        busy.apply(request(50))
+    assert weights(server) == [90, 10]
+
+
+def test_unknown_virtual_service_is_not_found(server: SandboxApiServer, mesh: KubeMesh) -> None:
+    with pytest.raises(NotFound) as caught:
+        mesh.apply(SplitRequest.build(vs="climate", weight=10))
+    assert "VirtualService 'climate' was not found in namespace 'default'" in str(caught.value)
+    assert writes(server) == []
+
+
+def test_forbidden_namespace_says_how_to_grant_access(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    with pytest.raises(Forbidden) as caught:
+        mesh.apply(SplitRequest.build(vs="weather", namespace="locked", weight=10))
+    assert "may not get virtualservices in namespace 'locked'" in str(caught.value)
+    assert writes(server) == []
+
+
+def test_server_side_invalid_is_reported_without_retrying(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    server.fail_next(
+        1,
+        422,
+        method="PATCH",
+        reason="Invalid",
+        message="admission webhook denied the request: weights frozen",
+    )
+    with pytest.raises(InvalidObject, match="weights frozen"):
+        mesh.apply(request(50))
+    assert weights(server) == [90, 10]
+    assert [r.method for r in server.requests].count("PATCH") == 1
+
+
+def test_missing_destination_rule_changes_nothing(server: SandboxApiServer, mesh: KubeMesh) -> None:
+    server.put_object(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "lonely", "namespace": "default"},
+            "spec": {
+                "hosts": ["lonely"],
+                "http": [{"route": [{"destination": {"host": "lonely", "subset": "v1"}}]}],
+            },
+        }
+    )
+    server.clear_log()
+    with pytest.raises(PlanError, match="no DestinationRule in 'default'"):
+        mesh.apply(SplitRequest.build(vs="lonely", weight=10))
+    assert writes(server) == []
+
+
+def test_live_object_broken_by_hand_is_reported_and_untouched(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    # The sandbox validates writes like the API server, so break it behind its back.
+    vs = server.get_object("prod", "virtualservices", "weather")
+    assert vs is not None
+    vs["spec"]["http"][0]["route"][0]["weight"] = 85
+    server.put_object(vs)
+    server.clear_log()
+    with pytest.raises(InvalidObject, match="sum to 95, not 100"):
+        mesh.apply(SplitRequest.build(vs="weather", namespace="prod", weight=10))
+    assert writes(server) == []
+
+
+def test_watching_destination_rules_saves_a_call_per_apply(server: SandboxApiServer) -> None:
+    mesh = KubeMesh(api_client_for(server.url), clock=lambda: NOW, watch_destination_rules=True)
+    try:
+        mesh.apply(request(20))
+        server.clear_log()
+        mesh.apply(request(30))
+        calls = [r.method for r in server.requests if "watch" not in r.query]
+        assert calls == ["GET", "PATCH"]
+        server.mutate(
+            "default",
+            "destinationrules",
+            "weather-service",
+            lambda dr: dr["spec"]["subsets"].append({"name": "v3", "labels": {"version": "v3"}}),
+        )
+        _wait_until(lambda: len(mesh.destination_rules("default")[0]["spec"]["subsets"]) == 3)
+    finally:
+        mesh.close()
+
+
+def _wait_until(predicate: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
