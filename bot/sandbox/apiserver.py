@@ -1,0 +1,1170 @@
+"""A Kubernetes API server for Istio's networking kinds, served over real HTTP on loopback.
+
+No API server binary can be had here, so the demo and the tests talk to this one with the
+official `kubernetes` client exactly as they would to a cluster. It behaves like the real
+server wherever the bot could tell the difference: `Status` error bodies, resourceVersion
+preconditions, JSON and merge patches, CRD schema validation, RBAC refusals, watch streams.
+Tests can also add latency, inject faults, play a concurrent foreign writer, and read the
+log of every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import json
+import logging
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from bot.mesh.schema import schema_errors, served_versions
+from bot.sandbox.jsonpatch import (
+    JsonPatchError,
+    apply_json_patch,
+    apply_merge_patch,
+    json_equal,
+)
+from bot.sandbox.kubeconfig import write_kubeconfig
+from bot.sandbox.seeding import load_yaml_documents, seed
+
+_log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+Mutation = Callable[[JsonObject], None]
+
+GROUP = "networking.istio.io"
+SERVICE_ACCOUNT = "system:serviceaccount:canary-bot:canary-bot"
+DEFAULT_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+HISTORY_LIMIT = 10_000
+# How often an idle watch checks whether its client went away or the server is stopping.
+_WATCH_POLL_SECONDS = 0.2
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_JSON_PATCH = "application/json-patch+json"
+_MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served kind, with the names discovery advertises for it."""
+
+    plural: str
+    kind: str
+    short_names: tuple[str, ...]
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def has_schema(self) -> bool:
+        return self.kind in ("VirtualService", "DestinationRule")
+
+
+RESOURCES = {
+    r.plural: r
+    for r in (
+        Resource("virtualservices", "VirtualService", ("vs",)),
+        Resource("destinationrules", "DestinationRule", ("dr",)),
+        Resource("gateways", "Gateway", ("gw",)),
+    )
+}
+RESOURCES_BY_KIND = {r.kind: r for r in RESOURCES.values()}
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request as the server saw it, with the status it answered."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str
+    body: bytes
+    status: int
+    at: float
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in _WRITE_METHODS
+
+    @property
+    def dry_run(self) -> bool:
+        return self.query.get("dryRun") == "All"
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+# --- Status errors, worded like the real API server's -------------------------------------
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+class ApiError(Exception):
+    """An error answer; it becomes a `Status` body with the same code."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: JsonObject | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason or _REASONS.get(code, "Unknown")
+        self.details = details
+        self.headers = headers
+
+    def status(self) -> JsonObject:
+        body: JsonObject = {"kind": "Status", "apiVersion": "v1", "metadata": {}}
+        body |= {"status": "Failure", "message": self.message, "reason": self.reason}
+        if self.details is not None:
+            body["details"] = self.details
+        body["code"] = self.code
+        return body
+
+
+def _details(resource: Resource, name: str | None, **extra: Any) -> JsonObject:
+    details: JsonObject = {"group": GROUP, "kind": resource.plural}
+    return details | ({"name": name} if name else {}) | extra
+
+
+def _not_found(resource: Resource, name: str) -> ApiError:
+    message = f'{resource.qualified} "{name}" not found'
+    return ApiError(404, message, details=_details(resource, name))
+
+
+def _already_exists(resource: Resource, name: str) -> ApiError:
+    message = f'{resource.qualified} "{name}" already exists'
+    return ApiError(409, message, reason="AlreadyExists", details=_details(resource, name))
+
+
+def _conflict(resource: Resource, name: str) -> ApiError:
+    message = (
+        f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    )
+    return ApiError(409, message, details=_details(resource, name))
+
+
+def _forbidden(resource: Resource, name: str | None, verb: str, namespace: str) -> ApiError:
+    subject = f'{resource.qualified} "{name}"' if name else resource.qualified
+    message = (
+        f'{subject} is forbidden: User "{SERVICE_ACCOUNT}" cannot {verb} resource '
+        f'"{resource.plural}" in API group "{GROUP}" in the namespace "{namespace}"'
+    )
+    return ApiError(403, message, details=_details(resource, name))
+
+
+def _invalid(
+    resource: Resource, name: str, problems: list[tuple[str, str]], cause: str = "FieldValueInvalid"
+) -> ApiError:
+    """422 for `problems`, each a field path and what is wrong with it."""
+    causes = [{"reason": cause, "message": message, "field": path} for path, message in problems]
+    lines = [f"{c['field']}: {c['message']}" for c in causes]
+    summary = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
+    message = f'{resource.kind}.{GROUP} "{name}" is invalid: {summary}'
+    details = {"name": name, "group": GROUP, "kind": resource.kind, "causes": causes}
+    return ApiError(422, message, details=details)
+
+
+def _patch_rejected(error: JsonPatchError) -> ApiError:
+    # The real server says only the first sentence; the rest helps whoever reads the log.
+    message = f"the server rejected our request due to an error in our request: {error}"
+    cause = {"reason": "FieldValueInvalid", "message": str(error), "field": "patch"}
+    return ApiError(422, message, details={"causes": [cause]})
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def _unsupported_media_type(content_type: str) -> ApiError:
+    message = (
+        f"the body of the request was in an unknown format ({content_type or 'none'}) - "
+        f"accepted media types include: {_JSON_PATCH}, {_MERGE_PATCH}"
+    )
+    return ApiError(415, message)
+
+
+def _expired(since: int, oldest: int) -> ApiError:
+    return ApiError(410, f"too old resource version: {since} ({oldest})")
+
+
+def _no_such_path() -> ApiError:
+    return ApiError(404, "the server could not find the requested resource", details={})
+
+
+def _method_not_allowed(method: str) -> ApiError:
+    message = f"the server does not allow this method on the requested resource: {method}"
+    return ApiError(405, message)
+
+
+# --- Requests, routes and the store ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str
+    body: bytes
+
+    @property
+    def dry_run(self) -> bool:
+        return self.query.get("dryRun") == "All"
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError as error:
+            raise _bad_request(f"the request body is not valid JSON: {error}") from error
+
+    def json_object(self) -> JsonObject:
+        body = self.json()
+        if not isinstance(body, dict):
+            raise _bad_request("the request body must be a JSON object")
+        return body
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    payload: JsonObject
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Route:
+    version: str
+    resource: Resource
+    namespace: str | None
+    name: str | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        assert self.namespace is not None and self.name is not None
+        return (self.resource.plural, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class _WatchPlan:
+    route: _Route
+    since: int | None
+    deadline: float | None
+    selector: dict[str, str]
+
+    def remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True)
+class _Event:
+    revision: int
+    type: str
+    obj: JsonObject
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    error: Callable[[], ApiError]
+    method: str | None
+    path_contains: str | None
+
+    def matches(self, request: _Request) -> bool:
+        if self.method and self.method.upper() != request.method:
+            return False
+        return not self.path_contains or self.path_contains in request.path
+
+
+Key = tuple[str, str, str]
+_Operation = Callable[[_Route, _Request], _Reply | _WatchPlan]
+
+
+@dataclass
+class _Store:
+    """Objects by (plural, namespace, name), the revision counter and the event history.
+
+    Stored dicts are never mutated in place, so events can share them; callers hold the lock.
+    """
+
+    history_limit: int
+    objects: dict[Key, JsonObject] = field(default_factory=dict)
+    revision: int = 0
+    history: deque[tuple[Key, _Event]] = field(default_factory=deque)
+    # The revision of the newest event dropped from the history: older watches get 410.
+    forgotten_through: int = 0
+
+    def write(self, key: Key, obj: JsonObject, event_type: str) -> JsonObject:
+        self.revision += 1
+        obj["metadata"]["resourceVersion"] = str(self.revision)
+        self.objects[key] = obj
+        self._record(key, _Event(self.revision, event_type, obj))
+        return obj
+
+    def delete(self, key: Key) -> JsonObject:
+        self.revision += 1
+        removed = self.objects.pop(key)
+        removed = _with_metadata(removed, resourceVersion=str(self.revision))
+        self._record(key, _Event(self.revision, "DELETED", removed))
+        return removed
+
+    def _record(self, key: Key, event: _Event) -> None:
+        if len(self.history) >= self.history_limit:
+            self.forgotten_through = self.history.popleft()[1].revision
+        self.history.append((key, event))
+
+    def select(self, plural: str, namespace: str | None) -> list[JsonObject]:
+        return [
+            obj
+            for (kind, ns, _), obj in sorted(self.objects.items())
+            if kind == plural and namespace in (None, ns)
+        ]
+
+    def events_after(self, revision: int, plural: str, namespace: str | None) -> list[_Event]:
+        events: list[_Event] = []
+        for (kind, ns, _), event in reversed(self.history):
+            if event.revision <= revision:
+                break
+            if kind == plural and namespace in (None, ns):
+                events.append(event)
+        return events[::-1]
+
+
+def _with_metadata(obj: JsonObject, **changes: Any) -> JsonObject:
+    return {**obj, "metadata": {**obj.get("metadata", {}), **changes}}
+
+
+def _present(obj: JsonObject, version: str) -> JsonObject:
+    """A copy of a stored object as seen through API version `version`."""
+    rest = {k: v for k, v in copy.deepcopy(obj).items() if k != "apiVersion"}
+    return {"apiVersion": f"{GROUP}/{version}", **rest}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _segments(path: str) -> list[str]:
+    return [unquote(part) for part in path.strip("/").split("/") if part]
+
+
+def _parse_selector(text: str) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        key, equals, value = term.partition("=")
+        if not equals or key.endswith("!"):
+            raise _bad_request(f"label selector {term!r} is not supported: use key=value terms")
+        selector[key.strip()] = value.lstrip("=").strip()
+    return selector
+
+
+def _labels_match(obj: JsonObject, selector: Mapping[str, str]) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _parse_revision(text: str) -> int | None:
+    """The revision a watch starts after; None means "send the current objects first"."""
+    if text in ("", "0"):
+        return None
+    if not text.isdigit():
+        raise _bad_request(f"resourceVersion {text!r} is not a valid resource version")
+    return int(text)
+
+
+def _field_path(pointer: str) -> str:
+    """`/spec/http/0/route` as Kubernetes writes field paths: `spec.http[0].route`."""
+    path = ""
+    for token in pointer.strip("/").split("/"):
+        path += f"[{token}]" if token.isdigit() else f".{token}"
+    return path.lstrip(".")
+
+
+def _schema_problems(obj: JsonObject, kind: str, version: str) -> list[tuple[str, str]]:
+    problems = []
+    for line in schema_errors(obj, kind, version):
+        pointer, _, message = line.partition(": ")
+        problems.append((_field_path(pointer), f"Invalid value: {message}"))
+    return problems
+
+
+def _next_generation(current: JsonObject, updated: JsonObject) -> int:
+    generation = int(current.get("metadata", {}).get("generation", 1))
+    spec_changed = not json_equal(current.get("spec"), updated.get("spec"))
+    return generation + 1 if spec_changed else generation
+
+
+# --- The server -----------------------------------------------------------------------------
+
+
+class SandboxApiServer:
+    """Serves VirtualServices, DestinationRules and Gateways on http://127.0.0.1:<port>."""
+
+    def __init__(
+        self,
+        *,
+        forbidden_namespaces: Iterable[str] = (),
+        versions: Iterable[str] = DEFAULT_VERSIONS,
+        port: int = 0,
+        history_limit: int = HISTORY_LIMIT,
+    ) -> None:
+        self._versions = tuple(versions)
+        unknown = set(self._versions) - set(served_versions("VirtualService"))
+        if not self._versions or unknown:
+            raise ValueError(f"cannot serve versions {sorted(unknown) or 'none'} of {GROUP}")
+        self._forbidden = frozenset(forbidden_namespaces)
+        self._port = port
+        # One lock guards the store, the log and the injections; waiting on it wakes watchers.
+        self._changed = threading.Condition(threading.RLock())
+        self._store = _Store(history_limit)
+        self._log: list[LoggedRequest] = []
+        self._faults: list[_Fault] = []
+        self._get_hooks: dict[Key, Mutation] = {}
+        self._latency = 0.0
+        self._stopping = False
+        self._http: _HttpServer | None = None
+        self._thread: threading.Thread | None = None
+        self._operations = self._operation_table()
+
+    # Lifecycle
+
+    def start(self) -> Self:
+        self._stopping = False
+        self._http = _HttpServer(("127.0.0.1", self._port), self)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever,
+            # stop() waits for the accept loop's next poll: keep it short for fast tests.
+            kwargs={"poll_interval": 0.01},
+            name="sandbox-apiserver",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._http is None or self._thread is None:
+            return
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._http.shutdown()
+        self._http.close_connections()
+        self._http.server_close()
+        self._thread.join()
+        self._http, self._thread = None, None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._http is None:
+            raise RuntimeError("the sandbox API server is not started")
+        host, port = self._http.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return self._versions
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(RESOURCES_BY_KIND)
+
+    # Direct access for tests and seeding (no HTTP, no validation, no log entry)
+
+    def get_object(self, namespace: str, plural: str, name: str) -> JsonObject | None:
+        with self._changed:
+            obj = self._store.objects.get((plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list_objects(self, plural: str, namespace: str | None = None) -> list[JsonObject]:
+        with self._changed:
+            return copy.deepcopy(self._store.select(plural, namespace))
+
+    def put_object(self, obj: Mapping[str, Any]) -> JsonObject:
+        """Create or replace `obj` (namespace "default" unless it names one), bumping the RV."""
+        resource = RESOURCES_BY_KIND.get(str(obj.get("kind")))
+        if resource is None:
+            raise ValueError(f"the sandbox does not serve kind {obj.get('kind')!r}")
+        candidate = _with_metadata(copy.deepcopy(dict(obj)))
+        metadata = candidate["metadata"]
+        metadata.setdefault("namespace", "default")
+        if not metadata.get("name"):
+            raise ValueError(f"{resource.kind} has no metadata.name")
+        key = (resource.plural, metadata["namespace"], metadata["name"])
+        with self._changed:
+            return copy.deepcopy(self._store_system_write(key, candidate))
+
+    def mutate(self, namespace: str, plural: str, name: str, mutate: Mutation) -> JsonObject:
+        """Edit an object as another writer would: `mutate` changes a copy in place."""
+        with self._changed:
+            return copy.deepcopy(self._foreign_write((plural, namespace, name), mutate))
+
+    def after_next_get(self, namespace: str, plural: str, name: str, mutate: Mutation) -> None:
+        """Once: right after the next GET of the object is read, a foreign writer edits it.
+
+        The GET still answers the object as it was, so the caller's next write is stale.
+        """
+        with self._changed:
+            self._get_hooks[(plural, namespace, name)] = mutate
+
+    def _foreign_write(self, key: Key, mutate: Mutation) -> JsonObject:
+        current = self._store.objects.get(key)
+        if current is None:
+            raise KeyError(f"no {key[0]} {key[2]!r} in namespace {key[1]!r}")
+        candidate = copy.deepcopy(current)
+        mutate(candidate)
+        return self._store_system_write(key, candidate)
+
+    def _store_system_write(self, key: Key, candidate: JsonObject) -> JsonObject:
+        current = self._store.objects.get(key)
+        metadata = candidate["metadata"]
+        candidate["apiVersion"] = self._storage_api_version
+        if current is None:
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            metadata.setdefault("creationTimestamp", _now())
+            metadata.setdefault("generation", 1)
+        else:
+            for system_field in ("uid", "creationTimestamp"):
+                metadata[system_field] = current["metadata"][system_field]
+            metadata["generation"] = _next_generation(current, candidate)
+        stored = self._store.write(key, candidate, "ADDED" if current is None else "MODIFIED")
+        self._changed.notify_all()
+        return stored
+
+    @property
+    def _storage_api_version(self) -> str:
+        return f"{GROUP}/{self._versions[0]}"
+
+    # Injection: latency and faults
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every request by `seconds` before it is handled."""
+        self._latency = seconds
+
+    def fail_next(
+        self,
+        n: int,
+        status: int,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next `n` matching requests with a `status` error instead of handling them."""
+        headers = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
+        text = message or f"injected fault: the sandbox answers {status}"
+        error = functools.partial(ApiError, status, text, reason=reason, headers=headers)
+        with self._changed:
+            self._faults.append(_Fault(n, error, method, path_contains))
+
+    def _take_fault(self, request: _Request) -> ApiError | None:
+        with self._changed:
+            for fault in self._faults:
+                if fault.remaining > 0 and fault.matches(request):
+                    fault.remaining -= 1
+                    return fault.error()
+        return None
+
+    # The request log
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        """Every request so far, oldest first."""
+        with self._changed:
+            return list(self._log)
+
+    def writes(self) -> list[LoggedRequest]:
+        """Write requests that succeeded, dry runs left out: what reached the store."""
+        return [r for r in self.requests if r.is_write and r.succeeded and not r.dry_run]
+
+    def clear_log(self) -> None:
+        with self._changed:
+            self._log.clear()
+
+    def wait_for_request(
+        self, predicate: Callable[[LoggedRequest], bool], timeout: float = 5.0
+    ) -> LoggedRequest:
+        """The first logged request matching `predicate`, waiting for it up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while (found := next(filter(predicate, self._log), None)) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching request within {timeout} s")
+                self._changed.wait(remaining)
+            return found
+
+    def _record(self, request: _Request, status: int) -> None:
+        entry = LoggedRequest(
+            request.method,
+            request.path,
+            request.query,
+            request.content_type,
+            request.body,
+            status,
+            time.time(),
+        )
+        with self._changed:
+            self._log.append(entry)
+            self._changed.notify_all()
+
+    # Request handling
+
+    def _answer(self, request: _Request) -> _Reply | _WatchPlan:
+        """The answer to one request; logged before it is sent."""
+        if self._latency:
+            time.sleep(self._latency)
+        try:
+            outcome = self._dispatch(request)
+        except ApiError as error:
+            outcome = _Reply(error.code, error.status(), error.headers)
+        except Exception as error:  # a sandbox bug: answer like the real server, keep serving
+            _log.exception("sandbox API server failed on %s %s", request.method, request.path)
+            outcome = _Reply(500, ApiError(500, f"Internal error occurred: {error}").status())
+        self._record(request, outcome.status if isinstance(outcome, _Reply) else 200)
+        return outcome
+
+    def _dispatch(self, request: _Request) -> _Reply | _WatchPlan:
+        fault = self._take_fault(request)
+        if fault is not None:
+            raise fault
+        parts = _segments(request.path)
+        discovery = self._request_summary() if parts == ["sandbox", "requests"] else None
+        discovery = discovery or self._discovery(parts)
+        if discovery is not None:
+            if request.method != "GET":
+                raise _method_not_allowed(request.method)
+            return _Reply(200, discovery)
+        route = self._route(parts)
+        operation = self._operation(route, request)
+        return operation(route, request)
+
+    def _route(self, parts: list[str]) -> _Route:
+        if len(parts) < 4 or parts[:2] != ["apis", GROUP] or parts[2] not in self._versions:
+            raise _no_such_path()
+        version, rest = parts[2], parts[3:]
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        resource = RESOURCES.get(rest[0])
+        # Istio's kinds are namespaced: a name only makes sense inside a namespace.
+        if resource is None or len(rest) > 2 or (len(rest) == 2 and namespace is None):
+            raise _no_such_path()
+        return _Route(version, resource, namespace, rest[1] if len(rest) == 2 else None)
+
+    def _operation(self, route: _Route, request: _Request) -> _Operation:
+        """The method that serves `request`, once RBAC allows its verb."""
+        verb, operation = self._operations.get((route.name is not None, request.method), ("", None))
+        if operation is None or (verb == "create" and route.namespace is None):
+            raise _method_not_allowed(request.method)
+        if route.namespace in self._forbidden:
+            verb = "watch" if _is_watch(request) else verb
+            raise _forbidden(route.resource, route.name, verb, route.namespace or "")
+        return operation
+
+    def _operation_table(self) -> dict[tuple[bool, str], tuple[str, _Operation]]:
+        """(names an object?, HTTP method) -> (Kubernetes verb, the method serving it)."""
+        return {
+            (False, "GET"): ("list", self._list_or_watch),
+            (False, "POST"): ("create", self._create),
+            (True, "GET"): ("get", self._get),
+            (True, "PUT"): ("update", self._replace),
+            (True, "PATCH"): ("patch", self._patch),
+            (True, "DELETE"): ("delete", self._delete),
+        }
+
+    # Discovery
+
+    def _discovery(self, parts: list[str]) -> JsonObject | None:
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], **self._server_addresses()}
+        if parts == ["version"]:
+            return _version_info()
+        if parts == ["apis"]:
+            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group()]}
+        if parts == ["apis", GROUP]:
+            return self._group()
+        if len(parts) == 3 and parts[:2] == ["apis", GROUP] and parts[2] in self._versions:
+            return self._resource_list(parts[2])
+        return None
+
+    def _request_summary(self) -> JsonObject:
+        """Counts of the Kubernetes API requests so far, for a benchmark in another process."""
+        counts: dict[str, int] = {}
+        for logged in self.requests:
+            if not logged.path.startswith("/sandbox/"):
+                counts[logged.method] = counts.get(logged.method, 0) + 1
+        return {"kind": "SandboxRequests", "byMethod": counts}
+
+    def _server_addresses(self) -> JsonObject:
+        address = {"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.removeprefix("http://")}
+        return {"serverAddressByClientCIDRs": [address]}
+
+    def _group(self) -> JsonObject:
+        versions = [{"groupVersion": f"{GROUP}/{v}", "version": v} for v in self._versions]
+        group: JsonObject = {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP}
+        return group | {"versions": versions, "preferredVersion": versions[0]}
+
+    def _resource_list(self, version: str) -> JsonObject:
+        resources = [
+            {
+                "name": r.plural,
+                "singularName": r.singular,
+                "namespaced": True,
+                "kind": r.kind,
+                "verbs": _VERBS,
+                "shortNames": list(r.short_names),
+                "categories": ["istio-io", "networking-istio-io"],
+            }
+            for r in RESOURCES.values()
+        ]
+        listing: JsonObject = {"kind": "APIResourceList", "apiVersion": "v1"}
+        return listing | {"groupVersion": f"{GROUP}/{version}", "resources": resources}
+
+    # Reads
+
+    def _get(self, route: _Route, request: _Request) -> _Reply:
+        with self._changed:
+            answer = _present(self._require(route), route.version)
+            hook = self._get_hooks.pop(route.key, None)
+            if hook is not None:
+                self._foreign_write(route.key, hook)
+        return _Reply(200, answer)
+
+    def _require(self, route: _Route) -> JsonObject:
+        obj = self._store.objects.get(route.key)
+        if obj is None:
+            raise _not_found(route.resource, route.name or "")
+        return obj
+
+    def _list_or_watch(self, route: _Route, request: _Request) -> _Reply | _WatchPlan:
+        selector = _parse_selector(request.query.get("labelSelector", ""))
+        if _is_watch(request):
+            return self._watch_plan(route, request, selector)
+        with self._changed:
+            objects = self._store.select(route.resource.plural, route.namespace)
+            items = [_present(o, route.version) for o in objects if _labels_match(o, selector)]
+            revision = self._store.revision
+        listing: JsonObject = {"apiVersion": f"{GROUP}/{route.version}"}
+        listing |= {"kind": f"{route.resource.kind}List", "items": items}
+        return _Reply(200, listing | {"metadata": {"resourceVersion": str(revision)}})
+
+    # Writes
+
+    def _create(self, route: _Route, request: _Request) -> _Reply:
+        candidate = self._check_identity(route, request.json_object())
+        metadata = candidate["metadata"]
+        name = metadata.get("name")
+        if not name:
+            problem = ("metadata.name", "Required value: name or generateName is required")
+            raise _invalid(route.resource, "", [problem], "FieldValueRequired")
+        if metadata.get("resourceVersion"):
+            raise _bad_request("resourceVersion should not be set on objects to be created")
+        key = (route.resource.plural, route.namespace or "", name)
+        with self._changed:
+            if key in self._store.objects:
+                raise _already_exists(route.resource, name)
+            self._validate(route, candidate, name)
+            metadata |= {"uid": str(uuid.uuid4()), "creationTimestamp": _now(), "generation": 1}
+            return _Reply(201, self._commit(route, request, key, candidate, "ADDED"))
+
+    def _replace(self, route: _Route, request: _Request) -> _Reply:
+        body = self._check_identity(route, request.json_object())
+        if not body["metadata"].get("resourceVersion"):
+            problem = (
+                "metadata.resourceVersion",
+                "Invalid value: 0x0: must be specified for an update",
+            )
+            raise _invalid(route.resource, route.name or "", [problem])
+        return self._update(route, request, lambda _current: body)
+
+    def _patch(self, route: _Route, request: _Request) -> _Reply:
+        patch = request.json()
+        if request.content_type == _JSON_PATCH:
+            if not isinstance(patch, list):
+                raise _bad_request("a JSON patch must be a list of operations")
+            return self._update(route, request, lambda current: _json_patched(current, patch))
+        if request.content_type == _MERGE_PATCH:
+            if not isinstance(patch, dict):
+                raise _bad_request(
+                    "a merge patch must be a JSON object; send a list of JSON Patch "
+                    f"operations with Content-Type {_JSON_PATCH}"
+                )
+            return self._update(route, request, lambda current: apply_merge_patch(current, patch))
+        raise _unsupported_media_type(request.content_type)
+
+    def _update(
+        self, route: _Route, request: _Request, change: Callable[[JsonObject], Any]
+    ) -> _Reply:
+        with self._changed:
+            current = self._require(route)
+            updated = change(_present(current, route.version))
+            if not isinstance(updated, dict):
+                raise _bad_request("the result of the patch is not a JSON object")
+            updated = self._prepared_update(route, current, self._check_identity(route, updated))
+            if json_equal(updated, current):
+                return _Reply(200, _present(current, route.version))
+            return _Reply(200, self._commit(route, request, route.key, updated, "MODIFIED"))
+
+    def _prepared_update(
+        self, route: _Route, current: JsonObject, updated: JsonObject
+    ) -> JsonObject:
+        metadata, live = updated["metadata"], current["metadata"]
+        if metadata.get("resourceVersion", live["resourceVersion"]) != live["resourceVersion"]:
+            raise _conflict(route.resource, route.name or "")
+        self._validate(route, updated, route.name or "")
+        for system_field in ("uid", "creationTimestamp", "resourceVersion"):
+            metadata[system_field] = live[system_field]
+        metadata["generation"] = _next_generation(current, updated)
+        updated["apiVersion"] = self._storage_api_version
+        return updated
+
+    def _delete(self, route: _Route, request: _Request) -> _Reply:
+        options = request.json() or {}
+        wanted = (options.get("preconditions") or {}) if isinstance(options, dict) else {}
+        with self._changed:
+            live = self._require(route)["metadata"]
+            if any(live.get(k) != v for k, v in wanted.items() if k in ("uid", "resourceVersion")):
+                raise _conflict(route.resource, route.name or "")
+            if not request.dry_run:
+                self._store.delete(route.key)
+                self._changed.notify_all()
+        details = _details(route.resource, route.name, uid=live["uid"])
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        return _Reply(200, status | {"details": details})
+
+    def _check_identity(self, route: _Route, obj: JsonObject) -> JsonObject:
+        """`obj` with apiVersion, kind, namespace and name filled in, if it agrees with the URL."""
+        api_version, kind = f"{GROUP}/{route.version}", route.resource.kind
+        if obj.get("apiVersion", api_version) != api_version:
+            raise _bad_request(
+                f"the API version in the data ({obj['apiVersion']}) does not match the "
+                f"expected API version ({api_version})"
+            )
+        if obj.get("kind", kind) != kind:
+            raise _bad_request(f"the kind in the data ({obj['kind']}) is not {kind}")
+        metadata = _checked_metadata(route, obj.get("metadata") or {})
+        return obj | {"apiVersion": api_version, "kind": kind, "metadata": metadata}
+
+    def _validate(self, route: _Route, obj: JsonObject, name: str) -> None:
+        if not route.resource.has_schema:
+            return
+        problems = _schema_problems(obj, route.resource.kind, route.version)
+        if problems:
+            raise _invalid(route.resource, name, problems)
+
+    def _commit(
+        self, route: _Route, request: _Request, key: Key, obj: JsonObject, event_type: str
+    ) -> JsonObject:
+        obj["apiVersion"] = self._storage_api_version
+        if request.dry_run:
+            return _present(obj, route.version)
+        stored = self._store.write(key, obj, event_type)
+        self._changed.notify_all()
+        return _present(stored, route.version)
+
+    # Watch
+
+    def _watch_plan(self, route: _Route, request: _Request, selector: dict[str, str]) -> _WatchPlan:
+        since = _parse_revision(request.query.get("resourceVersion", ""))
+        timeout = request.query.get("timeoutSeconds", "")
+        try:
+            deadline = time.monotonic() + float(timeout) if timeout not in ("", "0") else None
+        except ValueError as error:
+            raise _bad_request(f"timeoutSeconds {timeout!r} is not a number") from error
+        return _WatchPlan(route, since, deadline, selector)
+
+    def _watch_events(
+        self, plan: _WatchPlan, client_gone: Callable[[], bool]
+    ) -> Iterator[JsonObject]:
+        """The events of a watch, until its timeout, its client leaving, or the server stopping."""
+        cursor, events = self._watch_start(plan)
+        yield from events
+        while cursor is not None:
+            cursor, events = self._watch_wait(plan, cursor, client_gone)
+            yield from events
+
+    def _watch_start(self, plan: _WatchPlan) -> tuple[int | None, list[JsonObject]]:
+        route = plan.route
+        with self._changed:
+            if plan.since is not None:
+                return self._watch_resume(plan.since)
+            current = self._store.select(route.resource.plural, route.namespace)
+            added = [
+                {"type": "ADDED", "object": _present(o, route.version)}
+                for o in current
+                if _labels_match(o, plan.selector)
+            ]
+            return self._store.revision, added
+
+    def _watch_resume(self, since: int) -> tuple[int | None, list[JsonObject]]:
+        if since < self._store.forgotten_through:
+            return None, [_error_event(_expired(since, self._store.forgotten_through))]
+        return since, []
+
+    def _watch_wait(
+        self, plan: _WatchPlan, cursor: int, client_gone: Callable[[], bool]
+    ) -> tuple[int | None, list[JsonObject]]:
+        with self._changed:
+            while not self._stopping:
+                if cursor < self._store.forgotten_through:  # the watcher fell too far behind
+                    return self._watch_resume(cursor)
+                if self._store.revision > cursor:
+                    events = self._matching_events(plan, cursor)
+                    cursor = self._store.revision
+                    if events:
+                        return cursor, events
+                remaining = plan.remaining()
+                if remaining <= 0 or client_gone():
+                    break
+                self._changed.wait(min(remaining, _WATCH_POLL_SECONDS))
+        return None, []
+
+    def _matching_events(self, plan: _WatchPlan, cursor: int) -> list[JsonObject]:
+        route = plan.route
+        events = self._store.events_after(cursor, route.resource.plural, route.namespace)
+        return [
+            {"type": e.type, "object": _present(e.obj, route.version)}
+            for e in events
+            if _labels_match(e.obj, plan.selector)
+        ]
+
+
+def _checked_metadata(route: _Route, metadata: Any) -> JsonObject:
+    if not isinstance(metadata, dict):
+        raise _bad_request("metadata must be a JSON object")
+    if metadata.get("namespace", route.namespace) != route.namespace:
+        raise _bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    if route.name is not None and metadata.get("name", route.name) != route.name:
+        raise _bad_request(
+            f"the name of the object ({metadata['name']}) does not match the name on the URL "
+            f"({route.name})"
+        )
+    named = {"name": route.name} if route.name else {}
+    return {**metadata, **named, "namespace": route.namespace}
+
+
+def _json_patched(current: JsonObject, operations: list[Any]) -> Any:
+    try:
+        return apply_json_patch(current, operations)
+    except JsonPatchError as error:
+        raise _patch_rejected(error) from error
+
+
+def _is_watch(request: _Request) -> bool:
+    return request.query.get("watch", "").lower() in ("true", "1")
+
+
+def _error_event(error: ApiError) -> JsonObject:
+    return {"type": "ERROR", "object": error.status()}
+
+
+def _version_info() -> JsonObject:
+    return {
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-canary-sandbox",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": sys.version.split()[0],
+        "compiler": "cpython",
+        "platform": sys.platform,
+    }
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sandbox: SandboxApiServer) -> None:
+        super().__init__(address, _Handler)
+        self.sandbox = sandbox
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(connection)
+
+    def close_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so they exit."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the client may have closed it already
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # clients dropping connections is routine, not a server fault
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so urllib3 can pool connections
+    disable_nagle_algorithm = True  # headers and body are separate writes
+    server: _HttpServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, open_=False)
+        super().finish()
+
+    def do_GET(self) -> None:
+        outcome = self.server.sandbox._answer(self._read_request())
+        if isinstance(outcome, _WatchPlan):
+            self._stream(outcome)
+        else:
+            self._reply(outcome)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the sandbox keeps its own request log."""
+
+    def _read_request(self) -> _Request:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        return _Request(self.command, url.path, query, content_type, body)
+
+    def _reply(self, reply: _Reply) -> None:
+        data = json.dumps(reply.payload).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, plan: _WatchPlan) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for event in self.server.sandbox._watch_events(plan, self._client_gone):
+                line = json.dumps(event).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        # While a watch streams, the client sends nothing, so a readable socket means EOF.
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+
+# --- Command line ---------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox API server in the foreground until interrupted."""
+    args = _parser().parse_args(argv)
+    server = SandboxApiServer(port=args.port, forbidden_namespaces=args.forbid_namespace)
+    with server:
+        seed(server, load_yaml_documents(args.seed), namespace=args.namespace)
+        if args.kubeconfig:
+            write_kubeconfig(args.kubeconfig, server.url, namespace=args.namespace)
+        print(server.url, flush=True)
+        _wait_for_termination()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.sandbox.apiserver",
+        description="Serve the sandbox Kubernetes API (Istio networking kinds) on loopback.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default: any free)")
+    parser.add_argument("--seed", type=Path, nargs="*", default=[], help="YAML files to load")
+    parser.add_argument("--namespace", default="default", help="namespace for seeded objects")
+    parser.add_argument("--kubeconfig", type=Path, help="write a kubeconfig pointing here")
+    parser.add_argument(
+        "--forbid-namespace", action="append", default=[], help="answer 403 in this namespace"
+    )
+    return parser
+
+
+def _wait_for_termination() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Load Istio objects from YAML seed files into a sandbox API server."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+
+class SeedTarget(Protocol):
+    """What seeding needs of a server (`SandboxApiServer` is one)."""
+
+    @property
+    def kinds(self) -> frozenset[str]: ...
+
+    def put_object(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+def bundled_seed_paths() -> list[Path]:
+    """The seed files shipped in `bot/sandbox/seeds`, sorted by name."""
+    seeds = resources.files("bot.sandbox").joinpath("seeds")
+    return sorted(Path(str(entry)) for entry in seeds.iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_yaml_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every mapping document of every file, in order; empty and comment-only ones skipped."""
+    documents: list[dict[str, Any]] = []
+    for path in paths:
+        text = Path(path).read_text(encoding="utf-8")
+        documents.extend(d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d)
+    return documents
+
+
+def seed(
+    server: SeedTarget, documents: Iterable[Mapping[str, Any]], *, namespace: str = "default"
+) -> list[dict[str, Any]]:
+    """Store the kinds `server` serves among `documents` and return them as stored.
+
+    Objects without a namespace go to `namespace`; other kinds (Deployments, Services) are
+    skipped. A later document with the same name replaces an earlier one.
+    """
+    stored = []
+    for document in documents:
+        if document.get("kind") not in server.kinds:
+            continue
+        obj = copy.deepcopy(dict(document))
+        obj["metadata"] = {"namespace": namespace, **(obj.get("metadata") or {})}
+        stored.append(server.put_object(obj))
+    return stored
