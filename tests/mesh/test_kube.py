@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from bot.mesh.errors import Conflict, Forbidden, InvalidObject, NotFound, PlanError
+from bot.mesh.errors import (
+    Conflict,
+    Forbidden,
+    InvalidObject,
+    InvalidRequest,
+    NotFound,
+    PlanError,
+)
 from bot.mesh.kube import KubeMesh
 from bot.mesh.planner import ANNOTATION
 from bot.mesh.request import SplitRequest
@@ -231,3 +238,40 @@ def _wait_until(predicate: Any, timeout: float = 5) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+BAD_REQUESTS = [
+    ({"vs": "weather", "weight": -1}, InvalidRequest),
+    ({"vs": "weather", "weight": 101}, InvalidRequest),
+    ({"vs": "weather", "weight": 10.5}, InvalidRequest),
+    ({"vs": "weather", "weight": "ten"}, InvalidRequest),
+    ({"vs": "Weather_1", "weight": 10}, InvalidRequest),
+    ({"vs": "weather", "weight": 10, "namespace": "no/such"}, InvalidRequest),
+    ({"vs": "weather", "weight": 10, "to": "v2..x"}, InvalidRequest),
+    ({"vs": "climate", "weight": 10}, NotFound),
+    ({"vs": "lonely", "weight": 10}, PlanError),  # routes to a host no DestinationRule has
+    ({"vs": "weather", "weight": 10, "to": "v1"}, InvalidRequest),  # v1 is the stable one
+]
+
+
+@pytest.mark.parametrize(("fields", "error"), BAD_REQUESTS)
+def test_bad_input_changes_nothing(
+    server: SandboxApiServer, mesh: KubeMesh, fields: dict[str, Any], error: type[Exception]
+) -> None:
+    server.put_object(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "lonely", "namespace": "default"},
+            "spec": {
+                "hosts": ["lonely"],
+                "http": [{"route": [{"destination": {"host": "lonely", "subset": "v1"}}]}],
+            },
+        }
+    )
+    server.clear_log()
+    with pytest.raises(error) as caught:
+        mesh.apply(SplitRequest.build(**fields))
+    assert str(caught.value)
+    assert writes(server) == []
+    assert weights(server) == [90, 10]
