@@ -36,7 +36,7 @@ class LastApplied:
     """What the bot wrote last time (kept in an annotation), to tell its own writes from drift."""
 
     stable: str
-    canary: str
+    canary: str | None  # None once a promotion made the canary the stable subset
     weights: dict[int, int]
     mirror: int | None
     at: str | None = None
@@ -103,7 +103,7 @@ class TrafficPlan:
         return not self.changes
 
     def canary_weight(self) -> int:
-        return self.touched[0].after[1]
+        return self.touched[0].after[1] if self.touched else 0
 
 
 def test_op(path: str, value: Any) -> Json:
@@ -125,17 +125,15 @@ def plan_split(
     host = fqdn(dr.spec.host, dr.namespace_or(namespace))
     target = _Target(vs, dr, host, namespace)
     last = read_last_applied(vs)
+    if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
+        return _already_final(request, host, vs_raw, dr_raw, namespace)
     stable, canary = target.roles(request, last)
     touched = target.touched_routes(stable, request.routes)
     splitter = _Splitter(vs_raw, target, stable, canary)
     routes = splitter.run(touched, request)
     vs_edit = splitter.editor
     if vs_edit.ops:
-        _annotate(
-            vs_edit,
-            vs,
-            LastApplied(stable, canary, _weights(routes), request.mirror, _stamp(now)),
-        )
+        _annotate(vs_edit, vs, _record(stable, canary, routes, request, now))
     dr_edit = _edit_destination_rule(dr_raw, dr, canary, target.references(vs_edit.doc, canary))
     _check_planned(vs_edit.doc, dr_edit.doc, namespace, version)
     vs_change = _change("VirtualService", vs.name, namespace, vs_raw, vs_edit)
@@ -185,7 +183,7 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
         body = json.loads(text)
         return LastApplied(
             stable=str(body["stable"]),
-            canary=str(body["canary"]),
+            canary=None if body["canary"] is None else str(body["canary"]),
             weights={int(k): int(v) for k, v in body["weights"].items()},
             mirror=None if body.get("mirror") is None else int(body["mirror"]),
             at=None if body.get("at") is None else str(body["at"]),
@@ -286,7 +284,7 @@ class _Target:
     def canary_subset(self, stable: str, request: SplitRequest, last: LastApplied | None) -> str:
         if request.to is not None:
             return request.to
-        if last is not None and last.stable == stable and last.canary != stable:
+        if last is not None and last.stable == stable and last.canary not in (None, stable):
             return last.canary
         others = [s for s in self.dr.subset_names() if s != stable]
         if len(others) == 1:
@@ -342,15 +340,15 @@ class _Editor:
 
     def set(self, path: tuple[str | int, ...], value: Any) -> None:
         parent, key = self._parent(path)
-        if key in parent and parent[key] == value:
+        if _has(parent, key) and parent[key] == value:
             return
-        op = "replace" if key in parent else "add"
+        op = "replace" if _has(parent, key) else "add"
         parent[key] = copy.deepcopy(value)
         self.ops.append({"op": op, "path": pointer(path), "value": copy.deepcopy(value)})
 
     def append(self, path: tuple[str | int, ...], value: Any) -> None:
         parent, key = self._parent(path)
-        if key not in parent:
+        if not _has(parent, key):
             self.set(path, [value])
             return
         parent[key].append(copy.deepcopy(value))
@@ -358,7 +356,7 @@ class _Editor:
 
     def remove(self, path: tuple[str | int, ...]) -> None:
         parent, key = self._parent(path)
-        if key in parent:
+        if _has(parent, key):
             del parent[key]
             self.ops.append({"op": "remove", "path": pointer(path)})
 
@@ -367,6 +365,12 @@ class _Editor:
         for part in path[:-1]:
             node = node[part]
         return node, path[-1]
+
+
+def _has(parent: Any, key: str | int) -> bool:
+    if isinstance(parent, list):
+        return isinstance(key, int) and 0 <= key < len(parent)
+    return key in parent
 
 
 def pointer(path: Sequence[str | int]) -> str:
@@ -427,7 +431,9 @@ class _Splitter:
         for index, reason in touched:
             route = self.target.vs.spec.http[index]
             before = self.split_of(route, index)
-            if request.weight is not None:
+            if request.finalize:
+                self.finalize(route, index)
+            elif request.weight is not None:
                 self.set_weight(route, index, request.weight)
             if request.mirror is not None:
                 self.set_mirror(route, index, request.mirror)
@@ -484,6 +490,12 @@ class _Splitter:
         else:
             self.editor.set((*base, canary, "weight"), weight)
         self.editor.set((*base, stable, "weight"), 100 - weight)
+
+    def finalize(self, route: HTTPRoute, index: int) -> None:
+        """100% to the canary, and the old stable destination (and a mirror to it) gone."""
+        self.set_weight(route, index, 100)
+        self.editor.remove(("spec", "http", index, "route", self.stable_index(route)))
+        self.set_mirror(route, index, 0)
 
     def set_mirror(self, route: HTTPRoute, index: int, percent: int) -> None:
         base: tuple[str | int, ...] = ("spec", "http", index)
@@ -574,3 +586,37 @@ def _readable(obj: Mapping[str, Any]) -> list[str]:
 
 def _stamp(now: datetime | None) -> str | None:
     return None if now is None else now.isoformat()
+
+
+def _record(
+    stable: str,
+    canary: str,
+    routes: list[TouchedRoute],
+    request: SplitRequest,
+    now: datetime | None,
+) -> LastApplied:
+    if request.finalize:  # the canary is the stable subset now; there is no canary
+        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, _stamp(now))
+    return LastApplied(stable, canary, _weights(routes), request.mirror, _stamp(now))
+
+
+def _already_final(
+    request: SplitRequest,
+    host: str,
+    vs_raw: Mapping[str, Any],
+    dr_raw: Mapping[str, Any],
+    namespace: str,
+) -> TrafficPlan:
+    """A promotion that already happened (the bot's record says so): nothing to do."""
+    canary = str(request.to)
+    vs = _change("VirtualService", _raw_name(vs_raw), namespace, vs_raw, _Editor(vs_raw))
+    return TrafficPlan(
+        request=request,
+        host=host,
+        stable=canary,
+        canary=canary,
+        vs=vs,
+        dr=None,
+        touched=(),
+        diff="",
+    )

@@ -27,6 +27,7 @@ class SplitRequest(BaseModel):
     to: str | None = None
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
+    finalize: bool = False  # promotion: the canary takes all traffic and becomes stable
 
     @field_validator("vs", "namespace", "to")
     @classmethod
@@ -49,6 +50,8 @@ class SplitRequest(BaseModel):
             raise InvalidRequest(
                 "say what to change: a canary weight, a mirror percentage, or both"
             )
+        if request.finalize and (request.to is None or request.weight != 100):
+            raise InvalidRequest("promotion needs the canary named and its weight at 100%")
         return request
 
 

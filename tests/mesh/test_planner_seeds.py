@@ -173,3 +173,30 @@ def test_existing_foreign_mirror_is_kept_on_mirror_off() -> None:
 def test_bad_requests_are_refused_before_planning(fields: dict[str, Any], fragment: str) -> None:
     with pytest.raises(InvalidRequest, match=fragment):
         SplitRequest.build(**{"vs": "weather", **fields})
+
+
+def test_finalize_makes_the_canary_the_stable_subset() -> None:
+    _, vs = next(item for item in seed_docs("VirtualService") if item[0] == "weather")
+    dr = dr_for(vs)
+    request = SplitRequest.build(vs="weather", weight=100, to="v2", finalize=True)
+    plan = plan_split(vs, dr, request, now=NOW)
+    route = plan.vs.after["spec"]["http"][0]
+    assert route["route"] == [
+        {
+            "destination": {"host": "weather-service", "port": {"number": 80}, "subset": "v2"},
+            "weight": 100,
+        }
+    ]
+    assert route["match"] == vs["spec"]["http"][0]["match"]
+    assert plan.touched[0].after == (0, 100)
+    again = plan_split(plan.vs.after, dr, request, now=NOW)
+    assert again.noop  # a replayed promotion changes nothing
+    nxt = plan_split(
+        plan.vs.after, dr, SplitRequest.build(vs="weather", weight=10, to="v3"), now=NOW
+    )
+    assert (nxt.stable, nxt.canary) == ("v2", "v3")
+
+
+def test_finalize_needs_the_canary_named_at_100() -> None:
+    with pytest.raises(InvalidRequest, match="promotion needs the canary named"):
+        SplitRequest.build(vs="weather", weight=90, to="v2", finalize=True)

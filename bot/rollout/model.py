@@ -1,0 +1,247 @@
+"""The rollout record, its events and the effects its transitions ask for. Pure data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_WEIGHTS = (5, 10, 25, 50, 100)
+VERDICTS_KEPT = 20
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Phase(StrEnum):
+    PENDING_APPROVAL = "pending-approval"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+
+
+class Target(_Frozen):
+    """Which traffic moves: VirtualService `vs` in `namespace`, from `stable` to `canary`."""
+
+    namespace: str
+    vs: str
+    stable: str
+    canary: str
+    routes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.vs}"
+
+    @property
+    def service(self) -> str:
+        """How chat names it: `weather`, or `weather.prod` outside the default namespace."""
+        return self.vs if self.namespace == "default" else f"{self.vs}.{self.namespace}"
+
+
+class StepPlan(_Frozen):
+    """The weights to walk through, how long to wait between them, and which need a go-ahead."""
+
+    weights: tuple[int, ...] = DEFAULT_WEIGHTS
+    interval_s: int = Field(default=300, ge=1, le=86_400)
+    gates: tuple[int, ...] = ()  # weights that wait for an approval before they are applied
+    failure_limit: int = Field(default=2, ge=1)
+    inconclusive_limit: int = Field(default=3, ge=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _climbing_to_100(cls, weights: tuple[int, ...]) -> tuple[int, ...]:
+        if not weights or any(not 0 < w <= 100 for w in weights):
+            raise ValueError("steps are percentages from 1 to 100, e.g. 5,10,25,50,100")
+        if list(weights) != sorted(set(weights)):
+            raise ValueError(f"steps must climb, each above the last: {list(weights)}")
+        if weights[-1] != 100:
+            raise ValueError(
+                f"the last step must be 100 so the canary is promoted: {list(weights)}"
+            )
+        return weights
+
+    @model_validator(mode="after")
+    def _gates_are_steps(self) -> StepPlan:
+        unknown = sorted(set(self.gates) - set(self.weights))
+        if unknown:
+            raise ValueError(f"gates {unknown} are not among the steps {list(self.weights)}")
+        return self
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.interval_s)
+
+
+class Verdict(_Frozen):
+    """One health check's outcome, with the figures it was decided on."""
+
+    outcome: Literal["pass", "fail", "inconclusive"]
+    at: datetime
+    step: int
+    summary: str = ""
+    figures: dict[str, float | None] = Field(default_factory=dict)
+
+
+# Effects: what a transition asks the engine to do, in order.
+
+
+class ApplyWeight(_Frozen):
+    kind: Literal["apply"] = "apply"
+    weight: int
+    previous: int  # what the bot set before this change
+    guard: bool = False  # a scheduled step: live weights other than `previous` are drift
+    finalize: bool = False  # after 100%: the canary becomes the stable subset
+
+
+class Schedule(_Frozen):
+    kind: Literal["schedule"] = "schedule"
+    at: datetime
+    step: int
+
+
+class CancelSchedule(_Frozen):
+    kind: Literal["cancel"] = "cancel"
+
+
+class CheckHealth(_Frozen):
+    kind: Literal["check"] = "check"
+    step: int
+
+
+class Notify(_Frozen):
+    """A structured message; the chat layer renders it (card update, thread reply)."""
+
+    kind: Literal["notify"] = "notify"
+    event: str
+    text: str
+
+
+class Audit(_Frozen):
+    kind: Literal["audit"] = "audit"
+    action: str
+    actor: str
+    weight_before: int
+    weight_after: int
+    detail: str = ""
+
+
+Effect = Annotated[
+    ApplyWeight | Schedule | CancelSchedule | CheckHealth | Notify | Audit,
+    Field(discriminator="kind"),
+]
+
+
+class Rollout(_Frozen):
+    id: str
+    target: Target
+    steps: StepPlan
+    phase: Phase
+    step: int  # index into steps.weights of the weight now set (or being set)
+    weight: int  # the canary weight the bot has set, or is setting (see `pending`)
+    started_by: str
+    channel: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    next_step_at: datetime | None = None
+    verdicts: tuple[Verdict, ...] = ()
+    failures: int = 0  # failed health checks in a row
+    inconclusive: int = 0  # inconclusive health checks in a row
+    reason: str = ""  # why it is paused, failed or rolled back
+    pending: tuple[Effect, ...] = ()  # effects decided but not yet carried out
+    version: int = 0  # bumped by the store on every write
+
+    @property
+    def active(self) -> bool:
+        return not self.phase.terminal
+
+    @property
+    def last_verdict(self) -> Verdict | None:
+        return self.verdicts[-1] if self.verdicts else None
+
+
+# Events: what happens to a rollout.
+
+
+class _Event(_Frozen):
+    actor: str = "canary-bot"
+
+
+class StepDue(_Event):
+    kind: Literal["step-due"] = "step-due"
+    step: int
+
+
+class HealthResult(_Event):
+    kind: Literal["health-result"] = "health-result"
+    verdict: Verdict
+
+
+class Pause(_Event):
+    kind: Literal["pause"] = "pause"
+    reason: str = ""
+
+
+class Resume(_Event):
+    kind: Literal["resume"] = "resume"
+
+
+class Promote(_Event):
+    kind: Literal["promote"] = "promote"
+
+
+class Rollback(_Event):
+    kind: Literal["rollback"] = "rollback"
+    reason: str = ""
+
+
+class Abort(_Event):
+    kind: Literal["abort"] = "abort"
+    reason: str = ""
+
+
+class SetWeight(_Event):
+    kind: Literal["set-weight"] = "set-weight"
+    weight: int = Field(ge=0, le=100)
+
+
+class DriftDetected(_Event):
+    kind: Literal["drift-detected"] = "drift-detected"
+    found: int
+    expected: int
+
+
+class ApprovalGranted(_Event):
+    kind: Literal["approval-granted"] = "approval-granted"
+    step: int
+
+
+class ApprovalDenied(_Event):
+    kind: Literal["approval-denied"] = "approval-denied"
+    step: int
+    reason: str = ""
+
+
+Event = Annotated[
+    StepDue
+    | HealthResult
+    | Pause
+    | Resume
+    | Promote
+    | Rollback
+    | Abort
+    | SetWeight
+    | DriftDetected
+    | ApprovalGranted
+    | ApprovalDenied,
+    Field(discriminator="kind"),
+]

@@ -1,0 +1,390 @@
+"""Pure transitions: `(rollout, event, now) -> (new rollout, effects)`. No I/O, no clock.
+
+The engine stores the new record with its effects as `pending` *before* carrying any of them
+out, so a crash between effects leaves the intent on record. Effects are ordered so the one
+that matters most comes first: a rollback's traffic change leads its list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from bot.rollout.model import (
+    VERDICTS_KEPT,
+    Abort,
+    ApplyWeight,
+    ApprovalDenied,
+    ApprovalGranted,
+    Audit,
+    CancelSchedule,
+    CheckHealth,
+    DriftDetected,
+    Effect,
+    HealthResult,
+    Notify,
+    Pause,
+    Phase,
+    Promote,
+    Resume,
+    Rollback,
+    Rollout,
+    Schedule,
+    SetWeight,
+    StepDue,
+    StepPlan,
+    Target,
+)
+
+Outcome = tuple[Rollout, list[Effect]]
+MOVABLE = (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING_APPROVAL)
+
+
+class InvalidTransition(Exception):
+    """The event does not apply to the rollout in its present phase; the message says why."""
+
+
+def start(
+    *,
+    rollout_id: str,
+    target: Target,
+    steps: StepPlan,
+    actor: str,
+    channel: str | None,
+    live_weight: int,
+    now: datetime,
+    active: Rollout | None = None,
+) -> Outcome:
+    """A new rollout whose first step is applied at once (or waits for its gate)."""
+    if active is not None and active.active:
+        raise InvalidTransition(
+            f"{target.service} already has rollout {active.id} ({active.phase}, started by "
+            f"{active.started_by}); see `/canary {target.service} status`, or roll it back or "
+            "abort it first"
+        )
+    created = Rollout(
+        id=rollout_id,
+        target=target,
+        steps=steps,
+        phase=Phase.PROGRESSING,
+        step=-1,
+        weight=live_weight,
+        started_by=actor,
+        channel=channel,
+        created_at=now,
+        updated_at=now,
+    )
+    rollout, effects = _advance(created, 0, now, actor)
+    started = Notify(event="started", text=_started_text(rollout))
+    audit = Audit(
+        action="start",
+        actor=actor,
+        weight_before=live_weight,
+        weight_after=rollout.weight,
+        detail=f"steps {_steps_text(steps)}",
+    )
+    moves = [e for e in effects if not isinstance(e, Notify | Audit)]  # "started" says it all
+    gate = [e for e in effects if isinstance(e, Notify) and e.event == "approval-needed"]
+    return rollout, [*moves, started, *gate, audit]
+
+
+def transition(rollout: Rollout, event: Any, now: datetime) -> Outcome:
+    """Apply `event` to `rollout`. Stale scheduler events are no-ops; human ones that do not
+    apply raise InvalidTransition with a message for the human."""
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"not a rollout event: {event!r}")
+    new, effects = handler(rollout, event, now)
+    if effects:
+        new = new.model_copy(update={"updated_at": now})
+    return new, effects
+
+
+def _step_due(r: Rollout, e: StepDue, now: datetime) -> Outcome:
+    if r.phase is not Phase.PROGRESSING or e.step != r.step or r.next_step_at is None:
+        return r, []  # a late or repeated firing: the step was already taken care of
+    return r.model_copy(update={"next_step_at": None}), [CheckHealth(step=r.step)]
+
+
+def _health_result(r: Rollout, e: HealthResult, now: datetime) -> Outcome:
+    if r.phase is not Phase.PROGRESSING or e.verdict.step != r.step:
+        return r, []
+    r = r.model_copy(update={"verdicts": (*r.verdicts, e.verdict)[-VERDICTS_KEPT:]})
+    report = Notify(
+        event="health",
+        text=f"{r.target.service} at {r.weight}%: {e.verdict.outcome} {e.verdict.summary}".rstrip(),
+    )
+    if e.verdict.outcome == "pass":
+        r = r.model_copy(update={"failures": 0, "inconclusive": 0})
+        if r.step == len(r.steps.weights) - 1:
+            new, effects = _promote(r, e.actor, now, "every step was healthy")
+        else:
+            new, effects = _advance(r, r.step + 1, now, e.actor)
+        return new, _reported(effects, report)
+    if e.verdict.outcome == "fail":
+        return _after_failure(r, e, now, report)
+    return _after_inconclusive(r, e, now, report)
+
+
+def _reported(effects: list[Effect], report: Notify) -> list[Effect]:
+    """The health report goes right after any traffic change, which always comes first."""
+    lead = 1 if effects and isinstance(effects[0], ApplyWeight) else 0
+    return [*effects[:lead], report, *effects[lead:]]
+
+
+def _after_failure(r: Rollout, e: HealthResult, now: datetime, report: Notify) -> Outcome:
+    failures = r.failures + 1
+    r = r.model_copy(update={"failures": failures})
+    if failures >= r.steps.failure_limit:
+        reason = (
+            f"{failures} failed health checks in a row at {r.weight}%: {e.verdict.summary}"
+        ).rstrip(": ")
+        new, effects = _end(r, Phase.FAILED, e.actor, "auto-rollback", reason)
+        return new, _reported(effects, report)
+    return _retry(r, now, report)
+
+
+def _after_inconclusive(r: Rollout, e: HealthResult, now: datetime, report: Notify) -> Outcome:
+    count = r.inconclusive + 1
+    r = r.model_copy(update={"inconclusive": count})
+    if count >= r.steps.inconclusive_limit:
+        reason = (
+            f"{count} inconclusive health checks in a row at {r.weight}% "
+            f"({e.verdict.summary or 'no data'}); a human should look: resume or roll back"
+        )
+        paused, effects = _pause(r, e.actor, reason)
+        return paused, _reported(effects, report)
+    return _retry(r, now, report)
+
+
+def _retry(r: Rollout, now: datetime, report: Notify) -> Outcome:
+    at = now + r.steps.interval
+    return r.model_copy(update={"next_step_at": at}), _reported(
+        [Schedule(at=at, step=r.step)], report
+    )
+
+
+def _pause_event(r: Rollout, e: Pause, now: datetime) -> Outcome:
+    _require(r, (Phase.PROGRESSING, Phase.PENDING_APPROVAL), "pause")
+    return _pause(r, e.actor, e.reason or f"paused by {e.actor}")
+
+
+def _pause(
+    r: Rollout, actor: str, reason: str, *, action: str = "pause", before: int | None = None
+) -> Outcome:
+    paused = r.model_copy(update={"phase": Phase.PAUSED, "next_step_at": None, "reason": reason})
+    return paused, [
+        CancelSchedule(),
+        Notify(event=action, text=f"{r.target.service} paused at {r.weight}%: {reason}"),
+        Audit(
+            action=action,
+            actor=actor,
+            weight_before=r.weight if before is None else before,
+            weight_after=r.weight,
+            detail=reason,
+        ),
+    ]
+
+
+def _resume(r: Rollout, e: Resume, now: datetime) -> Outcome:
+    _require(r, (Phase.PAUSED,), "resume")
+    resumed = r.model_copy(
+        update={
+            "phase": Phase.PROGRESSING,
+            "next_step_at": now,
+            "reason": "",
+            "inconclusive": 0,
+            "step": max(r.step, 0),
+        }
+    )
+    return resumed, [
+        Schedule(at=now, step=resumed.step),
+        Notify(event="resumed", text=f"{r.target.service} resumed by {e.actor} at {r.weight}%"),
+        Audit(action="resume", actor=e.actor, weight_before=r.weight, weight_after=r.weight),
+    ]
+
+
+def _promote_event(r: Rollout, e: Promote, now: datetime) -> Outcome:
+    _require(r, MOVABLE, "promote")
+    return _promote(r, e.actor, now, f"promoted by {e.actor}")
+
+
+def _promote(r: Rollout, actor: str, now: datetime, reason: str) -> Outcome:
+    promoted = r.model_copy(
+        update={
+            "phase": Phase.PROMOTED,
+            "weight": 100,
+            "step": len(r.steps.weights) - 1,
+            "next_step_at": None,
+            "reason": reason,
+        }
+    )
+    text = (
+        f"{r.target.service} promoted: {r.target.canary} now takes all traffic and is the "
+        f"stable subset ({reason})"
+    )
+    return promoted, [
+        ApplyWeight(weight=100, previous=r.weight, finalize=True),
+        CancelSchedule(),
+        Notify(event="promoted", text=text),
+        Audit(
+            action="promote", actor=actor, weight_before=r.weight, weight_after=100, detail=reason
+        ),
+    ]
+
+
+def _rollback(r: Rollout, e: Rollback, now: datetime) -> Outcome:
+    _require(r, MOVABLE, "roll back")
+    return _end(r, Phase.ROLLED_BACK, e.actor, "rollback", e.reason or f"rolled back by {e.actor}")
+
+
+def _abort(r: Rollout, e: Abort, now: datetime) -> Outcome:
+    _require(r, MOVABLE, "abort")
+    return _end(r, Phase.FAILED, e.actor, "abort", e.reason or f"aborted by {e.actor}")
+
+
+def _end(r: Rollout, phase: Phase, actor: str, action: str, reason: str) -> Outcome:
+    """Send every request back to stable and close the rollout."""
+    ended = r.model_copy(
+        update={"phase": phase, "weight": 0, "next_step_at": None, "reason": reason}
+    )
+    return ended, [
+        ApplyWeight(weight=0, previous=r.weight),
+        CancelSchedule(),
+        Notify(
+            event=action,
+            text=f"{r.target.service} back on {r.target.stable} "
+            f"(canary {r.weight}% → 0%): {reason}",
+        ),
+        Audit(action=action, actor=actor, weight_before=r.weight, weight_after=0, detail=reason),
+    ]
+
+
+def _set_weight(r: Rollout, e: SetWeight, now: datetime) -> Outcome:
+    _require(r, MOVABLE, "set the weight of")
+    below = [i for i, w in enumerate(r.steps.weights) if w <= e.weight]
+    reason = f"weight set by hand to {e.weight}% by {e.actor}; resume to go on from there"
+    paused = r.model_copy(
+        update={
+            "phase": Phase.PAUSED,
+            "weight": e.weight,
+            "step": below[-1] if below else -1,
+            "next_step_at": None,
+            "reason": reason,
+        }
+    )
+    return paused, [
+        ApplyWeight(weight=e.weight, previous=r.weight),
+        CancelSchedule(),
+        Notify(event="set-weight", text=f"{r.target.service}: {reason}"),
+        Audit(action="set-weight", actor=e.actor, weight_before=r.weight, weight_after=e.weight),
+    ]
+
+
+def _drift(r: Rollout, e: DriftDetected, now: datetime) -> Outcome:
+    if not r.active:
+        return r, []
+    reason = (
+        f"someone changed the weights by hand: the canary has {e.found}% where the bot "
+        f"set {e.expected}%; nothing was overwritten; resume to go on from "
+        f"{e.found}%, or roll back"
+    )
+    return _pause(
+        r.model_copy(update={"weight": e.found}), e.actor, reason, action="drift", before=e.expected
+    )
+
+
+def _approval_granted(r: Rollout, e: ApprovalGranted, now: datetime) -> Outcome:
+    _require(r, (Phase.PENDING_APPROVAL,), "approve")
+    if e.step != r.step + 1:
+        raise InvalidTransition(
+            f"rollout {r.id} of {r.target.service} waits for approval of step {r.step + 2}, "
+            f"not step {e.step + 1}"
+        )
+    return _advance(r, e.step, now, e.actor, approved=True)
+
+
+def _approval_denied(r: Rollout, e: ApprovalDenied, now: datetime) -> Outcome:
+    _require(r, (Phase.PENDING_APPROVAL,), "deny")
+    reason = e.reason or f"denied by {e.actor}"
+    return _end(r, Phase.ROLLED_BACK, e.actor, "denied", reason)
+
+
+def _advance(
+    r: Rollout, index: int, now: datetime, actor: str, *, approved: bool = False
+) -> Outcome:
+    """Move to step `index`: apply its weight and schedule the next check, unless it is gated."""
+    weight = r.steps.weights[index]
+    if weight in r.steps.gates and not approved:
+        reason = f"step {index + 1} ({weight}%) waits for an approval"
+        waiting = r.model_copy(
+            update={"phase": Phase.PENDING_APPROVAL, "next_step_at": None, "reason": reason}
+        )
+        return waiting, [Notify(event="approval-needed", text=f"{r.target.service}: {reason}")]
+    at = now + r.steps.interval
+    moved = r.model_copy(
+        update={
+            "phase": Phase.PROGRESSING,
+            "step": index,
+            "weight": weight,
+            "next_step_at": at,
+            "failures": 0,
+            "inconclusive": 0,
+            "reason": "",
+        }
+    )
+    text = (
+        f"{r.target.service}: {weight}% to {r.target.canary} "
+        f"(step {index + 1} of {len(r.steps.weights)})"
+    )
+    return moved, [
+        ApplyWeight(weight=weight, previous=r.weight, guard=True),
+        Schedule(at=at, step=index),
+        Notify(event="step", text=text),
+        Audit(action="step", actor=actor, weight_before=r.weight, weight_after=weight),
+    ]
+
+
+def _require(r: Rollout, phases: tuple[Phase, ...], verb: str) -> None:
+    if r.phase in phases:
+        return
+    hint = {
+        Phase.PROMOTED: f"it is finished; start a new one with `/canary {r.target.service} start`",
+        Phase.ROLLED_BACK: f"it is finished; start a new one with `/canary {r.target.service} "
+        "start`",
+        Phase.FAILED: f"it is finished; start a new one with `/canary {r.target.service} start`",
+        Phase.PAUSED: f"resume it with `/canary {r.target.service} resume`",
+        Phase.PROGRESSING: f"pause it with `/canary {r.target.service} pause`",
+        Phase.PENDING_APPROVAL: "it waits for an approval",
+    }[r.phase]
+    raise InvalidTransition(
+        f"cannot {verb} rollout {r.id} of {r.target.service}: it is {r.phase.value}; {hint}"
+    )
+
+
+def _started_text(r: Rollout) -> str:
+    t = r.target
+    return (
+        f"{t.service}: rollout {r.id} from {t.stable} to {t.canary}, steps "
+        f"{_steps_text(r.steps)} every {r.steps.interval_s}s"
+    )
+
+
+def _steps_text(steps: StepPlan) -> str:
+    return ",".join(map(str, steps.weights))
+
+
+_HANDLERS: dict[type, Callable[[Rollout, Any, datetime], Outcome]] = {
+    StepDue: _step_due,
+    HealthResult: _health_result,
+    Pause: _pause_event,
+    Resume: _resume,
+    Promote: _promote_event,
+    Rollback: _rollback,
+    Abort: _abort,
+    SetWeight: _set_weight,
+    DriftDetected: _drift,
+    ApprovalGranted: _approval_granted,
+    ApprovalDenied: _approval_denied,
+}
