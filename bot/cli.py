@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from bot import rollouts
 from bot.mesh.errors import MeshError
 from bot.mesh.planner import TrafficPlan, plan_split, select_destination_rule
 from bot.mesh.request import SplitRequest, parse_percent
@@ -28,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (CliError, MeshError) as e:
+    except (CliError, MeshError, *rollouts.USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_plan(commands)
     _add_demo(commands)
+    _add_rollout(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -59,6 +62,33 @@ def _add_plan(commands: Any) -> None:
 def _add_demo(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the embedded sandbox and a rollout you can watch")
     demo.set_defaults(run=_run_demo)
+
+
+def _add_rollout(commands: Any) -> None:
+    rollout = commands.add_parser("rollout", help="drive staged rollouts directly")
+    verbs = rollout.add_subparsers(required=True, metavar="VERB")
+    start = verbs.add_parser("start", help="begin a staged rollout")
+    start.add_argument("service", help="VirtualService, as `name` or `name.namespace`")
+    start.add_argument("--to", help="the canary subset")
+    start.add_argument("--steps", default="5,10,25,50,100", help="canary weights, e.g. 5,25,100")
+    start.add_argument("--every", default="5m", help="time between steps: 30s, 5m, 1h")
+    start.add_argument("--as", dest="actor", default="cli", help="who is asking (for the audit)")
+    start.set_defaults(run=rollouts.run_start)
+    for verb, text in rollouts.VERBS.items():
+        sub = verbs.add_parser(verb, help=text)
+        sub.add_argument("service", help="VirtualService, as `name` or `name.namespace`")
+        sub.add_argument("--as", dest="actor", default="cli", help="who is asking")
+        sub.set_defaults(run=rollouts.run_verb, verb=verb)
+    status = verbs.add_parser("status", help="where a service's rollout stands")
+    status.add_argument("service")
+    status.set_defaults(run=rollouts.run_status)
+    listing = verbs.add_parser("list", help="active rollouts")
+    listing.set_defaults(run=rollouts.run_list)
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="lead, schedule and drive rollouts")
+    serve.set_defaults(run=rollouts.run_serve)
 
 
 def run_plan(args: argparse.Namespace) -> int:

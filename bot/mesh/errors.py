@@ -45,3 +45,11 @@ class Conflict(MeshError):
 
 class ApiError(MeshError):
     """Any other failure talking to the Kubernetes API."""
+
+
+class Drift(Conflict):
+    """The live weights are not what the bot set last: someone edited them by hand."""
+
+    def __init__(self, message: str, *, found: int, expected: int) -> None:
+        super().__init__(message)
+        self.found, self.expected = found, expected

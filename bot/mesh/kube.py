@@ -22,7 +22,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from bot.mesh.errors import ApiError, Conflict, Forbidden, InvalidObject, NotFound
+from bot.mesh.errors import ApiError, Conflict, Drift, Forbidden, InvalidObject, NotFound
 from bot.mesh.planner import (
     ObjectChange,
     TrafficPlan,
@@ -107,11 +107,17 @@ class KubeMesh:
         )
         return plan_split(vs, dr, request, now=self._clock(), version=self.version)
 
-    def apply(self, request: SplitRequest) -> Applied:
-        """Plan and apply, re-reading and re-planning when someone else wrote in between."""
+    def apply(self, request: SplitRequest, *, expect: int | None = None) -> Applied:
+        """Plan and apply, re-reading and re-planning when someone else wrote in between.
+
+        With `expect` (the canary weight the bot set last), live weights that are neither that
+        nor the requested weight are drift: raise Drift instead of overwriting them.
+        """
         first: TrafficPlan | None = None
         for attempt in range(1, self._attempts + 1):
             plan = self.plan(request)
+            if first is None and expect is not None:
+                _refuse_drift(plan, expect)
             first = first or plan
             _refuse_moved_weights(first, plan)
             written = self._write(plan)
@@ -287,6 +293,18 @@ def _revision(obj: Mapping[str, Any]) -> int:
         return int(obj["metadata"]["resourceVersion"])
     except (KeyError, ValueError, TypeError):
         return -1
+
+
+def _refuse_drift(plan: TrafficPlan, expect: int) -> None:
+    allowed = {expect, plan.request.weight}
+    for route in plan.touched:
+        if route.before[1] not in allowed:
+            raise Drift(
+                f"the canary of VirtualService '{plan.request.vs}' in namespace "
+                f"'{plan.request.namespace}' has {route.before[1]}% where the bot set {expect}%",
+                found=route.before[1],
+                expected=expect,
+            )
 
 
 def _refuse_moved_weights(first: TrafficPlan, now: TrafficPlan) -> None:

@@ -165,6 +165,11 @@ class Rollout(_Frozen):
         return not self.phase.terminal
 
     @property
+    def settled(self) -> bool:
+        """Finished, with nothing left to carry out: only then is the VirtualService free."""
+        return self.phase.terminal and not self.pending
+
+    @property
     def last_verdict(self) -> Verdict | None:
         return self.verdicts[-1] if self.verdicts else None
 

@@ -1,0 +1,149 @@
+"""The composition root: builds everything from settings. Nothing else does wiring."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.mesh.kube import KubeMesh, from_kubeconfig
+from bot.rollout.engine import Engine, Notifier
+from bot.rollout.leader import Leadership
+from bot.rollout.model import Notify, Phase, Rollout
+from bot.rollout.scheduler import StepScheduler
+from bot.rollout.traffic import KubeTraffic
+from bot.store.errors import StoreError
+from bot.store.lease import LeaderLease
+from bot.store.redis_store import RolloutStore, connect
+
+log = logging.getLogger(__name__)
+RESYNC_S = 1.0
+FULL_RESYNC_EVERY = 10  # resyncs: a full pass also finishes effects a crash left behind
+STALE_PENDING = timedelta(seconds=5)
+
+
+class Settings(BaseSettings):
+    """Read from the environment (and a `.env` file)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    kubeconfig: str | None = Field(default=None, alias="KUBECONFIG")
+    kube_context: str | None = Field(default=None, alias="CANARY_KUBE_CONTEXT")
+    default_namespace: str = Field(default="default", alias="CANARY_DEFAULT_NAMESPACE")
+    lease_ttl_s: float = Field(default=5.0, gt=0, alias="CANARY_LEASE_TTL")
+    effect_delay_s: float = Field(default=0.0, ge=0, alias="CANARY_EFFECT_DELAY")
+
+
+class ConsoleNotifier:
+    """Prints each structured message as a line: the chat adapters render them richer."""
+
+    def __init__(self, write: Callable[[str], None] = print) -> None:
+        self._write = write
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        self._write(f"[{rollout.id} {rollout.phase.value} {rollout.weight}%] {message.text}")
+
+
+@dataclass
+class Parts:
+    store: RolloutStore
+    mesh: KubeMesh
+    engine: Engine
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool = False) -> Parts:
+    store = RolloutStore(connect(settings.redis_url))
+    api = from_kubeconfig(settings.kubeconfig, settings.kube_context)
+    mesh = KubeMesh(api, watch_destination_rules=watch)
+    engine = Engine(
+        store=store,
+        traffic=KubeTraffic(mesh),
+        notifier=notifier or ConsoleNotifier(),
+        clock=utcnow,
+        effect_delay=settings.effect_delay_s,
+    )
+    return Parts(store, mesh, engine)
+
+
+class Server:
+    """`canary-bot serve`: leader election, the step scheduler and the engine."""
+
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+        self.parts = build(settings, notifier=notifier, watch=True)
+        self.engine = self.parts.engine
+        self.scheduler = StepScheduler(self.engine.step_due)
+        self.engine.scheduler = self.scheduler
+        identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        lease = LeaderLease(
+            self.parts.store._redis,
+            identity=identity,
+            ttl_ms=int(settings.lease_ttl_s * 1000),
+        )
+        self.engine.fencing = lambda: lease.token
+        self.leadership = Leadership(
+            lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
+        )
+        self._resyncs = 0
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        self.leadership.start()
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        self.leadership.stop()
+        self.scheduler.shutdown()
+        self.parts.mesh.close()
+        self._stopped.set()
+
+    def _elected(self, token: int) -> None:
+        self._resyncs = 0  # the first resync after an election is a full one
+        self.scheduler.clear()
+        self.scheduler.every(RESYNC_S, self.resync)
+        self.scheduler.resume()
+
+    def _deposed(self) -> None:
+        self.scheduler.pause()
+        self.scheduler.clear()
+
+    def resync(self) -> None:
+        """Make the jobs match Redis: rebuild on election, then pick up what others changed."""
+        full = self._resyncs % FULL_RESYNC_EVERY == 0
+        self._resyncs += 1
+        try:
+            if full:
+                self._rebuild()
+            else:
+                self._pick_up_due()
+        except StoreError as e:
+            log.warning("resync: %s", e)
+
+    def _rebuild(self) -> None:
+        first = self._resyncs == 1  # right after an election nothing of ours is in flight
+        for found in self.parts.store.list_active():
+            stale = found.pending and (first or utcnow() - found.updated_at >= STALE_PENDING)
+            self._ensure_job(self.engine.recover(found) if stale else found)
+
+    def _pick_up_due(self) -> None:
+        horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
+        for rollout_id, at in self.parts.store.due(horizon):
+            job = self.scheduler.scheduled(rollout_id)
+            if job is None or job[0] != at:
+                self._ensure_job(self.parts.store.load(rollout_id))
+
+    def _ensure_job(self, rollout: Rollout) -> None:
+        if rollout.phase is Phase.PROGRESSING and rollout.next_step_at is not None:
+            self.scheduler.schedule(rollout.id, rollout.next_step_at, rollout.step)

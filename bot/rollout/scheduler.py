@@ -1,0 +1,85 @@
+"""APScheduler 3 behind a small interface: one date job per rollout, fired at its next step.
+
+Only the leader runs jobs (APScheduler 3 cannot share a job store between schedulers). The
+schedule is derived from Redis, never the other way round: on becoming leader the jobs are
+rebuilt from the stored rollouts, and a resync job picks up rollouts that other processes
+started or resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger(__name__)
+RESYNC_JOB = "resync"
+
+
+class StepScheduler:
+    def __init__(self, fire: Callable[[str, int], None], *, workers: int = 8) -> None:
+        self._fire = fire
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)},
+            # A step that is late runs at once, however late (never dropped), and only once.
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self._scheduler.start(paused=True)
+
+    def resume(self) -> None:
+        self._scheduler.resume()
+
+    def pause(self) -> None:
+        self._scheduler.pause()
+
+    def shutdown(self) -> None:
+        self._scheduler.shutdown(wait=True)
+
+    def schedule(self, rollout_id: str, at: datetime, step: int) -> None:
+        self._scheduler.add_job(
+            self._run,
+            "date",
+            run_date=at,
+            args=[rollout_id, step],
+            id=rollout_id,
+            replace_existing=True,
+        )
+
+    def cancel(self, rollout_id: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(rollout_id)
+
+    def scheduled(self, rollout_id: str) -> tuple[datetime, int] | None:
+        job = self._scheduler.get_job(rollout_id)
+        if job is None or job.next_run_time is None:
+            return None
+        return job.next_run_time, int(job.args[1])
+
+    def clear(self) -> None:
+        for job in self._scheduler.get_jobs():
+            if job.id != RESYNC_JOB:
+                job.remove()
+
+    def every(self, seconds: float, fn: Callable[[], None]) -> None:
+        self._scheduler.add_job(
+            self._guarded(fn), "interval", seconds=seconds, id=RESYNC_JOB, replace_existing=True
+        )
+
+    def _run(self, rollout_id: str, step: int) -> None:
+        self._guarded(lambda: self._fire(rollout_id, step))()
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Exception:  # a failed step is reported and retried by the resync, not lost
+                log.exception("scheduled work failed")
+
+        return run
