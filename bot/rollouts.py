@@ -74,6 +74,7 @@ def run_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     server = Server(Settings())
 
     def shutdown(signum: int, frame: FrameType | None) -> None:

@@ -184,6 +184,13 @@ class Engine:
         while rollout.pending:
             effect = rollout.pending[0]
             follow_up = self._execute(rollout, effect)
+            log.info(
+                "rollout %s v%d: %s done, %d left",
+                rollout.id,
+                rollout.version,
+                effect.kind,
+                len(rollout.pending) - 1,
+            )
             if self._effect_delay:
                 threading.Event().wait(self._effect_delay)
             done = rollout.model_copy(update={"pending": rollout.pending[1:]})
@@ -239,6 +246,7 @@ class Engine:
             rollout_id=rollout.id,
             channel=rollout.channel,
             detail=effect.detail,
+            effect_id=f"{rollout.id}@{rollout.version}",  # a replay is not logged twice
         )
 
     def _lock(self, rollout_id: str) -> threading.Lock:

@@ -10,6 +10,7 @@ from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 
 log = logging.getLogger(__name__)
+FOLLOWER_LOOK_S = 0.5
 
 
 class Leadership:
@@ -24,7 +25,8 @@ class Leadership:
         on_deposed: Callable[[], None],
     ) -> None:
         self.lease = lease
-        self._period = ttl_s / 3
+        self._renew_every = ttl_s / 3
+        self._look_every = min(ttl_s / 3, FOLLOWER_LOOK_S)  # a released lease is taken at once
         self._on_elected, self._on_deposed = on_elected, on_deposed
         self._leading = False
         self._stop = threading.Event()
@@ -50,7 +52,7 @@ class Leadership:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._tick()
-            self._stop.wait(self._period)
+            self._stop.wait(self._renew_every if self._leading else self._look_every)
 
     def _tick(self) -> None:
         try:

@@ -68,7 +68,12 @@ class StepScheduler:
 
     def every(self, seconds: float, fn: Callable[[], None]) -> None:
         self._scheduler.add_job(
-            self._guarded(fn), "interval", seconds=seconds, id=RESYNC_JOB, replace_existing=True
+            self._guarded(fn),
+            "interval",
+            seconds=seconds,
+            id=RESYNC_JOB,
+            replace_existing=True,
+            next_run_time=datetime.now(UTC),
         )
 
     def _run(self, rollout_id: str, step: int) -> None:

@@ -1,0 +1,192 @@
+"""`canary-bot serve` as real processes: crashes, two replicas, Redis going away, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.rollout.model import Phase
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.kubeconfig import write_kubeconfig
+from bot.sandbox.redis_server import RedisServer
+from bot.store.redis_store import RolloutStore, connect
+
+from .conftest import canary_weights
+
+CANARY_BOT = str(Path(sys.executable).with_name("canary-bot"))
+pytestmark = pytest.mark.slow
+
+
+class Bot:
+    """One `canary-bot` process with its stderr kept in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        with log.open("w") as stderr:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [CANARY_BOT, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def leading(self) -> bool:
+        return "leading now" in self.text()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=10)
+
+
+class Rig:
+    def __init__(self, tmp: Path, redis_url: str, cluster: SandboxApiServer) -> None:
+        self.tmp, self.cluster, self.bots = tmp, cluster, []
+        kubeconfig = write_kubeconfig(tmp / "kubeconfig", cluster.url)
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "KUBECONFIG": str(kubeconfig),
+            "CANARY_LEASE_TTL": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.store = RolloutStore(connect(redis_url))
+
+    def serve(self, **env: str) -> Bot:
+        bot = Bot({**self.env, **env}, self.tmp / f"serve-{len(self.bots)}.log", "serve")
+        self.bots.append(bot)
+        return bot
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [CANARY_BOT, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def phase(self) -> Phase | None:
+        """The rollout's phase; PROMOTED only once every effect of the promotion ran."""
+        active = self.store.active_for("default", "weather")
+        if active is not None:
+            return Phase.PROGRESSING if active.phase is Phase.PROMOTED else active.phase
+        entries = self.store.history("default", "weather")
+        return Phase.PROMOTED if entries and entries[-1].action == "promote" else None
+
+    def stop_all(self) -> None:
+        for bot in self.bots:
+            if bot.proc.poll() is None:
+                bot.kill()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def rig(tmp_path: Path, redis_url: str, cluster: SandboxApiServer) -> Iterator[Rig]:
+    rig = Rig(tmp_path, redis_url, cluster)
+    yield rig
+    rig.stop_all()
+
+
+STEPS = [5 * i for i in range(1, 21)]  # 5, 10, ..., 100: twenty one-second steps
+
+
+def assert_each_step_once_in_order(rig: Rig, steps: list[int] = STEPS) -> None:
+    assert canary_weights(rig.cluster) == [*steps, None]  # None: the finalizing patch
+    entries = rig.store.history("default", "weather", count=200)
+    actions = [e.action for e in entries]
+    assert actions == ["start"] + ["step"] * (len(steps) - 1) + ["promote"], " ".join(
+        f"{e.action}:{e.weight_before}>{e.weight_after}" for e in entries
+    )
+
+
+def test_sigkill_at_random_points_loses_nothing_and_repeats_nothing(rig: Rig) -> None:
+    rng = random.Random(20261122)  # reproducible kill times
+    delay = {"CANARY_EFFECT_DELAY": "0.05"}  # widen the gaps between effects
+    bot = rig.serve(**delay)
+    wait_for(bot.leading, 20, "the first leader")
+    steps = [*range(3, 100, 3), 100]  # 34 one-second steps
+    rig.cli("rollout", "start", "weather", "--steps", ",".join(map(str, steps)), "--every", "1s")
+    kills, between_effects = 0, 0
+    while rig.phase() is not Phase.PROMOTED and kills < 24:
+        time.sleep(rng.uniform(0.3, 2.5))
+        bot.kill()
+        kills += 1
+        between_effects += _killed_between_effects(bot.text())
+        bot = rig.serve(**delay)
+    wait_for(lambda: rig.phase() is Phase.PROMOTED, 90, "promotion")
+    assert kills >= 20
+    assert between_effects >= 1, "no kill landed between two effects of a step"
+    assert_each_step_once_in_order(rig, steps)
+
+
+def _killed_between_effects(log: str) -> int:
+    done = [line for line in log.splitlines() if " done, " in line]
+    return int(bool(done) and not done[-1].endswith(" 0 left"))
+
+
+def test_two_replicas_one_leader_and_a_quick_takeover(rig: Rig) -> None:
+    first, second = rig.serve(), rig.serve()
+    wait_for(lambda: first.leading() or second.leading(), 20, "a leader")
+    leader, follower = (first, second) if first.leading() else (second, first)
+    rig.cli("rollout", "start", "weather", "--steps", ",".join(map(str, STEPS)), "--every", "1s")
+    wait_for(lambda: len(canary_weights(rig.cluster)) >= 4, 30, "a few steps")
+    assert " done, " not in follower.text()  # only the leader drives steps
+    leader.kill()
+    took = wait_for(follower.leading, 10, "the takeover")
+    assert took <= 1.5  # the lease TTL is 1 s, renewed every third of it
+    wait_for(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
+    assert_each_step_once_in_order(rig)
+
+
+def test_sigterm_hands_the_lease_over_at_once(rig: Rig) -> None:
+    rig.env["CANARY_LEASE_TTL"] = "30"  # without a release, the successor would wait 30 s
+    first = rig.serve()
+    wait_for(first.leading, 20, "the first leader")
+    second = rig.serve()
+    time.sleep(1)
+    assert not second.leading()
+    first.kill(signal.SIGTERM)
+    assert first.proc.returncode == 0
+    took = wait_for(second.leading, 5, "the takeover")
+    assert took < 1.5  # followers look every half second; nobody waits for the 30 s TTL
+
+
+def test_redis_going_away_mid_rollout_pauses_nothing_and_loses_nothing(
+    tmp_path: Path, cluster: SandboxApiServer
+) -> None:
+    with RedisServer(persist_dir=tmp_path / "redis") as redis_server:
+        rig = Rig(tmp_path, redis_server.url, cluster)
+        try:
+            bot = rig.serve()
+            wait_for(bot.leading, 20, "the first leader")
+            steps = ",".join(map(str, [*STEPS[:10], 100]))
+            rig.cli("rollout", "start", "weather", "--steps", steps, "--every", "1s")
+            wait_for(lambda: len(canary_weights(cluster)) >= 3, 30, "a few steps")
+            redis_server.stop()
+            patches_while_down = len(canary_weights(cluster))
+            time.sleep(3)
+            assert len(canary_weights(cluster)) <= patches_while_down + 1  # one in flight
+            assert "cannot be reached" in bot.text()
+            redis_server.start()
+            wait_for(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
+            assert canary_weights(cluster) == [*STEPS[:10], 100, None]
+        finally:
+            rig.stop_all()
