@@ -28,6 +28,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/rollouts.py
 
 system-deps:
 	@scripts/system-deps.sh

@@ -107,6 +107,7 @@ class Server:
         self.leadership.stop()
         self.scheduler.shutdown()
         self.parts.mesh.close()
+        log.info("stopped; redis round trips: %d", self.parts.store.round_trips)
         self._stopped.set()
 
     def _elected(self, token: int) -> None:
