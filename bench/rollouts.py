@@ -18,6 +18,7 @@ each rollback until the canary is at 0% in the API. Reported:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -48,26 +49,56 @@ def objects(count: int) -> list[dict[str, Any]]:
     docs = []
     for i in range(count):
         name, host = f"svc-{i:04d}", f"svc-{i:04d}"
-        docs.append({
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"hosts": [host], "http": [{"route": [
-                {"destination": {"host": host, "subset": "v1"}, "weight": 100},
-                {"destination": {"host": host, "subset": "v2"}, "weight": 0}]}]},
-        })
-        docs.append({
-            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-            "metadata": {"name": host, "namespace": NAMESPACE},
-            "spec": {"host": host, "subsets": [{"name": "v1", "labels": {"version": "v1"}},
-                                               {"name": "v2", "labels": {"version": "v2"}}]},
-        })
+        docs.append(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {
+                    "hosts": [host],
+                    "http": [
+                        {
+                            "route": [
+                                {"destination": {"host": host, "subset": "v1"}, "weight": 100},
+                                {"destination": {"host": host, "subset": "v2"}, "weight": 0},
+                            ]
+                        }
+                    ],
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "DestinationRule",
+                "metadata": {"name": host, "namespace": NAMESPACE},
+                "spec": {
+                    "host": host,
+                    "subsets": [
+                        {"name": "v1", "labels": {"version": "v1"}},
+                        {"name": "v2", "labels": {"version": "v2"}},
+                    ],
+                },
+            }
+        )
     return docs
 
 
 def start_sandbox(seed: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox.apiserver", "--seed", str(seed), "--namespace",
-         NAMESPACE], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "bot.sandbox.apiserver",
+            "--seed",
+            str(seed),
+            "--namespace",
+            NAMESPACE,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()
 
@@ -102,12 +133,20 @@ def run(count: int, interval: int, duration: float, rollbacks: int) -> dict[str,
     sandbox, url = start_sandbox(seed)
     redis_server = RedisServer().start()
     kubeconfig = write_kubeconfig(work / "kubeconfig", url, namespace=NAMESPACE)
-    env = {**os.environ, "REDIS_URL": redis_server.url, "KUBECONFIG": str(kubeconfig),
-           "CANARY_DEFAULT_NAMESPACE": NAMESPACE}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "KUBECONFIG": str(kubeconfig),
+        "CANARY_DEFAULT_NAMESPACE": NAMESPACE,
+    }
     os.environ.update(env)
     bot_log = (work / "serve.log").open("w")
-    bot = subprocess.Popen([str(Path(sys.executable).with_name("canary-bot")), "serve"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=bot_log)
+    bot = subprocess.Popen(
+        [str(Path(sys.executable).with_name("canary-bot")), "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=bot_log,
+    )
     try:
         return _measure(count, interval, duration, rollbacks, url, bot, work)
     finally:
@@ -118,14 +157,27 @@ def run(count: int, interval: int, duration: float, rollbacks: int) -> dict[str,
         redis_server.close()
 
 
-def _measure(count: int, interval: int, duration: float, rollbacks: int, url: str,
-             bot: subprocess.Popen[bytes], work: Path) -> dict[str, Any]:
+def _measure(
+    count: int,
+    interval: int,
+    duration: float,
+    rollbacks: int,
+    url: str,
+    bot: subprocess.Popen[bytes],
+    work: Path,
+) -> dict[str, Any]:
     parts = build(Settings(), notifier=ConsoleNotifier(lambda _: None), watch=True)
-    steps = StepPlan(weights=tuple(range(2, 100, 2)) + (100,), interval_s=interval)
+    steps = StepPlan(weights=(*tuple(range(2, 100, 2)), 100), interval_s=interval)
     ids = []
     for i in range(count):
-        rollout = parts.engine.start(namespace=NAMESPACE, vs=f"svc-{i:04d}", to="v2",
-                                     steps=steps, actor="bench", channel=None)
+        rollout = parts.engine.start(
+            namespace=NAMESPACE,
+            vs=f"svc-{i:04d}",
+            to="v2",
+            steps=steps,
+            actor="bench",
+            channel=None,
+        )
         ids.append(rollout.id)
     time.sleep(interval)  # let every rollout reach the bot's schedule once
     calls0, cpu0, t0 = api_calls(url), cpu_seconds(bot.pid), time.monotonic()
@@ -145,14 +197,19 @@ def _measure(count: int, interval: int, duration: float, rollbacks: int, url: st
     late50, late99 = cuts(lateness)
     rb50, rb99 = cuts(rollback_ms)
     return {
-        "rollouts": count, "interval_s": interval, "window_s": round(elapsed, 1),
-        "steps_in_window": len(window), "steps_per_s": round(len(window) / elapsed, 1),
-        "lateness_p50_s": round(late50, 3), "lateness_p99_s": round(late99, 3),
+        "rollouts": count,
+        "interval_s": interval,
+        "window_s": round(elapsed, 1),
+        "steps_in_window": len(window),
+        "steps_per_s": round(len(window) / elapsed, 1),
+        "lateness_p50_s": round(late50, 3),
+        "lateness_p99_s": round(late99, 3),
         "bot_cpu_percent_of_a_core": round(100 * cpu / elapsed, 1),
         "bot_peak_rss_mb": round(rss, 1),
         "kube_calls_per_step": round((calls - rollback_calls) / max(len(window), 1), 2),
         "redis_round_trips_per_step": trips and round(trips / max(_all_steps(entries), 1), 1),
-        "rollbacks": len(rollback_ms), "rollback_p50_ms": round(rb50, 1),
+        "rollbacks": len(rollback_ms),
+        "rollback_p50_ms": round(rb50, 1),
         "rollback_p99_ms": round(rb99, 1),
     }
 
@@ -175,7 +232,7 @@ def _lateness(entries: list[Any], interval: int) -> list[float]:
             by_rollout.setdefault(entry.rollout_id, []).append(entry.at)
     late = []
     for times in by_rollout.values():
-        for before, after in zip(times, times[1:], strict=False):
+        for before, after in itertools.pairwise(times):
             late.append((after - before).total_seconds() - interval)
     return late
 
@@ -190,8 +247,9 @@ def _round_trips(log: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rollouts", type=int, default=1000)
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--duration", type=float, default=180)

@@ -193,13 +193,13 @@ def test_redis_going_away_mid_rollout_pauses_nothing_and_loses_nothing(
 
 
 def run_cli(rig: Rig, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CANARY_BOT, *args], env=rig.env, capture_output=True, text=True,
-                          check=False, timeout=30)
+    return subprocess.run(
+        [CANARY_BOT, *args], env=rig.env, capture_output=True, text=True, check=False, timeout=30
+    )
 
 
 def test_the_rollout_commands_drive_the_engine_without_a_server(rig: Rig) -> None:
-    out = rig.cli("rollout", "start", "weather", "--steps", "20,100", "--every", "1h", "--as",
-                  "U1")
+    out = rig.cli("rollout", "start", "weather", "--steps", "20,100", "--every", "1h", "--as", "U1")
     assert "rollout" in out and "progressing" in out and "at 20%" in out
     assert "progressing" in rig.cli("rollout", "status", "weather")
     assert "paused" in rig.cli("rollout", "pause", "weather", "--as", "U2")
@@ -212,14 +212,17 @@ def test_the_rollout_commands_drive_the_engine_without_a_server(rig: Rig) -> Non
     assert actions == ["start", "pause", "resume", "rollback"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["rollout", "start", "Weather!"], "is not a service name"),
-    (["rollout", "start", "weather", "--every", "5 minutes"], "is not a duration"),
-    (["rollout", "start", "weather", "--steps", "10,5,100"], "must climb"),
-    (["rollout", "start", "weather", "--steps", "10,50"], "last step must be 100"),
-    (["rollout", "pause", "weather"], "weather has no rollout going on"),
-    (["rollout", "start", "climate"], "VirtualService 'climate' was not found"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rollout", "start", "Weather!"], "is not a service name"),
+        (["rollout", "start", "weather", "--every", "5 minutes"], "is not a duration"),
+        (["rollout", "start", "weather", "--steps", "10,5,100"], "must climb"),
+        (["rollout", "start", "weather", "--steps", "10,50"], "last step must be 100"),
+        (["rollout", "pause", "weather"], "weather has no rollout going on"),
+        (["rollout", "start", "climate"], "VirtualService 'climate' was not found"),
+    ],
+)
 def test_bad_rollout_commands_fail_clearly_and_change_nothing(
     rig: Rig, args: list[str], message: str
 ) -> None:
