@@ -11,9 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+from bot.chat.dispatch import Dispatcher
+from bot.chat.http import SLACK_PATH, BotHttpServer
+from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.rollout.engine import Engine, Notifier
 from bot.rollout.leader import Leadership
@@ -41,6 +45,20 @@ class Settings(BaseSettings):
     default_namespace: str = Field(default="default", alias="CANARY_DEFAULT_NAMESPACE")
     lease_ttl_s: float = Field(default=5.0, gt=0, alias="CANARY_LEASE_TTL")
     effect_delay_s: float = Field(default=0.0, ge=0, alias="CANARY_EFFECT_DELAY")
+    channel_namespaces: dict[str, str] = Field(
+        default_factory=dict, alias="CANARY_CHANNEL_NAMESPACES"
+    )
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")  # a fake, in tests
+    http_host: str = Field(default="127.0.0.1", alias="CANARY_HTTP_HOST")
+    http_port: int = Field(default=3000, ge=0, le=65535, alias="CANARY_HTTP_PORT")
+    workers: int = Field(default=8, ge=1, le=256, alias="CANARY_WORKERS")
+
+    def namespace_for(self, channel: str | None) -> str:
+        """The namespace a channel's commands mean when they name none."""
+        return self.channel_namespaces.get(channel or "", self.default_namespace)
 
 
 class ConsoleNotifier:
@@ -78,6 +96,31 @@ def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool =
     return Parts(store, mesh, engine)
 
 
+def dispatcher(settings: Settings, parts: Parts) -> Dispatcher:
+    return Dispatcher(
+        engine=parts.engine,
+        store=parts.store,
+        mesh=parts.mesh,
+        clock=utcnow,
+        default_namespace=settings.namespace_for,
+    )
+
+
+def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
+    """The Slack side: cards for the engine's notifications, and the Bolt app for commands."""
+    assert settings.slack_bot_token is not None
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    parts.engine.notifier = SlackNotifier(client, parts.store, utcnow)
+    secret = settings.slack_signing_secret
+    return SlackBot(
+        dispatcher=dispatcher(settings, parts),
+        store=parts.store,
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else "",
+        workers=Workers(settings.workers),
+    )
+
+
 class Server:
     """`canary-bot serve`: leader election, the step scheduler and the engine."""
 
@@ -98,12 +141,39 @@ class Server:
         )
         self._resyncs = 0
         self._stopped = threading.Event()
+        self.slack = slack_bot(settings, self.parts) if settings.slack_bot_token else None
+        self.http: BotHttpServer | None = None
+        self.socket_mode: SocketModeHandler | None = None
+        if self.slack is not None and settings.slack_signing_secret is not None:
+            self.http = BotHttpServer(
+                self.slack.app, host=settings.http_host, port=settings.http_port
+            )
+        if self.slack is not None and settings.slack_app_token is not None:
+            self.socket_mode = SocketModeHandler(
+                self.slack.app, settings.slack_app_token.get_secret_value()
+            )
+
+    def start(self) -> None:
+        self.leadership.start()
+        if self.http is not None:
+            self.http.start()
+            log.info("listening for Slack on %s%s", self.http.url, SLACK_PATH)
+        if self.socket_mode is not None:
+            self.socket_mode.connect()  # type: ignore[no-untyped-call]
+            log.info("connected to Slack in Socket Mode")
 
     def run(self) -> None:
-        self.leadership.start()
+        self.start()
         self._stopped.wait()
 
     def stop(self) -> None:
+        """Stop taking work, finish what is in flight, hand the lease over."""
+        if self.http is not None:
+            self.http.stop()
+        if self.socket_mode is not None:
+            self.socket_mode.close()  # type: ignore[no-untyped-call]
+        if self.slack is not None:
+            self.slack.workers.shutdown()
         self.leadership.stop()
         self.scheduler.shutdown()
         self.parts.mesh.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bot import rollouts
+from bot import runners
 from bot.mesh.errors import MeshError
 from bot.mesh.planner import TrafficPlan, plan_split, select_destination_rule
 from bot.mesh.request import SplitRequest, parse_percent
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (CliError, MeshError, *rollouts.USER_ERRORS) as e:
+    except (CliError, MeshError, *runners.USER_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_rollout(commands)
     _add_serve(commands)
+    _add_shell(commands)
     return parser
 
 
@@ -73,22 +74,34 @@ def _add_rollout(commands: Any) -> None:
     start.add_argument("--steps", default="5,10,25,50,100", help="canary weights, e.g. 5,25,100")
     start.add_argument("--every", default="5m", help="time between steps: 30s, 5m, 1h")
     start.add_argument("--as", dest="actor", default="cli", help="who is asking (for the audit)")
-    start.set_defaults(run=rollouts.run_start)
-    for verb, text in rollouts.VERBS.items():
+    start.set_defaults(run=runners.run_start)
+    for verb, text in runners.VERBS.items():
         sub = verbs.add_parser(verb, help=text)
         sub.add_argument("service", help="VirtualService, as `name` or `name.namespace`")
         sub.add_argument("--as", dest="actor", default="cli", help="who is asking")
-        sub.set_defaults(run=rollouts.run_verb, verb=verb)
+        sub.set_defaults(run=runners.run_verb, verb=verb)
     status = verbs.add_parser("status", help="where a service's rollout stands")
     status.add_argument("service")
-    status.set_defaults(run=rollouts.run_status)
+    status.set_defaults(run=runners.run_status)
     listing = verbs.add_parser("list", help="active rollouts")
-    listing.set_defaults(run=rollouts.run_list)
+    listing.set_defaults(run=runners.run_list)
 
 
 def _add_serve(commands: Any) -> None:
     serve = commands.add_parser("serve", help="lead, schedule and drive rollouts")
-    serve.set_defaults(run=rollouts.run_serve)
+    serve.set_defaults(run=runners.run_serve)
+
+
+def _add_shell(commands: Any) -> None:
+    shell = commands.add_parser("shell", help="the chat pipeline in a terminal")
+    shell.add_argument("--user", default="U0SHELL", help="who you are (a Slack user ID)")
+    shell.add_argument("--channel", default="C0SHELL", help="which channel you are in")
+    shell.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="no cluster or Redis needed: start the embedded playground",
+    )
+    shell.set_defaults(run=runners.run_shell)
 
 
 def run_plan(args: argparse.Namespace) -> int:

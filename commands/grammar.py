@@ -6,36 +6,57 @@ import re
 
 from bot.mesh.models import DNS1123_LABEL
 
-_DURATION = re.compile(r"^(\d{1,5})([smh])$")
+# [0-9], not \d: int() would quietly accept Arabic-Indic or Devanagari digits.
+_DURATION = re.compile(r"^([0-9]{1,5})([smh])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 MAX_INTERVAL_S = 86_400
+LABEL_RULE = "up to 63 lower-case letters, digits or '-' (not at either end)"
+_SHOWN_CHARS = 30  # user text quoted back is cut short so a message stays one short line
 
 
 class GrammarError(ValueError):
     """Text that does not parse; the message says what to type instead."""
 
 
+def shown(text: str) -> str:
+    """`text` quoted for a message: repr (so control characters stay escaped), cut short."""
+    if len(text) > _SHOWN_CHARS:
+        text = text[: _SHOWN_CHARS - 1] + "…"
+    return repr(text)
+
+
+def is_label(text: str) -> bool:
+    return DNS1123_LABEL.fullmatch(text) is not None
+
+
+def split_service(text: str) -> tuple[str, str | None]:
+    """`weather` → (weather, None); `weather.prod` → (weather, prod)."""
+    name, _, namespace = text.strip().lower().partition(".")
+    # isascii first: lower() turns the Kelvin sign into a plain 'k'.
+    if not text.isascii() or not is_label(name) or (namespace and not is_label(namespace)):
+        raise GrammarError(
+            f"{shown(text)} is not a service name: use `name` or `name.namespace`, "
+            f"each {LABEL_RULE}"
+        )
+    return name, namespace or None
+
+
 def parse_service(text: str, default_namespace: str) -> tuple[str, str]:
     """`weather` → (default_namespace, weather); `weather.prod` → (prod, weather)."""
-    name, _, namespace = text.strip().lower().partition(".")
-    namespace = namespace or default_namespace
-    for part in (name, namespace):
-        if not DNS1123_LABEL.match(part):
-            raise GrammarError(
-                f"{text!r} is not a service name: use `name` or `name.namespace`, each in "
-                "lower-case letters, digits and '-'"
-            )
-    return namespace, name
+    name, namespace = split_service(text)
+    if namespace is None and not is_label(default_namespace):
+        raise GrammarError(f"{shown(default_namespace)} is not a namespace: use {LABEL_RULE}")
+    return namespace or default_namespace, name
 
 
 def parse_duration(text: str) -> int:
     """`30s`, `5m`, `1h` → seconds."""
     match = _DURATION.match(text.strip().lower())
     if match is None:
-        raise GrammarError(f"{text!r} is not a duration: write it like 30s, 5m or 1h")
+        raise GrammarError(f"{shown(text)} is not a duration: write it like 30s, 5m or 1h")
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if not 1 <= seconds <= MAX_INTERVAL_S:
-        raise GrammarError(f"{text!r} is out of range: use between 1s and 24h")
+        raise GrammarError(f"{shown(text)} is out of range: use between 1s and 24h")
     return seconds
 
 
@@ -43,5 +64,16 @@ def parse_steps(text: str) -> tuple[int, ...]:
     """`5,10,25,50,100` → (5, 10, 25, 50, 100); the rollout checks that they climb to 100."""
     parts = [p.strip().removesuffix("%") for p in text.split(",")]
     if not all(p.isdigit() and p.isascii() for p in parts):
-        raise GrammarError(f"{text!r} is not a list of steps: write it like 5,10,25,50,100")
+        raise GrammarError(f"{shown(text)} is not a list of steps: write it like 5,10,25,50,100")
     return tuple(int(p) for p in parts)
+
+
+def check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:
+    """The checks the rollout makes, early, so chat can answer before anything is queued."""
+    if any(not 1 <= step <= 100 for step in steps):
+        raise GrammarError("steps are percentages from 1 to 100, like 5,10,25,50,100")
+    if list(steps) != sorted(set(steps)):
+        raise GrammarError("steps must climb, each above the last, like 5,10,25,50,100")
+    if steps[-1] != 100:
+        raise GrammarError("the last step must be 100 so the canary is promoted")
+    return steps

@@ -30,12 +30,13 @@ from bot.rollout.model import (
     Pause,
     Rollout,
     Schedule,
+    SetWeight,
     StepDue,
     StepPlan,
     Target,
     Verdict,
 )
-from bot.rollout.transitions import start, transition
+from bot.rollout.transitions import start, start_manual, transition
 from bot.store.errors import VersionConflict
 from bot.store.redis_store import RolloutStore
 
@@ -132,6 +133,35 @@ class Engine:
             live_weight=live,
             now=self.clock(),
             active=self.store.active_for(namespace, vs),
+        )
+        created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
+        return self._carry_out(created, token=None)
+
+    def set_weight(
+        self,
+        *,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        weight: int,
+        steps: StepPlan,
+        actor: str,
+        channel: str | None,
+    ) -> Rollout:
+        """A weight set by hand: on the active rollout, or as a new, paused one."""
+        active = self.store.active_for(namespace, vs)
+        if active is not None:
+            return self.handle(active.id, SetWeight(actor=actor, weight=weight))
+        target, live = self.traffic.resolve(namespace, vs, to, weight)
+        rollout, effects = start_manual(
+            rollout_id=self.ids(),
+            target=target,
+            steps=steps,
+            actor=actor,
+            channel=channel,
+            live_weight=live,
+            weight=weight,
+            now=self.clock(),
         )
         created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
         return self._carry_out(created, token=None)

@@ -89,6 +89,50 @@ def start(
     return rollout, [*moves, started, *gate, audit]
 
 
+def start_manual(
+    *,
+    rollout_id: str,
+    target: Target,
+    steps: StepPlan,
+    actor: str,
+    channel: str | None,
+    live_weight: int,
+    weight: int,
+    now: datetime,
+    active: Rollout | None = None,
+) -> Outcome:
+    """`/canary weather 10%` with no rollout going on: set the weight now, and keep a paused
+    rollout for it, so its card has the buttons (a one-tap rollback) and `resume` goes on
+    with the staged steps from there."""
+    created, _ = start(
+        rollout_id=rollout_id,
+        target=target,
+        steps=steps,
+        actor=actor,
+        channel=channel,
+        live_weight=live_weight,
+        now=now,
+        active=active,
+    )
+    below = [i for i, w in enumerate(steps.weights) if w <= weight]
+    reason = f"weight set by hand to {weight}% by {actor}; resume to go on with the steps"
+    rollout = created.model_copy(
+        update={
+            "phase": Phase.PAUSED,
+            "weight": weight,
+            "step": below[-1] if below else -1,
+            "next_step_at": None,
+            "reason": reason,
+        }
+    )
+    text = f"{target.service}: {weight}% to {target.canary} (was {live_weight}%), set by {actor}"
+    return rollout, [
+        ApplyWeight(weight=weight, previous=live_weight),
+        Notify(event="started", text=text),
+        Audit(action="set-weight", actor=actor, weight_before=live_weight, weight_after=weight),
+    ]
+
+
 def transition(rollout: Rollout, event: Any, now: datetime) -> Outcome:
     """Apply `event` to `rollout`. Stale scheduler events are no-ops; human ones that do not
     apply raise InvalidTransition with a message for the human."""

@@ -31,7 +31,7 @@ from bot.rollout.model import (
     Target,
     Verdict,
 )
-from bot.rollout.transitions import InvalidTransition, start, transition
+from bot.rollout.transitions import InvalidTransition, start, start_manual, transition
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 TARGET = Target(namespace="default", vs="weather", stable="v1", canary="v2")
@@ -345,3 +345,22 @@ def test_bad_step_plans_are_refused(weights: tuple[int, ...], message: str) -> N
 def test_gates_must_be_steps() -> None:
     with pytest.raises(ValueError, match="gates \\[30\\] are not among the steps"):
         StepPlan(weights=(10, 100), gates=(30,))
+
+
+def test_a_weight_set_by_hand_keeps_a_paused_rollout_with_its_buttons() -> None:
+    rollout, effects = start_manual(
+        rollout_id="r1",
+        target=TARGET,
+        steps=STEPS,
+        actor="U1",
+        channel="C1",
+        live_weight=0,
+        weight=30,
+        now=T0,
+    )
+    assert (rollout.phase, rollout.weight, rollout.step) == (Phase.PAUSED, 30, 0)
+    assert rollout.next_step_at is None and "set by hand to 30%" in rollout.reason
+    assert effects[0] == ApplyWeight(weight=30, previous=0)
+    assert kinds(effects) == ["apply", "notify", "audit"]
+    _, effects = transition(rollout, Resume(actor="U1"), T0)
+    assert effects[0] == Schedule(at=T0, step=0)

@@ -10,10 +10,13 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from bot.app import Server, Settings, build
+from bot.app import Server, Settings, build, dispatcher, utcnow
+from bot.chat.dispatch import Asker
+from bot.chat.shell import Shell, ShellNotifier, interactive_lines
 from bot.rollout.engine import NoActiveRollout
 from bot.rollout.model import Abort, Pause, Promote, Resume, Rollback, Rollout, StepPlan
 from bot.rollout.transitions import InvalidTransition
+from bot.sandbox.environment import playground
 from bot.store.errors import StoreError
 from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
 
@@ -84,6 +87,30 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, shutdown)
     server.run()
     return 0
+
+
+def run_shell(args: argparse.Namespace) -> int:
+    if args.sandbox:
+        with playground() as play:
+            return _shell(play.settings, args)
+    return _shell(Settings(), args)
+
+
+def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    server = Server(settings.model_copy(update={"slack_bot_token": None}))
+    server.engine.notifier = ShellNotifier(_print, utcnow)
+    shell = Shell(dispatcher(settings, server.parts), Asker(args.user, args.channel), _print)
+    server.start()
+    try:
+        shell.run(interactive_lines())
+    finally:
+        server.stop()
+    return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def describe(r: Rollout) -> str:

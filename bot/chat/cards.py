@@ -1,0 +1,324 @@
+"""The living rollout card: one description (`CardView`), rendered for Slack and for a terminal.
+
+`card_view` decides everything the card shows; `card_blocks`, `card_fallback_text` and
+`card_text` only lay it out. Slack text is escaped for mrkdwn and cut to Block Kit's limits
+with "…", so a long or hostile reason can neither break the message nor ping a channel.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.rollout.model import Phase, Rollout, Verdict
+
+__all__ = [
+    "ACTION_PREFIX",
+    "Button",
+    "CardView",
+    "card_blocks",
+    "card_fallback_text",
+    "card_text",
+    "card_view",
+    "parse_action",
+    "progress_bar",
+]
+
+ACTION_PREFIX = "canary:"
+_ACTIONS = ("pause", "resume", "promote", "rollback")
+_VALUE = re.compile(r"(?P<id>[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})")
+
+FILLED, EMPTY, ELLIPSIS = "▓", "░", "…"
+
+# Block Kit limits (https://docs.slack.dev/reference/block-kit), and our own caps on names so
+# that the fixed parts of a section always fit.
+SECTION_MAX = 3000
+BUTTON_TEXT_MAX = 75
+CONFIRM_TITLE_MAX = 100
+CONFIRM_TEXT_MAX = 300
+CONFIRM_BUTTON_MAX = 30
+NAME_MAX = 100
+FALLBACK_REASON_MAX = 200
+
+_PHASE_EMOJI = {  # Unicode, so the terminal shows the same as Slack (:arrows_counterclockwise: …)
+    Phase.PROGRESSING: "🔄",
+    Phase.PAUSED: "⏸️",
+    Phase.PENDING_APPROVAL: "⌛",
+    Phase.PROMOTED: "✅",
+    Phase.ROLLED_BACK: "↩️",
+    Phase.FAILED: "❌",
+}
+_BUTTONS_BY_PHASE = {
+    Phase.PROGRESSING: ("pause", "promote", "rollback"),
+    Phase.PAUSED: ("resume", "promote", "rollback"),
+    Phase.PENDING_APPROVAL: ("rollback",),
+}
+
+
+@dataclass(frozen=True)
+class Button:
+    """A card button; `confirm` is the dialog shown before it acts: (title, text, yes, no)."""
+
+    action: str
+    label: str
+    style: str | None
+    confirm: tuple[str, str, str, str] | None
+
+
+@dataclass(frozen=True)
+class CardView:
+    """Everything the card shows, as plain (unescaped) text; renderers use nothing else."""
+
+    service: str
+    namespace: str
+    stable: str
+    canary: str
+    weight: int
+    bar: str
+    phase: str
+    phase_emoji: str
+    step: int
+    steps: int
+    next_step_in: str | None
+    last_verdict: str | None
+    reason: str | None
+    started_by: str
+    buttons: tuple[Button, ...]
+    value: str
+
+
+# The description.
+
+
+def card_view(rollout: Rollout, now: datetime) -> CardView:
+    """What the card of `rollout` shows at `now`. The reason is shown whenever one is set."""
+    target = rollout.target
+    return CardView(
+        service=target.vs,
+        namespace=target.namespace,
+        stable=target.stable,
+        canary=target.canary,
+        weight=rollout.weight,
+        bar=progress_bar(rollout.weight),
+        phase=str(rollout.phase),
+        phase_emoji=_PHASE_EMOJI[rollout.phase],
+        step=max(rollout.step + 1, 0),
+        steps=len(rollout.steps.weights),
+        next_step_in=_next_step_in(rollout, now),
+        last_verdict=_verdict_text(rollout.last_verdict),
+        reason=rollout.reason or None,
+        started_by=rollout.started_by,
+        buttons=_buttons(rollout),
+        value=f"{rollout.id}:{rollout.version}",
+    )
+
+
+def progress_bar(weight: int, cells: int = 10) -> str:
+    """`weight` percent as `cells` cells, rounded half up.
+
+    Only 0 is an empty bar and only 100 a full one: 1% shows one ▓, 99% still shows one ░.
+    """
+    if not 0 <= weight <= 100:
+        raise ValueError(f"a weight is a percentage from 0 to 100, not {weight}")
+    if cells < 2:
+        raise ValueError(f"a progress bar needs at least 2 cells, not {cells}")
+    filled = (weight * cells * 2 + 100) // 200
+    filled = min(max(filled, int(weight > 0)), cells - int(weight < 100))
+    return FILLED * filled + EMPTY * (cells - filled)
+
+
+def _next_step_in(rollout: Rollout, now: datetime) -> str | None:
+    if rollout.phase is not Phase.PROGRESSING or rollout.next_step_at is None:
+        return None
+    seconds = math.ceil((rollout.next_step_at - now).total_seconds())
+    if seconds <= 0:
+        return "due now"
+    if seconds < 60:
+        return f"in {seconds}s"
+    hours, minutes = divmod((seconds + 30) // 60, 60)
+    if not hours:
+        return f"in {minutes}m"
+    return f"in {hours}h {minutes}m" if minutes else f"in {hours}h"
+
+
+def _verdict_text(verdict: Verdict | None) -> str | None:
+    if verdict is None:
+        return None
+    return f"{verdict.outcome} — {verdict.summary}" if verdict.summary else verdict.outcome
+
+
+def _buttons(rollout: Rollout) -> tuple[Button, ...]:
+    made = {
+        "pause": Button("pause", "Pause", None, None),
+        "resume": Button("resume", "Resume", None, None),
+        "promote": _promote_button(rollout),
+        "rollback": _rollback_button(rollout),
+    }
+    return tuple(made[action] for action in _BUTTONS_BY_PHASE.get(rollout.phase, ()))
+
+
+def _promote_button(rollout: Rollout) -> Button:
+    service, canary = rollout.target.service, rollout.target.canary
+    text = f"Send all traffic for {service} to {canary} and make {canary} the stable subset?"
+    return Button(
+        "promote", "Promote", "primary", (f"Promote {service}?", text, "Promote", "Cancel")
+    )
+
+
+def _rollback_button(rollout: Rollout) -> Button:
+    service, stable, canary = (
+        rollout.target.service,
+        rollout.target.stable,
+        rollout.target.canary,
+    )
+    text = f"Send all traffic for {service} back to {stable}? {canary} gets 0%."
+    return Button(
+        "rollback", "Rollback", "danger", (f"Roll back {service}?", text, "Roll back", "Cancel")
+    )
+
+
+# Slack.
+
+
+def card_blocks(view: CardView) -> list[dict[str, Any]]:
+    """The card as Block Kit blocks, built (and so checked) by slack_sdk's models."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_summary_mrkdwn(view)))]
+    if view.last_verdict is not None:
+        blocks.append(_labelled_section("Last check", view.last_verdict))
+    if view.reason is not None:
+        blocks.append(_labelled_section("Reason", view.reason))
+    started = f"Started by {_mrkdwn(view.started_by, NAME_MAX)}"
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=started)]))
+    if view.buttons:
+        blocks.append(ActionsBlock(elements=[_slack_button(b, view.value) for b in view.buttons]))
+    return [block.to_dict() for block in blocks]
+
+
+def card_fallback_text(view: CardView) -> str:
+    """The message's `text`: what notifications and screen readers get instead of the blocks."""
+    text = (
+        f"{view.phase_emoji} {_mrkdwn(view.service, NAME_MAX)} in "
+        f"{_mrkdwn(view.namespace, NAME_MAX)}: {view.weight}% to "
+        f"{_mrkdwn(view.canary, NAME_MAX)}, {view.phase}, step {view.step} of {view.steps}"
+    )
+    if view.reason is not None:
+        text += f" — {_mrkdwn(view.reason, FALLBACK_REASON_MAX)}"
+    return text
+
+
+def _summary_mrkdwn(view: CardView) -> str:
+    service, namespace = _mrkdwn(view.service, NAME_MAX), _mrkdwn(view.namespace, NAME_MAX)
+    stable, canary = _mrkdwn(view.stable, NAME_MAX), _mrkdwn(view.canary, NAME_MAX)
+    return "\n".join(
+        (
+            f"*{service}* in {namespace} · {stable} → {canary}",
+            f"`{view.bar}` *{view.weight}%* to {canary}",
+            f"{view.phase_emoji} *{view.phase}* · {_step_line(view)}",
+        )
+    )
+
+
+def _labelled_section(label: str, raw: str) -> SectionBlock:
+    prefix = f"*{label}:* "
+    return SectionBlock(
+        text=MarkdownTextObject(text=prefix + _mrkdwn(raw, SECTION_MAX - len(prefix)))
+    )
+
+
+def _slack_button(button: Button, value: str) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=_fit(button.label, BUTTON_TEXT_MAX)),
+        action_id=ACTION_PREFIX + button.action,
+        value=value,
+        style=button.style,
+        confirm=_confirm(button),
+    )
+
+
+def _confirm(button: Button) -> ConfirmObject | None:
+    if button.confirm is None:
+        return None
+    title, text, yes, no = button.confirm
+    return ConfirmObject(
+        title=PlainTextObject(text=_fit(title, CONFIRM_TITLE_MAX)),
+        text=PlainTextObject(text=_fit(text, CONFIRM_TEXT_MAX)),
+        confirm=PlainTextObject(text=_fit(yes, CONFIRM_BUTTON_MAX)),
+        deny=PlainTextObject(text=_fit(no, CONFIRM_BUTTON_MAX)),
+        style=button.style,
+    )
+
+
+def _mrkdwn(raw: str, limit: int) -> str:
+    """`raw` escaped for mrkdwn (no mentions, no links) and cut to `limit` characters."""
+    text = raw.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - len(ELLIPSIS)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]  # never leave half an entity behind
+    return cut + ELLIPSIS
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+# Terminal.
+
+
+def card_text(view: CardView) -> str:
+    """The card as lines of text for `canary-bot shell`; buttons as `[pause] [rollback]`."""
+    lines = [
+        f"{view.phase_emoji} {view.service} in {view.namespace} · {view.stable} → {view.canary}",
+        f"{view.bar} {view.weight}% to {view.canary}",
+        f"{view.phase} · {_step_line(view)}",
+    ]
+    if view.last_verdict is not None:
+        lines.append(f"last check: {view.last_verdict}")
+    if view.reason is not None:
+        lines.append(f"reason: {view.reason}")
+    lines.append(f"started by {view.started_by}")
+    if view.buttons:
+        lines.append(" ".join(f"[{button.action}]" for button in view.buttons))
+    return "\n".join(_printable(line) for line in lines)
+
+
+def _printable(line: str) -> str:
+    """No control characters: a reason cannot move the cursor or recolour the terminal."""
+    return "".join(char if char.isprintable() else " " for char in line)
+
+
+def _step_line(view: CardView) -> str:
+    step = f"step {view.step} of {view.steps}"
+    return f"{step} · next step {view.next_step_in}" if view.next_step_in else step
+
+
+# Button payloads.
+
+
+def parse_action(action_id: str, value: str) -> tuple[str, str, int]:
+    """(action, rollout id, rollout version) from a tapped button; ValueError if it is not ours."""
+    if not isinstance(action_id, str) or not isinstance(value, str):
+        raise ValueError("a button's action_id and value are strings")
+    action = action_id.removeprefix(ACTION_PREFIX)
+    if action == action_id or action not in _ACTIONS:
+        raise ValueError(f"not a canary button: action_id {action_id[:40]!r}")
+    match = _VALUE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not a canary button value (<rollout id>:<version>): {value[:40]!r}")
+    return action, match["id"], int(match["version"])

@@ -1,0 +1,216 @@
+"""From a parsed command to what happens: shared by Slack and the shell.
+
+The dispatcher runs after the ack, off the request path. Changes to a rollout go through the
+engine, whose notifications update the rollout's card; what the dispatcher returns is only what
+the asker should see (ephemeral) or what the channel should be told outside a rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot.chat.cards import card_blocks, card_text, card_view
+from bot.mesh.errors import MeshError
+from bot.mesh.kube import KubeMesh
+from bot.mesh.request import SplitRequest
+from bot.rollout.engine import Engine, NoActiveRollout
+from bot.rollout.model import (
+    Abort,
+    Pause,
+    Promote,
+    Resume,
+    Rollback,
+    Rollout,
+    StepPlan,
+)
+from bot.rollout.transitions import InvalidTransition
+from bot.store.errors import StoreError
+from bot.store.redis_store import AuditEntry, RolloutStore
+from commands import Command, Verb, help_text
+
+USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, StoreError, ValueError)
+EVENTS: dict[Verb, type[Any]] = {
+    Verb.PAUSE: Pause,
+    Verb.RESUME: Resume,
+    Verb.PROMOTE: Promote,
+    Verb.ROLLBACK: Rollback,
+    Verb.ABORT: Abort,
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A message for the asker alone (`ephemeral`) or for the whole channel."""
+
+    text: str
+    ephemeral: bool = True
+    blocks: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Asker:
+    user: str
+    channel: str | None
+
+
+@dataclass
+class Dispatcher:
+    engine: Engine
+    store: RolloutStore
+    mesh: KubeMesh
+    clock: Callable[[], datetime]
+    default_namespace: Callable[[str | None], str] = lambda _channel: "default"
+    default_steps: StepPlan = field(default_factory=StepPlan)
+
+    def run(self, command: Command, asker: Asker) -> list[Reply]:
+        """Carry the command out; user mistakes come back as an ephemeral reply."""
+        try:
+            return self._run(command, asker)
+        except USER_ERRORS as e:
+            return [Reply(f":warning: {e}")]
+
+    def _run(self, command: Command, asker: Asker) -> list[Reply]:
+        if command.verb is Verb.HELP:
+            return [Reply(help_text(command.topic))]
+        if command.verb is Verb.LIST:
+            return [self._list()]
+        namespace = command.namespace or self.default_namespace(asker.channel)
+        handler = getattr(self, f"_{command.verb.value.replace('-', '_')}")
+        result: list[Reply] = handler(command, namespace, asker)
+        return result
+
+    def _set_weight(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        vs, weight = str(c.service), int(c.weight or 0)
+        if weight == 0 and self.store.active_for(namespace, vs) is None:
+            request = SplitRequest.build(vs=vs, namespace=namespace, weight=0, to=c.to)
+            return [self._apply_now(request, asker, "set-weight")]
+        self.engine.set_weight(
+            namespace=namespace,
+            vs=vs,
+            to=c.to,
+            weight=weight,
+            steps=self.default_steps,
+            actor=asker.user,
+            channel=asker.channel,
+        )
+        return []
+
+    def _mirror(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        request = SplitRequest.build(vs=c.service, namespace=namespace, mirror=c.mirror, to=c.to)
+        return [self._apply_now(request, asker, "mirror")]
+
+    def _apply_now(self, request: SplitRequest, asker: Asker, action: str) -> Reply:
+        applied = self.mesh.apply(request)
+        plan = applied.plan
+        before = plan.touched[0].before[1] if plan.touched else 0
+        after = plan.canary_weight()
+        self.store.audit(
+            namespace=request.namespace,
+            vs=request.vs,
+            action=action,
+            actor=asker.user,
+            at=self.clock(),
+            weight_before=before,
+            weight_after=after,
+            channel=asker.channel,
+            detail=f"mirror {request.mirror}%" if request.mirror is not None else "",
+        )
+        service = _service(request.vs, request.namespace)
+        if action == "mirror":
+            what = "off" if request.mirror == 0 else f"{request.mirror}% of traffic"
+            return Reply(
+                f"<@{asker.user}> set mirroring of {service} to {plan.canary}: {what}",
+                ephemeral=False,
+            )
+        note = "" if plan.changes else " (it already was)"
+        return Reply(
+            f"<@{asker.user}> set {service} to {after}% on {plan.canary} (was {before}%){note}",
+            ephemeral=False,
+        )
+
+    def _start(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        overrides = {"weights": c.steps, "interval_s": c.interval_s}
+        fields = self.default_steps.model_dump() | {k: v for k, v in overrides.items() if v}
+        try:
+            steps = StepPlan.model_validate(fields)
+        except ValidationError as e:
+            raise ValueError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from e
+        self.engine.start(
+            namespace=namespace,
+            vs=str(c.service),
+            to=c.to,
+            steps=steps,
+            actor=asker.user,
+            channel=asker.channel,
+        )
+        return []
+
+    def _transition(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        self.engine.act(namespace, str(c.service), EVENTS[c.verb](actor=asker.user))
+        return []
+
+    _pause = _resume = _promote = _rollback = _abort = _transition
+
+    def _status(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        active = self.store.active_for(namespace, str(c.service))
+        if active is not None:
+            return [self.card_reply(active)]
+        plan = self.mesh.plan(
+            SplitRequest.build(vs=c.service, namespace=namespace, weight=0, to=c.to)
+        )
+        weights = ", ".join(f"{s}%/{k}%" for s, k in (t.before for t in plan.touched))
+        return [
+            Reply(
+                f"{_service(str(c.service), namespace)}: no rollout going on; "
+                f"{plan.stable}/{plan.canary} at {weights}"
+            )
+        ]
+
+    def _history(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        entries = self.store.history(namespace, str(c.service), count=20)
+        service = _service(str(c.service), namespace)
+        if not entries:
+            return [Reply(f"{service}: nothing in the audit trail yet")]
+        lines = [_history_line(e) for e in entries]
+        return [Reply(f"*{service}*, last {len(lines)} events:\n" + "\n".join(lines))]
+
+    def _plan(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        request = SplitRequest.build(vs=c.service, namespace=namespace, weight=c.weight, to=c.to)
+        plan = self.mesh.plan(request)
+        if plan.noop:
+            return [Reply(f"{_service(request.vs, namespace)} is already at {c.weight}%")]
+        return [
+            Reply(
+                f"Plan for {_service(request.vs, namespace)} at {c.weight}% "
+                f"({plan.stable} → {plan.canary}), nothing applied:\n```{plan.diff}```"
+            )
+        ]
+
+    def _list(self) -> Reply:
+        active = self.store.list_active()
+        if not active:
+            return Reply("No rollouts going on.")
+        now = self.clock()
+        return Reply("\n".join(card_text(card_view(r, now)).splitlines()[0] for r in active))
+
+    def card_reply(self, rollout: Rollout) -> Reply:
+        view = card_view(rollout, self.clock())
+        return Reply(card_text(view), blocks=card_blocks(view))
+
+
+def _service(vs: str, namespace: str) -> str:
+    return vs if namespace == "default" else f"{vs}.{namespace}"
+
+
+def _history_line(entry: AuditEntry) -> str:
+    weights = ""
+    if entry.weight_before is not None and entry.weight_after is not None:
+        weights = f" {entry.weight_before}% → {entry.weight_after}%"
+    who = entry.actor if not entry.actor.startswith(("U", "W")) else f"<@{entry.actor}>"
+    detail = f" ({entry.detail})" if entry.detail else ""
+    return f"`{entry.at:%Y-%m-%d %H:%M:%S}` {entry.action}{weights} by {who}{detail}"

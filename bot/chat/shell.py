@@ -1,0 +1,120 @@
+"""`canary-bot shell`: the same pipeline as Slack, in a terminal.
+
+Type `/canary weather 10%` (the `/canary` is optional) and see the replies and the rollout card
+as text. Buttons are pressed with `:click pause weather`; `:wait weather` waits until the
+service's rollout is finished (for scripts). When stdin is not a terminal, one command is read
+per line and the shell exits at EOF.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TextIO
+
+from bot.chat.cards import card_text, card_view
+from bot.chat.dispatch import Asker, Dispatcher, Reply
+from bot.chat.slack import BUTTON_EVENTS
+from bot.rollout.model import Notify, Rollout
+from commands import CommandError, parse
+from commands.grammar import GrammarError, parse_service
+
+PROMPT = "canary> "
+WAIT_LIMIT_S = 600.0
+
+
+class ShellNotifier:
+    """Prints what the engine tells the channel: the card when it starts, a line per event."""
+
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], datetime]) -> None:
+        self.write, self.clock = write, clock
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        view = card_view(rollout, self.clock())
+        if message.event == "started":
+            self.write(card_text(view))
+        else:
+            self.write(f"  ↳ {message.text}   [{view.bar} {view.weight}% {view.phase}]")
+
+
+class Shell:
+    def __init__(self, dispatcher: Dispatcher, asker: Asker, write: Callable[[str], None]):
+        self.dispatcher, self.asker, self.write = dispatcher, asker, write
+
+    def run(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            if line.strip() in (":quit", ":q", "exit"):
+                return
+            self.handle(line)
+
+    def handle(self, line: str) -> None:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return
+        if text.startswith(":click"):
+            self._click(text.split()[1:])
+        elif text.startswith(":wait"):
+            self._wait(text.split()[1:])
+        else:
+            self._command(text)
+
+    def _command(self, text: str) -> None:
+        try:
+            command = parse(text)
+        except CommandError as e:
+            self.write(f"(only you) :warning: {e}")
+            return
+        for reply in self.dispatcher.run(command, self.asker):
+            self._show(reply)
+
+    def _show(self, reply: Reply) -> None:
+        self.write(f"(only you) {reply.text}" if reply.ephemeral else reply.text)
+
+    def _click(self, args: list[str]) -> None:
+        if len(args) != 2 or args[0] not in BUTTON_EVENTS:
+            self.write(f"usage: :click {'|'.join(BUTTON_EVENTS)} SERVICE")
+            return
+        rollout = self._active(args[1])
+        if rollout is not None:
+            event = BUTTON_EVENTS[args[0]](actor=self.asker.user)
+            try:
+                self.dispatcher.engine.handle(rollout.id, event)
+            except Exception as e:  # shown to the one who clicked, as Slack would
+                self.write(f"(only you) :warning: {e}")
+
+    def _wait(self, args: list[str]) -> None:
+        if not args:
+            self.write("usage: :wait SERVICE [SECONDS]")
+            return
+        limit = float(args[1]) if len(args) > 1 else WAIT_LIMIT_S
+        deadline = time.monotonic() + limit
+        while self._active(args[0], quiet=True) is not None:
+            if time.monotonic() > deadline:
+                self.write(f"(only you) still going after {limit:.0f}s")
+                return
+            time.sleep(0.1)
+
+    def _active(self, service: str, *, quiet: bool = False) -> Rollout | None:
+        try:
+            namespace, vs = parse_service(service, self.dispatcher.default_namespace(None))
+        except GrammarError as e:
+            self.write(f"(only you) :warning: {e}")
+            return None
+        rollout = self.dispatcher.store.active_for(namespace, vs)
+        if rollout is None and not quiet:
+            self.write(f"(only you) {service} has no rollout going on")
+        return rollout
+
+
+def interactive_lines(stdin: TextIO = sys.stdin) -> Iterable[str]:
+    """Lines from a terminal with a prompt, or from a pipe as they come."""
+    if not stdin.isatty():
+        yield from stdin
+        return
+    while True:
+        try:
+            yield input(PROMPT)
+        except EOFError:
+            return

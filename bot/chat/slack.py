@@ -1,0 +1,208 @@
+"""Slack: the Bolt app for `/canary` and the card buttons, and the notifier that keeps cards.
+
+The ack path only parses, checks for a replayed delivery and hands the work to a bounded pool;
+Slack gets its HTTP 200 in milliseconds and the work happens after. Errors go to the asker
+alone (through the command's response_url); state changes are posted in the channel, on the
+rollout's card, which is updated in place, with details in its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
+
+from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
+from bot.chat.dispatch import Asker, Dispatcher, Reply
+from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
+from bot.store.errors import StoreError
+from bot.store.redis_store import RolloutStore
+from commands import CommandError, parse
+
+log = logging.getLogger(__name__)
+CARD_TTL_S = 30 * 24 * 3600
+SEEN_TTL_S = 15 * 60
+BUTTON_EVENTS: dict[str, type[Any]] = {
+    "pause": Pause,
+    "resume": Resume,
+    "promote": Promote,
+    "rollback": Rollback,
+    "abort": Abort,
+}
+
+
+def web_client(token: str, base_url: str | None = None) -> WebClient:
+    """A WebClient that waits out Slack's rate limits (429 + Retry-After) and tries again."""
+    client = WebClient(token=token, timeout=10, base_url=base_url or WebClient.BASE_URL)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+    return client
+
+
+class Workers:
+    """A bounded pool: when it is full, the asker is told to try again instead of waiting."""
+
+    def __init__(self, size: int = 8, backlog: int = 64) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="canary-work")
+        self._slots = threading.BoundedSemaphore(size + backlog)
+
+    def submit(self, fn: Callable[[], None]) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        future = self._pool.submit(fn)
+        future.add_done_callback(lambda _: self._slots.release())
+        return True
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class SlackNotifier:
+    """Renders engine notifications: the card updated in place, the message in its thread."""
+
+    def __init__(self, client: WebClient, store: RolloutStore, clock: Callable[[], datetime]):
+        self.client, self.store, self.clock = client, store, clock
+        self._posting = threading.Lock()
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        if rollout.channel is None:
+            return  # started outside chat (the CLI): there is no channel to post in
+        ts = self.show_card(rollout)
+        if message.event != "started":
+            self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=message.text)
+
+    def show_card(self, rollout: Rollout) -> str:
+        """Post the rollout's card, or update it in place; returns its ts."""
+        view = card_view(rollout, self.clock())
+        blocks, text = card_blocks(view), card_fallback_text(view)
+        with self._posting:
+            ref = self.card_ref(rollout.id)
+            if ref is None:
+                posted = self.client.chat_postMessage(
+                    channel=str(rollout.channel), blocks=blocks, text=text
+                )
+                ref = (str(posted["channel"]), str(posted["ts"]))
+                self.store.cache_set(_card_key(rollout.id), json.dumps(ref), CARD_TTL_S)
+                return ref[1]
+        self.client.chat_update(channel=ref[0], ts=ref[1], blocks=blocks, text=text)
+        return ref[1]
+
+    def card_ref(self, rollout_id: str) -> tuple[str, str] | None:
+        raw = self.store.cache_get(_card_key(rollout_id))
+        if raw is None:
+            return None
+        channel, ts = json.loads(raw)
+        return str(channel), str(ts)
+
+
+class SlackBot:
+    """The Bolt app and what it needs; `app.dispatch` is the whole HTTP surface."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        store: RolloutStore,
+        client: WebClient,
+        signing_secret: str,
+        workers: Workers | None = None,
+        on_command: Callable[[str, str], None] = lambda verb, outcome: None,
+    ) -> None:
+        self.dispatcher, self.store, self.client = dispatcher, store, client
+        self.workers = workers or Workers()
+        self._count = on_command
+        self.app = App(
+            client=client,
+            signing_secret=signing_secret,
+            process_before_response=True,
+            token_verification_enabled=False,
+        )
+        self.app.command("/canary")(self._on_command)
+        self.app.action(re.compile(r"^canary:"))(self._on_button)
+
+    def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
+        if not self._first_delivery(f"command:{body.get('trigger_id')}", ack):
+            return
+        try:
+            command = parse(str(body.get("text", "")))
+        except CommandError as e:
+            self._count("invalid", "refused")
+            ack(response_type="ephemeral", text=f":warning: {e}")
+            return
+        asker = Asker(user=str(body["user_id"]), channel=body.get("channel_id"))
+        response_url = str(body.get("response_url", ""))
+        job = lambda: self._run(command, asker, response_url)  # noqa: E731
+        if not self.workers.submit(job):
+            ack(response_type="ephemeral", text=":hourglass: The bot is busy; try again.")
+            return
+        self._count(command.verb.value, "accepted")
+        ack()
+
+    def _on_button(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        action = body["actions"][0]
+        try:
+            verb, rollout_id, version = parse_action(action["action_id"], action["value"])
+        except ValueError:
+            log.warning("ignored a button with a foreign payload")
+            return
+        # A double tap sends the same card version twice: act once.
+        if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}", None):
+            return
+        user = str(body["user"]["id"])
+        response_url = str(body.get("response_url", ""))
+        self.workers.submit(lambda: self._press(verb, rollout_id, user, response_url))
+
+    def _press(self, verb: str, rollout_id: str, user: str, response_url: str) -> None:
+        try:
+            self.dispatcher.engine.handle(rollout_id, BUTTON_EVENTS[verb](actor=user))
+            self._count(verb, "done")
+        except Exception as e:  # told to the one who pressed, not lost in a log
+            self._count(verb, "failed")
+            self._reply(response_url, Reply(f":warning: {e}"))
+
+    def _run(self, command: Any, asker: Asker, response_url: str) -> None:
+        for reply in self.dispatcher.run(command, asker):
+            self._reply(response_url, reply, asker)
+
+    def _reply(self, response_url: str, reply: Reply, asker: Asker | None = None) -> None:
+        try:
+            if reply.ephemeral and response_url:
+                WebhookClient(response_url).send(
+                    text=reply.text,
+                    blocks=reply.blocks,
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            elif asker is not None and asker.channel is not None:
+                self.client.chat_postMessage(
+                    channel=asker.channel, text=reply.text, blocks=reply.blocks
+                )
+        except SlackApiError as e:
+            log.warning("could not reply in Slack: %s", e.response.get("error"))
+
+    def _first_delivery(self, key: str, ack: Ack | None) -> bool:
+        try:
+            if self.store.first_delivery(key, SEEN_TTL_S):
+                return True
+        except StoreError as e:
+            if ack is not None:
+                ack(response_type="ephemeral", text=f":warning: {e}")
+            return False
+        if ack is not None:
+            ack()  # a replay of a delivery we already took: answer it, do nothing
+        return False
+
+
+def _card_key(rollout_id: str) -> str:
+    return f"card:{rollout_id}"

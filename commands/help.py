@@ -1,0 +1,113 @@
+"""Usage text for `/canary help` and the examples that error messages quote. Slack mrkdwn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands.model import Verb
+
+EXAMPLE_SERVICE = "weather"
+
+
+@dataclass(frozen=True)
+class _Topic:
+    forms: tuple[tuple[str, str], ...]  # (what follows `/canary`, what it does); first = example
+    details: tuple[str, ...] = ()  # extra lines for `/canary help <verb>`
+
+
+_TOPICS: dict[Verb, _Topic] = {
+    Verb.SET_WEIGHT: _Topic(
+        forms=(("{service} 10%", "send 10% of the traffic to the canary now"),),
+        details=(
+            "The weight is a whole number from 0 to 100; the `%` is optional.",
+            "`0%` sends all traffic back to stable.",
+            "With several subsets, name the canary: `/canary {service} 10% to v3`.",
+        ),
+    ),
+    Verb.START: _Topic(
+        forms=(
+            ("{service} start", "step up 5, 10, 25, 50, 100%, checking health before each step"),
+            ("{service} start to v2 steps 10,50,100 every 10m", "your own subset, steps and pace"),
+        ),
+        details=(
+            "Options come in any order, each at most once: `to <subset>`, "
+            "`steps <list climbing to 100>`, `every <30s|5m|1h>`.",
+            "Failing health checks roll back; inconclusive ones pause and ask a human.",
+        ),
+    ),
+    Verb.STATUS: _Topic(forms=(("{service} status", "weights, phase and last health check"),)),
+    Verb.PAUSE: _Topic(forms=(("{service} pause", "stop stepping; traffic stays where it is"),)),
+    Verb.RESUME: _Topic(forms=(("{service} resume", "go on stepping from where it paused"),)),
+    Verb.PROMOTE: _Topic(
+        forms=(("{service} promote", "send all traffic to the canary and make it stable"),)
+    ),
+    Verb.ROLLBACK: _Topic(
+        forms=(("{service} rollback", "send all traffic back to stable, at once"),),
+        details=("Never waits for approvals or freeze windows, for anyone allowed to roll back.",),
+    ),
+    Verb.ABORT: _Topic(
+        forms=(("{service} abort", "end the rollout and send all traffic back to stable"),)
+    ),
+    Verb.HISTORY: _Topic(forms=(("{service} history", "past rollouts: who did what, and when"),)),
+    Verb.PLAN: _Topic(
+        forms=(("{service} plan 25%", "show the change 25% would make, without making it"),),
+        details=("Takes `to <subset>` like a weight does.",),
+    ),
+    Verb.MIRROR: _Topic(
+        forms=(
+            ("{service} mirror 10%", "copy 10% of requests to the canary; its replies are dropped"),
+            ("{service} mirror off", "stop mirroring"),
+        ),
+        details=("Takes `to <subset>` like a weight does.",),
+    ),
+    Verb.LIST: _Topic(forms=(("list", "the rollouts going on now"),)),
+    Verb.HELP: _Topic(forms=(("help", "this list"), ("help start", "more about one command"))),
+}
+_ALIASES = {"weight": Verb.SET_WEIGHT}
+HELP_TOPICS = frozenset({*(verb.value for verb in Verb), *_ALIASES})
+_HEADER = (
+    "*Canary rollouts* — the service is `name` or `name.namespace` "
+    "(without a namespace, the channel's default):"
+)
+
+
+def example(verb: Verb, service: str = EXAMPLE_SERVICE, *, options: str = "") -> str:
+    """The first form of `verb`, ready to quote: `/canary weather 10%`, plus any `options`."""
+    form = _TOPICS[verb].forms[0][0]
+    return _command(f"{form} {options}".rstrip(), service)
+
+
+def help_text(topic: str | None = None) -> str:
+    """The overview, or the focused text for one verb (an unknown topic gets the overview)."""
+    verb = _verb_for(topic)
+    return _overview() if verb is None else _focused(verb)
+
+
+def _verb_for(topic: str | None) -> Verb | None:
+    if topic is None:
+        return None
+    topic = topic.lower()
+    if topic in _ALIASES:
+        return _ALIASES[topic]
+    return Verb(topic) if topic in HELP_TOPICS else None
+
+
+def _overview() -> str:
+    lines = [_line(form) for topic in _TOPICS.values() for form in topic.forms]
+    return "\n".join([_HEADER, *lines])
+
+
+def _focused(verb: Verb) -> str:
+    topic = _TOPICS[verb]
+    lines = [_line(form) for form in topic.forms]
+    details = [line.format(service=EXAMPLE_SERVICE) for line in topic.details]
+    return "\n".join([*lines, *details])
+
+
+def _line(form: tuple[str, str]) -> str:
+    text, meaning = form
+    return f"• {_command(text, EXAMPLE_SERVICE)} — {meaning}"
+
+
+def _command(form: str, service: str) -> str:
+    return f"`/canary {form.format(service=service)}`"

@@ -1,0 +1,407 @@
+"""Text after `/canary` → a typed Command, or a CommandError that says what to type instead.
+
+Every error is one short line that names the problem and quotes a command that would work,
+because it is shown ephemerally to someone who may be on a phone at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import NamedTuple
+
+from commands.grammar import (
+    LABEL_RULE,
+    GrammarError,
+    check_steps,
+    is_label,
+    parse_duration,
+    parse_steps,
+    shown,
+    split_service,
+)
+from commands.help import EXAMPLE_SERVICE, HELP_TOPICS, example
+from commands.model import Command, Verb
+
+MAX_LENGTH = 300
+_ECHO = "/canary"  # some clients send the slash command along with its text
+# Line breaks, tabs, NUL, ESC (ANSI colours), zero-width and bidi marks, lone surrogates.
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_PLAIN_WEIGHT = re.compile(r"([0-9]{1,3})%?")
+_FRACTION = re.compile(r"[0-9]*[.,][0-9]+|[0-9]+[.,][0-9]*")
+_OPTION_VALUES = {
+    "to": "a subset, like v2",
+    "steps": "a list, like 5,10,25,50,100",
+    "every": "a duration, like 5m",
+}
+_WITH_OPTIONS = {Verb.START: "to v2 steps 10,50,100 every 10m"}
+_BARE = (
+    Verb.STATUS,
+    Verb.PAUSE,
+    Verb.RESUME,
+    Verb.PROMOTE,
+    Verb.ROLLBACK,
+    Verb.ABORT,
+    Verb.HISTORY,
+)
+
+
+class CommandError(GrammarError):
+    """A `/canary` text that does not parse; the message is one line saying what to type."""
+
+
+class _Target(NamedTuple):
+    service: str
+    namespace: str | None
+
+    @property
+    def text(self) -> str:
+        """As the user writes it, for examples they can copy."""
+        return self.service if self.namespace is None else f"{self.service}.{self.namespace}"
+
+
+_Parser = Callable[[_Target, list[str]], Command]
+
+
+def parse(text: str, *, services: Sequence[str] = ()) -> Command:
+    """Parse the text of a `/canary` command; `services` only sharpen the suggestions."""
+    words = _words(text)
+    if not words:
+        return Command(verb=Verb.HELP)
+    head = words[0].lower()
+    if head == Verb.HELP:
+        return _help(words[1:])
+    if head == Verb.LIST:
+        _nothing_after(Verb.LIST, words[1:], example(Verb.LIST))
+        return Command(verb=Verb.LIST)
+    return _scoped(words, [name.lower() for name in services])
+
+
+# --- the text as a whole ---------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    if len(text) > MAX_LENGTH:
+        raise CommandError(
+            f"that is {len(text)} characters and a command is at most {MAX_LENGTH}: "
+            f"write it like {example(Verb.SET_WEIGHT)}"
+        )
+    text = text.strip()  # a trailing newline is harmless; one inside the text is not
+    _reject_control(text)
+    words = _without_echo(text.split())
+    if words and words[0].startswith("/"):
+        raise CommandError(
+            f"{shown(words[0])} is not needed: start with the service, "
+            f"like {example(Verb.SET_WEIGHT)}"
+        )
+    return words
+
+
+def _without_echo(words: list[str]) -> list[str]:
+    return words[1:] if words and words[0].lower() == _ECHO else words
+
+
+def _reject_control(text: str) -> None:
+    bad = next((c for c in text if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+    if bad is not None:
+        raise CommandError(
+            f"the text has a control character (U+{ord(bad):04X}): remove the control "
+            f"characters and type it again, like {example(Verb.SET_WEIGHT)}"
+        )
+
+
+# --- `<service> <verb> ...` ------------------------------------------------------------------
+
+
+def _scoped(words: list[str], services: list[str]) -> Command:
+    first, rest = words[0], words[1:]
+    if not rest:
+        raise _lone(first, services)
+    if swapped := _swapped(first, rest[0], services):
+        raise swapped
+    target = _target(first, services)
+    word = rest[0].lower()
+    if _looks_like_weight(word):
+        return _set_weight(target, rest)
+    parser = _VERBS.get(word)
+    if parser is None:
+        raise _unknown_verb(word, _suggested(target, services))
+    return parser(target, rest[1:])
+
+
+def _target(word: str, services: list[str]) -> _Target:
+    try:
+        return _Target(*split_service(word))
+    except GrammarError as err:
+        if word.endswith("%"):
+            raise _no_service_for_weight() from err
+        known = _nearest(word, services)
+        hint = f"did you mean `{known}`?" if known else f"like {example(Verb.SET_WEIGHT)}"
+        raise CommandError(f"{err}; {hint}") from err
+
+
+def _no_service_for_weight() -> CommandError:
+    return CommandError(f"say which service gets the weight, like {example(Verb.SET_WEIGHT)}")
+
+
+def _suggested(target: _Target, services: list[str]) -> _Target:
+    """The known service nearest to a typo, so examples in errors are right to copy."""
+    if not services or target.service in services:
+        return target
+    return target._replace(service=_nearest(target.service, services) or target.service)
+
+
+def _lone(word: str, services: list[str]) -> CommandError:
+    """One word and nothing after it: a service without a verb, or a verb without a service."""
+    lowered = word.lower()
+    if _is_plain_weight(lowered):
+        return _no_service_for_weight()
+    if lowered in _VERBS:
+        return CommandError(f"`{lowered}` needs a service before it: {example(Verb(lowered))}")
+    guess = _guess_verb(lowered)
+    if guess is not None and _nearest(lowered, services) is None:
+        return CommandError(f"{shown(word)} is not a command; {_did_you_mean(guess)}")
+    target = _target(word, services)
+    name = _suggested(target, services).text
+    hint = "" if name == target.text else f" (did you mean `{name}`?)"
+    return CommandError(
+        f"say what to do with {shown(word)}{hint}, like `/canary {name} status`; "
+        f"{example(Verb.HELP)} lists the rest"
+    )
+
+
+def _swapped(first: str, second: str, services: list[str]) -> CommandError | None:
+    """`/canary pause weather`: a verb or weight first, then something that can only be a name."""
+    first, second = first.lower(), second.lower()
+    if first not in _VERBS and not _is_plain_weight(first):
+        return None
+    if second in _VERBS or second in _OPTION_VALUES or _looks_like_weight(second):
+        return None
+    if not _is_service(second):
+        return None
+    service = _nearest(second, services) or second
+    return CommandError(f"put the service first: `/canary {service} {first}`")
+
+
+def _unknown_verb(word: str, target: _Target) -> CommandError:
+    if word in (Verb.HELP, Verb.LIST):
+        return CommandError(f"`{word}` goes right after /canary: {example(Verb(word))}")
+    if word == Verb.SET_WEIGHT:
+        return CommandError(f"give the weight as a number: {example(Verb.SET_WEIGHT, target.text)}")
+    if word in _OPTION_VALUES:
+        return CommandError(
+            f"`{word}` comes after a weight or `start`: {_usage(Verb.SET_WEIGHT, target)}"
+        )
+    guess = _guess_verb(word)
+    if guess is not None:
+        return CommandError(f"{shown(word)} is not a command; {_did_you_mean(guess, target)}")
+    return CommandError(
+        f"{shown(word)} is not a command: try {example(Verb.STATUS, target.text)}, "
+        f"or {example(Verb.HELP)} for the list"
+    )
+
+
+# --- the verbs -------------------------------------------------------------------------------
+
+
+def _bare(verb: Verb, target: _Target, words: list[str]) -> Command:
+    _nothing_after(verb, words, example(verb, target.text))
+    return Command(verb=verb, service=target.service, namespace=target.namespace)
+
+
+def _set_weight(target: _Target, words: list[str]) -> Command:
+    weight, to = _weight_and_subset(Verb.SET_WEIGHT, target, words)
+    return Command(
+        verb=Verb.SET_WEIGHT,
+        service=target.service,
+        namespace=target.namespace,
+        weight=weight,
+        to=to,
+    )
+
+
+def _plan(target: _Target, words: list[str]) -> Command:
+    if not words:
+        raise CommandError(f"`plan` needs a weight: {_usage(Verb.PLAN, target)}")
+    weight, to = _weight_and_subset(Verb.PLAN, target, words)
+    return Command(
+        verb=Verb.PLAN, service=target.service, namespace=target.namespace, weight=weight, to=to
+    )
+
+
+def _mirror(target: _Target, words: list[str]) -> Command:
+    if not words:
+        raise CommandError(f"`mirror` needs a weight or `off`: {_usage(Verb.MIRROR, target)}")
+    if words[0].lower() == "off":
+        _nothing_after("mirror off", words[1:], f"`/canary {target.text} mirror off`")
+        words = ["0"]  # `off` is mirroring 0%
+    mirror, to = _weight_and_subset(Verb.MIRROR, target, words)
+    return Command(
+        verb=Verb.MIRROR, service=target.service, namespace=target.namespace, mirror=mirror, to=to
+    )
+
+
+def _start(target: _Target, words: list[str]) -> Command:
+    usage = _usage(Verb.START, target)
+    options = _options(words, ("to", "steps", "every"), usage)
+    with _explained(usage):
+        steps = check_steps(parse_steps(options["steps"])) if "steps" in options else None
+        interval_s = parse_duration(options["every"]) if "every" in options else None
+    return Command(
+        verb=Verb.START,
+        service=target.service,
+        namespace=target.namespace,
+        to=_subset(options.get("to"), usage),
+        steps=steps,
+        interval_s=interval_s,
+    )
+
+
+_VERBS: dict[str, _Parser] = {
+    Verb.START: _start,
+    Verb.PLAN: _plan,
+    Verb.MIRROR: _mirror,
+    **{verb.value: partial(_bare, verb) for verb in _BARE},
+}
+
+
+def _help(words: list[str]) -> Command:
+    if not words:
+        return Command(verb=Verb.HELP)
+    topic = words[0].lower()
+    if topic not in HELP_TOPICS:
+        guess = _nearest(topic, HELP_TOPICS)
+        hint = (
+            f"did you mean `{guess}`? Try `/canary help {guess}`"
+            if guess
+            else f"try {example(Verb.HELP)}"
+        )
+        raise CommandError(f"there is no help on {shown(words[0])}; {hint}")
+    _nothing_after(f"help {topic}", words[1:], f"`/canary help {topic}`")
+    return Command(verb=Verb.HELP, topic=topic)
+
+
+# --- the values ------------------------------------------------------------------------------
+
+
+def _usage(verb: Verb, target: _Target) -> str:
+    return example(verb, target.text, options=_WITH_OPTIONS.get(verb, "to v2"))
+
+
+def _weight_and_subset(verb: Verb, target: _Target, words: list[str]) -> tuple[int, str | None]:
+    """`10% to v2`, the subset optional: what set-weight, plan and mirror take."""
+    usage = _usage(verb, target)
+    weight = _weight(words[0], usage)
+    options = _options(words[1:], ("to",), usage)
+    return weight, _subset(options.get("to"), usage)
+
+
+def _weight(word: str, usage: str) -> int:
+    number = word.removesuffix("%")
+    if not (number.isascii() and number.isdigit()):
+        raise CommandError(f"{_weight_problem(word)}, like {usage}")
+    value = int(number)
+    if value > 100:
+        said = f"{value}%" if len(number) < 8 else shown(word)
+        raise CommandError(f"{said} is over 100: weights go from 0% to 100%, like {usage}")
+    return value
+
+
+def _weight_problem(word: str) -> str:
+    number = word.removesuffix("%")
+    if any(c.isdigit() and not c.isascii() for c in number):
+        return f"{shown(word)} has digits other than 0-9: write the weight with 0-9"
+    if number.startswith("-") and any(c.isdigit() for c in number):
+        return f"{shown(word)} is negative: weights go from 0% to 100%"
+    if _FRACTION.fullmatch(number.lstrip("+")):
+        return f"{shown(word)} is not a whole number: weights are whole numbers from 0 to 100"
+    return f"{shown(word)} is not a weight: write a whole number from 0 to 100"
+
+
+def _subset(word: str | None, usage: str) -> str | None:
+    if word is None:
+        return None
+    if not (word.isascii() and is_label(word.lower())):
+        raise CommandError(f"{shown(word)} is not a subset name: use {LABEL_RULE}, like {usage}")
+    return word.lower()
+
+
+def _options(words: list[str], allowed: tuple[str, ...], usage: str) -> dict[str, str]:
+    """`to v2 steps 5,100 every 5m` in any order, each at most once, each with its value."""
+    found: dict[str, str] = {}
+    for index in range(0, len(words), 2):
+        name = _option_name(words[index], allowed, found, usage)
+        value = words[index + 1] if index + 1 < len(words) else None
+        if value is None or value.lower() in _OPTION_VALUES:
+            raise CommandError(f"`{name}` needs {_OPTION_VALUES[name]}: {usage}")
+        found[name] = value
+    return found
+
+
+def _option_name(word: str, allowed: tuple[str, ...], found: dict[str, str], usage: str) -> str:
+    name = word.lower()
+    if name == "%":
+        raise CommandError(f"put the % right after the number, like {usage}")
+    if name not in _OPTION_VALUES:
+        raise CommandError(f"{shown(word)} is unexpected there: write it like {usage}")
+    if name not in allowed:
+        raise CommandError(f"`{name}` only goes with `start`: {_usage(Verb.START, _EXAMPLE)}")
+    if name in found:
+        raise CommandError(f"`{name}` is given twice: keep one, like {usage}")
+    return name
+
+
+def _nothing_after(what: str, words: list[str], usage: str) -> None:
+    if words:
+        raise CommandError(f"`{what}` takes nothing after it; remove {shown(words[0])}: {usage}")
+
+
+@contextmanager
+def _explained(usage: str) -> Iterator[None]:
+    """The grammar's own message, which the CLI shows too, plus an example to copy."""
+    try:
+        yield
+    except GrammarError as err:
+        raise CommandError(f"{err}, as in {usage}") from err
+
+
+# --- small predicates and guesses ------------------------------------------------------------
+
+_EXAMPLE = _Target(EXAMPLE_SERVICE, None)
+_GUESSABLE = (*_VERBS, Verb.HELP, Verb.LIST)
+
+
+def _looks_like_weight(word: str) -> bool:
+    """Weight-shaped, right or wrong (`10%`, `-5`, `10.5%`, `ten%`), so it gets weight errors."""
+    return word.endswith("%") or word[0] in "+-.," or word[0].isdigit()
+
+
+def _is_plain_weight(word: str) -> bool:
+    match = _PLAIN_WEIGHT.fullmatch(word)
+    return match is not None and int(match.group(1)) <= 100
+
+
+def _is_service(word: str) -> bool:
+    try:
+        split_service(word)
+    except GrammarError:
+        return False
+    return True
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(word.lower(), list(choices), n=1)
+    return matches[0] if matches else None
+
+
+def _guess_verb(word: str) -> Verb | None:
+    guess = _nearest(word, _GUESSABLE)
+    return None if guess is None else Verb(guess)
+
+
+def _did_you_mean(verb: Verb, target: _Target = _EXAMPLE) -> str:
+    return f"did you mean `{verb}`? Try {example(verb, target.text)}"

@@ -1,0 +1,73 @@
+"""`canary-bot shell`: the chat pipeline from piped stdin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.kubeconfig import write_kubeconfig
+from bot.sandbox.seeding import load_yaml_documents, seed
+
+CANARY_BOT = str(Path(sys.executable).with_name("canary-bot"))
+WEATHER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seeds" / "weather.yaml"
+
+
+def shell(stdin: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CANARY_BOT, "shell", *args],
+        input=stdin,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_whole_staged_rollout_from_piped_stdin(tmp_path: Path, redis_url: str) -> None:
+    with SandboxApiServer() as cluster:
+        seed(cluster, load_yaml_documents([WEATHER]))
+        env = {
+            "REDIS_URL": redis_url,
+            "CANARY_LEASE_TTL": "1",
+            "KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", cluster.url)),
+        }
+        script = "\n".join(
+            [
+                "/canary weather status",
+                "/canary weather start steps 20,60,100 every 1s",
+                ":wait weather 60",
+                "/canary weather history",
+                "/canary weather 150%",
+            ]
+        )
+        done = shell(script, env, "--user", "U1", "--channel", "C1")
+        vs = cluster.get_object("default", "virtualservices", "weather")
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "no rollout going on" in out
+    for weight in ("20%", "60%", "100%"):
+        assert f"{weight} to v2" in out
+    assert "promoted" in out
+    assert out.count("step 1 of 3") >= 1
+    assert "start" in out and "promote" in out  # the history
+    assert "150% is over 100" in out
+    assert vs is not None and [
+        d["destination"]["subset"] for d in vs["spec"]["http"][0]["route"]
+    ] == ["v2"]
+
+
+def test_the_sandbox_shell_needs_no_cluster_and_no_redis() -> None:
+    done = shell(
+        "weather status\nreviews 10%\nreviews 10% to v3\n:click rollback reviews\n",
+        {"REDIS_URL": "redis://127.0.0.1:1/0", "KUBECONFIG": "/nonexistent"},
+        "--sandbox",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "weather: no rollout going on" in done.stdout
+    assert "say which is the canary" in done.stdout  # v2 or v3?
+    assert "10% to v3" in done.stdout
+    assert "back on v1" in done.stdout

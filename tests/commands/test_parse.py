@@ -1,0 +1,471 @@
+"""`/canary` text → Command, and the errors that say what to type instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from commands import (
+    MAX_LENGTH,
+    Command,
+    CommandError,
+    GrammarError,
+    Verb,
+    help_text,
+    parse,
+    parse_duration,
+    parse_service,
+    parse_steps,
+)
+
+SERVICES = ("weather", "reviews", "ratings")
+BARE = ("status", "pause", "resume", "promote", "rollback", "abort", "history")
+
+
+def weight(service: str, value: int, **fields: str) -> Command:
+    return Command(verb=Verb.SET_WEIGHT, service=service, weight=value, **fields)
+
+
+def start(**fields: object) -> Command:
+    return Command.model_validate({"verb": Verb.START, "service": "weather", **fields})
+
+
+FULL_START = start(to="v2", steps=(5, 10, 25, 50, 100), interval_s=300)
+
+VALID = [
+    ("weather 10%", weight("weather", 10)),
+    ("weather 10", weight("weather", 10)),
+    ("weather 0%", weight("weather", 0)),
+    ("weather 100%", weight("weather", 100)),
+    ("weather 007%", weight("weather", 7)),
+    ("reviews 50% to v3", weight("reviews", 50, to="v3")),
+    ("REVIEWS 50% TO V3", weight("reviews", 50, to="v3")),
+    ("reviews.prod 50% to v3", weight("reviews", 50, namespace="prod", to="v3")),
+    ("Reviews.Prod 50", weight("reviews", 50, namespace="prod")),
+    ("/canary weather 10%", weight("weather", 10)),
+    ("/CANARY weather 10%", weight("weather", 10)),
+    ("/canary", Command(verb=Verb.HELP)),
+    ("  weather   10%  ", weight("weather", 10)),
+    ("weather\u00a010%", weight("weather", 10)),  # phones type no-break spaces
+    ("weather 10%\n", weight("weather", 10)),  # a trailing newline is not inside the text
+    ("2048-game 10%", weight("2048-game", 10)),
+    ("0 10%", weight("0", 10)),  # a numeric service is fine where a service is expected
+    ("10 status", Command(verb=Verb.STATUS, service="10")),
+    ("weather start", start()),
+    ("weather start to v2 steps 5,10,25,50,100 every 5m", FULL_START),
+    ("weather start every 5m steps 5,10,25,50,100 to v2", FULL_START),
+    ("weather start steps 5,10,25,50,100 to v2 every 5m", FULL_START),
+    ("Weather START Every 5M To V2 Steps 5,10,25,50,100", FULL_START),
+    ("weather start steps 5%,50%,100%", start(steps=(5, 50, 100))),
+    ("weather start steps 100", start(steps=(100,))),
+    ("weather start every 30s", start(interval_s=30)),
+    ("weather start every 1h", start(interval_s=3600)),
+    ("weather.prod start to v2", start(namespace="prod", to="v2")),
+    ("weather plan 25%", Command(verb=Verb.PLAN, service="weather", weight=25)),
+    ("weather plan 25 to v3", Command(verb=Verb.PLAN, service="weather", weight=25, to="v3")),
+    ("weather mirror 10%", Command(verb=Verb.MIRROR, service="weather", mirror=10)),
+    ("weather mirror 10% to v2", Command(verb=Verb.MIRROR, service="weather", mirror=10, to="v2")),
+    ("weather mirror off", Command(verb=Verb.MIRROR, service="weather", mirror=0)),
+    ("weather MIRROR Off", Command(verb=Verb.MIRROR, service="weather", mirror=0)),
+    ("weather mirror 0%", Command(verb=Verb.MIRROR, service="weather", mirror=0)),
+    ("weather.prod status", Command(verb=Verb.STATUS, service="weather", namespace="prod")),
+    ("status status", Command(verb=Verb.STATUS, service="status")),  # a service may be a verb
+    ("list", Command(verb=Verb.LIST)),
+    ("LIST", Command(verb=Verb.LIST)),
+    ("", Command(verb=Verb.HELP)),
+    ("   ", Command(verb=Verb.HELP)),
+    ("help", Command(verb=Verb.HELP)),
+    ("help start", Command(verb=Verb.HELP, topic="start")),
+    ("Help Mirror", Command(verb=Verb.HELP, topic="mirror")),
+    ("help weight", Command(verb=Verb.HELP, topic="weight")),
+    ("help set-weight", Command(verb=Verb.HELP, topic="set-weight")),
+    ("/canary help pause", Command(verb=Verb.HELP, topic="pause")),
+]
+
+
+@pytest.mark.parametrize(("text", "command"), VALID)
+def test_every_form_parses_to_its_command(text: str, command: Command) -> None:
+    assert parse(text) == command
+
+
+@pytest.mark.parametrize("verb", BARE)
+@pytest.mark.parametrize("case", [str.lower, str.upper, str.title])
+def test_the_bare_verbs_parse_in_any_case(verb: str, case: Callable[[str], str]) -> None:
+    text = case(f"weather.prod {verb}")
+    assert parse(text) == Command(verb=Verb(verb), service="weather", namespace="prod")
+
+
+def test_known_services_are_never_required() -> None:
+    assert parse("climate 10%", services=SERVICES) == weight("climate", 10)
+    assert parse("weathr 10%", services=SERVICES) == weight("weathr", 10)
+
+
+MALFORMED = [
+    # weights
+    ("weather 150%", "150% is over 100"),
+    ("weather 101", "101% is over 100"),
+    ("weather plan 200%", "200% is over 100"),
+    ("weather 99999999999%", "'99999999999%' is over 100"),
+    ("weather 10.5%", "weights are whole numbers"),
+    ("weather 0,5%", "weights are whole numbers"),
+    ("weather .5", "weights are whole numbers"),
+    ("weather ten%", "'ten%' is not a weight"),
+    ("weather %", "'%' is not a weight"),
+    ("weather 10%%", "'10%%' is not a weight"),
+    ("weather 1e2", "'1e2' is not a weight"),
+    ("weather -5%", "'-5%' is negative"),
+    ("weather mirror -1%", "'-1%' is negative"),
+    ("weather ١٠%", "write the weight with 0-9"),
+    ("weather ５%", "write the weight with 0-9"),
+    ("weather 10 %", "put the % right after the number"),
+    ("weather mirror on", "'on' is not a weight"),
+    # verbs
+    ("weather paws", "did you mean `pause`?"),
+    ("weather statsu", "did you mean `status`? Try `/canary weather status`"),
+    ("weather rollbak", "did you mean `rollback`"),
+    ("weather.prod promot", "Try `/canary weather.prod promote`"),
+    ("weather dance", "'dance' is not a command: try `/canary weather status`"),
+    ("weather help", "`help` goes right after /canary: `/canary help`"),
+    ("weather list", "`list` goes right after /canary"),
+    ("weather set-weight", "give the weight as a number: `/canary weather 10%`"),
+    ("weather to v2", "`to` comes after a weight or `start`"),
+    ("weather plan", "`plan` needs a weight: `/canary weather plan 25% to v2`"),
+    ("weather mirror", "`mirror` needs a weight or `off`"),
+    ("hlep", "did you mean `help`? Try `/canary help`"),
+    ("lsit", "did you mean `list`"),
+    # service names
+    ("Weather! 10%", "'Weather!' is not a service name"),
+    ("weather_v2 10%", "up to 63 lower-case letters, digits or '-'"),
+    ("-weather 10%", "'-weather' is not a service name"),
+    ("weather.prod.eu 10%", "'weather.prod.eu' is not a service name"),
+    ("wéather 10%", "'wéather' is not a service name"),
+    ("\u212aube 10%", "is not a service name"),  # the Kelvin sign lower-cases to a plain 'k'
+    (f"{'a' * 64} 10%", "is not a service name"),
+    ("weather", "say what to do with 'weather', like `/canary weather status`"),
+    ("status", "`status` needs a service before it: `/canary weather status`"),
+    ("10%", "say which service gets the weight"),
+    ("10.5% weather", "say which service gets the weight"),
+    ("pause weather", "put the service first: `/canary weather pause`"),
+    ("10% weather.prod", "put the service first: `/canary weather.prod 10%`"),
+    # trailing words
+    ("weather 10% foo", "'foo' is unexpected there"),
+    ("weather 10% to v2 now", "'now' is unexpected there"),
+    ("weather status now", "`status` takes nothing after it; remove 'now'"),
+    ("weather abort please", "remove 'please'"),
+    ("weather mirror off now", "`mirror off` takes nothing after it; remove 'now'"),
+    ("list all", "`list` takes nothing after it; remove 'all'"),
+    ("help start now", "`help start` takes nothing after it; remove 'now'"),
+    ("weather 10% every 5m", "`every` only goes with `start`"),
+    ("weather plan 10% steps 5,100", "`steps` only goes with `start`"),
+    # options
+    ("weather start to v2 to v3", "`to` is given twice"),
+    ("weather start every 5m every 10m", "`every` is given twice"),
+    ("weather start steps 5,100 steps 10,100", "`steps` is given twice"),
+    ("weather 10% to", "`to` needs a subset, like v2"),
+    ("weather start to steps 5,100", "`to` needs a subset"),
+    ("weather start steps", "`steps` needs a list, like 5,10,25,50,100"),
+    ("weather start every", "`every` needs a duration, like 5m"),
+    ("weather start every to v2", "`every` needs a duration"),
+    ("weather 10% to V3!", "'V3!' is not a subset name"),
+    ("weather 10% to v٣", "'v٣' is not a subset name"),
+    ("weather start every 5min", "'5min' is not a duration: write it like 30s, 5m or 1h"),
+    ("weather start every 2d", "'2d' is not a duration"),
+    ("weather start every ٥m", "'٥m' is not a duration"),
+    ("weather start every 25h", "'25h' is out of range"),
+    ("weather start every 0s", "'0s' is out of range"),
+    ("weather start steps 10,5,100", "steps must climb"),
+    ("weather start steps 10,10,100", "steps must climb"),
+    ("weather start steps 10,50", "the last step must be 100"),
+    ("weather start steps 0,50,100", "steps are percentages from 1 to 100"),
+    ("weather start steps 50,150", "steps are percentages from 1 to 100"),
+    ("weather start steps 5,x", "'5,x' is not a list of steps"),
+    ("weather start steps 5,,100", "is not a list of steps"),
+    # help topics and the slash-command echo
+    ("help strat", "there is no help on 'strat'; did you mean `start`? Try `/canary help start`"),
+    ("help foo", "there is no help on 'foo'; try `/canary help`"),
+    ("help weather", "there is no help on 'weather'"),
+    ("/cnary weather 10%", "'/cnary' is not needed: start with the service"),
+    ("/canary /canary weather 10%", "'/canary' is not needed"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), MALFORMED)
+def test_malformed_text_says_what_is_wrong(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        parse(text)
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize(("text", "_"), MALFORMED)
+def test_every_error_quotes_a_command_to_type_instead(text: str, _: str) -> None:
+    with pytest.raises(CommandError, match="`/canary "):
+        parse(text)
+
+
+SERVICE_TYPOS = [
+    ("weathr", "say what to do with 'weathr' (did you mean `weather`?)"),
+    ("Weathr! 10%", "did you mean `weather`?"),
+    ("reveiws_ 10%", "did you mean `reviews`?"),
+    ("pause weathr", "put the service first: `/canary weather pause`"),
+    ("10% ratngs", "put the service first: `/canary ratings 10%`"),
+    ("weathr paws", "did you mean `pause`? Try `/canary weather pause`"),
+    ("weathr.prod statsu", "Try `/canary weather.prod status`"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), SERVICE_TYPOS)
+def test_known_services_sharpen_the_suggestions(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        parse(text, services=SERVICES)
+    assert fragment in str(raised.value)
+
+
+def test_without_known_services_the_typed_name_is_kept() -> None:
+    with pytest.raises(CommandError, match="`/canary weathr pause`"):
+        parse("pause weathr")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "weather\n10%",
+        "weather 10%\nweather 20%",
+        "weather\r\n10%",
+        "weather\t10%",
+        "weather\x0010%",
+        "weather\x1b[31m 10%",
+        "weather 10%\x07",
+        "\u200bweather 10%",  # zero-width space
+        "weather \u202e%01",  # right-to-left override
+        "weather\u2028 10%",  # line separator
+    ],
+)
+def test_control_characters_are_refused(text: str) -> None:
+    with pytest.raises(CommandError, match="remove the control characters"):
+        parse(text)
+
+
+def test_the_length_is_capped_and_the_cap_is_named() -> None:
+    at_limit = "weather 10%".ljust(MAX_LENGTH)
+    assert parse(at_limit) == weight("weather", 10)
+    with pytest.raises(CommandError) as raised:
+        parse(at_limit + " ")
+    assert f"that is {MAX_LENGTH + 1} characters and a command is at most {MAX_LENGTH}" in str(
+        raised.value
+    )
+
+
+def test_command_error_is_a_grammar_error_and_a_value_error() -> None:
+    assert issubclass(CommandError, GrammarError)
+    assert issubclass(CommandError, ValueError)
+
+
+# --- the longest names still give short, one-line messages ---------------------------------
+
+LONGEST = f"{'a' * 63}.{'b' * 63}"
+LONG_WORD = "x" * 200
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "",
+        f"{LONG_WORD}",
+        "start every 5min",
+        f"start steps {LONG_WORD}",
+        f"start to {LONG_WORD}",
+        "start to v2 to v3",
+        f"10% {LONG_WORD}",
+        f"{LONG_WORD}%",
+        f"status {LONG_WORD}",
+        "plan",
+        "10% every 5m",
+    ],
+)
+def test_messages_stay_short_with_the_longest_names(rest: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        parse(f"{LONGEST} {rest}")
+    assert_short_single_line(str(raised.value))
+
+
+def assert_short_single_line(message: str) -> None:
+    assert message and len(message) < MAX_LENGTH
+    assert message.splitlines() == [message]
+
+
+# --- properties ------------------------------------------------------------------------------
+
+
+def parse_or_error(text: str, services: tuple[str, ...] = ()) -> Command | None:
+    try:
+        return parse(text, services=services)
+    except CommandError as err:
+        assert_short_single_line(str(err))
+        return None
+
+
+@given(st.text(max_size=MAX_LENGTH + 20))
+def test_any_text_gives_a_command_or_a_short_command_error(text: str) -> None:
+    parse_or_error(text)
+
+
+VOCABULARY = [
+    *BARE,
+    *("start", "plan", "mirror", "off", "list", "help", "to", "steps", "every", "set-weight"),
+    *("weather", "weathr", "weather.prod", LONGEST, "V3", "v2", "/canary", "%", "10%", "0"),
+    *("150%", "-5", "10.5%", "5,10,100", "10,5", "5m", "25h", "١٠", "pause!", "statsu"),
+]
+soup = st.lists(
+    st.one_of(st.sampled_from(VOCABULARY), st.text(min_size=1, max_size=8)), max_size=8
+).map(" ".join)
+
+
+@given(soup, st.sampled_from([(), SERVICES]))
+def test_word_soup_gives_a_command_or_a_short_command_error(
+    text: str, services: tuple[str, ...]
+) -> None:
+    parse_or_error(text, services)
+
+
+labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+percent = st.integers(0, 100)
+
+
+def spelled(words: list[str], upper: list[bool]) -> str:
+    return " ".join(w.upper() if up else w for w, up in zip(words, upper, strict=False))
+
+
+@st.composite
+def start_texts(draw: st.DrawFn) -> tuple[str, Command]:
+    """A `start` with any subset of its options, in any order, in any case."""
+    service, subset = draw(labels), draw(labels)
+    steps = (*sorted(draw(st.sets(st.integers(1, 99), max_size=4))), 100)
+    minutes = draw(st.integers(1, 60))
+    options = {"to": subset, "steps": ",".join(map(str, steps)), "every": f"{minutes}m"}
+    chosen = draw(st.permutations(list(options)))[: draw(st.integers(0, 3))]
+    words = [service, "start", *(w for name in chosen for w in (name, options[name]))]
+    command = start(
+        service=service,
+        to=subset if "to" in chosen else None,
+        steps=steps if "steps" in chosen else None,
+        interval_s=minutes * 60 if "every" in chosen else None,
+    )
+    return spelled(words, draw(st.lists(st.booleans(), min_size=len(words)))), command
+
+
+@given(start_texts())
+def test_generated_starts_parse_back(case: tuple[str, Command]) -> None:
+    text, command = case
+    assert parse(text) == command
+
+
+@given(labels, st.none() | labels, percent, st.none() | labels, st.sampled_from(["%", ""]))
+def test_generated_weights_parse_back(
+    service: str, namespace: str | None, value: int, subset: str | None, sign: str
+) -> None:
+    target = service if namespace is None else f"{service}.{namespace}"
+    text = f"{target} {value}{sign}" + (f" to {subset}" if subset else "")
+    expected = Command(
+        verb=Verb.SET_WEIGHT, service=service, namespace=namespace, weight=value, to=subset
+    )
+    assert parse(text, services=SERVICES) == expected
+
+
+# --- the model -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_mutating_verbs_are_the_ones_that_change_traffic_or_a_rollout(verb: Verb) -> None:
+    read_only = {Verb.STATUS, Verb.HISTORY, Verb.PLAN, Verb.LIST, Verb.HELP}
+    command = parse(example_text(verb))
+    assert command.verb == verb
+    assert command.mutating is (verb not in read_only)
+
+
+def example_text(verb: Verb) -> str:
+    special = {
+        Verb.SET_WEIGHT: "weather 10%",
+        Verb.PLAN: "weather plan 10%",
+        Verb.MIRROR: "weather mirror 10%",
+        Verb.LIST: "list",
+        Verb.HELP: "help",
+    }
+    return special.get(verb, f"weather {verb}")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"verb": "status"}, "status needs service"),
+        ({"verb": "set-weight", "service": "weather"}, "set-weight needs weight"),
+        ({"verb": "status", "service": "weather", "weight": 10}, "status does not take weight"),
+        ({"verb": "list", "service": "weather"}, "list does not take service"),
+        ({"verb": "set-weight", "service": "weather", "weight": 101}, "less than or equal to 100"),
+        ({"verb": "mirror", "service": "weather", "mirror": -1}, "greater than or equal to 0"),
+        ({"verb": "status", "service": "weather", "colour": "red"}, "Extra inputs"),
+    ],
+)
+def test_the_model_keeps_fields_coherent_with_the_verb(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Command.model_validate(fields)
+
+
+def test_commands_are_frozen() -> None:
+    command = parse("weather 10%")
+    with pytest.raises(ValidationError):
+        command.weight = 20  # type: ignore[misc]
+
+
+# --- help ------------------------------------------------------------------------------------
+
+
+def test_the_overview_has_one_line_per_form() -> None:
+    text = help_text()
+    for form in ("weather 10%", "weather start", "weather mirror off", "list", "help start"):
+        assert f"• `/canary {form}` — " in text
+    for verb in BARE:
+        assert f"`/canary weather {verb}` — " in text
+
+
+@pytest.mark.parametrize("topic", sorted({*Verb, "weight"}))
+def test_every_topic_has_focused_help_whose_commands_parse(topic: str) -> None:
+    text = help_text(topic)
+    assert text != help_text() and "`/canary " in text
+    assert parse(f"help {topic}").topic == topic
+    for quoted in text.split("`")[1::2]:
+        if quoted.startswith("/canary "):
+            parse(quoted)
+
+
+def test_help_on_weight_is_help_on_set_weight_and_unknown_topics_get_the_overview() -> None:
+    assert help_text("weight") == help_text("set-weight") == help_text("WEIGHT")
+    assert "0%" in help_text("weight")
+    assert help_text("nonsense") == help_text()
+
+
+# --- the small parsers the CLI uses keep their behaviour ------------------------------------
+
+
+def test_parse_service_fills_in_the_default_namespace() -> None:
+    assert parse_service("weather", "default") == ("default", "weather")
+    assert parse_service(" Weather.Prod ", "default") == ("prod", "weather")
+    assert parse_service("weather.", "default") == ("default", "weather")
+    for bad in ("Weather!", "a.b.c", "wéather", "-x"):
+        with pytest.raises(GrammarError, match="is not a service name"):
+            parse_service(bad, "default")
+
+
+def test_parse_duration_and_parse_steps() -> None:
+    assert [parse_duration(t) for t in ("30s", "5m", "1h", " 2M ")] == [30, 300, 3600, 120]
+    assert parse_steps("5,10,25,50,100") == (5, 10, 25, 50, 100)
+    assert parse_steps("10, 5%, 100") == (10, 5, 100)  # climbing is checked by the rollout
+    with pytest.raises(GrammarError, match="is not a duration"):
+        parse_duration("5 minutes")
+    with pytest.raises(GrammarError, match="is not a list of steps"):
+        parse_steps("5;10")
