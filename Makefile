@@ -29,6 +29,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/rollouts.py
+	$(BIN)/python bench/ack.py
 
 system-deps:
 	@scripts/system-deps.sh

@@ -747,12 +747,18 @@ class SandboxApiServer:
         return None
 
     def _request_summary(self) -> JsonObject:
-        """Counts of the Kubernetes API requests so far, for a benchmark in another process."""
+        """The Kubernetes API requests so far, for a benchmark in another process: counts by
+        method, and the successful writes with their wall-clock times and paths."""
         counts: dict[str, int] = {}
+        writes = []
         for logged in self.requests:
-            if not logged.path.startswith("/sandbox/"):
-                counts[logged.method] = counts.get(logged.method, 0) + 1
-        return {"kind": "SandboxRequests", "byMethod": counts}
+            if logged.path.startswith("/sandbox/"):
+                continue
+            counts[logged.method] = counts.get(logged.method, 0) + 1
+            if logged.is_write and logged.succeeded:
+                writes.append({"method": logged.method, "path": logged.path, "at": logged.at,
+                               "body": logged.body.decode("utf-8", "replace")})
+        return {"kind": "SandboxRequests", "byMethod": counts, "writes": writes}
 
     def _server_addresses(self) -> JsonObject:
         address = {"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.removeprefix("http://")}

@@ -20,6 +20,7 @@ from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.fake_slack import FakeSlack
 from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.seeding import load_yaml_documents, seed
+from tests.commands.test_parse import MALFORMED
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test-token"
@@ -34,14 +35,17 @@ class Bot:
         self.url = server.http.url + "/slack/events"
         self._triggers = 0
 
-    def post(
+    def post(self, body: str, **kwargs: Any) -> int:
+        return self.exchange(body, **kwargs)[0]
+
+    def exchange(
         self,
         body: str,
         *,
         timestamp: int | None = None,
         signature: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> int:
+    ) -> tuple[int, str]:
         ts = str(timestamp if timestamp is not None else int(time.time()))
         sig = signature or SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
         request = urllib.request.Request(
@@ -57,9 +61,9 @@ class Bot:
         )
         try:
             with urllib.request.urlopen(request, timeout=5) as reply:
-                return int(reply.status)
+                return int(reply.status), reply.read().decode()
         except urllib.error.HTTPError as e:
-            return int(e.code)
+            return int(e.code), e.read().decode()
 
     def command(self, text: str, *, user: str = "U1", trigger: str | None = None) -> str:
         self._triggers += 1
@@ -230,11 +234,17 @@ def test_unsigned_tampered_and_stale_requests_get_401_and_change_nothing(
     assert bot.slack.calls == [] or all(c.method == "auth.test" for c in bot.slack.calls)
 
 
-def test_a_bad_command_is_answered_to_the_asker_alone(bot: Bot) -> None:
-    status = bot.post(bot.command("weather 150%"))
-    assert status == 200
+def test_every_malformed_command_is_answered_to_the_asker_and_changes_nothing(bot: Bot) -> None:
+    for text, fragment in MALFORMED:
+        status, body = bot.exchange(bot.command(text))
+        assert status == 200, text
+        reply = json.loads(body)
+        assert reply["response_type"] == "ephemeral", text
+        assert fragment in reply["text"], (text, reply["text"])
     time.sleep(0.2)
-    assert bot.cards() == {} and [r for r in bot.cluster.requests if r.is_write] == []
+    assert bot.cards() == {}
+    assert [r for r in bot.cluster.requests if r.is_write] == []
+    assert bot.slack.calls_to("chat.postMessage") == []
 
 
 def test_slack_429_on_chat_update_is_retried_and_the_card_ends_right(bot: Bot) -> None:
