@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -16,9 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.chat.dispatch import Dispatcher
-from bot.chat.http import SLACK_PATH, BotHttpServer
+from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
+from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
+from bot.ops.metrics import Metrics
 from bot.rollout.engine import Engine, Notifier
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout
@@ -76,6 +79,7 @@ class Parts:
     store: RolloutStore
     mesh: KubeMesh
     engine: Engine
+    metrics: Metrics
 
 
 def utcnow() -> datetime:
@@ -83,17 +87,19 @@ def utcnow() -> datetime:
 
 
 def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool = False) -> Parts:
+    metrics = Metrics()
     store = RolloutStore(connect(settings.redis_url))
     api = from_kubeconfig(settings.kubeconfig, settings.kube_context)
-    mesh = KubeMesh(api, watch_destination_rules=watch)
+    mesh = KubeMesh(api, watch_destination_rules=watch, observe=metrics.kube_call)
     engine = Engine(
         store=store,
         traffic=KubeTraffic(mesh),
         notifier=notifier or ConsoleNotifier(),
         clock=utcnow,
         effect_delay=settings.effect_delay_s,
+        metrics=metrics,
     )
-    return Parts(store, mesh, engine)
+    return Parts(store, mesh, engine, metrics)
 
 
 def dispatcher(settings: Settings, parts: Parts) -> Dispatcher:
@@ -118,20 +124,23 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
         client=client,
         signing_secret=secret.get_secret_value() if secret else "",
         workers=Workers(settings.workers),
+        on_command=lambda verb, outcome: parts.metrics.commands.labels(verb, outcome).inc(),
     )
 
 
 class Server:
     """`canary-bot serve`: leader election, the step scheduler and the engine."""
 
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, notifier: Notifier | None = None, serve_http: bool = True
+    ) -> None:
         self.parts = build(settings, notifier=notifier, watch=True)
         self.engine = self.parts.engine
         self.scheduler = StepScheduler(self.engine.step_due)
         self.engine.scheduler = self.scheduler
         identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         lease = LeaderLease(
-            self.parts.store._redis,
+            self.parts.store.redis,
             identity=identity,
             ttl_ms=int(settings.lease_ttl_s * 1000),
         )
@@ -142,12 +151,17 @@ class Server:
         self._resyncs = 0
         self._stopped = threading.Event()
         self.slack = slack_bot(settings, self.parts) if settings.slack_bot_token else None
+        http_app = self.slack.app if self.slack and settings.slack_signing_secret else None
         self.http: BotHttpServer | None = None
-        self.socket_mode: SocketModeHandler | None = None
-        if self.slack is not None and settings.slack_signing_secret is not None:
+        if serve_http:
             self.http = BotHttpServer(
-                self.slack.app, host=settings.http_host, port=settings.http_port
+                http_app,
+                host=settings.http_host,
+                port=settings.http_port,
+                probes=self._probes(),
+                on_slack_request=self.parts.metrics.ack_seconds.observe,
             )
+        self.socket_mode: SocketModeHandler | None = None
         if self.slack is not None and settings.slack_app_token is not None:
             self.socket_mode = SocketModeHandler(
                 self.slack.app, settings.slack_app_token.get_secret_value()
@@ -157,7 +171,11 @@ class Server:
         self.leadership.start()
         if self.http is not None:
             self.http.start()
-            log.info("listening for Slack on %s%s", self.http.url, SLACK_PATH)
+            log.info(
+                "listening on %s (Slack at %s, probes at /healthz /readyz /metrics)",
+                self.http.url,
+                SLACK_PATH if self.http.app else "nothing: no signing secret",
+            )
         if self.socket_mode is not None:
             self.socket_mode.connect()  # type: ignore[no-untyped-call]
             log.info("connected to Slack in Socket Mode")
@@ -180,13 +198,33 @@ class Server:
         log.info("stopped; redis round trips: %d", self.parts.store.round_trips)
         self._stopped.set()
 
+    def _probes(self) -> dict[str, Probe]:
+        return {
+            "/healthz": lambda: (200, "text/plain", "ok\n"),
+            "/readyz": self.ready,
+            "/metrics": self.parts.metrics.exposition,
+        }
+
+    def ready(self) -> tuple[int, str, str]:
+        """Ready when Redis and the Kubernetes API answer (and the policy loaded, at start)."""
+        problems = []
+        for name, check in (("redis", self.parts.store.ping), ("kubernetes", self.parts.mesh.ping)):
+            try:
+                check()
+            except (StoreError, MeshError) as e:
+                problems.append(f"{name}: {e}")
+        body = json.dumps({"ready": not problems, "problems": problems})
+        return (503 if problems else 200), "application/json", body
+
     def _elected(self, token: int) -> None:
+        self.parts.metrics.leader.set(1)
         self._resyncs = 0  # the first resync after an election is a full one
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
         self.scheduler.resume()
 
     def _deposed(self) -> None:
+        self.parts.metrics.leader.set(0)
         self.scheduler.pause()
         self.scheduler.clear()
 

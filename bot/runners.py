@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from bot.app import Server, Settings, build, dispatcher, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
+from bot.ops import logs
 from bot.rollout.engine import NoActiveRollout
 from bot.rollout.model import Abort, Pause, Promote, Resume, Rollback, Rollout, StepPlan
 from bot.rollout.transitions import InvalidTransition
@@ -72,12 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logs.setup()
     server = Server(Settings())
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
@@ -98,7 +94,7 @@ def run_shell(args: argparse.Namespace) -> int:
 
 def _shell(settings: Settings, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    server = Server(settings.model_copy(update={"slack_bot_token": None}))
+    server = Server(settings.model_copy(update={"slack_bot_token": None}), serve_http=False)
     server.engine.notifier = ShellNotifier(_print, utcnow)
     shell = Shell(dispatcher(settings, server.parts), Asker(args.user, args.channel), _print)
     server.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
@@ -20,13 +21,15 @@ Probe = Callable[[], tuple[int, str, str]]  # -> (status, content type, body)
 class BotHttpServer:
     def __init__(
         self,
-        app: App,
+        app: App | None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         probes: dict[str, Probe] | None = None,
+        on_slack_request: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.app, self.probes = app, probes or {}
+        self.on_slack_request = on_slack_request  # the ack latency, for the bot's metrics
         handler = type("Handler", (_Handler,), {"bot": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -59,14 +62,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        if url.path != SLACK_PATH or length > MAX_BODY:
-            self._send(404 if url.path != SLACK_PATH else 413, "text/plain", "")
+        app = self.bot.app
+        if app is None or url.path != SLACK_PATH or length > MAX_BODY:
+            self._send(413 if length > MAX_BODY else 404, "text/plain", "")
             return
+        start = time.perf_counter()
         body = self.rfile.read(length).decode("utf-8", errors="replace")
         headers: dict[str, str | Sequence[str]] = {k.lower(): v for k, v in self.headers.items()}
-        response = self.bot.app.dispatch(BoltRequest(body=body, query=url.query, headers=headers))
+        response = app.dispatch(BoltRequest(body=body, query=url.query, headers=headers))
         content_type = (response.headers.get("content-type") or ["text/plain"])[0]
         self._send(response.status, content_type, response.body)
+        self.bot.on_slack_request(time.perf_counter() - start)
 
     def do_GET(self) -> None:
         probe = self.bot.probes.get(urlsplit(self.path).path)

@@ -8,9 +8,11 @@ rollout's card, which is updated in place, with details in its thread.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
+import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
+from bot.ops.logs import correlation_id
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
@@ -141,7 +144,10 @@ class SlackBot:
             return
         asker = Asker(user=str(body["user_id"]), channel=body.get("channel_id"))
         response_url = str(body.get("response_url", ""))
-        job = lambda: self._run(command, asker, response_url)  # noqa: E731
+        job = _correlated(
+            str(body.get("trigger_id", "")), lambda: self._run(command, asker, response_url)
+        )
+        log.info("/canary %s from %s in %s", command.verb.value, asker.user, asker.channel)
         if not self.workers.submit(job):
             ack(response_type="ephemeral", text=":hourglass: The bot is busy; try again.")
             return
@@ -161,7 +167,13 @@ class SlackBot:
             return
         user = str(body["user"]["id"])
         response_url = str(body.get("response_url", ""))
-        self.workers.submit(lambda: self._press(verb, rollout_id, user, response_url))
+        log.info("%s pressed by %s on rollout %s", verb, user, rollout_id)
+        self.workers.submit(
+            _correlated(
+                str(body.get("trigger_id", "")),
+                lambda: self._press(verb, rollout_id, user, response_url),
+            )
+        )
 
     def _press(self, verb: str, rollout_id: str, user: str, response_url: str) -> None:
         try:
@@ -202,6 +214,13 @@ class SlackBot:
         if ack is not None:
             ack()  # a replay of a delivery we already took: answer it, do nothing
         return False
+
+
+def _correlated(correlation: str, fn: Callable[[], None]) -> Callable[[], None]:
+    """`fn`, run later in a worker with the request's correlation id in its log lines."""
+    context = contextvars.copy_context()
+    context.run(correlation_id.set, correlation or secrets.token_hex(6))
+    return lambda: context.run(fn)
 
 
 def _card_key(rollout_id: str) -> str:

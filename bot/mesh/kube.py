@@ -70,6 +70,7 @@ class KubeMesh:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         watch_destination_rules: bool = False,
+        observe: Callable[[str, float, int | None], None] = lambda verb, seconds, status: None,
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._apis = client.ApisApi(api_client)
@@ -79,6 +80,7 @@ class KubeMesh:
         self._watch = watch_destination_rules
         self._caches: dict[str, _DestinationRuleCache] = {}
         self._lock = threading.Lock()
+        self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
 
     @property
     def version(self) -> str:
@@ -86,6 +88,10 @@ class KubeMesh:
         if self._version is None:
             self._version = self._discover_version()
         return self._version
+
+    def ping(self) -> None:
+        """Reach the API server now (for readiness), whatever is cached."""
+        self._discover_version()
 
     def close(self) -> None:
         for cache in self._caches.values():
@@ -145,15 +151,16 @@ class KubeMesh:
     def _patch(self, change: ObjectChange) -> Json | None:
         plural = VS if change.kind == "VirtualService" else DR
         try:
-            result = self._api.patch_namespaced_custom_object(
-                GROUP,
-                self.version,
-                change.namespace,
-                plural,
-                change.name,
-                change.guarded_ops(),
-                _content_type="application/json-patch+json",
-            )
+            with self._timed("patch"):
+                result = self._api.patch_namespaced_custom_object(
+                    GROUP,
+                    self.version,
+                    change.namespace,
+                    plural,
+                    change.name,
+                    change.guarded_ops(),
+                    _content_type="application/json-patch+json",
+                )
             return cast(Json, result)
         except ApiException as e:
             if e.status == 409 or (e.status == 422 and self._moved(change, plural)):
@@ -168,14 +175,14 @@ class KubeMesh:
         return str(live["metadata"].get("resourceVersion")) != change.resource_version
 
     def _get(self, plural: str, namespace: str, name: str) -> Json:
-        with _translated("get", plural, namespace, name):
+        with _translated("get", plural, namespace, name), self._timed("get"):
             found = self._api.get_namespaced_custom_object(
                 GROUP, self.version, namespace, plural, name
             )
         return cast(Json, found)
 
     def _list_destination_rules(self, namespace: str) -> Json:
-        with _translated("list", DR, namespace, None):
+        with _translated("list", DR, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(GROUP, self.version, namespace, DR)
         return cast(Json, found)
 
@@ -191,6 +198,21 @@ class KubeMesh:
                 cache.start()
                 self._caches[namespace] = cache
             return self._caches[namespace]
+
+    @contextmanager
+    def _timed(self, verb: str) -> Iterator[None]:
+        start = time.perf_counter()
+        status: int | None = 200
+        try:
+            yield
+        except ApiException as e:
+            status = e.status
+            raise
+        except HTTPError:
+            status = None
+            raise
+        finally:
+            self._observe(verb, time.perf_counter() - start, status)
 
     def _discover_version(self) -> str:
         with _translated("discover", "apis", "", None):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.mesh.errors import Drift, MeshError
+from bot.ops.metrics import Metrics
 from bot.rollout.model import (
     ApplyWeight,
     Audit,
@@ -103,6 +104,7 @@ class Engine:
         health: Health | None = None,
         ids: Callable[[], str] = new_id,
         effect_delay: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store, self.traffic, self.notifier = store, traffic, notifier
         self.scheduler = scheduler or NoScheduler()
@@ -110,6 +112,7 @@ class Engine:
         self.clock, self.ids = clock, ids
         self.fencing: Callable[[], int | None] = lambda: None  # our token while we lead
         self._effect_delay = effect_delay  # fault injection: widen the gaps between effects
+        self.metrics = metrics or Metrics()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -214,6 +217,7 @@ class Engine:
         while rollout.pending:
             effect = rollout.pending[0]
             follow_up = self._execute(rollout, effect)
+            self.metrics.effect_done(effect)
             log.info(
                 "rollout %s v%d: %s done, %d left",
                 rollout.id,
@@ -236,7 +240,9 @@ class Engine:
         if isinstance(effect, ApplyWeight):
             return self._apply(rollout, effect)
         if isinstance(effect, CheckHealth):
-            return HealthResult(verdict=self.health.check(rollout, self.clock()))
+            verdict = self.health.check(rollout, self.clock())
+            self.metrics.verdict(verdict)
+            return HealthResult(verdict=verdict)
         if isinstance(effect, Schedule):
             self.scheduler.schedule(rollout.id, effect.at, effect.step)
         elif isinstance(effect, CancelSchedule):

@@ -756,8 +756,14 @@ class SandboxApiServer:
                 continue
             counts[logged.method] = counts.get(logged.method, 0) + 1
             if logged.is_write and logged.succeeded:
-                writes.append({"method": logged.method, "path": logged.path, "at": logged.at,
-                               "body": logged.body.decode("utf-8", "replace")})
+                writes.append(
+                    {
+                        "method": logged.method,
+                        "path": logged.path,
+                        "at": logged.at,
+                        "body": logged.body.decode("utf-8", "replace"),
+                    }
+                )
         return {"kind": "SandboxRequests", "byMethod": counts, "writes": writes}
 
     def _server_addresses(self) -> JsonObject:

@@ -1,0 +1,187 @@
+"""PromQL for a canary health check over Istio's standard metrics. Pure: no I/O.
+
+Every value that reaches a query is first validated (a Kubernetes name, or a label value for a
+version) and then escaped for a double-quoted PromQL string, and for RE2 where it sits inside
+`=~`. A value that fails validation raises `UnsafeLabel` before any query text exists.
+
+Two queries cover a check, each returning canary and stable together:
+
+- `requests_by_class`: requests in the window per version and response class (2xx, 5xx, ...),
+  which gives both the request count and the 5xx share;
+- `p99_latency`: the 99th percentile request duration per version, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+
+DEFAULT_VERSION_LABEL = "destination_version"
+REQUESTS_METRIC = "istio_requests_total"
+DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
+MIN_WINDOW = timedelta(minutes=1)
+PLACEHOLDERS = ("namespace", "service", "canary", "stable", "window", "version_label")
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9._]*[a-z0-9])?")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_CODE_TO_CLASS = '"response_code", "([0-9])[0-9][0-9]"'  # 503 → 5xx; "0" (no response) → ""
+_RE2_META = frozenset("\\.+*?()|[]{}^$")
+_DURATION_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+_NAME_RULE = (
+    "lowercase letters, digits and '-', starting and ending with a letter or digit, "
+    "at most 63 characters"
+)
+_VERSION_RULE = (
+    "lowercase letters, digits, '-', '.' and '_', starting and ending with a letter or digit, "
+    "at most 63 characters"
+)
+
+
+class UnsafeLabel(ValueError):
+    """A value was refused before it could reach a PromQL query."""
+
+    def __init__(self, what: str, value: str, rule: str) -> None:
+        super().__init__(f"{what} {value!r} cannot go into a Prometheus query: {rule}")
+        self.what, self.value = what, value
+
+
+class TemplateError(ValueError):
+    """A custom check's PromQL template uses something other than the known placeholders."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The two versions of one service that a check compares; validated on construction."""
+
+    namespace: str
+    service: str
+    stable: str
+    canary: str
+    version_label: str = DEFAULT_VERSION_LABEL
+
+    def __post_init__(self) -> None:
+        _require(self.namespace, "namespace", _DNS1123_LABEL, f"a DNS-1123 label: {_NAME_RULE}")
+        _require(self.service, "service", _DNS1123_LABEL, f"a DNS-1123 label: {_NAME_RULE}")
+        for what, version in (("stable version", self.stable), ("canary version", self.canary)):
+            _require(version, what, _LABEL_VALUE, f"a label value: {_VERSION_RULE}")
+        if not _LABEL_NAME.fullmatch(self.version_label) or self.version_label.startswith("__"):
+            raise UnsafeLabel(
+                "version label", self.version_label, "a Prometheus label name like [a-zA-Z_]\\w*"
+            )
+
+
+def _require(value: str, what: str, pattern: re.Pattern[str], rule: str) -> None:
+    if len(value) > 63 or not pattern.fullmatch(value):
+        raise UnsafeLabel(what, value, f"it must be {rule}")
+
+
+def quote(value: str) -> str:
+    """`value` as a double-quoted PromQL string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def regex_literal(value: str) -> str:
+    """`value` as an RE2 pattern that matches exactly `value` (`v2.1` does not match `v2x1`)."""
+    return "".join(f"\\{char}" if char in _RE2_META else char for char in value)
+
+
+def duration(window: timedelta) -> str:
+    """`window` as a PromQL duration in whole seconds, rounded up: `5m`, `1h30m`, `1m30s`."""
+    remaining = -(-window // timedelta(seconds=1))
+    if remaining < 1:
+        raise ValueError(f"a query window must be at least one second, not {window}")
+    parts = []
+    for unit, seconds in _DURATION_UNITS:
+        count, remaining = divmod(remaining, seconds)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def window_for(interval: timedelta) -> timedelta:
+    """The window a check looks back over: the step interval, and never less than a minute."""
+    return max(interval, MIN_WINDOW)
+
+
+def selector(subject: Subject) -> str:
+    """Both versions of the service, as seen by the receiving sidecar."""
+    versions = "|".join(regex_literal(v) for v in (subject.stable, subject.canary))
+    matchers = (
+        'reporter="destination"',
+        f"destination_service_namespace={quote(subject.namespace)}",
+        f"destination_service_name={quote(subject.service)}",
+        f"{subject.version_label}=~{quote(versions)}",
+    )
+    return "{" + ",".join(matchers) + "}"
+
+
+def requests_by_class(subject: Subject, window: timedelta) -> str:
+    """Requests in the window per version and response class (`2xx`, `5xx`, ...)."""
+    counts = f"increase({REQUESTS_METRIC}{selector(subject)}[{duration(window)}])"
+    classes = f'label_replace({counts}, "response_class", "${{1}}xx", {_CODE_TO_CLASS})'
+    return f"sum by ({subject.version_label}, response_class) ({classes})"
+
+
+def p99_latency(subject: Subject, window: timedelta) -> str:
+    """The 99th percentile request duration per version, in milliseconds."""
+    rates = f"rate({DURATION_BUCKETS_METRIC}{selector(subject)}[{duration(window)}])"
+    return f"histogram_quantile(0.99, sum by (le, {subject.version_label}) ({rates}))"
+
+
+def latency_buckets(subject: Subject, window: timedelta) -> str:
+    """Cumulative request counts per version and `le` bucket, for `judge.samples_from_histogram`."""
+    counts = f"increase({DURATION_BUCKETS_METRIC}{selector(subject)}[{duration(window)}])"
+    return f"sum by (le, {subject.version_label}) ({counts})"
+
+
+def render(template: str, subject: Subject, window: timedelta) -> str:
+    """Fill a custom check's template: str.format syntax, so PromQL braces are doubled.
+
+    `{namespace}`, `{service}`, `{canary}` and `{stable}` give values escaped for use inside a
+    double-quoted string; `{canary:re}` and `{stable:re}` are escaped for `=~` as well.
+    `{window}` is a PromQL duration and `{version_label}` a bare label name. Anything else,
+    including attribute access, indexing and conversions, is a `TemplateError`.
+    """
+    values = _template_values(subject, window)
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise TemplateError(
+            f"malformed PromQL template ({e}); write PromQL's braces as {{{{ }}}}"
+        ) from e
+    return "".join(
+        literal + ("" if name is None else _fill(name, spec, conversion, values))
+        for literal, name, spec, conversion in fields
+    )
+
+
+def _template_values(subject: Subject, window: timedelta) -> dict[tuple[str, str], str]:
+    versions = {"canary": subject.canary, "stable": subject.stable}
+    values = {
+        ("namespace", ""): subject.namespace,
+        ("service", ""): subject.service,
+        ("window", ""): duration(window),
+        ("version_label", ""): subject.version_label,
+    }
+    for name, version in versions.items():
+        values[(name, "")] = version
+        values[(name, "re")] = regex_literal(version)
+    return {key: quote(value)[1:-1] for key, value in values.items()}
+
+
+def _fill(
+    name: str, spec: str | None, conversion: str | None, values: dict[tuple[str, str], str]
+) -> str:
+    if name not in PLACEHOLDERS:
+        known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+        raise TemplateError(f"unknown placeholder {{{name}}} in PromQL template; known: {known}")
+    if conversion is not None or (name, spec or "") not in values:
+        raise TemplateError(
+            f"placeholder {{{name}}} takes no conversion and no format spec other than"
+            " `:re` (on {canary} and {stable} only)"
+        )
+    return values[(name, spec or "")]

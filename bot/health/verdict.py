@@ -1,0 +1,350 @@
+"""Decide a health check from its figures: pass, fail or inconclusive. Pure.
+
+The rules, in order:
+
+- Traffic gates everything: no canary series, or fewer than `min_requests` canary requests
+  in the window, is inconclusive and nothing else is judged. Inconclusive never promotes.
+- Absolute: canary success rate ≥ `min_success_rate`, canary p99 ≤ `max_p99_ms`.
+- Relative to stable: error rate ≤ stable's + `max_error_rate_increase` points, p99 ≤
+  `max_p99_ratio` × stable's. Skipped (and said so) when stable had fewer than `min_requests`
+  requests, or for the ratio when stable's p99 is unknown.
+- A value exactly at a threshold passes.
+- A canary p99 that is NaN or missing (no latency data) is inconclusive. A p99 of +Inf means
+  requests were slower than the largest finite bucket: that is a latency failure, not a lack of
+  data. (Prometheus' `histogram_quantile` itself answers with the largest finite bucket bound
+  in that case, which fails `max_p99_ms` whenever the buckets reach past it.)
+- Any failure makes the verdict fail, even if another figure is unknown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.health.promql import duration
+from bot.rollout.model import Verdict
+
+Status = Literal["pass", "fail", "inconclusive", "skipped"]
+Row = tuple[str, str, str, str, str]
+TABLE_HEADER: Row = ("metric", "canary", "stable", "threshold", "verdict")
+NONE = "—"
+_TOLERANCE = 1e-9
+
+
+class Thresholds(BaseModel):
+    """What a healthy canary looks like. Percentages are 0-100."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_success_rate: float = Field(default=99.0, ge=0, le=100)
+    max_p99_ms: float = Field(default=500.0, gt=0)
+    max_error_rate_increase: float = Field(default=1.0, ge=0)
+    max_p99_ratio: float = Field(default=1.2, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One version's numbers over the window; None where Prometheus had no series."""
+
+    requests: float | None = None
+    errors: float | None = None  # 5xx responses
+    p99_ms: float | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        error_rate = self.error_rate
+        return None if error_rate is None else 100.0 - error_rate
+
+    @property
+    def error_rate(self) -> float | None:
+        if not self.requests or not _finite(self.requests):
+            return None
+        return 100.0 * (self.errors or 0.0) / self.requests
+
+
+@dataclass(frozen=True)
+class Figures:
+    canary: Side
+    stable: Side
+    window_s: float | None = None
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Flat, for `Verdict.figures`; NaN becomes None, +Inf stays."""
+        sides = {"canary": self.canary, "stable": self.stable}
+        numbers: dict[str, float | None] = {"window_s": self.window_s}
+        for name, side in sides.items():
+            numbers[f"{name}_requests"] = side.requests
+            numbers[f"{name}_errors"] = side.errors
+            numbers[f"{name}_success_rate"] = side.success_rate
+            numbers[f"{name}_p99_ms"] = side.p99_ms
+        return {key: None if _is_nan(value) else value for key, value in numbers.items()}
+
+    @classmethod
+    def from_dict(cls, numbers: dict[str, float | None]) -> Figures:
+        def side(name: str) -> Side:
+            return Side(
+                requests=numbers.get(f"{name}_requests"),
+                errors=numbers.get(f"{name}_errors"),
+                p99_ms=numbers.get(f"{name}_p99_ms"),
+            )
+
+        return cls(canary=side("canary"), stable=side("stable"), window_s=numbers.get("window_s"))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the verdict: a figure, its threshold, and what it says."""
+
+    metric: str
+    canary: str
+    stable: str
+    threshold: str
+    status: Status
+    note: str = ""  # why it failed, is inconclusive or was skipped; one clause
+
+    @property
+    def row(self) -> Row:
+        return (self.metric, self.canary, self.stable, self.threshold, self.status)
+
+
+def judge(figures: Figures, thresholds: Thresholds, *, at: datetime, step: int) -> Verdict:
+    checks = evaluate(figures, thresholds)
+    outcome = _outcome(checks)
+    return Verdict(
+        outcome=outcome,
+        at=at,
+        step=step,
+        summary=_summary(outcome, checks, figures),
+        figures=figures.as_dict(),
+    )
+
+
+def inconclusive(
+    reason: str, *, at: datetime, step: int, figures: Figures | None = None
+) -> Verdict:
+    """A check that could not be decided (Prometheus down, a bad name): never promotes."""
+    numbers = figures.as_dict() if figures else {}
+    return Verdict(outcome="inconclusive", at=at, step=step, summary=reason, figures=numbers)
+
+
+def table(source: Verdict | Figures, thresholds: Thresholds) -> list[Row]:
+    """metric | canary | stable | threshold | verdict rows (see TABLE_HEADER), for chat."""
+    figures = Figures.from_dict(source.figures) if isinstance(source, Verdict) else source
+    return [check.row for check in evaluate(figures, thresholds)]
+
+
+def evaluate(figures: Figures, thresholds: Thresholds) -> list[Check]:
+    traffic = _traffic(figures, thresholds)
+    if traffic.status != "pass":
+        return [traffic, *(_not_judged(metric, figures) for metric in _JUDGED_ROWS)]
+    skip = _relative_skip(figures.stable, thresholds)
+    return [
+        traffic,
+        _success_rate(figures, thresholds),
+        _error_rate_increase(figures, thresholds, skip),
+        _p99(figures, thresholds),
+        _p99_ratio(figures, thresholds, skip),
+    ]
+
+
+def _outcome(checks: list[Check]) -> Literal["pass", "fail", "inconclusive"]:
+    statuses = {check.status for check in checks}
+    if "fail" in statuses:
+        return "fail"
+    return "inconclusive" if "inconclusive" in statuses else "pass"
+
+
+def _summary(outcome: str, checks: list[Check], figures: Figures) -> str:
+    if outcome != "pass":
+        return "; ".join(check.note for check in checks if check.status == outcome)
+    canary, stable = figures.canary, figures.stable
+    text = (
+        f"healthy: success {_percent(canary.success_rate)} (stable {_percent(stable.success_rate)}),"
+        f" p99 {_ms(canary.p99_ms)} (stable {_ms(stable.p99_ms)}),"
+        f" {_count(canary.requests)} canary requests{_over(figures)}"
+    )
+    skipped = sorted({check.note for check in checks if check.status == "skipped" and check.note})
+    return "; ".join([text, *skipped])
+
+
+# The rows
+
+
+def _traffic(figures: Figures, t: Thresholds) -> Check:
+    canary, stable = figures.canary, figures.stable
+    status: Status = "pass"
+    note = ""
+    if canary.requests is None or not _finite(canary.requests):
+        status, note = "inconclusive", f"no canary traffic in Prometheus{_over(figures)}"
+    elif _below(canary.requests, t.min_requests):
+        status = "inconclusive"
+        note = (
+            f"only {_count(canary.requests)} canary requests{_over(figures)},"
+            f" need at least {t.min_requests}"
+        )
+    return Check(
+        "requests", _requests(canary), _requests(stable), f"≥ {t.min_requests}", status, note
+    )
+
+
+def _success_rate(figures: Figures, t: Thresholds) -> Check:
+    canary = figures.canary.success_rate
+    assert canary is not None  # noqa: S101 - the traffic row passed: there were requests
+    status: Status = "pass"
+    note = ""
+    if _below(canary, t.min_success_rate):
+        status = "fail"
+        note = (
+            f"canary success rate {_percent(canary)} is below {_percent(t.min_success_rate)}"
+            f" ({_signed(canary - t.min_success_rate)} points)"
+        )
+    stable = _percent(figures.stable.success_rate)
+    return Check(
+        "success rate", _percent(canary), stable, f"≥ {_percent(t.min_success_rate)}", status, note
+    )
+
+
+def _error_rate_increase(figures: Figures, t: Thresholds, skip: str) -> Check:
+    canary, stable = figures.canary.error_rate, figures.stable.error_rate
+    threshold = f"≤ stable + {_number(t.max_error_rate_increase)} points"
+    metric = "error rate vs stable"
+    if skip or canary is None or stable is None:
+        return Check(metric, _percent(canary), _percent(stable), threshold, "skipped", skip)
+    increase = canary - stable
+    if not _above(increase, t.max_error_rate_increase):
+        return Check(metric, _percent(canary), _percent(stable), threshold, "pass")
+    note = (
+        f"canary error rate {_percent(canary)} is {_number(increase)} points above stable's"
+        f" {_percent(stable)} (max +{_number(t.max_error_rate_increase)})"
+    )
+    return Check(metric, _percent(canary), _percent(stable), threshold, "fail", note)
+
+
+def _p99(figures: Figures, t: Thresholds) -> Check:
+    canary = figures.canary.p99_ms
+    status: Status = "pass"
+    note = ""
+    if canary is None or _is_nan(canary):
+        status, note = "inconclusive", "no canary latency data (p99 unknown)"
+    elif math.isinf(canary):
+        status = "fail"
+        note = "canary p99 is beyond the largest latency bucket (+Inf)"
+    elif _above(canary, t.max_p99_ms):
+        status = "fail"
+        note = (
+            f"canary p99 {_ms(canary)} is above {_ms(t.max_p99_ms)}"
+            f" ({_signed(canary - t.max_p99_ms)} ms)"
+        )
+    stable = _ms(figures.stable.p99_ms)
+    return Check("p99 latency", _ms(canary), stable, f"≤ {_ms(t.max_p99_ms)}", status, note)
+
+
+def _p99_ratio(figures: Figures, t: Thresholds, skip: str) -> Check:
+    canary, stable = figures.canary.p99_ms, figures.stable.p99_ms
+    threshold = f"≤ {_number(t.max_p99_ratio)}× stable"
+    metric = "p99 vs stable"
+    if skip or not _finite(canary) or not _finite(stable) or not stable or stable <= 0:
+        reason = skip or (
+            "" if not _finite(canary) else "p99 vs stable skipped: stable p99 unknown"
+        )
+        return Check(metric, NONE, _ms(stable), threshold, "skipped", reason)
+    assert canary is not None and stable is not None  # noqa: S101 - both finite
+    ratio = canary / stable
+    shown = f"{ratio:.2f}×"
+    if not _above(ratio, t.max_p99_ratio):
+        return Check(metric, shown, _ms(stable), threshold, "pass")
+    note = (
+        f"canary p99 {_ms(canary)} is {shown} stable's {_ms(stable)}"
+        f" (max {_number(t.max_p99_ratio)}×)"
+    )
+    return Check(metric, shown, _ms(stable), threshold, "fail", note)
+
+
+_JUDGED_ROWS = (
+    ("success rate", lambda s: _percent(s.success_rate)),
+    ("error rate vs stable", lambda s: _percent(s.error_rate)),
+    ("p99 latency", lambda s: _ms(s.p99_ms)),
+    ("p99 vs stable", lambda s: NONE),
+)
+
+
+def _not_judged(row: tuple[str, Callable[[Side], str]], figures: Figures) -> Check:
+    metric, show = row
+    return Check(metric, show(figures.canary), show(figures.stable), NONE, "skipped")
+
+
+def _relative_skip(stable: Side, t: Thresholds) -> str:
+    if stable.requests is None or not _finite(stable.requests) or stable.requests <= 0:
+        return "relative checks skipped: stable had no requests"
+    if _below(stable.requests, t.min_requests):
+        return (
+            f"relative checks skipped: stable had only {_count(stable.requests)} requests,"
+            f" fewer than {t.min_requests}"
+        )
+    return ""
+
+
+# Comparisons: a value exactly at its threshold (give or take float rounding) passes.
+
+
+def _above(value: float, limit: float) -> bool:
+    return value > limit and not math.isclose(value, limit, rel_tol=_TOLERANCE)
+
+
+def _below(value: float, limit: float) -> bool:
+    return value < limit and not math.isclose(value, limit, rel_tol=_TOLERANCE)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _is_nan(value: float | None) -> bool:
+    return value is not None and math.isnan(value)
+
+
+# Formatting
+
+
+def _number(value: float) -> str:
+    """One decimal, or two when one would hide the difference (98.96, not 99.0)."""
+    one = f"{value:.1f}"
+    return one if math.isclose(float(one), value, abs_tol=_TOLERANCE) else f"{value:.2f}"
+
+
+def _signed(value: float) -> str:
+    return f"+{_number(value)}" if value >= 0 else f"−{_number(-value)}"
+
+
+def _percent(value: float | None) -> str:
+    return NONE if value is None else f"{_number(value)}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None or _is_nan(value):
+        return NONE
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:.0f} ms" if value == round(value) else f"{_number(value)} ms"
+
+
+def _count(value: float | None) -> str:
+    return NONE if value is None or not _finite(value) else f"{value:,.0f}"
+
+
+def _requests(side: Side) -> str:
+    if side.requests is None or not _finite(side.requests):
+        return NONE
+    return f"{_count(side.requests)} ({_count(side.errors or 0.0)} 5xx)"
+
+
+def _over(figures: Figures) -> str:
+    if not figures.window_s:
+        return ""
+    return f" in the last {duration(timedelta(seconds=figures.window_s))}"
