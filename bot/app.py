@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -55,9 +55,18 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")  # a fake, in tests
+    prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
+    policy_file: str | None = Field(default=None, alias="CANARY_POLICY_FILE")
     http_host: str = Field(default="127.0.0.1", alias="CANARY_HTTP_HOST")
     http_port: int = Field(default=3000, ge=0, le=65535, alias="CANARY_HTTP_PORT")
     workers: int = Field(default=8, ge=1, le=256, alias="CANARY_WORKERS")
+
+    @field_validator("prometheus_url", "slack_api_url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return url
 
     def namespace_for(self, channel: str | None) -> str:
         """The namespace a channel's commands mean when they name none."""

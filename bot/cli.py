@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_rollout(commands)
     _add_serve(commands)
     _add_shell(commands)
+    check = commands.add_parser(
+        "check-config", help="reach Slack, Redis, Kubernetes and Prometheus, and say what is wrong"
+    )
+    check.set_defaults(run=runners.run_check_config)
     return parser
 
 

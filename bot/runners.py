@@ -6,19 +6,27 @@ import argparse
 import logging
 import signal
 import sys
+import urllib.request
+from collections.abc import Callable
 from types import FrameType
 
+from kubernetes.config import ConfigException
 from pydantic import ValidationError
+from slack_sdk.errors import SlackApiError
 
 from bot.app import Server, Settings, build, dispatcher, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
+from bot.chat.slack import web_client
+from bot.mesh.errors import MeshError
+from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops import logs
 from bot.rollout.engine import NoActiveRollout
 from bot.rollout.model import Abort, Pause, Promote, Resume, Rollback, Rollout, StepPlan
 from bot.rollout.transitions import InvalidTransition
 from bot.sandbox.environment import playground
-from bot.store.errors import StoreError
+from bot.store.errors import StoreError, mask_url
+from bot.store.redis_store import RolloutStore, connect
 from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
 
 USER_ERRORS = (GrammarError, InvalidTransition, NoActiveRollout, StoreError, ValidationError)
@@ -107,6 +115,76 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print(line: str) -> None:
     print(line, flush=True)
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    """Reach everything the bot needs and say, in plain words, what is wrong."""
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        for error in e.errors():
+            print(f"✗ setting {'.'.join(map(str, error['loc']))}: {error['msg']}")
+        return 2
+    results = [check() for check in _checks(settings)]
+    for ok, line in results:
+        print(("✓ " if ok else "✗ ") + line)
+    return 0 if all(ok for ok, _ in results) else 2
+
+
+def _checks(settings: Settings) -> list[Callable[[], tuple[bool, str]]]:
+    return [
+        lambda: _check_redis(settings),
+        lambda: _check_kubernetes(settings),
+        lambda: _check_slack(settings),
+        lambda: _check_prometheus(settings),
+    ]
+
+
+def _check_redis(settings: Settings) -> tuple[bool, str]:
+    try:
+        RolloutStore(connect(settings.redis_url, timeout=2)).ping()
+    except StoreError as e:
+        return False, str(e)
+    return True, f"Redis answers at {mask_url(settings.redis_url)}"
+
+
+def _check_kubernetes(settings: Settings) -> tuple[bool, str]:
+    try:
+        mesh = KubeMesh(from_kubeconfig(settings.kubeconfig, settings.kube_context))
+        version = mesh.version
+    except (MeshError, ConfigException, OSError) as e:
+        return False, f"Kubernetes: {e}"
+    return True, f"Kubernetes serves networking.istio.io/{version}"
+
+
+def _check_slack(settings: Settings) -> tuple[bool, str]:
+    if settings.slack_bot_token is None:
+        return False, "SLACK_BOT_TOKEN is not set: the bot cannot post to Slack"
+    if settings.slack_signing_secret is None and settings.slack_app_token is None:
+        return False, (
+            "set SLACK_SIGNING_SECRET (HTTP mode) or SLACK_APP_TOKEN (Socket Mode): "
+            "without one the bot cannot receive commands"
+        )
+    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    try:
+        who = client.auth_test()
+    except SlackApiError as e:
+        return False, f"Slack refused the bot token ({e.response.get('error')}); check it"
+    except OSError as e:
+        return False, f"Slack cannot be reached ({type(e).__name__})"
+    return True, f"Slack knows the bot as {who.get('user')} in {who.get('team')}"
+
+
+def _check_prometheus(settings: Settings) -> tuple[bool, str]:
+    if settings.prometheus_url is None:
+        return False, "PROMETHEUS_URL is not set: every health check will be inconclusive"
+    try:
+        ready = f"{settings.prometheus_url.rstrip('/')}/-/ready"  # Settings allow http(s) URLs only
+        with urllib.request.urlopen(ready, timeout=2):  # noqa: S310
+            pass
+    except OSError as e:
+        return False, f"Prometheus at {settings.prometheus_url} cannot be reached ({e})"
+    return True, f"Prometheus answers at {settings.prometheus_url}"
 
 
 def describe(r: Rollout) -> str:

@@ -164,8 +164,9 @@ def _summary(outcome: str, checks: list[Check], figures: Figures) -> str:
     if outcome != "pass":
         return "; ".join(check.note for check in checks if check.status == outcome)
     canary, stable = figures.canary, figures.stable
+    success = f"{_percent(canary.success_rate)} (stable {_percent(stable.success_rate)})"
     text = (
-        f"healthy: success {_percent(canary.success_rate)} (stable {_percent(stable.success_rate)}),"
+        f"healthy: success {success},"
         f" p99 {_ms(canary.p99_ms)} (stable {_ms(stable.p99_ms)}),"
         f" {_count(canary.requests)} canary requests{_over(figures)}"
     )
@@ -195,14 +196,13 @@ def _traffic(figures: Figures, t: Thresholds) -> Check:
 
 def _success_rate(figures: Figures, t: Thresholds) -> Check:
     canary = figures.canary.success_rate
-    assert canary is not None  # noqa: S101 - the traffic row passed: there were requests
     status: Status = "pass"
     note = ""
-    if _below(canary, t.min_success_rate):
+    if canary is not None and _below(canary, t.min_success_rate):
         status = "fail"
         note = (
             f"canary success rate {_percent(canary)} is below {_percent(t.min_success_rate)}"
-            f" ({_signed(canary - t.min_success_rate)} points)"
+            f" ({_signed(canary - t.min_success_rate, _number)} points)"
         )
     stable = _percent(figures.stable.success_rate)
     return Check(
@@ -239,7 +239,7 @@ def _p99(figures: Figures, t: Thresholds) -> Check:
         status = "fail"
         note = (
             f"canary p99 {_ms(canary)} is above {_ms(t.max_p99_ms)}"
-            f" ({_signed(canary - t.max_p99_ms)} ms)"
+            f" ({_signed(canary - t.max_p99_ms, _ms)})"
         )
     stable = _ms(figures.stable.p99_ms)
     return Check("p99 latency", _ms(canary), stable, f"≤ {_ms(t.max_p99_ms)}", status, note)
@@ -249,13 +249,10 @@ def _p99_ratio(figures: Figures, t: Thresholds, skip: str) -> Check:
     canary, stable = figures.canary.p99_ms, figures.stable.p99_ms
     threshold = f"≤ {_number(t.max_p99_ratio)}× stable"
     metric = "p99 vs stable"
-    if skip or not _finite(canary) or not _finite(stable) or not stable or stable <= 0:
-        reason = skip or (
-            "" if not _finite(canary) else "p99 vs stable skipped: stable p99 unknown"
-        )
-        return Check(metric, NONE, _ms(stable), threshold, "skipped", reason)
-    assert canary is not None and stable is not None  # noqa: S101 - both finite
-    ratio = canary / stable
+    ratio = _ratio(canary, stable)
+    if skip or ratio is None:
+        unknown = "" if not _finite(canary) else "p99 vs stable skipped: stable p99 unknown"
+        return Check(metric, NONE, _ms(stable), threshold, "skipped", skip or unknown)
     shown = f"{ratio:.2f}×"
     if not _above(ratio, t.max_p99_ratio):
         return Check(metric, shown, _ms(stable), threshold, "pass")
@@ -264,6 +261,12 @@ def _p99_ratio(figures: Figures, t: Thresholds, skip: str) -> Check:
         f" (max {_number(t.max_p99_ratio)}×)"
     )
     return Check(metric, shown, _ms(stable), threshold, "fail", note)
+
+
+def _ratio(canary: float | None, stable: float | None) -> float | None:
+    if canary is None or stable is None or not math.isfinite(canary + stable) or stable <= 0:
+        return None
+    return canary / stable
 
 
 _JUDGED_ROWS = (
@@ -318,8 +321,8 @@ def _number(value: float) -> str:
     return one if math.isclose(float(one), value, abs_tol=_TOLERANCE) else f"{value:.2f}"
 
 
-def _signed(value: float) -> str:
-    return f"+{_number(value)}" if value >= 0 else f"−{_number(-value)}"
+def _signed(value: float, show: Callable[[float], str]) -> str:
+    return f"+{show(value)}" if value >= 0 else f"−{show(-value)}"
 
 
 def _percent(value: float | None) -> str:
