@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,9 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
+from bot.health.check import HealthCheck
+from bot.health.client import PrometheusClient, PrometheusError, Vector
+from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
@@ -56,6 +60,14 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")  # a fake, in tests
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
+    health_window_s: int | None = Field(default=None, ge=1, alias="CANARY_HEALTH_WINDOW")
+    thresholds: Thresholds = Field(default_factory=Thresholds, alias="CANARY_THRESHOLDS")
+
+    @property
+    def health_window(self) -> timedelta | None:
+        """The health query window; by default the step interval (at least a minute)."""
+        return None if self.health_window_s is None else timedelta(seconds=self.health_window_s)
+
     policy_file: str | None = Field(default=None, alias="CANARY_POLICY_FILE")
     http_host: str = Field(default="127.0.0.1", alias="CANARY_HTTP_HOST")
     http_port: int = Field(default=3000, ge=0, le=65535, alias="CANARY_HTTP_PORT")
@@ -107,8 +119,36 @@ def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool =
         clock=utcnow,
         effect_delay=settings.effect_delay_s,
         metrics=metrics,
+        health=health_check(settings, metrics),
     )
     return Parts(store, mesh, engine, metrics)
+
+
+def health_check(settings: Settings, metrics: Metrics) -> HealthCheck | None:
+    """Prometheus health checks when PROMETHEUS_URL is set; without it every step passes."""
+    if settings.prometheus_url is None:
+        return None
+    client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
+    return HealthCheck(
+        client, settings.thresholds, window=settings.health_window, service=lambda t: t.host or t.vs
+    )
+
+
+class TimedQueries:
+    """A Prometheus client whose queries show up in the bot's own metrics."""
+
+    def __init__(self, client: PrometheusClient, metrics: Metrics) -> None:
+        self.client, self.metrics = client, metrics
+
+    def query(self, promql: str, at: datetime | None = None) -> Vector:
+        start = time.perf_counter()
+        try:
+            result = self.client.query(promql, at=at)
+        except PrometheusError:
+            self.metrics.prometheus_query(time.perf_counter() - start, ok=False)
+            raise
+        self.metrics.prometheus_query(time.perf_counter() - start, ok=True)
+        return result
 
 
 def dispatcher(settings: Settings, parts: Parts) -> Dispatcher:
@@ -125,7 +165,7 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
     """The Slack side: cards for the engine's notifications, and the Bolt app for commands."""
     assert settings.slack_bot_token is not None
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    parts.engine.notifier = SlackNotifier(client, parts.store, utcnow)
+    parts.engine.notifier = SlackNotifier(client, parts.store, utcnow, settings.thresholds)
     secret = settings.slack_signing_secret
     return SlackBot(
         dispatcher=dispatcher(settings, parts),

@@ -66,6 +66,17 @@ def _add_plan(commands: Any) -> None:
 
 def _add_demo(commands: Any) -> None:
     demo = commands.add_parser("demo", help="the embedded sandbox and a rollout you can watch")
+    demo.add_argument(
+        "--interactive",
+        action="store_true",
+        help="after the two rollouts, stay at the shell prompt",
+    )
+    demo.add_argument(
+        "--charts",
+        type=Path,
+        default=Path("demo-output"),
+        help="where to save the charts (default: ./demo-output)",
+    )
     demo.set_defaults(run=_run_demo)
 
 
@@ -184,7 +195,7 @@ def _ns(obj: dict[str, Any]) -> Any:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    return run_demo()
+    return run_demo(interactive=args.interactive, charts=args.charts)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import signal
 import sys
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from kubernetes.config import ConfigException
@@ -100,10 +101,12 @@ def run_shell(args: argparse.Namespace) -> int:
     return _shell(Settings(), args)
 
 
-def _shell(settings: Settings, args: argparse.Namespace) -> int:
+def _shell(settings: Settings, args: argparse.Namespace, charts: Path | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = Server(settings.model_copy(update={"slack_bot_token": None}), serve_http=False)
-    server.engine.notifier = ShellNotifier(_print, utcnow)
+    server.engine.notifier = ShellNotifier(
+        _print, utcnow, thresholds=settings.thresholds, charts=charts
+    )
     shell = Shell(dispatcher(settings, server.parts), Asker(args.user, args.channel), _print)
     server.start()
     try:

@@ -1,0 +1,56 @@
+"""Policy files (YAML) and their pure evaluation: who may do what to which service, and when."""
+
+from policies.decide import READ_ONLY, decide, mention, rollout_defaults
+from policies.errors import PolicyError, Problem
+from policies.explain import check, explain, summary
+from policies.load import load_policy
+from policies.model import (
+    RAISING_ACTIONS,
+    SAFE_ACTIONS,
+    Action,
+    Actor,
+    Allow,
+    Approval,
+    Change,
+    Decision,
+    Deny,
+    HealthThresholds,
+    NeedsApproval,
+    PlacedRule,
+    Policy,
+    Rule,
+    StepPlanFields,
+    Target,
+)
+
+SHIPPED = ("dev.yaml", "production.yaml")  # package data next to this file
+
+__all__ = [
+    "RAISING_ACTIONS",
+    "READ_ONLY",
+    "SAFE_ACTIONS",
+    "SHIPPED",
+    "Action",
+    "Actor",
+    "Allow",
+    "Approval",
+    "Change",
+    "Decision",
+    "Deny",
+    "HealthThresholds",
+    "NeedsApproval",
+    "PlacedRule",
+    "Policy",
+    "PolicyError",
+    "Problem",
+    "Rule",
+    "StepPlanFields",
+    "Target",
+    "check",
+    "decide",
+    "explain",
+    "load_policy",
+    "mention",
+    "rollout_defaults",
+    "summary",
+]

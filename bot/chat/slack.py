@@ -27,6 +27,9 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
+from bot.chat.health_text import health_table
+from bot.health.chart import chart_png
+from bot.health.verdict import Thresholds
 from bot.ops.logs import correlation_id
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
 from bot.store.errors import StoreError
@@ -34,6 +37,7 @@ from bot.store.redis_store import RolloutStore
 from commands import CommandError, parse
 
 log = logging.getLogger(__name__)
+FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
 CARD_TTL_S = 30 * 24 * 3600
 SEEN_TTL_S = 15 * 60
 BUTTON_EVENTS: dict[str, type[Any]] = {
@@ -73,16 +77,35 @@ class Workers:
 class SlackNotifier:
     """Renders engine notifications: the card updated in place, the message in its thread."""
 
-    def __init__(self, client: WebClient, store: RolloutStore, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        client: WebClient,
+        store: RolloutStore,
+        clock: Callable[[], datetime],
+        thresholds: Thresholds | None = None,
+    ) -> None:
         self.client, self.store, self.clock = client, store, clock
+        self.thresholds = thresholds or Thresholds()
         self._posting = threading.Lock()
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
         if rollout.channel is None:
             return  # started outside chat (the CLI): there is no channel to post in
         ts = self.show_card(rollout)
-        if message.event != "started":
-            self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=message.text)
+        if message.event == "started":
+            return
+        text = message.text
+        if message.event == "health" and rollout.last_verdict is not None:
+            text = health_table(rollout.last_verdict, self.thresholds)
+        self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=text)
+        if message.event in FINAL_EVENTS and rollout.verdicts:
+            self.client.files_upload_v2(
+                channel=rollout.channel,
+                thread_ts=ts,
+                content=chart_png(rollout),
+                filename=f"{rollout.target.vs}-{rollout.id}.png",
+                title=f"{rollout.target.service}: canary vs stable",
+            )
 
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""

@@ -8,6 +8,7 @@ plus jitter); a 4xx answer is the query's fault and is raised at once.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import math
 import random
@@ -72,12 +73,8 @@ class PrometheusClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url, auth = _without_credentials(url.rstrip("/"))
-        self.timeout, self.tries, self.backoff, self.jitter = (
-            timeout,
-            max(tries, 1),
-            backoff,
-            jitter,
-        )
+        self.timeout, self.tries = timeout, max(tries, 1)
+        self.backoff, self.jitter = backoff, jitter
         self._headers = {"Accept": "application/json", **(headers or {}), **auth}
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -116,7 +113,7 @@ class PrometheusClient:
                 return _decode(response.read(), response.status)
         except urllib.error.HTTPError as e:
             return _http_error(e)
-        except (urllib.error.URLError, OSError) as e:
+        except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
             raise _Retry(_describe(e)) from e
 
 
@@ -177,6 +174,10 @@ def _number(text: str) -> float:
 
 def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "a Prometheus URL is http(s)://host[:port][/prefix], like http://prometheus:9090"
+        )
     if parts.username is None:
         return url, {}
     netloc = parts.hostname or ""

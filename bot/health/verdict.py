@@ -230,7 +230,7 @@ def _p99(figures: Figures, t: Thresholds) -> Check:
     canary = figures.canary.p99_ms
     status: Status = "pass"
     note = ""
-    if canary is None or _is_nan(canary):
+    if canary is None or math.isnan(canary) or canary < 0:
         status, note = "inconclusive", "no canary latency data (p99 unknown)"
     elif math.isinf(canary):
         status = "fail"

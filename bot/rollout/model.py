@@ -37,6 +37,7 @@ class Target(_Frozen):
     stable: str
     canary: str
     routes: tuple[str, ...] = ()
+    host: str = ""  # the destination host the routes send to, e.g. weather-service
 
     @property
     def key(self) -> str:

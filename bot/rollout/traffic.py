@@ -20,6 +20,7 @@ class KubeTraffic:
             stable=plan.stable,
             canary=plan.canary,
             routes=plan.request.routes,
+            host=plan.host.split(".")[0],
         )
         return target, max((t.before[1] for t in plan.touched), default=0)
 

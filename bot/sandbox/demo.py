@@ -1,57 +1,108 @@
-"""`canary-bot demo`: the embedded sandbox API server and a guarded rollout you can watch."""
+"""`canary-bot demo`: everything on loopback, and two rollouts you can watch.
+
+Real Redis, the sandbox Kubernetes API server seeded with the weather app, a traffic simulator
+exposing Istio's metrics, a real Prometheus scraping it, and the bot driven through the shell
+adapter. First `weather` v2 is healthy and is promoted step by step; then v3 is bad (8% of its
+requests fail) and is rolled back automatically after two failed health checks. The charts of
+both rollouts are saved as PNG files.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TextIO
 
-from bot.mesh.kube import KubeMesh
-from bot.mesh.request import SplitRequest
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from bot.app import Server, Settings, dispatcher, utcnow
+from bot.chat.dispatch import Asker
+from bot.chat.shell import Shell, ShellNotifier, interactive_lines
+from bot.sandbox.environment import playground
+from bot.sandbox.prometheus import PrometheusServer
+from bot.sandbox.traffic import TrafficSimulator, VersionProfile
 
-STEPS = (10, 50, 0)
+PROFILES = {
+    "v1": VersionProfile(error_rate=0.001, latency_ms=40),
+    "v2": VersionProfile(error_rate=0.001, latency_ms=42),  # a good new version
+    "v3": VersionProfile(error_rate=0.08, latency_ms=45),  # a bad one: 8% of requests fail
+}
+SCRIPT = [
+    "# Part 1: weather v2 is healthy. Each step waits for a health check from Prometheus.",
+    "/canary weather status",
+    "/canary weather start to v2 steps 10,30,60,100 every 8s",
+    ":wait weather 150",
+    "# Part 2: weather v3 is bad. Two failed checks in a row roll it back on their own.",
+    "/canary weather start to v3 steps 10,30,60,100 every 8s",
+    ":wait weather 150",
+    "/canary weather history",
+]
 
 
-def run_demo(out: TextIO = sys.stdout) -> int:
-    with SandboxApiServer() as server:
-        weather = [p for p in bundled_seed_paths() if p.stem == "weather"]
-        stored = seed(server, load_yaml_documents(weather))
-        say = _Say(out)
-        say(f"sandbox Kubernetes API at {server.url}, seeded with the weather app:")
-        for obj in stored:
-            say(f"  {obj['kind']} {obj['metadata']['namespace']}/{obj['metadata']['name']}")
-        mesh = KubeMesh(api_client_for(server.url))
-        try:
-            _preview(mesh, say)
-            for weight in STEPS:
-                _step(mesh, server, weight, say)
-        finally:
-            mesh.close()
+def run_demo(
+    *, interactive: bool = False, out: TextIO = sys.stdout, charts: Path = Path("demo-output")
+) -> int:
+    say = _printer(out)
+    charts.mkdir(parents=True, exist_ok=True)
+    say("Starting Redis, the sandbox Kubernetes API, the traffic simulator and Prometheus…")
+    with playground(CANARY_HEALTH_WINDOW=10, CANARY_LEASE_TTL=1.0) as play:
+        simulator = TrafficSimulator(
+            api=play.api.url,
+            namespace="default",
+            vs="weather",
+            service="weather-service",
+            rate=120.0,
+            versions=PROFILES,
+        )
+        with (
+            simulator,
+            PrometheusServer(targets=[simulator.target], scrape_interval="1s") as prometheus,
+        ):
+            settings = play.settings.model_copy(update={"prometheus_url": prometheus.url})
+            say(
+                f"  sandbox API {play.api.url} · Redis {play.redis.url} · "
+                f"Prometheus {prometheus.url}\n"
+            )
+            _wait_for_traffic(prometheus)
+            _play(settings, say, charts, interactive)
     return 0
 
 
-def _preview(mesh: KubeMesh, say: _Say) -> None:
-    plan = mesh.plan(SplitRequest.build(vs="weather", weight=50))
-    say("\n$ canary-bot plan weather.yaml --vs weather --weight 50 -o diff")
-    say(plan.diff.rstrip())
-    for route in plan.touched:
-        say(f"  route {route.index}: {route.reason}; {route.before} -> {route.after}")
+def _play(settings: Settings, say: Callable[[str], None], charts: Path, interactive: bool) -> None:
+    server = Server(settings, serve_http=False)
+    server.engine.notifier = ShellNotifier(
+        say, utcnow, thresholds=settings.thresholds, charts=charts
+    )
+    shell = Shell(dispatcher(settings, server.parts), Asker("U0DEMO", "C0DEMO"), say)
+    server.start()
+    try:
+        shell.run(_echoed(SCRIPT, say))
+        if interactive:
+            say("\nThe sandbox is still running: type commands (help, :quit to leave).")
+            shell.run(interactive_lines())
+    finally:
+        server.stop()
+    say(f"\nCharts saved in {charts.resolve()}:")
+    for path in sorted(charts.glob("*.png"), key=lambda p: p.stat().st_mtime):
+        say(f"  {path.resolve()}")
 
 
-def _step(mesh: KubeMesh, server: SandboxApiServer, weight: int, say: _Say) -> None:
-    server.clear_log()
-    applied = mesh.apply(SplitRequest.build(vs="weather", weight=weight))
-    calls = ", ".join(f"{r.method} {r.status}" for r in server.requests)
-    stable, canary = applied.plan.touched[0].after
-    say(f"\n== weather → {weight}% canary: v1 {stable}% / v2 {canary}%  (API calls: {calls})")
-    say(applied.plan.diff.rstrip() or "   already there: nothing to write")
+def _echoed(lines: Iterable[str], say: Callable[[str], None]) -> Iterable[str]:
+    for line in lines:
+        if line.startswith("#"):
+            say(f"\n{line[2:]}")
+        elif not line.startswith(":"):
+            say(f"\n$ {line}")
+        yield line
 
 
-class _Say:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+def _wait_for_traffic(prometheus: PrometheusServer) -> None:
+    prometheus.wait_for_series('istio_requests_total{reporter="destination"}', timeout=30)
+    time.sleep(2)  # a few scrapes, so the first rate() has something to work with
 
-    def __call__(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    return say

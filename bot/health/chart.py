@@ -1,0 +1,55 @@
+"""The end-of-rollout chart: canary vs stable success rate and p99 over the rollout's life.
+
+Drawn from the figures each health check kept on the rollout record, so it costs no query.
+Uses matplotlib's object API on the Agg canvas: no display, no global pyplot state, safe in
+worker threads.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bot.rollout.model import Rollout, Verdict
+
+COLOURS = {"canary": "#d9534f", "stable": "#337ab7"}
+MARKERS = {"pass": "o", "fail": "X", "inconclusive": "s"}
+
+
+def chart_png(rollout: Rollout) -> bytes:
+    figure = Figure(figsize=(8, 5.5), dpi=100)
+    FigureCanvasAgg(figure)
+    success, latency = figure.subplots(2, 1, sharex=True)
+    verdicts = [v for v in rollout.verdicts if v.figures]
+    start = rollout.created_at
+    times = [(v.at - start).total_seconds() for v in verdicts]
+    for side in ("canary", "stable"):
+        _plot(success, times, verdicts, f"{side}_success_rate", side)
+        _plot(latency, times, verdicts, f"{side}_p99_ms", side)
+    success.set_ylabel("success rate (%)")
+    latency.set_ylabel("p99 latency (ms)")
+    latency.set_xlabel("seconds since the rollout started")
+    success.legend(loc="lower left")
+    target = rollout.target
+    figure.suptitle(
+        f"{target.service}: {target.stable} → {target.canary}, "
+        f"{rollout.phase.value} at {rollout.weight}%"
+    )
+    for axes in (success, latency):
+        axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _plot(axes: Axes, times: list[float], verdicts: list[Verdict], key: str, side: str) -> None:
+    points = [(t, v.figures.get(key), v.outcome) for t, v in zip(times, verdicts, strict=True)]
+    shown = [(t, y, o) for t, y, o in points if y is not None and math.isfinite(y)]
+    xs, ys = [t for t, _, _ in shown], [y for _, y, _ in shown]
+    axes.plot(xs, ys, color=COLOURS[side], label=side, linewidth=1.5)
+    for t, y, outcome in shown:
+        axes.scatter([t], [y], color=COLOURS[side], marker=MARKERS[outcome])

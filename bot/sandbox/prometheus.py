@@ -1,0 +1,329 @@
+"""A real Prometheus server on loopback, for the tests and the demo.
+
+No fake: Debian's `prometheus` binary with a generated config, its TSDB in a private temp dir,
+listening on 127.0.0.1 on a free port. Targets can be changed while it runs (config rewrite and
+`/-/reload`), so one server started per test session can scrape each test's traffic simulator.
+`stop()` then `start()` brings it back on the same address with the same data, so tests can take
+Prometheus away mid-rollout.
+
+Prometheus applies new scrape targets on a 5-second tick of its own (discovery and scrape
+managers), so a new target is scraped 0 to ~10 s after `start()` or `set_targets()`; reusing a
+target address keeps the config unchanged and costs nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from bot.sandbox.redis_server import free_port
+
+READY_TIMEOUT_S = 15.0
+TARGETS_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+JOB_NAME = "sandbox"
+_POLL_INTERVAL_S = 0.05
+_HTTP_TIMEOUT_S = 5.0
+_LOG_TAIL_CHARS = 2_000
+
+
+class PrometheusServerError(RuntimeError):
+    """The prometheus binary is missing, it did not come up, or it refused a request."""
+
+
+def find_binary(name: str) -> str:
+    """The path of `prometheus` or `promtool` on PATH."""
+    found = shutil.which(name)
+    if not found:
+        raise PrometheusServerError(
+            f"no {name} binary found on PATH: "
+            "`apt-get install --no-install-recommends prometheus` provides it"
+        )
+    return found
+
+
+def scrape_config(targets: Sequence[str], scrape_interval: str) -> dict[str, Any]:
+    """A Prometheus config scraping `targets` ("host:port") at /metrics."""
+    interval = {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval}
+    return {
+        "global": {**interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {"job_name": JOB_NAME, "static_configs": [{"targets": list(targets)}]},
+        ],
+    }
+
+
+def _checked_targets(targets: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(targets, str):
+        raise TypeError("targets is a sequence of 'host:port' strings, not one string")
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit() or "/" in target:
+            raise ValueError(f"scrape target {target!r} is not 'host:port' (e.g. 127.0.0.1:9100)")
+    return tuple(targets)
+
+
+class PrometheusServer:
+    """One prometheus child process. `start()` returns self; also a context manager."""
+
+    def __init__(
+        self, *, targets: Sequence[str] = (), scrape_interval: str = "1s", port: int = 0
+    ) -> None:
+        self._targets = _checked_targets(targets)
+        self._scrape_interval = scrape_interval
+        self._port = port or None
+        self._workdir: Path | None = None
+        self._validated = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise PrometheusServerError("Prometheus has no port yet: call start() first")
+        return self._port
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._targets
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # Lifecycle
+
+    def start(self) -> Self:
+        if self.running:
+            return self
+        binary = find_binary("prometheus")
+        workdir = self._ensure_workdir()
+        if self._port is None:
+            self._port = free_port()
+        self._write_config()
+        self._log = (workdir / "prometheus.log").open("ab")
+        self._process = subprocess.Popen(  # noqa: S603 - our own binary and config, no shell
+            [binary, *self._flags(workdir)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        atexit.register(self.close)
+        self._wait_until_ready()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM and wait: Prometheus flushes its head block and exits."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: Prometheus dies at once, as in a crash (its WAL is replayed on start)."""
+        self._end(signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop the server and remove its temp dir, data included."""
+        self.stop()
+        atexit.unregister(self.close)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+            self._validated = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Targets and data
+
+    def set_targets(self, targets: Sequence[str]) -> None:
+        """Scrape exactly `targets` from now on; returns once Prometheus lists them as active.
+
+        When stopped, the new targets apply at the next `start()`.
+        """
+        wanted = _checked_targets(targets)
+        if set(wanted) == set(self._targets) and self.running:
+            return
+        self._targets = wanted
+        if not self.running:
+            return
+        self._write_config()
+        self._request("POST", "/-/reload")
+        self._wait_for_targets(set(wanted))
+
+    def active_targets(self) -> list[dict[str, Any]]:
+        """The `activeTargets` of /api/v1/targets: address, health, last error, ..."""
+        data = self._api("/api/v1/targets?state=active")
+        targets: list[dict[str, Any]] = data["activeTargets"]
+        return targets
+
+    def query(self, query: str) -> list[dict[str, Any]]:
+        """The `result` of an instant query (/api/v1/query) evaluated now."""
+        data = self._api("/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def wait_for_series(self, query: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Poll `query` until its result is non-empty, and return that result."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(query)
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise PrometheusServerError(
+                    f"{query!r} returned no series within {timeout:.0f} s; "
+                    f"targets: {self._target_health()}"
+                )
+            time.sleep(_POLL_INTERVAL_S)
+
+    def clear(self) -> None:
+        """Delete every stored series (admin API), so a test sees only its own data."""
+        match = urllib.parse.urlencode({"match[]": '{__name__=~".+"}'})
+        self._request("POST", f"/api/v1/admin/tsdb/delete_series?{match}")
+
+    # Internals
+
+    def _ensure_workdir(self) -> Path:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="canary-prometheus-"))
+        return self._workdir
+
+    @property
+    def _config_path(self) -> Path:
+        return self._ensure_workdir() / "prometheus.yml"
+
+    def _flags(self, workdir: Path) -> list[str]:
+        return [
+            f"--config.file={self._config_path}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--web.enable-admin-api",
+        ]
+
+    def _write_config(self) -> None:
+        # JSON is YAML: no template to get wrong.
+        config = scrape_config(self._targets, self._scrape_interval)
+        self._config_path.write_text(json.dumps(config, indent=2) + "\n")
+        if not self._validated:
+            self._validate_config()
+            self._validated = True
+
+    def _validate_config(self) -> None:
+        checked = subprocess.run(  # noqa: S603 - our own binary and config, no shell
+            [find_binary("promtool"), "check", "config", str(self._config_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if checked.returncode != 0:
+            raise PrometheusServerError(
+                f"promtool rejected the generated config {self._config_path}:\n"
+                f"{checked.stdout}{checked.stderr}"
+            )
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                self._fail(f"prometheus exited with code {self._process.returncode}")
+            if self._is_ready():
+                return
+            time.sleep(_POLL_INTERVAL_S)
+        self._fail(f"prometheus was not ready within {READY_TIMEOUT_S:.0f} s")
+
+    def _is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+    def _wait_for_targets(self, wanted: set[str]) -> None:
+        deadline = time.monotonic() + TARGETS_TIMEOUT_S
+        while time.monotonic() < deadline:
+            active = {t["discoveredLabels"]["__address__"] for t in self.active_targets()}
+            if active == wanted:
+                return
+            time.sleep(_POLL_INTERVAL_S)
+        self._fail(
+            f"Prometheus did not pick up targets {sorted(wanted)} within "
+            f"{TARGETS_TIMEOUT_S:.0f} s (it has {self._target_health()})"
+        )
+
+    def _target_health(self) -> list[str]:
+        return [
+            f"{t['scrapeUrl']} {t['health']} {t['lastError']}".strip()
+            for t in self.active_targets()
+        ]
+
+    def _api(self, path_and_query: str) -> dict[str, Any]:
+        body = json.loads(self._request("GET", path_and_query))
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def _request(self, method: str, path_and_query: str) -> bytes:
+        request = urllib.request.Request(f"{self.url}{path_and_query}", method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:  # noqa: S310
+                return bytes(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:_LOG_TAIL_CHARS].decode(errors="replace")
+            raise PrometheusServerError(
+                f"{method} {path_and_query} answered {error.code}: {detail}"
+            ) from error
+        except OSError as error:
+            raise PrometheusServerError(
+                f"{method} {self.url}{path_and_query} failed: {error}"
+            ) from error
+
+    def _fail(self, reason: str) -> None:
+        tail = self._log_tail()
+        self.kill()
+        raise PrometheusServerError(f"{reason} ({self.url}); its log ends with:\n{tail}")
+
+    def _log_tail(self) -> str:
+        log = self._workdir / "prometheus.log" if self._workdir else None
+        return log.read_text(errors="replace")[-_LOG_TAIL_CHARS:] if log and log.exists() else ""
+
+    def _end(self, how: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(how)
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
