@@ -15,10 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.chat.cards import card_blocks, card_text, card_view
+from bot.chat.health_text import health_table
+from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
-from bot.rollout.engine import Engine, NoActiveRollout
+from bot.rollout.engine import AlwaysHealthy, Engine, NoActiveRollout
 from bot.rollout.model import (
     Abort,
     Pause,
@@ -159,7 +161,10 @@ class Dispatcher:
     def _status(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         active = self.store.active_for(namespace, str(c.service))
         if active is not None:
-            return [self.card_reply(active)]
+            card = self.card_reply(active)
+            table = self._fresh_check(active)
+            section = {"type": "section", "text": {"type": "mrkdwn", "text": table[:2900]}}
+            return [Reply(f"{card.text}\n\n{table}", blocks=[*(card.blocks or []), section])]
         plan = self.mesh.plan(
             SplitRequest.build(vs=c.service, namespace=namespace, weight=0, to=c.to)
         )
@@ -170,6 +175,14 @@ class Dispatcher:
                 f"{plan.stable}/{plan.canary} at {weights}"
             )
         ]
+
+    def _fresh_check(self, rollout: Rollout) -> str:
+        """A health check made now, shown but not stored (it decides nothing)."""
+        health = self.engine.health
+        if isinstance(health, AlwaysHealthy):
+            return "Now: no health checks are configured (set PROMETHEUS_URL)"
+        verdict = health.check(rollout, self.clock())
+        return f"Now: {health_table(verdict, getattr(health, 'thresholds', Thresholds()))}"
 
     def _history(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         entries = self.store.history(namespace, str(c.service), count=20)
