@@ -262,7 +262,7 @@ class PrometheusServer:
 
     def _is_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.HTTPError):
             return False
@@ -291,9 +291,9 @@ class PrometheusServer:
         return data
 
     def _request(self, method: str, path_and_query: str) -> bytes:
-        request = urllib.request.Request(f"{self.url}{path_and_query}", method=method)  # noqa: S310
+        request = urllib.request.Request(f"{self.url}{path_and_query}", method=method)
         try:
-            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as error:
             detail = error.read()[:_LOG_TAIL_CHARS].decode(errors="replace")

@@ -32,14 +32,20 @@ pytestmark = pytest.mark.slow
 
 
 class Rig:
-    def __init__(self, engine: Engine, simulator: TrafficSimulator, notes: Recorder,
-                 prometheus: PrometheusServer) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        simulator: TrafficSimulator,
+        notes: Recorder,
+        prometheus: PrometheusServer,
+    ) -> None:
         self.engine, self.simulator, self.notes = engine, simulator, notes
         self.prometheus = prometheus
 
     def start(self) -> str:
-        return self.engine.start(namespace="default", vs="weather", to="v2", steps=STEPS,
-                                 actor="U1", channel="C1").id
+        return self.engine.start(
+            namespace="default", vs="weather", to="v2", steps=STEPS, actor="U1", channel="C1"
+        ).id
 
     def drive(self, rollout_id: str, limit: float = 40) -> Rollout:
         """Fire each step when it falls due, in real time, until the rollout stops moving."""
@@ -62,17 +68,31 @@ def rig(prometheus_server: PrometheusServer, redis_url: str) -> Iterator[Rig]:
     with SandboxApiServer() as cluster:
         seed(cluster, load_yaml_documents([WEATHER]))
         profiles = {"v1": VersionProfile(latency_ms=40), "v2": VersionProfile(latency_ms=40)}
-        with TrafficSimulator(api=cluster.url, namespace="default", vs="weather",
-                              service="weather-service", rate=300.0, versions=profiles,
-                              seed=7) as simulator:
+        with TrafficSimulator(
+            api=cluster.url,
+            namespace="default",
+            vs="weather",
+            service="weather-service",
+            rate=300.0,
+            versions=profiles,
+            seed=7,
+        ) as simulator:
             prometheus_server.set_targets([simulator.target])
             prometheus_server.wait_for_series('istio_requests_total{destination_version="v2"}')
             mesh = KubeMesh(api_client_for(cluster.url))
             notes = Recorder()
-            health = HealthCheck(PrometheusClient(prometheus_server.url), window=WINDOW,
-                                 service=lambda target: target.host or target.vs)
-            engine = Engine(store=RolloutStore(connect(redis_url)), traffic=KubeTraffic(mesh),
-                            notifier=notes, clock=lambda: datetime.now(UTC), health=health)
+            health = HealthCheck(
+                PrometheusClient(prometheus_server.url),
+                window=WINDOW,
+                service=lambda target: target.host or target.vs,
+            )
+            engine = Engine(
+                store=RolloutStore(connect(redis_url)),
+                traffic=KubeTraffic(mesh),
+                notifier=notes,
+                clock=lambda: datetime.now(UTC),
+                health=health,
+            )
             yield Rig(engine, simulator, notes, prometheus_server)
             mesh.close()
 
@@ -100,13 +120,17 @@ def test_a_canary_three_times_slower_is_rolled_back(rig: Rig) -> None:
     assert final.phase is Phase.FAILED
     assert "p99" in final.verdicts[-1].summary
     ratio = (final.verdicts[-1].figures["canary_p99_ms"] or 0) / (
-        final.verdicts[-1].figures["stable_p99_ms"] or 1)
+        final.verdicts[-1].figures["stable_p99_ms"] or 1
+    )
     assert ratio > 1.2
 
 
 def test_no_traffic_to_the_canary_pauses_and_never_promotes(rig: Rig) -> None:
-    rig.engine.health = HealthCheck(PrometheusClient(rig.prometheus.url), window=WINDOW,
-                                    service=lambda target: "climate-service")  # no such series
+    rig.engine.health = HealthCheck(
+        PrometheusClient(rig.prometheus.url),
+        window=WINDOW,
+        service=lambda target: "climate-service",
+    )  # no such series
     final = rig.drive(rig.start())
     assert final.phase is Phase.PAUSED and final.weight == 20
     assert [v.outcome for v in final.verdicts] == ["inconclusive"] * 3
@@ -123,4 +147,5 @@ def test_prometheus_down_mid_rollout_pauses_and_promotes_nothing(rig: Rig) -> No
     assert final.phase is Phase.PAUSED and final.weight == 20
     assert {v.outcome for v in final.verdicts} == {"inconclusive"}
     assert "cannot be reached" in final.verdicts[-1].summary or "unreachable" in (
-        final.verdicts[-1].summary.lower())
+        final.verdicts[-1].summary.lower()
+    )
