@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_sdk import WebClient
 
+from bot.chat.approvals import ApprovalBook, Gate, GroupDirectory, group_ids
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
@@ -34,6 +37,7 @@ from bot.rollout.traffic import KubeTraffic
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
+from policies import Policy, PolicyError, Problem, load_policy
 
 log = logging.getLogger(__name__)
 RESYNC_S = 1.0
@@ -151,14 +155,38 @@ class TimedQueries:
         return result
 
 
-def dispatcher(settings: Settings, parts: Parts) -> Dispatcher:
+def dispatcher(
+    settings: Settings, parts: Parts, members_of: Callable[[str], list[str]] = lambda _: []
+) -> Dispatcher:
+    """Commands → engine, behind the policy when one is configured."""
+    policy = load_policy_file(settings.policy_file)
+    gate = None
+    if policy is not None:
+        groups = GroupDirectory(members_of, parts.store, group_ids(policy))
+        gate = Gate(policy, groups, utcnow)
     return Dispatcher(
         engine=parts.engine,
         store=parts.store,
         mesh=parts.mesh,
         clock=utcnow,
         default_namespace=settings.namespace_for,
+        gate=gate,
+        book=ApprovalBook(parts.store),
     )
+
+
+def load_policy_file(path: str | None) -> Policy | None:
+    """The policy in `path`; a bad file raises PolicyError with every problem and its line."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        problem = Problem(
+            0, "", f"cannot read the policy file ({e.strerror}); check CANARY_POLICY_FILE"
+        )
+        raise PolicyError(path, (problem,)) from e
+    return load_policy(text, path)
 
 
 def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
@@ -168,13 +196,20 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
     parts.engine.notifier = SlackNotifier(client, parts.store, utcnow, settings.thresholds)
     secret = settings.slack_signing_secret
     return SlackBot(
-        dispatcher=dispatcher(settings, parts),
+        dispatcher=dispatcher(settings, parts, members_of=_group_members(client)),
         store=parts.store,
         client=client,
         signing_secret=secret.get_secret_value() if secret else "",
         workers=Workers(settings.workers),
         on_command=lambda verb, outcome: parts.metrics.commands.labels(verb, outcome).inc(),
     )
+
+
+def _group_members(client: WebClient) -> Callable[[str], list[str]]:
+    def members(group: str) -> list[str]:
+        return [str(u) for u in client.usergroups_users_list(usergroup=group)["users"]]
+
+    return members
 
 
 class Server:

@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_rollout(commands)
     _add_serve(commands)
     _add_shell(commands)
+    _add_policy(commands)
     check = commands.add_parser(
         "check-config", help="reach Slack, Redis, Kubernetes and Prometheus, and say what is wrong"
     )
@@ -117,6 +118,24 @@ def _add_shell(commands: Any) -> None:
         help="no cluster or Redis needed: start the embedded playground",
     )
     shell.set_defaults(run=runners.run_shell)
+
+
+def _add_policy(commands: Any) -> None:
+    policy = commands.add_parser("policy", help="check a policy file, or explain a decision")
+    verbs = policy.add_subparsers(required=True, metavar="VERB")
+    check = verbs.add_parser("check", help="validate a policy file (exit 2 with every problem)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=runners.run_policy_check)
+    explain = verbs.add_parser("explain", help="what the policy decides, and why")
+    explain.add_argument("file", type=Path)
+    explain.add_argument("--user", required=True, help="a Slack member ID, U…")
+    explain.add_argument("--groups", nargs="*", default=[], help="user-group IDs, S…")
+    explain.add_argument("--action", required=True, help="set-weight, start, promote, ...")
+    explain.add_argument("--service", required=True, help="VS or VS.NAMESPACE")
+    explain.add_argument("--at", help="ISO time (default: now)")
+    explain.add_argument("--weight-before", type=int)
+    explain.add_argument("--weight-after", type=int)
+    explain.set_defaults(run=runners.run_policy_explain)
 
 
 def run_plan(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import signal
 import sys
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -15,7 +16,8 @@ from kubernetes.config import ConfigException
 from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Server, Settings, build, dispatcher, utcnow
+import policies
+from bot.app import Server, Settings, build, dispatcher, load_policy_file, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
 from bot.chat.slack import web_client
@@ -29,8 +31,16 @@ from bot.sandbox.environment import playground
 from bot.store.errors import StoreError, mask_url
 from bot.store.redis_store import RolloutStore, connect
 from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
+from policies import PolicyError
 
-USER_ERRORS = (GrammarError, InvalidTransition, NoActiveRollout, StoreError, ValidationError)
+USER_ERRORS = (
+    GrammarError,
+    InvalidTransition,
+    NoActiveRollout,
+    StoreError,
+    ValidationError,
+    PolicyError,
+)
 VERBS = {
     "pause": "stop stepping, keep the traffic where it is",
     "resume": "go on stepping",
@@ -188,6 +198,40 @@ def _check_prometheus(settings: Settings) -> tuple[bool, str]:
     except OSError as e:
         return False, f"Prometheus at {settings.prometheus_url} cannot be reached ({e})"
     return True, f"Prometheus answers at {settings.prometheus_url}"
+
+
+def run_policy_check(args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except OSError as e:
+        print(f"error: cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 2
+    code, message = policies.check(text, str(args.file))
+    print(message, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def run_policy_explain(args: argparse.Namespace) -> int:
+    policy = load_policy_file(str(args.file))
+    assert policy is not None
+    namespace, vs = parse_service(args.service, "default")
+    at = datetime.fromisoformat(args.at) if args.at else utcnow()
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    print(
+        policies.explain(
+            policy,
+            user=args.user,
+            groups=args.groups,
+            action=args.action,
+            service=vs,
+            namespace=namespace,
+            at=at,
+            weight_before=args.weight_before,
+            weight_after=args.weight_after,
+        )
+    )
+    return 0
 
 
 def describe(r: Rollout) -> str:

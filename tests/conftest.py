@@ -1,8 +1,8 @@
-"""Shared fixtures: the sandbox Kubernetes API server, a client pointing at it, real Redis."""
+"""Shared fixtures: the sandbox Kubernetes API and a client for it, real Redis, real Prometheus."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,8 @@ import redis
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.sandbox.prometheus import PrometheusServer
-from bot.sandbox.redis_server import RedisServer
+from bot.sandbox.redis_server import RedisServer, free_port
+from bot.sandbox.traffic import TrafficSimulator
 
 
 @pytest.fixture
@@ -47,7 +48,49 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(scope="session")
 def prometheus_server() -> Iterator[PrometheusServer]:
-    """A real Prometheus on loopback (scraping nothing until a test calls set_targets)."""
-    server = PrometheusServer(scrape_interval="1s").start()
-    yield server
-    server.close()
+    """A real Prometheus on loopback, scraping every second; nothing until a test sets targets."""
+    with PrometheusServer(scrape_interval="1s") as server:
+        yield server
+
+
+@pytest.fixture
+def prometheus(prometheus_server: PrometheusServer) -> PrometheusServer:
+    """The shared Prometheus, running, with every stored series deleted for this test."""
+    prometheus_server.start()  # a test that stopped it without restarting must not break the next
+    prometheus_server.clear()
+    return prometheus_server
+
+
+@pytest.fixture(scope="session")
+def traffic_port() -> int:
+    """The one port every `scraped_traffic` simulator listens on.
+
+    Prometheus takes 5-10 s to pick up a new target; one address for the whole session keeps
+    its config unchanged from test to test.
+    """
+    return free_port()
+
+
+ScrapedTraffic = Callable[..., TrafficSimulator]
+
+
+@pytest.fixture
+def scraped_traffic(prometheus: PrometheusServer, traffic_port: int) -> Iterator[ScrapedTraffic]:
+    """Start a `TrafficSimulator(**kwargs)` that `prometheus` scrapes; stopped after the test.
+
+    One simulator per test (they share a port). `prometheus.wait_for_series(...)` then waits
+    for its first samples.
+    """
+    started: list[TrafficSimulator] = []
+
+    def start(**kwargs: Any) -> TrafficSimulator:
+        if started:
+            raise RuntimeError("scraped_traffic starts one simulator per test")
+        simulator = TrafficSimulator(port=traffic_port, **kwargs).start()
+        started.append(simulator)
+        prometheus.set_targets([simulator.target])
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.stop()

@@ -8,12 +8,20 @@ the asker should see (ephemeral) or what the channel should be told outside a ro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from bot.chat.approvals import (
+    ApprovalBook,
+    ApprovalRequest,
+    Gate,
+    approval_blocks,
+    plan_hash,
+    summary_text,
+)
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.health_text import health_table
 from bot.health.verdict import Thresholds
@@ -34,6 +42,7 @@ from bot.rollout.transitions import InvalidTransition
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
+from policies import Change, Deny, NeedsApproval
 
 USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, StoreError, ValueError)
 EVENTS: dict[Verb, type[Any]] = {
@@ -52,6 +61,7 @@ class Reply:
     text: str
     ephemeral: bool = True
     blocks: list[dict[str, Any]] | None = None
+    approval: str | None = None  # the id of the approval request this card shows
 
 
 @dataclass(frozen=True)
@@ -68,13 +78,114 @@ class Dispatcher:
     clock: Callable[[], datetime]
     default_namespace: Callable[[str | None], str] = lambda _channel: "default"
     default_steps: StepPlan = field(default_factory=StepPlan)
+    gate: Gate | None = None  # the policy; None lets everyone do everything
+    book: ApprovalBook | None = None
 
-    def run(self, command: Command, asker: Asker) -> list[Reply]:
-        """Carry the command out; user mistakes come back as an ephemeral reply."""
+    def run(
+        self, command: Command, asker: Asker, *, text: str = "", approved: bool = False
+    ) -> list[Reply]:
+        """Carry the command out if the policy allows it (or hold it for approval); user
+        mistakes and refusals come back as an ephemeral reply."""
         try:
+            if self.gate is not None and command.mutating and not approved:
+                held = self._check(command, asker, text)
+                if held is not None:
+                    return held
             return self._run(command, asker)
         except USER_ERRORS as e:
             return [Reply(f":warning: {e}")]
+
+    def change_for(self, command: Command, namespace: str) -> tuple[Change, str]:
+        """What the command would change (weights before and after, a hash of the exact
+        plan) and the diff to show an approver."""
+        vs = str(command.service)
+        last = self.store.history(namespace, vs, count=1)
+        since = last[-1].at.isoformat() if last else None
+        active = self.store.active_for(namespace, vs)
+        if command.verb in EVENTS:
+            if active is None:
+                raise NoActiveRollout(f"{_service(vs, namespace)} has no rollout going on")
+            after = _weight_after(command.verb, active)
+            fingerprint = plan_hash(active.id, active.step, active.weight, command.verb)
+            return Change(
+                action=command.verb.value,
+                weight_before=active.weight,
+                weight_after=after,
+                plan_hash=fingerprint,
+                last_change_at=_parse(since),
+            ), ""
+        weight = (
+            command.weight
+            if command.verb is not Verb.START
+            else (command.steps or self.default_steps.weights)[0]
+        )
+        request = SplitRequest.build(
+            vs=vs,
+            namespace=namespace,
+            weight=weight,
+            to=command.to,
+            mirror=command.mirror if command.verb is Verb.MIRROR else None,
+        )
+        plan = self.mesh.plan(request)
+        before = plan.touched[0].before[1] if plan.touched else 0
+        fingerprint = plan_hash(
+            plan.stable,
+            plan.canary,
+            command.verb,
+            command.steps,
+            command.interval_s,
+            [(t.index, t.before, t.after) for t in plan.touched],
+            plan.dr.ops if plan.dr else None,
+        )
+        weight_after = command.mirror if command.verb is Verb.MIRROR else weight
+        return Change(
+            action=command.verb.value,
+            weight_before=before,
+            weight_after=weight_after,
+            plan_hash=fingerprint,
+            last_change_at=_parse(since),
+        ), plan.diff
+
+    def _check(self, command: Command, asker: Asker, text: str) -> list[Reply] | None:
+        assert self.gate is not None
+        namespace = command.namespace or self.default_namespace(asker.channel)
+        change, diff = self.change_for(command, namespace)
+        decision = self.gate.decide(asker.user, change, namespace, str(command.service))
+        if isinstance(decision, Deny):
+            return [Reply(f":no_entry: {decision.reason}")]
+        if not isinstance(decision, NeedsApproval) or self.book is None:
+            return None
+        request = self.book.open(
+            ApprovalRequest(
+                id="",
+                requester=asker.user,
+                channel=asker.channel,
+                command=text,
+                namespace=namespace,
+                vs=str(command.service),
+                change={**asdict(change), "last_change_at": _iso(change.last_change_at)},
+                diff=diff,
+            )
+        )
+        self.store.audit(
+            namespace=namespace,
+            vs=str(command.service),
+            action="approval-requested",
+            actor=asker.user,
+            at=self.clock(),
+            weight_before=change.weight_before,
+            weight_after=change.weight_after,
+            channel=asker.channel,
+            plan_hash=change.plan_hash,
+            detail=f"request {request.id}: /canary {text}",
+        )
+        card = Reply(
+            summary_text(request),
+            ephemeral=False,
+            blocks=approval_blocks(request, decision),
+            approval=request.id,
+        )
+        return [Reply(f":hourglass: {decision.reason}; I posted an approval request."), card]
 
     def _run(self, command: Command, asker: Asker) -> list[Reply]:
         if command.verb is Verb.HELP:
@@ -214,6 +325,24 @@ class Dispatcher:
     def card_reply(self, rollout: Rollout) -> Reply:
         view = card_view(rollout, self.clock())
         return Reply(card_text(view), blocks=card_blocks(view))
+
+
+def _weight_after(verb: Verb, rollout: Rollout) -> int:
+    if verb is Verb.PROMOTE:
+        return 100
+    if verb in (Verb.ROLLBACK, Verb.ABORT):
+        return 0
+    if verb is Verb.RESUME and rollout.step + 1 < len(rollout.steps.weights):
+        return rollout.steps.weights[rollout.step + 1]
+    return rollout.weight
+
+
+def _parse(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 def _service(vs: str, namespace: str) -> str:

@@ -25,16 +25,18 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from bot.chat.approvals import APPROVAL_PREFIX, summary_text
 from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
+from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
 from bot.health.verdict import Thresholds
 from bot.ops.logs import correlation_id
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
-from commands import CommandError, parse
+from commands import Command, CommandError, Verb, parse
 
 log = logging.getLogger(__name__)
 FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
@@ -155,6 +157,8 @@ class SlackBot:
         )
         self.app.command("/canary")(self._on_command)
         self.app.action(re.compile(r"^canary:"))(self._on_button)
+        self.app.action(re.compile(r"^approval:"))(self._on_approval)
+        self.approvals = Approvals(dispatcher)
 
     def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
         if not self._first_delivery(f"command:{body.get('trigger_id')}", ack):
@@ -167,8 +171,10 @@ class SlackBot:
             return
         asker = Asker(user=str(body["user_id"]), channel=body.get("channel_id"))
         response_url = str(body.get("response_url", ""))
+        text = str(body.get("text", ""))
         job = _correlated(
-            str(body.get("trigger_id", "")), lambda: self._run(command, asker, response_url)
+            str(body.get("trigger_id", "")),
+            lambda: self._run(command, asker, response_url, text),
         )
         log.info("/canary %s from %s in %s", command.verb.value, asker.user, asker.channel)
         if not self.workers.submit(job):
@@ -188,26 +194,66 @@ class SlackBot:
         # A double tap sends the same card version twice: act once.
         if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}", None):
             return
-        user = str(body["user"]["id"])
+        asker = Asker(user=str(body["user"]["id"]), channel=(body.get("channel") or {}).get("id"))
         response_url = str(body.get("response_url", ""))
-        log.info("%s pressed by %s on rollout %s", verb, user, rollout_id)
+        log.info("%s pressed by %s on rollout %s", verb, asker.user, rollout_id)
         self.workers.submit(
             _correlated(
                 str(body.get("trigger_id", "")),
-                lambda: self._press(verb, rollout_id, user, response_url),
+                lambda: self._press(verb, rollout_id, asker, response_url),
             )
         )
 
-    def _press(self, verb: str, rollout_id: str, user: str, response_url: str) -> None:
+    def _press(self, verb: str, rollout_id: str, asker: Asker, response_url: str) -> None:
+        """A button is the command it stands for, so the policy applies to it the same way."""
         try:
-            self.dispatcher.engine.handle(rollout_id, BUTTON_EVENTS[verb](actor=user))
-            self._count(verb, "done")
-        except Exception as e:  # told to the one who pressed, not lost in a log
-            self._count(verb, "failed")
+            target = self.store.load(rollout_id).target
+        except StoreError as e:
             self._reply(response_url, Reply(f":warning: {e}"))
+            return
+        command = Command(verb=Verb(verb), service=target.vs, namespace=target.namespace)
+        self._count(verb, "pressed")
+        self._run(command, asker, response_url, f"{target.service} {verb}")
 
-    def _run(self, command: Any, asker: Asker, response_url: str) -> None:
-        for reply in self.dispatcher.run(command, asker):
+    def _on_approval(self, ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        action = body["actions"][0]
+        verb = str(action["action_id"]).removeprefix(APPROVAL_PREFIX)
+        request_id = str(action.get("value", ""))
+        if verb not in ("approve", "deny") or not request_id.isalnum():
+            log.warning("ignored an approval button with a foreign payload")
+            return
+        user = str(body["user"]["id"])
+        response_url = str(body.get("response_url", ""))
+        self.workers.submit(
+            _correlated(
+                str(body.get("trigger_id", "")),
+                lambda: self._vote(request_id, user, verb, response_url),
+            )
+        )
+
+    def _vote(self, request_id: str, user: str, verb: str, response_url: str) -> None:
+        try:
+            outcome = self.approvals.vote(request_id, user, deny=verb == "deny")
+        except Exception as e:  # told to the one who pressed, not lost in a log
+            self._reply(response_url, Reply(f":warning: {e}"))
+            return
+        if outcome.message:
+            self._reply(response_url, Reply(outcome.message))
+        if outcome.request.card_ts and outcome.request.channel:
+            self.client.chat_update(
+                channel=outcome.request.channel,
+                ts=outcome.request.card_ts,
+                text=summary_text(outcome.request),
+                blocks=outcome.blocks,
+            )
+        for reply in outcome.replies:
+            self._reply(
+                response_url, reply, Asker(outcome.request.requester, outcome.request.channel)
+            )
+
+    def _run(self, command: Command, asker: Asker, response_url: str, text: str) -> None:
+        for reply in self.dispatcher.run(command, asker, text=text):
             self._reply(response_url, reply, asker)
 
     def _reply(self, response_url: str, reply: Reply, asker: Asker | None = None) -> None:
@@ -220,9 +266,11 @@ class SlackBot:
                     replace_original=False,
                 )
             elif asker is not None and asker.channel is not None:
-                self.client.chat_postMessage(
+                posted = self.client.chat_postMessage(
                     channel=asker.channel, text=reply.text, blocks=reply.blocks
                 )
+                if reply.approval is not None:
+                    self.approvals.card_posted(reply.approval, str(posted["ts"]))
         except SlackApiError as e:
             log.warning("could not reply in Slack: %s", e.response.get("error"))
 

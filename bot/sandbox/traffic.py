@@ -1,46 +1,47 @@
-"""A traffic simulator that serves Istio's standard metrics for a service's versions.
+"""Simulated requests to a service's versions, exposed as Istio's standard metrics.
 
-Requests are split by the live VirtualService weights, read from the sandbox API server every
-tick, and each version has its own error rate and latency distribution, which a test or the
-demo can change while it runs. Prometheus scrapes `/metrics` as it would scrape an Envoy
-sidecar.
+Each tick the simulator reads the live VirtualService from the sandbox API server, splits the
+service's request rate by the weights of the route that carries its traffic (plus the copies
+it mirrors), and records every request as the destination sidecar would:
+`istio_requests_total` and `istio_request_duration_milliseconds`, with Istio's label names.
+Each version has an error rate and a latency distribution that a test or the demo can change
+while it runs. Prometheus scrapes `/metrics` (text format 0.0.4, as Envoy serves it).
+
+Request counts and error counts are deterministic (fractional requests carry over from tick to
+tick, so a 1% version gets exactly 1% of the traffic and a 2% error rate fails exactly every
+50th request); latencies are drawn from a lognormal distribution.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
 import threading
+import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
 from typing import Any, Self
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-# Istio's default buckets for istio_request_duration_milliseconds (its stats filter), in ms.
-ISTIO_BUCKETS_MS = (
-    0.5,
-    1,
-    5,
-    10,
-    25,
-    50,
-    100,
-    250,
-    500,
-    1000,
-    2500,
-    5000,
-    10000,
-    30000,
-    60000,
-    300000,
-    600000,
-    1800000,
-    3600000,
-)
-LABELS = (
+# Istio's stats filter records request durations into Envoy histograms, whose default bucket
+# bounds are Envoy's (source/common/stats/histogram_impl.cc,
+# HistogramStatisticsImpl::supportedBuckets) unless a pod's
+# `sidecar.istio.io/statsHistogramBuckets` annotation overrides them. In milliseconds.
+ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+    60000, 300000, 600000, 1800000, 3600000,
+)  # fmt: skip
+
+# Istio's standard labels of the HTTP request metrics (those the bot and dashboards use).
+REQUEST_LABELS = (
     "reporter",
     "source_workload",
     "source_workload_namespace",
@@ -57,157 +58,401 @@ LABELS = (
     "connection_security_policy",
 )
 
+VS_API_PATH = "/apis/networking.istio.io/v1/namespaces/{namespace}/virtualservices/{name}"
+VirtualServiceSource = str | Callable[[], Mapping[str, Any]]
+
+# Who sends the traffic: the ingress gateway, as in the seed's weather app.
+_SOURCE_WORKLOAD = ("istio-ingressgateway", "istio-system")
+_UNKNOWN_VERSION = "unknown"  # what Istio reports for a pod without a version label
+_CATCH_UP_TICKS = 5  # after a stall, simulate at most this many ticks' worth of traffic
+_FETCH_TIMEOUT_S = 1.0
+_SERVE_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class VersionProfile:
+    """How one version behaves: its share of 503s and its latency distribution."""
+
+    error_rate: float = 0.0  # share of requests answered 503
+    latency_ms: float = 50.0  # median of a lognormal distribution
+    spread: float = 0.3  # the lognormal's sigma
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError(f"error_rate is a share between 0 and 1, not {self.error_rate}")
+        if self.latency_ms <= 0 or self.spread < 0:
+            raise ValueError(
+                f"latency_ms must be > 0 and spread >= 0, not {self.latency_ms}, {self.spread}"
+            )
+
+    def latencies(self, count: int, rng: random.Random) -> list[float]:
+        mu = math.log(self.latency_ms)
+        return [rng.lognormvariate(mu, self.spread) for _ in range(count)]
+
+
+# --- Which versions get the traffic ---------------------------------------------------------
+
+
+def route_weights(vs: Mapping[str, Any], service: str, namespace: str) -> dict[str, float]:
+    """Percent of `service`'s traffic per subset ("" for a destination with no subset).
+
+    Taken from the route that carries the service's traffic (see `carrying_route`). A lone
+    destination takes 100%; otherwise weights are normalised over the service's destinations.
+    Empty if no route sends traffic to the service.
+    """
+    route = carrying_route(vs, service, namespace)
+    if route is None:
+        return {}
+    lone = len(route.get("route") or []) == 1
+    weights: dict[str, float] = {}
+    for destination in _service_destinations(route, service, namespace):
+        subset = str(destination["destination"].get("subset", ""))
+        weight = 100.0 if lone else float(destination.get("weight") or 0)
+        weights[subset] = weights.get(subset, 0.0) + weight
+    total = sum(weights.values())
+    return {s: 100.0 * w / total for s, w in weights.items()} if total else {}
+
+
+def mirrored_weights(vs: Mapping[str, Any], service: str, namespace: str) -> dict[str, float]:
+    """Percent of `service`'s traffic copied to a mirror subset of it by the carrying route.
+
+    The mirror's sidecar reports those copies as requests like any other.
+    """
+    route = carrying_route(vs, service, namespace)
+    mirror = route.get("mirror") if route is not None else None
+    if route is None or not _is_host_of(mirror, service, namespace):
+        return {}
+    percentage = route.get("mirrorPercentage")
+    if isinstance(percentage, Mapping):
+        percent = float(percentage.get("value") or 0)
+    else:
+        percent = float(route.get("mirrorPercent", 100))  # the deprecated integer field
+    subset = str(mirror.get("subset", "")) if isinstance(mirror, Mapping) else ""
+    return {subset: percent} if percent > 0 else {}
+
+
+def carrying_route(vs: Mapping[str, Any], service: str, namespace: str) -> Mapping[str, Any] | None:
+    """The http route that carries (almost) all of `service`'s traffic.
+
+    The first catch-all route that sends traffic to the service (a route for testers that
+    matches a header carries almost nothing), else the first route that does.
+    """
+    routes = [r for r in _http_routes(vs) if _service_destinations(r, service, namespace)]
+    return next((r for r in routes if _is_catch_all(r)), routes[0] if routes else None)
+
+
+def _http_routes(vs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    spec = vs.get("spec")
+    routes = spec.get("http") if isinstance(spec, Mapping) else None
+    return [r for r in routes or [] if isinstance(r, Mapping)]
+
+
+def _service_destinations(
+    route: Mapping[str, Any], service: str, namespace: str
+) -> list[Mapping[str, Any]]:
+    return [
+        d
+        for d in route.get("route") or []
+        if isinstance(d, Mapping) and _is_host_of(d.get("destination"), service, namespace)
+    ]
+
+
+def _is_host_of(destination: Any, service: str, namespace: str) -> bool:
+    if not isinstance(destination, Mapping):
+        return False
+    name, _, rest = str(destination.get("host", "")).partition(".")
+    return name == service and (not rest or rest.split(".")[0] == namespace)
+
+
+def _is_catch_all(route: Mapping[str, Any]) -> bool:
+    matches = route.get("match")
+    if not matches:
+        return True
+    return any(m in ({}, {"uri": {"prefix": "/"}}) for m in matches)
+
+
+# --- The metrics, as a destination sidecar would expose them ---------------------------------
+
 
 @dataclass
-class VersionProfile:
-    error_rate: float = 0.0  # share of requests answered 503
-    latency_ms: float = 50.0  # median of a lognormal
-    spread: float = 0.3  # its sigma
+class _Series:
+    """One label set's counts: requests, per-bucket durations (non-cumulative), their sum."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(ISTIO_DURATION_BUCKETS_MS) + 1))
+    total_ms: float = 0.0
+    requests: int = 0
+
+    def record(self, latencies: Iterable[float]) -> None:
+        for latency in latencies:
+            self.buckets[bisect.bisect_left(ISTIO_DURATION_BUCKETS_MS, latency)] += 1
+            self.total_ms += latency
+            self.requests += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        bounds = [f"{bound:g}" for bound in ISTIO_DURATION_BUCKETS_MS] + ["+Inf"]
+        running, points = 0, []
+        for bound, count in zip(bounds, self.buckets, strict=True):
+            running += count
+            points.append((bound, float(running)))
+        return points
+
+
+class IstioMetrics:
+    """A prometheus-client collector of Istio's request metrics, recorded a batch at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, ...], _Series] = {}
+
+    def record(self, labels: tuple[str, ...], latencies_ms: Sequence[float]) -> None:
+        if not latencies_ms:
+            return  # as in Istio, a label set has no series until a request has it
+        with self._lock:
+            self._series.setdefault(labels, _Series()).record(latencies_ms)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "istio_requests", "Requests (simulated).", labels=REQUEST_LABELS
+        )
+        durations = HistogramMetricFamily(
+            "istio_request_duration_milliseconds",
+            "Request durations in milliseconds (simulated).",
+            labels=REQUEST_LABELS,
+        )
+        with self._lock:
+            for labels, series in self._series.items():
+                requests.add_metric(labels, series.requests)
+                durations.add_metric(labels, series.cumulative(), series.total_ms)
+        yield requests
+        yield durations
+
+
+class _Carry:
+    """Fractional amounts owed per key, paid out in whole units."""
+
+    def __init__(self) -> None:
+        self._owed: dict[str, float] = {}
+
+    def take(self, key: str, amount: float) -> int:
+        owed = self._owed.get(key, 0.0) + amount
+        whole = math.floor(owed + 1e-9)  # 0.1 * 10 is 0.9999999999999999, owed 1
+        self._owed[key] = owed - whole
+        return whole
+
+
+def _metrics_handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class MetricsHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = generate_latest(registry)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: Prometheus scrapes every second."""
+
+    return MetricsHandler
+
+
+# --- The simulator ---------------------------------------------------------------------------
 
 
 class TrafficSimulator:
+    """Requests to `service` split by VirtualService `vs`'s live weights, served as metrics.
+
+    `api` is the sandbox API server's base URL, or a callable returning the VirtualService.
+    Versions not in `versions` behave as `VersionProfile()`. `start()` returns self; also a
+    context manager.
+    """
+
     def __init__(
         self,
         *,
-        api: str,
+        api: VirtualServiceSource,
         namespace: str,
         vs: str,
         service: str,
         rate: float = 50.0,
-        versions: dict[str, VersionProfile] | None = None,
+        versions: Mapping[str, VersionProfile] | None = None,
         seed: int | None = None,
         tick: float = 0.2,
+        app: str | None = None,
+        port: int = 0,
     ) -> None:
-        self._api, self._namespace, self._vs, self._service = api, namespace, vs, service
-        self._rate, self._tick = rate, tick
+        self._source = api
+        self._namespace, self._vs, self._service = namespace, vs, service
+        self._app = app or service.removesuffix("-service")
+        self._rate, self._tick, self._port = rate, tick, port
         self._profiles = dict(versions or {})
-        self._random = random.Random(seed)  # noqa: S311 - simulated traffic, not secrets
+        self._rng = random.Random(seed)  # noqa: S311 - simulated latencies, not secrets
         self._lock = threading.Lock()
-        self._carry: dict[str, float] = {}
+        self._weights: dict[str, float] = {}
+        self._requests_owed, self._errors_owed = _Carry(), _Carry()
         self._counts: dict[str, int] = {}
-        self._split: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._registry = CollectorRegistry()
-        self._requests = Counter(
-            "istio_requests", "Requests (simulated)", LABELS, registry=self._registry
-        )
-        self._duration = Histogram(
-            "istio_request_duration_milliseconds",
-            "Request duration (simulated)",
-            LABELS,
-            buckets=ISTIO_BUCKETS_MS,
-            registry=self._registry,
-        )
-        self._server: Any = None
+        self._metrics = IstioMetrics()
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._registry.register(self._metrics)
+        self._http: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @property
+    def target(self) -> str:
+        """The "host:port" Prometheus scrapes."""
+        if self._http is None:
+            raise RuntimeError("the traffic simulator is not started")
+        host, port = self._http.server_address[:2]
+        return f"{host!s}:{port}"
 
     @property
     def metrics_url(self) -> str:
         return f"http://{self.target}/metrics"
 
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self._server.server_port}"
+    # Lifecycle
 
     def start(self) -> Self:
-        self._server, _ = start_http_server(0, addr="127.0.0.1", registry=self._registry)
-        threading.Thread(target=self._run, daemon=True, name="traffic").start()
+        if self._http is not None:
+            return self
+        self._stopping.clear()
+        self._http = ThreadingHTTPServer(
+            ("127.0.0.1", self._port), _metrics_handler(self._registry)
+        )
+        self._http.daemon_threads = True
+        serve = threading.Thread(
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": _SERVE_POLL_S},
+            name="traffic-metrics",
+            daemon=True,
+        )
+        simulate = threading.Thread(target=self._run, name="traffic-simulator", daemon=True)
+        self._threads = [serve, simulate]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._http is None:
+            return
+        self._stopping.set()
+        self._http.shutdown()
+        self._http.server_close()
+        for thread in self._threads:
+            thread.join()
+        self._http, self._threads = None, []
 
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
+
+    # Knobs and readings
 
     def set_profile(self, version: str, profile: VersionProfile) -> None:
         with self._lock:
             self._profiles[version] = profile
 
     def set_rate(self, rate: float) -> None:
+        if rate < 0:
+            raise ValueError(f"the request rate cannot be negative: {rate}")
         with self._lock:
             self._rate = rate
 
     def counts(self) -> dict[str, int]:
+        """Requests simulated per version so far."""
         with self._lock:
             return dict(self._counts)
 
+    def weights(self) -> dict[str, float]:
+        """Percent of the rate each version served at the last tick (mirrored copies added)."""
+        with self._lock:
+            return dict(self._weights)
+
+    def simulate(self, seconds: float) -> None:
+        """Serve `seconds` worth of requests now, split by the live weights.
+
+        The background thread calls this every tick; tests may call it directly.
+        """
+        weights = self._live_weights()
+        with self._lock:
+            self._weights = weights
+            for version, percent in weights.items():
+                count = self._requests_owed.take(version, self._rate * seconds * percent / 100)
+                if count:
+                    self._serve(version, count)
+
+    # Internals
+
     def _run(self) -> None:
-        while not self._stop.wait(self._tick):
-            self._split = self._read_split() or self._split
-            self._simulate()
+        last = time.monotonic()
+        while not self._stopping.wait(self._tick):
+            now = time.monotonic()
+            self.simulate(min(now - last, _CATCH_UP_TICKS * self._tick))
+            last = now
 
-    def _read_split(self) -> dict[str, int]:
-        url = (
-            f"{self._api}/apis/networking.istio.io/v1/namespaces/{self._namespace}/"
-            f"virtualservices/{self._vs}"
-        )
+    def _live_weights(self) -> dict[str, float]:
+        """Percent of the rate each version serves; the last split if the VS cannot be read."""
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                vs = json.load(reply)
-        except (OSError, ValueError):
-            return {}  # keep the last split while the API is away
-        return split_of(vs, self._service)
+            vs = self._read_virtual_service()
+        except (OSError, ValueError, LookupError):
+            return self.weights()
+        served = self._by_version(route_weights(vs, self._service, self._namespace))
+        mirrored = self._by_version(mirrored_weights(vs, self._service, self._namespace))
+        for version, percent in mirrored.items():
+            served[version] = served.get(version, 0.0) + percent
+        return served
 
-    def _simulate(self) -> None:
-        with self._lock:
-            rate, profiles = self._rate, dict(self._profiles)
-        for version, weight in self._split.items():
-            owed = self._carry.get(version, 0.0) + rate * self._tick * weight / 100
-            count = int(owed)
-            self._carry[version] = owed - count
-            if count:
-                self._serve(version, count, profiles.get(version, VersionProfile()))
+    def _read_virtual_service(self) -> Mapping[str, Any]:
+        if callable(self._source):
+            return self._source()
+        path = VS_API_PATH.format(namespace=self._namespace, name=self._vs)
+        with urllib.request.urlopen(self._source + path, timeout=_FETCH_TIMEOUT_S) as reply:
+            vs: Mapping[str, Any] = json.load(reply)
+        return vs
 
-    def _serve(self, version: str, count: int, profile: VersionProfile) -> None:
-        errors = sum(1 for _ in range(count) if self._random.random() < profile.error_rate)
-        mu = math.log(max(profile.latency_ms, 0.01))
-        for code, n in (("503", errors), ("200", count - errors)):
-            if not n:
-                continue
-            labels = self._labels(version, code)
-            self._requests.labels(*labels).inc(n)
-            histogram = self._duration.labels(*labels)
-            for _ in range(n):
-                histogram.observe(self._random.lognormvariate(mu, profile.spread))
-        with self._lock:
-            self._counts[version] = self._counts.get(version, 0) + count
+    def _by_version(self, by_subset: Mapping[str, float]) -> dict[str, float]:
+        # A destination without a subset reaches every version's pods alike.
+        weights = {s: w for s, w in by_subset.items() if s}
+        unsubsetted = by_subset.get("", 0.0)
+        if unsubsetted:
+            with self._lock:
+                versions = list(self._profiles) or [_UNKNOWN_VERSION]
+            for version in versions:
+                weights[version] = weights.get(version, 0.0) + unsubsetted / len(versions)
+        return weights
 
-    def _labels(self, version: str, code: str) -> tuple[str, ...]:
-        ns, svc = self._namespace, self._service
+    def _serve(self, version: str, count: int) -> None:
+        profile = self._profiles.get(version) or VersionProfile()
+        errors = min(count, self._errors_owed.take(version, count * profile.error_rate))
+        latencies = profile.latencies(count, self._rng)
+        self._metrics.record(self._labels(version, "503"), latencies[:errors])
+        self._metrics.record(self._labels(version, "200"), latencies[errors:])
+        self._counts[version] = self._counts.get(version, 0) + count
+
+    def _labels(self, version: str, response_code: str) -> tuple[str, ...]:
+        namespace, service = self._namespace, self._service
         return (
             "destination",
-            "istio-ingressgateway",
-            "istio-system",
-            f"{svc}-{version}",
-            ns,
-            f"{svc}.{ns}.svc.cluster.local",
-            svc,
-            ns,
+            *_SOURCE_WORKLOAD,
+            f"{self._app}-{version}",
+            namespace,
+            f"{service}.{namespace}.svc.cluster.local",
+            service,
+            namespace,
             version,
-            svc,
+            self._app,
             "http",
-            code,
+            response_code,
             "-",
             "mutual_tls",
         )
-
-
-def split_of(vs: dict[str, Any], service: str) -> dict[str, int]:
-    """Weight per subset in the first http route that sends traffic to `service`."""
-    for route in vs.get("spec", {}).get("http", []):
-        ours = [
-            d for d in route.get("route", []) if d["destination"]["host"].split(".")[0] == service
-        ]
-        if ours:
-            lone = len(route["route"]) == 1
-            return {
-                str(d["destination"].get("subset", "")): 100 if lone else d.get("weight", 0)
-                for d in ours
-            }
-    return {}

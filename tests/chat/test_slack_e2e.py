@@ -9,6 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,9 @@ def button_value(card: dict[str, Any], action: str) -> str:
     raise AssertionError(f"no {action} button on the card")
 
 
-@pytest.fixture
-def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
+@contextmanager
+def running_bot(tmp_path: Path, redis_url: str, **extra: object) -> Iterator[Bot]:
+    """The bot in HTTP mode, with weather at 100/0 in the sandbox and a fake Slack."""
     with SandboxApiServer() as cluster, FakeSlack(token=TOKEN) as slack:
         seed(cluster, load_yaml_documents([WEATHER]))
         cluster.mutate(
@@ -156,6 +158,7 @@ def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
                 "SLACK_API_URL": slack.url + "/api/",
                 "CANARY_HTTP_PORT": 0,
                 "CANARY_LEASE_TTL": 1.0,
+                **extra,
             }
         )
         server = Server(settings)
@@ -164,6 +167,12 @@ def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
             yield Bot(server, slack, cluster)
         finally:
             server.stop()
+
+
+@pytest.fixture
+def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
+    with running_bot(tmp_path, redis_url) as running:
+        yield running
 
 
 def test_set_weight_then_rollback_by_button_updates_the_card_in_place(bot: Bot) -> None:

@@ -1,0 +1,147 @@
+"""Approvals over the wire: a production change held until two others approve it."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_slack_e2e import CHANNEL, Bot, flat, running_bot, wait_until
+
+POLICY = """
+rules:
+  - name: production
+    namespace: "*"
+    allow:
+      set-weight: [U0REQ00001, S0SRE00000]
+      rollback: [U0REQ00001, S0SRE00000]
+      approve: [S0SRE00000]
+    approvals:
+      - count: 2
+        from: [S0SRE00000]
+        above_weight: 25
+"""
+
+
+@pytest.fixture
+def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with running_bot(tmp_path, redis_url, CANARY_POLICY_FILE=str(policy)) as running:
+        running.slack.set_usergroup("S0SRE00000", ["U0SRE00002", "U0SRE00003"])
+        yield running
+
+
+def vote(bot: Bot, request_id: str, verb: str, user: str) -> None:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user},
+        "team": {"id": "T0TEST"},
+        "channel": {"id": CHANNEL},
+        "trigger_id": f"vote-{user}-{verb}",
+        "response_url": bot.slack.response_url(f"vote-{user}"),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": f"approval:{verb}",
+                "value": request_id,
+                "block_id": "approval",
+                "action_ts": "1",
+            }
+        ],
+    }
+    assert bot.post(urllib.parse.urlencode({"payload": json.dumps(payload)})) == 200
+
+
+def approval_card(bot: Bot) -> tuple[str, dict[str, Any]]:
+    for ts, message in bot.slack.messages(CHANNEL).items():
+        if "Approval needed" in flat(message.get("blocks", [])):
+            return ts, message
+    raise AssertionError("no approval card")
+
+
+def request_id(card: dict[str, Any]) -> str:
+    for block in card["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == "approval:approve":
+                return str(element["value"])
+    raise AssertionError("no Approve button")
+
+
+def responses_to(bot: Bot, name: str) -> list[str]:
+    return [
+        str(c.body.get("text")) for c in bot.slack.calls_to("response_url") if c.path.endswith(name)
+    ]
+
+
+def test_a_change_needing_two_approvals_waits_for_them(bot: Bot) -> None:
+    assert bot.post(bot.command("weather 50%", user="U0REQ00001")) == 200
+    wait_until(
+        lambda: any(
+            "Approval needed" in flat(m.get("blocks", []))
+            for m in bot.slack.messages(CHANNEL).values()
+        )
+    )
+    ts, card = approval_card(bot)
+    text = flat(card["blocks"])
+    assert "weather 50%" in text and "weight: 50" in text  # the exact diff is on the card
+    assert bot.weights() == [100, 0]
+
+    rid = request_id(card)
+    vote(bot, rid, "approve", "U0REQ00001")  # the requester's own approval
+    wait_until(lambda: bool(responses_to(bot, "vote-U0REQ00001")))
+    assert "own approval does not count" in responses_to(bot, "vote-U0REQ00001")[0]
+    assert bot.weights() == [100, 0]
+
+    vote(bot, rid, "approve", "U0SRE00002")
+    wait_until(lambda: "Approved by" in flat(bot.slack.messages(CHANNEL)[ts]["blocks"]))
+    assert bot.weights() == [100, 0]  # one of two
+
+    vote(bot, rid, "approve", "U0SRE00003")
+    wait_until(lambda: bot.weights() == [50, 50])
+    wait_until(lambda: "Approved and applied" in flat(bot.slack.messages(CHANNEL)[ts]["blocks"]))
+    final = flat(bot.slack.messages(CHANNEL)[ts]["blocks"])
+    assert "U0SRE00002" in final and "U0SRE00003" in final
+
+    entries = bot.server.parts.store.history("default", "weather")
+    assert [(e.action, e.actor) for e in entries] == [
+        ("approval-requested", "U0REQ00001"),
+        ("approve", "U0SRE00002"),
+        ("approve", "U0SRE00003"),
+        ("set-weight", "U0REQ00001"),
+    ]
+
+
+def test_a_change_below_the_threshold_needs_no_approval(bot: Bot) -> None:
+    bot.post(bot.command("weather 20%", user="U0REQ00001"))
+    wait_until(lambda: bot.weights() == [80, 20])
+
+
+def test_someone_the_policy_does_not_name_is_refused(bot: Bot) -> None:
+    bot.post(bot.command("weather 20%", user="U0XXX00009"))
+    wait_until(lambda: bool([c for c in bot.slack.calls_to("response_url")]))
+    [reply] = [str(c.body.get("text")) for c in bot.slack.calls_to("response_url")]
+    assert "may not set-weight" in reply
+    assert bot.weights() == [100, 0]
+    assert [r for r in bot.cluster.requests if r.is_write] == []
+
+
+def test_a_deny_vetoes(bot: Bot) -> None:
+    bot.post(bot.command("weather 50%", user="U0REQ00001"))
+    wait_until(
+        lambda: any(
+            "Approval needed" in flat(m.get("blocks", []))
+            for m in bot.slack.messages(CHANNEL).values()
+        )
+    )
+    ts, card = approval_card(bot)
+    vote(bot, request_id(card), "deny", "U0SRE00002")
+    wait_until(lambda: "Denied" in flat(bot.slack.messages(CHANNEL)[ts]["blocks"]))
+    vote(bot, request_id(card), "approve", "U0SRE00003")
+    wait_until(lambda: bool(responses_to(bot, "vote-U0SRE00003")))
+    assert "already denied" in responses_to(bot, "vote-U0SRE00003")[0]
+    assert bot.weights() == [100, 0]
