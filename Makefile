@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/rollouts.py
 	$(BIN)/python bench/ack.py
+	$(BIN)/python bench/health.py
 
 system-deps:
 	@scripts/system-deps.sh
