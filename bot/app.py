@@ -29,15 +29,16 @@ from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
-from bot.rollout.engine import Engine, Notifier
+from bot.rollout.engine import Engine, Health, Notifier
 from bot.rollout.leader import Leadership
-from bot.rollout.model import Notify, Phase, Rollout
+from bot.rollout.model import Notify, Phase, Rollout, Verdict
 from bot.rollout.scheduler import StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
-from policies import Policy, PolicyError, Problem, load_policy
+from policies import Policy, PolicyError, Problem, load_policy, rollout_defaults
+from policies import Target as PolicyTarget
 
 log = logging.getLogger(__name__)
 RESYNC_S = 1.0
@@ -128,14 +129,37 @@ def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool =
     return Parts(store, mesh, engine, metrics)
 
 
-def health_check(settings: Settings, metrics: Metrics) -> HealthCheck | None:
+def health_check(settings: Settings, metrics: Metrics) -> Health | None:
     """Prometheus health checks when PROMETHEUS_URL is set; without it every step passes."""
     if settings.prometheus_url is None:
         return None
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
+    policy = load_policy_file(settings.policy_file)
+    if policy is not None:
+        return PolicyHealth(client, policy, settings)
     return HealthCheck(
         client, settings.thresholds, window=settings.health_window, service=lambda t: t.host or t.vs
     )
+
+
+class PolicyHealth:
+    """Health checks with the thresholds the policy sets for each service."""
+
+    def __init__(self, client: TimedQueries, policy: Policy, settings: Settings) -> None:
+        self.client, self.policy, self.settings = client, policy, settings
+        self.thresholds = settings.thresholds
+
+    def check(self, rollout: Rollout, now: datetime) -> Verdict:
+        target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
+        _, health = rollout_defaults(self.policy, target)
+        thresholds = Thresholds.model_validate(health.model_dump())
+        check = HealthCheck(
+            self.client,
+            thresholds,
+            window=self.settings.health_window,
+            service=lambda t: t.host or t.vs,
+        )
+        return check.check(rollout, now)
 
 
 class TimedQueries:

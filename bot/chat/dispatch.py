@@ -42,7 +42,8 @@ from bot.rollout.transitions import InvalidTransition
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
-from policies import Change, Deny, NeedsApproval
+from policies import Change, Deny, NeedsApproval, rollout_defaults
+from policies import Target as PolicyTarget
 
 USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, StoreError, ValueError)
 EVENTS: dict[Verb, type[Any]] = {
@@ -207,7 +208,7 @@ class Dispatcher:
             vs=vs,
             to=c.to,
             weight=weight,
-            steps=self.default_steps,
+            steps=StepPlan.model_validate(self._steps_for(namespace, vs)),
             actor=asker.user,
             channel=asker.channel,
         )
@@ -248,7 +249,9 @@ class Dispatcher:
 
     def _start(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         overrides = {"weights": c.steps, "interval_s": c.interval_s}
-        fields = self.default_steps.model_dump() | {k: v for k, v in overrides.items() if v}
+        fields = dict(self._steps_for(namespace, str(c.service))) | {
+            k: v for k, v in overrides.items() if v
+        }
         try:
             steps = StepPlan.model_validate(fields)
         except ValidationError as e:
@@ -262,6 +265,13 @@ class Dispatcher:
             channel=asker.channel,
         )
         return []
+
+    def _steps_for(self, namespace: str, vs: str) -> dict[str, Any]:
+        """The policy's step plan for this service, or the built-in one."""
+        if self.gate is None:
+            return self.default_steps.model_dump()
+        fields, _ = rollout_defaults(self.gate.policy, PolicyTarget(namespace, vs))
+        return dict(fields)
 
     def _transition(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         self.engine.act(namespace, str(c.service), EVENTS[c.verb](actor=asker.user))
