@@ -217,9 +217,10 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
     """The Slack side: cards for the engine's notifications, and the Bolt app for commands."""
     assert settings.slack_bot_token is not None
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    parts.engine.notifier = SlackNotifier(client, parts.store, utcnow, settings.thresholds)
+    notifier = SlackNotifier(client, parts.store, utcnow, settings.thresholds)
+    parts.engine.notifier = notifier
     secret = settings.slack_signing_secret
-    return SlackBot(
+    bot = SlackBot(
         dispatcher=dispatcher(settings, parts, members_of=_group_members(client)),
         store=parts.store,
         client=client,
@@ -227,6 +228,10 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
         workers=Workers(settings.workers),
         on_command=lambda verb, outcome: parts.metrics.commands.labels(verb, outcome).inc(),
     )
+    if bot.dispatcher.gate is not None:
+        notifier.open_gate = bot.approvals.open_gate
+        notifier.gate_card_posted = bot.approvals.card_posted
+    return bot
 
 
 def _group_members(client: WebClient) -> Callable[[str], list[str]]:

@@ -123,6 +123,9 @@ class ApprovalRequest:
     status: str = "open"  # open | approved | denied
     voided: bool = False  # the plan changed since someone approved
     card_ts: str | None = None
+    kind: str = "command"  # or "gate": a staged rollout's step waiting for a go-ahead
+    rollout_id: str = ""
+    step: int = -1
 
     @property
     def plan_hash(self) -> str:
@@ -189,6 +192,11 @@ def record(
 def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list[dict[str, Any]]:
     """The approval card: what is asked, the exact diff, who approved, the buttons."""
     asked = f"{mention(request.requester)} asks: `/canary {request.command}`"
+    if request.kind == "gate":
+        asked = (
+            f"the rollout of {request.vs} (started by {mention(request.requester)}) waits: "
+            f"{request.diff}"
+        )
     lines = [f"*Approval needed* — {asked}"]
     if isinstance(decision, NeedsApproval):
         lines.append(decision.reason)
@@ -202,7 +210,7 @@ def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list
         lines.append("Approved by " + ", ".join(approvers))
     text = "\n".join(lines)
     blocks: list[dict[str, Any]] = [_section(text)]
-    if request.diff:
+    if request.diff and request.kind == "command":
         blocks.append(_section(f"```{_clip(request.diff, 2800)}```"))
     if request.status == "open":
         blocks.append(

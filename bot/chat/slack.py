@@ -89,6 +89,9 @@ class SlackNotifier:
         self.client, self.store, self.clock = client, store, clock
         self.thresholds = thresholds or Thresholds()
         self._posting = threading.Lock()
+        # Set by the Slack app when a policy is loaded: gated steps get an approval card.
+        self.open_gate: Callable[[Rollout], tuple[Any, list[dict[str, Any]]]] | None = None
+        self.gate_card_posted: Callable[[str, str], None] = lambda request_id, ts: None
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
         if rollout.channel is None:
@@ -96,6 +99,12 @@ class SlackNotifier:
         ts = self.show_card(rollout)
         if message.event == "started":
             return
+        if message.event == "approval-needed" and self.open_gate is not None:
+            request, blocks = self.open_gate(rollout)
+            posted = self.client.chat_postMessage(
+                channel=rollout.channel, blocks=blocks, text=message.text
+            )
+            self.gate_card_posted(request.id, str(posted["ts"]))
         text = message.text
         if message.event == "health" and rollout.last_verdict is not None:
             text = health_table(rollout.last_verdict, self.thresholds)

@@ -264,7 +264,7 @@ class PrometheusServer:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:
                 return bool(response.status == 200)
-        except (OSError, urllib.error.HTTPError):
+        except OSError:  # refused, or 503 while it replays its WAL
             return False
 
     def _wait_for_targets(self, wanted: set[str]) -> None:
@@ -274,9 +274,10 @@ class PrometheusServer:
             if active == wanted:
                 return
             time.sleep(_POLL_INTERVAL_S)
-        self._fail(
-            f"Prometheus did not pick up targets {sorted(wanted)} within "
-            f"{TARGETS_TIMEOUT_S:.0f} s (it has {self._target_health()})"
+        raise PrometheusServerError(
+            f"Prometheus at {self.url} did not pick up targets {sorted(wanted)} within "
+            f"{TARGETS_TIMEOUT_S:.0f} s (it has {self._target_health()}); its log ends with:\n"
+            f"{self._log_tail()}"
         )
 
     def _target_health(self) -> list[str]:

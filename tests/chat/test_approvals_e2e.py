@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,44 @@ def test_a_deny_vetoes(bot: Bot) -> None:
     wait_until(lambda: bool(responses_to(bot, "vote-U0SRE00003")))
     assert "already denied" in responses_to(bot, "vote-U0SRE00003")[0]
     assert bot.weights() == [100, 0]
+
+
+GATED_POLICY = """
+rules:
+  - name: gated
+    namespace: "*"
+    allow:
+      start: [U0REQ00001]
+      rollback: [U0REQ00001, S0SRE00000]
+      approve: [S0SRE00000]
+    rollout:
+      steps: [20, 50, 100]
+      every: 1s
+      gates: [50]
+"""
+
+
+def test_a_gated_step_waits_for_a_named_approver(tmp_path: Path, redis_url: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GATED_POLICY)
+    with running_bot(tmp_path, redis_url, CANARY_POLICY_FILE=str(policy)) as bot:
+        bot.slack.set_usergroup("S0SRE00000", ["U0SRE00002"])
+        assert bot.post(bot.command("weather start", user="U0REQ00001")) == 200
+        wait_until(lambda: bot.weights() == [80, 20])
+        wait_until(
+            lambda: any(
+                "Approval needed" in flat(m.get("blocks", []))
+                for m in bot.slack.messages(CHANNEL).values()
+            ),
+            timeout=10,
+        )
+        time.sleep(1.5)  # a step's interval: the gate holds
+        assert bot.weights() == [80, 20]
+        _, card = approval_card(bot)
+        assert "20% → 50%" in flat(card["blocks"])
+        vote(bot, request_id(card), "approve", "U0REQ00001")  # who started it: refused
+        wait_until(lambda: bool(responses_to(bot, "vote-U0REQ00001")))
+        assert bot.weights() == [80, 20]
+        vote(bot, request_id(card), "approve", "U0SRE00002")
+        wait_until(lambda: bot.weights() == [50, 50])
+        wait_until(lambda: bot.weights() == [100], timeout=15)  # then on to promotion
