@@ -93,7 +93,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     logs.setup()
-    server = Server(Settings())
+    settings = Settings()
+    load_policy_file(settings.policy_file)  # a bad policy stops the bot before anything starts
+    server = Server(settings)
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         server.stop()

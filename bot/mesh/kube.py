@@ -55,7 +55,15 @@ def from_kubeconfig(path: str | None = None, context: str | None = None) -> clie
             return client.ApiClient()
         except config.ConfigException:
             pass
-    return cast(client.ApiClient, config.new_client_from_config(config_file=path, context=context))
+    try:
+        return cast(
+            client.ApiClient, config.new_client_from_config(config_file=path, context=context)
+        )
+    except (config.ConfigException, OSError) as e:
+        raise ApiError(
+            f"no usable Kubernetes configuration ({e}); set KUBECONFIG (and "
+            "CANARY_KUBE_CONTEXT), or run the bot in a cluster with its ServiceAccount"
+        ) from e
 
 
 class KubeMesh:
