@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fleet import NAMESPACE, service, start_sandbox
 from slack_sdk.signature import SignatureVerifier
 
 from bot.sandbox.fake_slack import FakeSlack
@@ -41,49 +41,9 @@ from bot.sandbox.redis_server import RedisServer
 from bot.store.redis_store import RolloutStore, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMESPACE = "bench"
 SECRET = "bench-signing-secret"
 TOKEN = "xoxb-bench"
 CHANNEL = "C0BENCH"
-
-
-def objects(count: int) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    for i in range(count):
-        name = f"svc-{i:04d}"
-        docs.append(
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "VirtualService",
-                "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {
-                    "hosts": [name],
-                    "http": [
-                        {
-                            "route": [
-                                {"destination": {"host": name, "subset": "v1"}, "weight": 100},
-                                {"destination": {"host": name, "subset": "v2"}, "weight": 0},
-                            ]
-                        }
-                    ],
-                },
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "DestinationRule",
-                "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {
-                    "host": name,
-                    "subsets": [
-                        {"name": "v1", "labels": {"version": "v1"}},
-                        {"name": "v2", "labels": {"version": "v2"}},
-                    ],
-                },
-            }
-        )
-    return docs
 
 
 def free_port() -> int:
@@ -177,24 +137,7 @@ def cuts(samples: list[float]) -> tuple[float, float]:
 def run(rate: int, seconds: int, clicks: int) -> dict[str, Any]:
     count = rate * seconds
     work = Path(tempfile.mkdtemp(prefix="canary-ack-"))
-    seed = work / "objects.yaml"
-    seed.write_text(yaml.safe_dump_all(objects(count)))
-    sandbox = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.sandbox.apiserver",
-            "--seed",
-            str(seed),
-            "--namespace",
-            NAMESPACE,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert sandbox.stdout is not None
-    sandbox_url = sandbox.stdout.readline().strip()
+    sandbox, sandbox_url = start_sandbox(count, work)
     port = free_port()
     with RedisServer() as redis_server, FakeSlack(token=TOKEN) as slack:
         env = {
@@ -234,9 +177,9 @@ def _load(
 
     def send(i: int, due: float) -> None:
         time.sleep(max(0.0, due - time.monotonic()))
-        service = f"svc-{i:04d}"
-        sent_at[service] = time.time()
-        ms, status = sender.post(command_body(service, 10, slack, f"cmd-{i}"))
+        name = service(i)
+        sent_at[name] = time.time()
+        ms, status = sender.post(command_body(name, 10, slack, f"cmd-{i}"))
         acks.append(ms)
         statuses.append(status)
 
@@ -267,11 +210,11 @@ def _clicks(
     active = len(store.list_active())
     sent_at: dict[str, float] = {}
     for i in range(clicks):
-        service = f"svc-{i:04d}"
-        rollout = store.active_for(NAMESPACE, service)
+        name = service(i)
+        rollout = store.active_for(NAMESPACE, name)
         if rollout is None:
             continue
-        sent_at[service] = time.time()
+        sent_at[name] = time.time()
         sender.post(click_body(rollout.id, slack, f"click-{i}"))
         time.sleep(0.1)
     time.sleep(2)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fleet import NAMESPACE, service, start_sandbox
 
 from bot.app import ConsoleNotifier, Settings, build
 from bot.rollout.model import Rollback, StepPlan
@@ -41,66 +41,7 @@ from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMESPACE = "bench"
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def objects(count: int) -> list[dict[str, Any]]:
-    docs = []
-    for i in range(count):
-        name, host = f"svc-{i:04d}", f"svc-{i:04d}"
-        docs.append(
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "VirtualService",
-                "metadata": {"name": name, "namespace": NAMESPACE},
-                "spec": {
-                    "hosts": [host],
-                    "http": [
-                        {
-                            "route": [
-                                {"destination": {"host": host, "subset": "v1"}, "weight": 100},
-                                {"destination": {"host": host, "subset": "v2"}, "weight": 0},
-                            ]
-                        }
-                    ],
-                },
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "networking.istio.io/v1",
-                "kind": "DestinationRule",
-                "metadata": {"name": host, "namespace": NAMESPACE},
-                "spec": {
-                    "host": host,
-                    "subsets": [
-                        {"name": "v1", "labels": {"version": "v1"}},
-                        {"name": "v2", "labels": {"version": "v2"}},
-                    ],
-                },
-            }
-        )
-    return docs
-
-
-def start_sandbox(seed: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.sandbox.apiserver",
-            "--seed",
-            str(seed),
-            "--namespace",
-            NAMESPACE,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
 
 
 def api_calls(url: str) -> int:
@@ -128,9 +69,7 @@ def cuts(samples: list[float]) -> tuple[float, float]:
 
 def run(count: int, interval: int, duration: float, rollbacks: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="canary-bench-"))
-    seed = work / "objects.yaml"
-    seed.write_text(yaml.safe_dump_all(objects(count)))
-    sandbox, url = start_sandbox(seed)
+    sandbox, url = start_sandbox(count, work)
     redis_server = RedisServer().start()
     kubeconfig = write_kubeconfig(work / "kubeconfig", url, namespace=NAMESPACE)
     env = {
@@ -172,7 +111,7 @@ def _measure(
     for i in range(count):
         rollout = parts.engine.start(
             namespace=NAMESPACE,
-            vs=f"svc-{i:04d}",
+            vs=service(i),
             to="v2",
             steps=steps,
             actor="bench",
@@ -220,7 +159,7 @@ def _rollbacks_while_running(parts: Any, count: int, duration: float) -> list[fl
     for i in range(count):
         time.sleep(pause)
         start = time.perf_counter()
-        parts.engine.act(NAMESPACE, f"svc-{i:04d}", Rollback(actor="bench"))
+        parts.engine.act(NAMESPACE, service(i), Rollback(actor="bench"))
         samples.append((time.perf_counter() - start) * 1000)
     return samples
 
