@@ -116,6 +116,11 @@ def click_body(rollout_id: str, slack: FakeSlack, trigger: str) -> str:
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
+def api_calls(sandbox_url: str) -> int:
+    with urllib.request.urlopen(f"{sandbox_url}/sandbox/requests") as reply:
+        return sum(json.load(reply)["byMethod"].values())
+
+
 def patches(sandbox_url: str) -> dict[str, list[tuple[float, str]]]:
     """Successful VirtualService PATCHes per service: (wall-clock time, body)."""
     with urllib.request.urlopen(f"{sandbox_url}/sandbox/requests") as reply:
@@ -183,11 +188,13 @@ def _load(
         acks.append(ms)
         statuses.append(status)
 
+    calls_before = api_calls(sandbox_url)
     start = time.monotonic() + 0.5
     with ThreadPoolExecutor(max_workers=32) as pool:
         for i in range(count):
             pool.submit(send, i, start + i / rate)
     time.sleep(3)  # the work after the acks
+    calls = api_calls(sandbox_url) - calls_before
     done = patches(sandbox_url)
     to_patch = [(done[s][0][0] - t) * 1000 for s, t in sent_at.items() if s in done]
     ack50, ack99 = cuts(acks)
@@ -195,6 +202,7 @@ def _load(
     return {
         "commands": count,
         "non_200": sum(1 for s in statuses if s != 200),
+        "kube_calls_per_command": round(calls / count, 2),
         "ack_p50_ms": ack50,
         "ack_p99_ms": ack99,
         "patched": len(to_patch),

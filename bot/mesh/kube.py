@@ -35,6 +35,7 @@ GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 VS, DR = "virtualservices", "destinationrules"
 Json = dict[str, Any]
+RECENT_READ_S = 1.0
 _TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
 
 
@@ -89,6 +90,7 @@ class KubeMesh:
         self._caches: dict[str, _DestinationRuleCache] = {}
         self._lock = threading.Lock()
         self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
+        self._recent: dict[tuple[str, str], tuple[float, Json]] = {}
 
     @property
     def version(self) -> str:
@@ -105,17 +107,38 @@ class KubeMesh:
         for cache in self._caches.values():
             cache.stop()
 
-    def get_virtual_service(self, namespace: str, name: str) -> Json:
-        return self._get(VS, namespace, name)
+    def get_virtual_service(self, namespace: str, name: str, *, fresh: bool = False) -> Json:
+        """The VirtualService; a read from the last second is reused unless `fresh`.
+
+        Reuse is safe because every write is guarded by the resourceVersion it was planned
+        against: a stale read makes the patch fail, and the retry reads afresh. It saves the
+        second GET when a command resolves a target and then applies to it.
+        """
+        key = (namespace, name)
+        with self._lock:
+            recent = self._recent.get(key)
+        if not fresh and recent is not None and time.monotonic() - recent[0] < RECENT_READ_S:
+            return recent[1]
+        found = self._get(VS, namespace, name)
+        self._remember(found)
+        return found
+
+    def _remember(self, vs: Json) -> None:
+        meta = vs.get("metadata", {})
+        with self._lock:
+            self._recent[(str(meta.get("namespace")), str(meta.get("name")))] = (
+                time.monotonic(),
+                vs,
+            )
 
     def destination_rules(self, namespace: str) -> list[Json]:
         if self._watch:
             return self._cache(namespace).items()
         return cast(list[Json], self._list_destination_rules(namespace)["items"])
 
-    def plan(self, request: SplitRequest) -> TrafficPlan:
+    def plan(self, request: SplitRequest, *, fresh: bool = False) -> TrafficPlan:
         """The plan against the live objects, without writing anything."""
-        vs = self.get_virtual_service(request.namespace, request.vs)
+        vs = self.get_virtual_service(request.namespace, request.vs, fresh=fresh)
         dr = select_destination_rule(
             vs, self.destination_rules(request.namespace), request.namespace
         )
@@ -129,7 +152,8 @@ class KubeMesh:
         """
         first: TrafficPlan | None = None
         for attempt in range(1, self._attempts + 1):
-            plan = self.plan(request)
+            # A scheduled step reads afresh: drift is judged on what is live right now.
+            plan = self.plan(request, fresh=attempt > 1 or expect is not None)
             if first is None and expect is not None:
                 _refuse_drift(plan, expect)
             first = first or plan
@@ -154,6 +178,7 @@ class KubeMesh:
             if change.kind == "DestinationRule" and self._watch:
                 self._cache(change.namespace).put(result)
             written = result if change.kind == "VirtualService" else written
+        self._remember(written)
         return written
 
     def _patch(self, change: ObjectChange) -> Json | None:

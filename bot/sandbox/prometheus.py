@@ -169,10 +169,9 @@ class PrometheusServer:
         When stopped, the new targets apply at the next `start()`.
         """
         wanted = _checked_targets(targets)
-        if set(wanted) == set(self._targets) and self.running:
-            return
+        changed = set(wanted) != set(self._targets)
         self._targets = wanted
-        if not self.running:
+        if not (changed and self.running):
             return
         self._write_config()
         self._request("POST", "/-/reload")
@@ -185,7 +184,7 @@ class PrometheusServer:
         return targets
 
     def query(self, query: str) -> list[dict[str, Any]]:
-        """The `result` of an instant query (/api/v1/query) evaluated now."""
+        """The `result` of an instant query evaluated now: one {metric, value} per series."""
         data = self._api("/api/v1/query?" + urllib.parse.urlencode({"query": query}))
         result: list[dict[str, Any]] = data["result"]
         return result

@@ -266,8 +266,9 @@ class TrafficSimulator:
     """Requests to `service` split by VirtualService `vs`'s live weights, served as metrics.
 
     `api` is the sandbox API server's base URL, or a callable returning the VirtualService.
-    Versions not in `versions` behave as `VersionProfile()`. `start()` returns self; also a
-    context manager.
+    `rate` is the service's requests per second in all. Versions not in `versions` behave as
+    `VersionProfile()`. `app` is the pods' app label (default: `service` without "-service"),
+    and workloads are named `{app}-{version}`. `start()` returns self; also a context manager.
     """
 
     def __init__(

@@ -221,7 +221,7 @@ def test_watching_destination_rules_saves_a_call_per_apply(server: SandboxApiSer
         server.clear_log()
         mesh.apply(request(30))
         calls = [r.method for r in server.requests if "watch" not in r.query]
-        assert calls == ["GET", "PATCH"]
+        assert calls == ["PATCH"]  # planned on the object the last patch returned
         server.mutate(
             "default",
             "destinationrules",
@@ -275,3 +275,23 @@ def test_bad_input_changes_nothing(
     assert str(caught.value)
     assert writes(server) == []
     assert weights(server) == [90, 10]
+
+
+def test_a_stale_reused_read_is_caught_by_the_guard(
+    server: SandboxApiServer, mesh: KubeMesh
+) -> None:
+    mesh.plan(request(20))  # read and remembered
+    server.mutate(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: vs["spec"]["http"][0].update(timeout="3s"),
+    )
+    server.clear_log()
+    applied = mesh.apply(request(20))  # planned on the remembered read: its guard fails
+    assert applied.attempts == 2
+    on_vs = [(r.method, r.status) for r in server.requests if "virtualservices" in r.path]
+    assert on_vs == [("PATCH", 422), ("GET", 200), ("GET", 200), ("PATCH", 200)]
+    stored = server.get_object("default", "virtualservices", "weather")
+    assert stored is not None and stored["spec"]["http"][0]["timeout"] == "3s"
+    assert weights(server) == [80, 20]
