@@ -137,8 +137,7 @@ class Engine:
             now=self.clock(),
             active=self.store.active_for(namespace, vs),
         )
-        created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
-        return self._carry_out(created, token=None)
+        return self._open(rollout, effects)
 
     def set_weight(
         self,
@@ -166,6 +165,11 @@ class Engine:
             weight=weight,
             now=self.clock(),
         )
+        return self._open(rollout, effects)
+
+    def _open(self, rollout: Rollout, effects: list[Effect]) -> Rollout:
+        """Store a new rollout with its first effects pending (the per-VS lock is taken
+        here, atomically), then carry them out."""
         created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
         return self._carry_out(created, token=None)
 
