@@ -19,10 +19,11 @@ from bot.chat.cards import card_text, card_view
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
 from bot.chat.slack import BUTTON_EVENTS, FINAL_EVENTS
+from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
 from bot.health.verdict import Thresholds
 from bot.rollout.model import Notify, Rollout
-from commands import CommandError, parse
+from commands import Command, CommandError, Verb, parse
 from commands.grammar import GrammarError, parse_service
 
 PROMPT = "canary> "
@@ -78,7 +79,10 @@ class Shell:
         text = line.strip()
         if not text or text.startswith("#"):
             return
-        if text.startswith(":click"):
+        if text.startswith(":as "):
+            self.asker = Asker(text.split()[1], self.asker.channel)
+            self.write(f"(you are {self.asker.user} now)")
+        elif text.startswith(":click"):
             self._click(text.split()[1:])
         elif text.startswith(":wait"):
             self._wait(text.split()[1:])
@@ -91,23 +95,53 @@ class Shell:
         except CommandError as e:
             self.write(f"(only you) :warning: {e}")
             return
-        for reply in self.dispatcher.run(command, self.asker):
+        for reply in self.dispatcher.run(
+            command, self.asker, text=text.removeprefix("/canary").strip()
+        ):
             self._show(reply)
 
     def _show(self, reply: Reply) -> None:
         self.write(f"(only you) {reply.text}" if reply.ephemeral else reply.text)
+        if reply.approval is not None:
+            self.write(
+                f"  approve with `:click approve {reply.approval}` or deny with "
+                f"`:click deny {reply.approval}` (as someone else: `:as U…`)"
+            )
 
     def _click(self, args: list[str]) -> None:
+        """A button: the command it stands for, through the policy like any other."""
+        if len(args) == 2 and args[0] in ("approve", "deny"):
+            self._vote(args[1], deny=args[0] == "deny")
+            return
         if len(args) != 2 or args[0] not in BUTTON_EVENTS:
-            self.write(f"usage: :click {'|'.join(BUTTON_EVENTS)} SERVICE")
+            self.write(
+                f"usage: :click {'|'.join(BUTTON_EVENTS)} SERVICE, :click approve|deny REQUEST"
+            )
             return
         rollout = self._active(args[1])
         if rollout is not None:
-            event = BUTTON_EVENTS[args[0]](actor=self.asker.user)
-            try:
-                self.dispatcher.engine.handle(rollout.id, event)
-            except Exception as e:  # shown to the one who clicked, as Slack would
-                self.write(f"(only you) :warning: {e}")
+            target = rollout.target
+            command = Command(verb=Verb(args[0]), service=target.vs, namespace=target.namespace)
+            for reply in self.dispatcher.run(
+                command, self.asker, text=f"{target.service} {args[0]}"
+            ):
+                self._show(reply)
+
+    def _vote(self, request_id: str, *, deny: bool) -> None:
+        try:
+            outcome = Approvals(self.dispatcher).vote(request_id, self.asker.user, deny=deny)
+        except Exception as e:  # shown to the one who clicked, as Slack would
+            self.write(f"(only you) :warning: {e}")
+            return
+        if outcome.message:
+            self.write(f"(only you) {outcome.message}")
+        approvers = [a["user"] for a in outcome.request.approvals if not a["deny"]]
+        self.write(
+            f"approval request {request_id}: {outcome.request.status}"
+            + (f", approved by {', '.join(approvers)}" if approvers else "")
+        )
+        for reply in outcome.replies:
+            self._show(reply)
 
     def _wait(self, args: list[str]) -> None:
         if not args:

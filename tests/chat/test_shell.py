@@ -71,3 +71,58 @@ def test_the_sandbox_shell_needs_no_cluster_and_no_redis() -> None:
     assert "say which is the canary" in done.stdout  # v2 or v3?
     assert "10% to v3" in done.stdout
     assert "back on v1" in done.stdout
+
+
+POLICY = """
+rules:
+  - namespace: "*"
+    allow:
+      set-weight: [U0REQ00001]
+      rollback: [U0REQ00001]
+      approve: [U0SRE00002, U0SRE00003]
+    approvals:
+      - count: 2
+        from: [U0SRE00002, U0SRE00003]
+        above_weight: 25
+"""
+
+
+def test_approvals_in_the_shell(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    env = {**os.environ, "CANARY_POLICY_FILE": str(policy)}
+    proc = subprocess.Popen(
+        [CANARY_BOT, "shell", "--sandbox", "--user", "U0REQ00001"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def say(line: str, until: str) -> str:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        seen = ""
+        while until not in seen:
+            out = proc.stdout.readline()
+            assert out, f"the shell ended before {until!r}; it said {seen!r}"
+            seen += out
+        return seen
+
+    try:
+        held = say("weather 50%", "approve with")
+        assert "need 2 approvals" in held and "/canary weather 50%" in held
+        request = held.split(":click approve ")[1].split("`")[0]
+        assert "own approval does not count" in say(f":click approve {request}", "open")
+        say(":as U0SRE00002", "you are")
+        assert "approved by U0SRE00002" in say(f":click approve {request}", "open")
+        say(":as U0SRE00003", "you are")
+        done = say(f":click approve {request}", "approved")
+        say("weather status", "50%")
+        assert "approved by U0SRE00002, U0SRE00003" in done
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        proc.stdout.close()
