@@ -25,6 +25,8 @@ from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
 from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient, PrometheusError, Vector
+from bot.health.custom import run_checks
+from bot.health.promql import UnsafeLabel, window_for
 from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
@@ -152,14 +154,22 @@ class PolicyHealth:
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
         _, health = rollout_defaults(self.policy, target)
-        thresholds = Thresholds.model_validate(health.model_dump())
+        thresholds = Thresholds.model_validate(health.model_dump(exclude={"checks"}))
         check = HealthCheck(
             self.client,
             thresholds,
             window=self.settings.health_window,
             service=lambda t: t.host or t.vs,
         )
-        return check.check(rollout, now)
+        verdict = check.check(rollout, now)
+        window = self.settings.health_window or window_for(rollout.steps.interval)
+        try:
+            subject = check.subject(rollout.target)
+        except UnsafeLabel:
+            return verdict  # already inconclusive, and says why
+        return run_checks(
+            verdict, health.checks, self.client, subject=subject, window=window, now=now
+        )
 
 
 class TimedQueries:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -268,6 +269,40 @@ class FreezeWindow(_Schema):
         return (_freeze.weekly_span(start, end),)
 
 
+CHECK_PLACEHOLDERS = frozenset(
+    {"namespace", "service", "canary", "stable", "window", "version_label"}
+)
+
+
+class CustomCheck(_Schema):
+    """An extra PromQL query per check; its single value must stay under `max` (or above
+    `min`). Placeholders: {namespace} {service} {canary} {stable} {window} {version_label}
+    (and {canary:re} / {stable:re} inside `=~`); PromQL's own braces are written {{ }}."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,40}$")
+    query: str = Field(min_length=1, max_length=2000)
+    max: float | None = None
+    min: float | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _known_placeholders(cls, query: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(query) if name}
+        except ValueError as e:
+            raise ValueError(f"malformed template ({e}); write PromQL's braces as {{{{ }}}}") from e
+        unknown = sorted(names - CHECK_PLACEHOLDERS)
+        if unknown:
+            raise ValueError(f"unknown placeholders {unknown}; use {sorted(CHECK_PLACEHOLDERS)}")
+        return query
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Self:
+        if (self.max is None) == (self.min is None):
+            raise ValueError("give exactly one of max or min")
+        return self
+
+
 class HealthThresholds(_Schema):
     """When a canary passes a health check (see bot/health)."""
 
@@ -276,6 +311,7 @@ class HealthThresholds(_Schema):
     max_error_rate_increase: float = Field(default=1.0, ge=0, le=100)
     max_p99_ratio: float = Field(default=1.2, ge=1)
     min_requests: int = Field(default=20, ge=0)
+    checks: tuple[CustomCheck, ...] = ()
 
 
 class RolloutSettings(_Schema):
