@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -41,6 +41,7 @@ from bot.sandbox.jsonpatch import (
     json_equal,
 )
 from bot.sandbox.kubeconfig import write_kubeconfig
+from bot.sandbox.loopback import TrackingHTTPServer
 from bot.sandbox.seeding import load_yaml_documents, seed
 
 _log = logging.getLogger(__name__)
@@ -477,14 +478,7 @@ class SandboxApiServer:
     def start(self) -> Self:
         self._stopping = False
         self._http = _HttpServer(("127.0.0.1", self._port), self)
-        self._thread = threading.Thread(
-            target=self._http.serve_forever,
-            # stop() waits for the accept loop's next poll: keep it short for fast tests.
-            kwargs={"poll_interval": 0.01},
-            name="sandbox-apiserver",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._http.serve_in_thread("sandbox-apiserver")
         return self
 
     def stop(self) -> None:
@@ -493,9 +487,7 @@ class SandboxApiServer:
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        self._http.shutdown()
-        self._http.close_connections()
-        self._http.server_close()
+        self._http.close()
         self._thread.join()
         self._http, self._thread = None, None
 
@@ -1048,31 +1040,10 @@ def _version_info() -> JsonObject:
 # --- HTTP ----------------------------------------------------------------------------------
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _HttpServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], sandbox: SandboxApiServer) -> None:
         super().__init__(address, _Handler)
         self.sandbox = sandbox
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, *, open_: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if open_ else self._connections.discard)(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # the client may have closed it already
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # clients dropping connections is routine, not a server fault
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

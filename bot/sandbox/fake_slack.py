@@ -16,17 +16,17 @@ import itertools
 import json
 import logging
 import mimetypes
-import socket
-import sys
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
+
+from bot.sandbox.loopback import TrackingHTTPServer
 
 _log = logging.getLogger(__name__)
 
@@ -154,21 +154,13 @@ class FakeSlack:
 
     def start(self) -> Self:
         self._http = _HttpServer(("127.0.0.1", 0), self)
-        self._thread = threading.Thread(
-            target=self._http.serve_forever,
-            kwargs={"poll_interval": 0.01},  # stop() waits for the next poll: keep tests fast
-            name="fake-slack",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._http.serve_in_thread("fake-slack")
         return self
 
     def stop(self) -> None:
         if self._http is None or self._thread is None:
             return
-        self._http.shutdown()
-        self._http.close_connections()
-        self._http.server_close()
+        self._http.close()
         self._thread.join()
         self._http, self._thread = None, None
 
@@ -524,31 +516,10 @@ def _optional_str(value: Any) -> str | None:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _HttpServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], fake: FakeSlack) -> None:
         super().__init__(address, _Handler)
         self.fake = fake
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, *, open_: bool) -> None:
-        with self._connections_lock:
-            (self._connections.add if open_ else self._connections.discard)(connection)
-
-    def close_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they exit."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):  # the client may have closed it already
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # clients dropping connections is routine, not a fault
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
