@@ -13,27 +13,21 @@ target address keeps the config unchanged and costs nothing.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
+from bot.sandbox.process import ServerProcess
 from bot.sandbox.redis_server import free_port
 
-READY_TIMEOUT_S = 15.0
 TARGETS_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 JOB_NAME = "sandbox"
 _POLL_INTERVAL_S = 0.05
 _HTTP_TIMEOUT_S = 5.0
@@ -76,19 +70,24 @@ def _checked_targets(targets: Sequence[str]) -> tuple[str, ...]:
     return tuple(targets)
 
 
-class PrometheusServer:
+class PrometheusServer(ServerProcess):
     """One prometheus child process. `start()` returns self; also a context manager."""
+
+    program = "prometheus"
+    not_ready = "was not ready"
+    error = PrometheusServerError
+    ready_timeout_s = 15.0
+    stop_timeout_s = 10.0  # SIGTERM: Prometheus flushes its head block and exits
+    poll_interval_s = _POLL_INTERVAL_S
 
     def __init__(
         self, *, targets: Sequence[str] = (), scrape_interval: str = "1s", port: int = 0
     ) -> None:
+        super().__init__()
         self._targets = _checked_targets(targets)
         self._scrape_interval = scrape_interval
         self._port = port or None
-        self._workdir: Path | None = None
         self._validated = False
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -104,14 +103,6 @@ class PrometheusServer:
     def targets(self) -> tuple[str, ...]:
         return self._targets
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     # Lifecycle
 
     def start(self) -> Self:
@@ -122,44 +113,13 @@ class PrometheusServer:
         if self._port is None:
             self._port = free_port()
         self._write_config()
-        self._log = (workdir / "prometheus.log").open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - our own binary and config, no shell
-            [binary, *self._flags(workdir)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        atexit.register(self.close)
-        self._wait_until_ready()
+        self._spawn([binary, *self._flags(workdir)])
         return self
-
-    def stop(self) -> None:
-        """SIGTERM and wait: Prometheus flushes its head block and exits."""
-        self._end(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """SIGKILL: Prometheus dies at once, as in a crash (its WAL is replayed on start)."""
-        self._end(signal.SIGKILL)
 
     def close(self) -> None:
         """Stop the server and remove its temp dir, data included."""
-        self.stop()
-        atexit.unregister(self.close)
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
-            self._validated = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().close()
+        self._validated = False
 
     # Targets and data
 
@@ -210,11 +170,6 @@ class PrometheusServer:
 
     # Internals
 
-    def _ensure_workdir(self) -> Path:
-        if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="canary-prometheus-"))
-        return self._workdir
-
     @property
     def _config_path(self) -> Path:
         return self._ensure_workdir() / "prometheus.yml"
@@ -249,17 +204,7 @@ class PrometheusServer:
                 f"{checked.stdout}{checked.stderr}"
             )
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                self._fail(f"prometheus exited with code {self._process.returncode}")
-            if self._is_ready():
-                return
-            time.sleep(_POLL_INTERVAL_S)
-        self._fail(f"prometheus was not ready within {READY_TIMEOUT_S:.0f} s")
-
-    def _is_ready(self) -> bool:
+    def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1.0) as response:
                 return bool(response.status == 200)
@@ -304,26 +249,3 @@ class PrometheusServer:
             raise PrometheusServerError(
                 f"{method} {self.url}{path_and_query} failed: {error}"
             ) from error
-
-    def _fail(self, reason: str) -> None:
-        tail = self._log_tail()
-        self.kill()
-        raise PrometheusServerError(f"{reason} ({self.url}); its log ends with:\n{tail}")
-
-    def _log_tail(self) -> str:
-        log = self._workdir / "prometheus.log" if self._workdir else None
-        return log.read_text(errors="replace")[-_LOG_TAIL_CHARS:] if log and log.exists() else ""
-
-    def _end(self, how: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(how)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            with contextlib.suppress(OSError):
-                self._log.close()
-            self._log = None
