@@ -108,6 +108,7 @@ class Parts:
     mesh: KubeMesh
     engine: Engine
     metrics: Metrics
+    policy: Policy | None
 
 
 def utcnow() -> datetime:
@@ -115,6 +116,7 @@ def utcnow() -> datetime:
 
 
 def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool = False) -> Parts:
+    policy = load_policy_file(settings.policy_file)  # first: a bad policy stops everything
     metrics = Metrics()
     store = RolloutStore(connect(settings.redis_url))
     api = from_kubeconfig(settings.kubeconfig, settings.kube_context)
@@ -126,17 +128,16 @@ def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool =
         clock=utcnow,
         effect_delay=settings.effect_delay_s,
         metrics=metrics,
-        health=health_check(settings, metrics),
+        health=health_check(settings, metrics, policy),
     )
-    return Parts(store, mesh, engine, metrics)
+    return Parts(store, mesh, engine, metrics, policy)
 
 
-def health_check(settings: Settings, metrics: Metrics) -> Health | None:
+def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) -> Health | None:
     """Prometheus health checks when PROMETHEUS_URL is set; without it every step passes."""
     if settings.prometheus_url is None:
         return None
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
-    policy = load_policy_file(settings.policy_file)
     if policy is not None:
         return PolicyHealth(client, policy, settings)
     return HealthCheck(
@@ -193,11 +194,10 @@ def dispatcher(
     settings: Settings, parts: Parts, members_of: Callable[[str], list[str]] = lambda _: []
 ) -> Dispatcher:
     """Commands → engine, behind the policy when one is configured."""
-    policy = load_policy_file(settings.policy_file)
     gate = None
-    if policy is not None:
-        groups = GroupDirectory(members_of, parts.store, group_ids(policy))
-        gate = Gate(policy, groups, utcnow)
+    if parts.policy is not None:
+        groups = GroupDirectory(members_of, parts.store, group_ids(parts.policy))
+        gate = Gate(parts.policy, groups, utcnow)
     return Dispatcher(
         engine=parts.engine,
         store=parts.store,

@@ -94,7 +94,6 @@ def run_list(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     logs.setup()
     settings = Settings()
-    load_policy_file(settings.policy_file)  # a bad policy stops the bot before anything starts
     server = Server(settings)
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
