@@ -679,8 +679,7 @@ class SandboxApiServer:
         if fault is not None:
             raise fault
         parts = _segments(request.path)
-        discovery = self._request_summary() if parts == ["sandbox", "requests"] else None
-        discovery = discovery or self._discovery(parts)
+        discovery = self._discovery(parts)
         if discovery is not None:
             if request.method != "GET":
                 raise _method_not_allowed(request.method)
@@ -726,14 +725,25 @@ class SandboxApiServer:
     # Discovery
 
     def _discovery(self, parts: list[str]) -> JsonObject | None:
-        if parts == ["api"]:
-            return {"kind": "APIVersions", "versions": ["v1"], **self._server_addresses()}
-        if parts == ["version"]:
-            return _version_info()
-        if parts == ["apis"]:
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group()]}
-        if parts == ["apis", GROUP]:
-            return self._group()
+        """Read-only documents: discovery, and the sandbox's own request counts."""
+        fixed: dict[tuple[str, ...], Callable[[], JsonObject]] = {
+            ("sandbox", "requests"): self._request_summary,
+            ("api",): lambda: {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                **self._server_addresses(),
+            },
+            ("version",): _version_info,
+            ("apis",): lambda: {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group()],
+            },
+            ("apis", GROUP): self._group,
+        }
+        document = fixed.get(tuple(parts))
+        if document is not None:
+            return document()
         if len(parts) == 3 and parts[:2] == ["apis", GROUP] and parts[2] in self._versions:
             return self._resource_list(parts[2])
         return None
