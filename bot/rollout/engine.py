@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ from bot.store.redis_store import RolloutStore
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
+LOCK_STRIPES = 64
 
 
 class Traffic(Protocol):
@@ -113,8 +115,8 @@ class Engine:
         self.fencing: Callable[[], int | None] = lambda: None  # our token while we lead
         self._effect_delay = effect_delay  # fault injection: widen the gaps between effects
         self.metrics = metrics or Metrics()
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        # Striped: a rollout always maps to the same lock, and the set never grows.
+        self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
     def start(
         self,
@@ -290,5 +292,4 @@ class Engine:
         )
 
     def _lock(self, rollout_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(rollout_id, threading.Lock())
+        return self._locks[zlib.crc32(rollout_id.encode()) % LOCK_STRIPES]
