@@ -373,9 +373,13 @@ class Server:
         horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
         for rollout_id, at in self.parts.store.due(horizon):
             job = self.scheduler.scheduled(rollout_id)
-            if job is None or job[0] != at:
+            if job is None or job[0] != at:  # only then is the record worth reading
                 self._ensure_job(self.parts.store.load(rollout_id))
 
     def _ensure_job(self, rollout: Rollout) -> None:
-        if rollout.phase is Phase.PROGRESSING and rollout.next_step_at is not None:
-            self.scheduler.schedule(rollout.id, rollout.next_step_at, rollout.step)
+        """Schedule the rollout's next step, unless exactly that job is already there."""
+        if rollout.phase is not Phase.PROGRESSING or rollout.next_step_at is None:
+            return
+        wanted = (rollout.next_step_at, rollout.step)
+        if self.scheduler.scheduled(rollout.id) != wanted:
+            self.scheduler.schedule(rollout.id, *wanted)

@@ -36,6 +36,7 @@ PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 VS, DR = "virtualservices", "destinationrules"
 Json = dict[str, Any]
 RECENT_READ_S = 1.0
+RECENT_READS_KEPT = 256
 _TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
 
 
@@ -124,12 +125,11 @@ class KubeMesh:
         return found
 
     def _remember(self, vs: Json) -> None:
-        meta = vs.get("metadata", {})
+        meta, now = vs.get("metadata", {}), time.monotonic()
         with self._lock:
-            self._recent[(str(meta.get("namespace")), str(meta.get("name")))] = (
-                time.monotonic(),
-                vs,
-            )
+            if len(self._recent) >= RECENT_READS_KEPT:  # only the last second's are of use
+                self._recent = {k: v for k, v in self._recent.items() if now - v[0] < RECENT_READ_S}
+            self._recent[(str(meta.get("namespace")), str(meta.get("name")))] = (now, vs)
 
     def destination_rules(self, namespace: str) -> list[Json]:
         if self._watch:
