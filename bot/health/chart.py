@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import io
 import math
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from bot.rollout.model import Rollout, Verdict
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 COLOURS = {"canary": "#d9534f", "stable": "#337ab7"}
 MARKERS = {"pass": "o", "fail": "X", "inconclusive": "s"}
 
 
 def chart_png(rollout: Rollout) -> bytes:
+    # matplotlib costs about 50 MB and 0.2 s to import: load it when a rollout ends, not at
+    # start-up in every replica.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
     figure = Figure(figsize=(8, 5.5), dpi=100)
     FigureCanvasAgg(figure)
     success, latency = figure.subplots(2, 1, sharex=True)
