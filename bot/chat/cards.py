@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.rollout.model import Phase, Rollout, Verdict
+from bot.rollout.model import ApplyWeight, Phase, Rollout, Verdict
 
 __all__ = [
     "ACTION_PREFIX",
@@ -61,6 +61,7 @@ _PHASE_EMOJI = {  # Unicode, so the terminal shows the same as Slack (:arrows_co
     Phase.PROMOTED: "✅",
     Phase.ROLLED_BACK: "↩️",
     Phase.FAILED: "❌",
+    Phase.APPLIED: "☑️",
 }
 _BUTTONS_BY_PHASE = {
     Phase.PROGRESSING: ("pause", "promote", "rollback"),
@@ -87,7 +88,8 @@ class CardView:
     namespace: str
     stable: str
     canary: str
-    weight: int
+    weight: int  # what is live
+    pending: int | None  # a weight decided and being written, not yet confirmed live
     bar: str
     phase: str
     phase_emoji: str
@@ -113,6 +115,7 @@ def card_view(rollout: Rollout, now: datetime) -> CardView:
         stable=target.stable,
         canary=target.canary,
         weight=rollout.weight,
+        pending=_pending_weight(rollout),
         bar=progress_bar(rollout.weight),
         phase=str(rollout.phase),
         phase_emoji=_PHASE_EMOJI[rollout.phase],
@@ -125,6 +128,15 @@ def card_view(rollout: Rollout, now: datetime) -> CardView:
         buttons=_buttons(rollout),
         value=f"{rollout.id}:{rollout.version}",
     )
+
+
+def _pending_weight(rollout: Rollout) -> int | None:
+    if rollout.writing is not None:
+        return rollout.writing.weight
+    head = rollout.pending[0] if rollout.pending else None
+    if isinstance(head, ApplyWeight) and head.weight != rollout.weight:
+        return head.weight
+    return None
 
 
 def progress_bar(weight: int, cells: int = 10) -> str:
@@ -226,10 +238,14 @@ def _summary_mrkdwn(view: CardView) -> str:
     return "\n".join(
         (
             f"*{service}* in {namespace} · {stable} → {canary}",
-            f"`{view.bar}` *{view.weight}%* to {canary}",
+            f"`{view.bar}` *{view.weight}%* to {canary}{_pending_text(view)}",
             f"{view.phase_emoji} *{view.phase}* · {_step_line(view)}",
         )
     )
+
+
+def _pending_text(view: CardView) -> str:
+    return "" if view.pending is None else f" (setting {view.pending}%, not yet live)"
 
 
 def _labelled_section(label: str, raw: str) -> SectionBlock:
@@ -285,7 +301,7 @@ def card_text(view: CardView) -> str:
     """The card as lines of text for `canary-bot shell`; buttons as `[pause] [rollback]`."""
     lines = [
         f"{view.phase_emoji} {view.service} in {view.namespace} · {view.stable} → {view.canary}",
-        f"{view.bar} {view.weight}% to {view.canary}",
+        f"{view.bar} {view.weight}% to {view.canary}{_pending_text(view)}",
         f"{view.phase} · {_step_line(view)}",
     ]
     if view.last_verdict is not None:

@@ -28,10 +28,11 @@ from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
-from bot.rollout.engine import AlwaysHealthy, Engine, NoActiveRollout
+from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout
 from bot.rollout.model import (
     Abort,
     Pause,
+    Phase,
     Promote,
     Resume,
     Rollback,
@@ -45,7 +46,7 @@ from commands import Command, Verb, help_text
 from policies import Change, Deny, NeedsApproval, rollout_defaults
 from policies import Target as PolicyTarget
 
-USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, StoreError, ValueError)
+USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, Busy, StoreError, ValueError)
 EVENTS: dict[Verb, type[Any]] = {
     Verb.PAUSE: Pause,
     Verb.RESUME: Resume,
@@ -200,10 +201,7 @@ class Dispatcher:
 
     def _set_weight(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         vs, weight = str(c.service), int(c.weight or 0)
-        if weight == 0 and self.store.active_for(namespace, vs) is None:
-            request = SplitRequest.build(vs=vs, namespace=namespace, weight=0, to=c.to)
-            return [self._apply_now(request, asker, "set-weight")]
-        self.engine.set_weight(
+        rollout = self.engine.set_weight(
             namespace=namespace,
             vs=vs,
             to=c.to,
@@ -212,40 +210,18 @@ class Dispatcher:
             actor=asker.user,
             channel=asker.channel,
         )
-        return []
+        return _outcome(rollout, weight)
 
     def _mirror(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        request = SplitRequest.build(vs=c.service, namespace=namespace, mirror=c.mirror, to=c.to)
-        return [self._apply_now(request, asker, "mirror")]
-
-    def _apply_now(self, request: SplitRequest, asker: Asker, action: str) -> Reply:
-        applied = self.mesh.apply(request)
-        plan = applied.plan
-        before = plan.touched[0].before[1] if plan.touched else 0
-        after = plan.canary_weight()
-        self.store.audit(
-            namespace=request.namespace,
-            vs=request.vs,
-            action=action,
+        rollout = self.engine.set_mirror(
+            namespace=namespace,
+            vs=str(c.service),
+            to=c.to,
+            mirror=int(c.mirror or 0),
             actor=asker.user,
-            at=self.clock(),
-            weight_before=before,
-            weight_after=after,
             channel=asker.channel,
-            detail=f"mirror {request.mirror}%" if request.mirror is not None else "",
         )
-        service = _service(request.vs, request.namespace)
-        if action == "mirror":
-            what = "off" if request.mirror == 0 else f"{request.mirror}% of traffic"
-            return Reply(
-                f"<@{asker.user}> set mirroring of {service} to {plan.canary}: {what}",
-                ephemeral=False,
-            )
-        note = "" if plan.changes else " (it already was)"
-        return Reply(
-            f"<@{asker.user}> set {service} to {after}% on {plan.canary} (was {before}%){note}",
-            ephemeral=False,
-        )
+        return _outcome(rollout, rollout.weight)
 
     def _start(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         overrides = {"weights": c.steps, "interval_s": c.interval_s}
@@ -335,6 +311,13 @@ class Dispatcher:
     def card_reply(self, rollout: Rollout) -> Reply:
         view = card_view(rollout, self.clock())
         return Reply(card_text(view), blocks=card_blocks(view))
+
+
+def _outcome(rollout: Rollout, wanted: int) -> list[Reply]:
+    """What the asker is told beyond the card: only what went wrong, as it really is."""
+    if rollout.weight == wanted and rollout.writing is None and rollout.phase is not Phase.FAILED:
+        return []
+    return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
 
 
 def _weight_after(verb: Verb, rollout: Rollout) -> int:

@@ -43,6 +43,14 @@ class Conflict(MeshError):
     """The object kept changing under us, or someone else moved the weights."""
 
 
+class Moved(Conflict):
+    """A guarded write found the object changed since it was read; `live` is what is there now."""
+
+    def __init__(self, message: str, live: dict[str, object]) -> None:
+        super().__init__(message)
+        self.live = live
+
+
 class ApiError(MeshError):
     """Any other failure talking to the Kubernetes API."""
 

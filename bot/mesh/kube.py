@@ -1,9 +1,10 @@
-"""The only module that talks to Kubernetes: reads Istio objects, applies TrafficPlans safely.
+"""The only module that talks to Kubernetes: reads Istio objects, writes TrafficPlans safely.
 
-Every write is a JSON Patch led by a `test` of the resourceVersion the plan was made against.
-When someone else wrote in between (409, or 422 from the failed test), the adapter reads again,
-plans again and retries, a bounded number of times with jitter. If the weights themselves were
-moved by someone else meanwhile, it stops and says so instead of overwriting them.
+Every write is a JSON Patch led by a `test` of the resourceVersion the plan was made against,
+and `write` never re-plans: when someone else wrote in between (409, or 422 from the failed
+test) it raises `Moved` with what is live now, and the caller decides again. Every call has a
+deadline (connect and read timeouts); a 5xx or a dropped connection is tried again with the same
+precondition, so a retry can never land on top of someone else's write.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from bot.mesh.errors import ApiError, Conflict, Drift, Forbidden, InvalidObject, NotFound
+from bot.mesh.errors import ApiError, Conflict, Drift, Forbidden, InvalidObject, Moved, NotFound
+from bot.mesh.models import VirtualService
 from bot.mesh.planner import (
     ObjectChange,
     TrafficPlan,
     plan_split,
+    read_last_applied,
     select_destination_rule,
 )
 from bot.mesh.request import SplitRequest
@@ -35,8 +38,10 @@ GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 VS, DR = "virtualservices", "destinationrules"
 Json = dict[str, Any]
-RECENT_READ_S = 1.0
-RECENT_READS_KEPT = 256
+FENCE_ANNOTATION = "canary-bot/fence"
+TIMEOUT = (3.05, 10.0)  # seconds to connect, and to wait for each answer
+WATCH_S = 60  # a watch's server-side timeout; the client gives it 10 s more
+TRANSIENT_TRIES = 3  # a 5xx or a dropped connection, tried again with the same precondition
 _TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
 
 
@@ -91,7 +96,6 @@ class KubeMesh:
         self._caches: dict[str, _DestinationRuleCache] = {}
         self._lock = threading.Lock()
         self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
-        self._recent: dict[tuple[str, str], tuple[float, Json]] = {}
 
     @property
     def version(self) -> str:
@@ -108,115 +112,120 @@ class KubeMesh:
         for cache in self._caches.values():
             cache.stop()
 
-    def get_virtual_service(self, namespace: str, name: str, *, fresh: bool = False) -> Json:
-        """The VirtualService; a read from the last second is reused unless `fresh`.
-
-        Reuse is safe because every write is guarded by the resourceVersion it was planned
-        against: a stale read makes the patch fail, and the retry reads afresh. It saves the
-        second GET when a command resolves a target and then applies to it.
-        """
-        key = (namespace, name)
-        with self._lock:
-            recent = self._recent.get(key)
-        if not fresh and recent is not None and time.monotonic() - recent[0] < RECENT_READ_S:
-            return recent[1]
-        found = self._get(VS, namespace, name)
-        self._remember(found)
-        return found
-
-    def _remember(self, vs: Json) -> None:
-        meta, now = vs.get("metadata", {}), time.monotonic()
-        with self._lock:
-            if len(self._recent) >= RECENT_READS_KEPT:  # only the last second's are of use
-                self._recent = {k: v for k, v in self._recent.items() if now - v[0] < RECENT_READ_S}
-            self._recent[(str(meta.get("namespace")), str(meta.get("name")))] = (now, vs)
+    def get_virtual_service(self, namespace: str, name: str) -> Json:
+        return self._get(VS, namespace, name)
 
     def destination_rules(self, namespace: str) -> list[Json]:
         if self._watch:
             return self._cache(namespace).items()
         return cast(list[Json], self._list_destination_rules(namespace)["items"])
 
-    def plan(self, request: SplitRequest, *, fresh: bool = False) -> TrafficPlan:
-        """The plan against the live objects, without writing anything."""
-        vs = self.get_virtual_service(request.namespace, request.vs, fresh=fresh)
+    def plan(self, request: SplitRequest) -> TrafficPlan:
+        """The plan against the live objects, read now, without writing anything."""
+        vs = self.get_virtual_service(request.namespace, request.vs)
         dr = select_destination_rule(
             vs, self.destination_rules(request.namespace), request.namespace
         )
         return plan_split(vs, dr, request, now=self._clock(), version=self.version)
 
+    def write(self, plan: TrafficPlan) -> Json:
+        """Patch every object the plan changes, exactly as planned; the VirtualService as written.
+
+        Raises Moved when an object is no longer the one the plan was made against: nothing of
+        the plan is re-planned here.
+        """
+        written = plan.vs.before
+        for change in plan.changes:
+            result = self._patch(change)
+            if change.kind == "DestinationRule" and self._watch:
+                self._cache(change.namespace).put(result)
+            written = result if change.kind == "VirtualService" else written
+        return written
+
+    def fence(self, vs: Json, fence_id: str) -> Json:
+        """Write only a fence annotation, conditional on `vs`'s resourceVersion: once it is in,
+        no write planned against an earlier version of the object can ever land."""
+        meta = vs["metadata"]
+        annotations = meta.get("annotations")
+        if annotations is None:
+            op = {
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": {FENCE_ANNOTATION: fence_id},
+            }
+        else:
+            op = {"op": "add", "path": "/metadata/annotations/canary-bot~1fence", "value": fence_id}
+        change = ObjectChange(
+            "VirtualService", str(meta["name"]), str(meta["namespace"]), vs, vs, (op,)
+        )
+        return self._patch(change)
+
     def apply(self, request: SplitRequest, *, expect: int | None = None) -> Applied:
-        """Plan and apply, re-reading and re-planning when someone else wrote in between.
+        """Plan and write, planning again when someone else wrote in between but left the
+        weights alone; for the CLI and tests. The engine records each write before it is sent
+        and uses `plan`, `write` and `fence` itself.
 
         With `expect` (the canary weight the bot set last), live weights that are neither that
         nor the requested weight are drift: raise Drift instead of overwriting them.
         """
         first: TrafficPlan | None = None
         for attempt in range(1, self._attempts + 1):
-            # A scheduled step reads afresh: drift is judged on what is live right now.
-            plan = self.plan(request, fresh=attempt > 1 or expect is not None)
+            plan = self.plan(request)
             if first is None and expect is not None:
                 _refuse_drift(plan, expect)
             first = first or plan
             _refuse_moved_weights(first, plan)
-            written = self._write(plan)
-            if written is not None:
-                return Applied(plan, attempt, written)
-            self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311 jitter only
+            try:
+                return Applied(plan, attempt, self.write(plan))
+            except Moved:
+                self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311 jitter
         raise Conflict(
             f"VirtualService '{request.vs}' in namespace '{request.namespace}' kept changing "
             f"while the bot tried to apply it ({self._attempts} tries); nothing was overwritten; "
             "try again in a moment"
         )
 
-    def _write(self, plan: TrafficPlan) -> Json | None:
-        """Patch every changed object; None when a guard failed (someone wrote first)."""
-        written = plan.vs.before
-        for change in plan.changes:
-            result = self._patch(change)
-            if result is None:
-                return None
-            if change.kind == "DestinationRule" and self._watch:
-                self._cache(change.namespace).put(result)
-            written = result if change.kind == "VirtualService" else written
-        self._remember(written)
-        return written
-
-    def _patch(self, change: ObjectChange) -> Json | None:
+    def _patch(self, change: ObjectChange) -> Json:
         plural = VS if change.kind == "VirtualService" else DR
-        try:
-            with self._timed("patch"):
-                result = self._api.patch_namespaced_custom_object(
-                    GROUP,
-                    self.version,
-                    change.namespace,
-                    plural,
-                    change.name,
-                    change.guarded_ops(),
-                    _content_type="application/json-patch+json",
-                )
-            return cast(Json, result)
-        except ApiException as e:
-            if e.status == 409 or (e.status == 422 and self._moved(change, plural)):
-                return None
-            raise _translate(e, "patch", plural, change.namespace, change.name) from e
-        except HTTPError as e:
-            raise _unreachable(e) from e
-
-    def _moved(self, change: ObjectChange, plural: str) -> bool:
-        """After a 422: was it our resourceVersion test (the object moved) or a real invalid?"""
-        live = self._get(plural, change.namespace, change.name)
-        return str(live["metadata"].get("resourceVersion")) != change.resource_version
+        for attempt in range(1, TRANSIENT_TRIES + 1):
+            try:
+                with self._timed("patch"):
+                    result = self._api.patch_namespaced_custom_object(
+                        GROUP,
+                        self.version,
+                        change.namespace,
+                        plural,
+                        change.name,
+                        change.guarded_ops(),
+                        _content_type="application/json-patch+json",
+                        _request_timeout=TIMEOUT,
+                    )
+                return cast(Json, result)
+            except ApiException as e:
+                if e.status in (409, 422):
+                    live = self._get(plural, change.namespace, change.name)
+                    if _version(live) != change.resource_version:
+                        raise Moved(_moved_message(change), live) from e
+                if e.status < 500 or attempt == TRANSIENT_TRIES:
+                    raise _translate(e, "patch", plural, change.namespace, change.name) from e
+            except HTTPError as e:
+                if attempt == TRANSIENT_TRIES:
+                    raise _unreachable(e) from e
+            self._sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311 jitter only
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _get(self, plural: str, namespace: str, name: str) -> Json:
         with _translated("get", plural, namespace, name), self._timed("get"):
             found = self._api.get_namespaced_custom_object(
-                GROUP, self.version, namespace, plural, name
+                GROUP, self.version, namespace, plural, name, _request_timeout=TIMEOUT
             )
         return cast(Json, found)
 
     def _list_destination_rules(self, namespace: str) -> Json:
         with _translated("list", DR, namespace, None), self._timed("list"):
-            found = self._api.list_namespaced_custom_object(GROUP, self.version, namespace, DR)
+            found = self._api.list_namespaced_custom_object(
+                GROUP, self.version, namespace, DR, _request_timeout=TIMEOUT
+            )
         return cast(Json, found)
 
     def _cache(self, namespace: str) -> _DestinationRuleCache:
@@ -249,7 +258,7 @@ class KubeMesh:
 
     def _discover_version(self) -> str:
         with _translated("discover", "apis", "", None):
-            groups = self._apis.get_api_versions().groups
+            groups = self._apis.get_api_versions(_request_timeout=TIMEOUT).groups
         offered = [v.version for g in groups if g.name == GROUP for v in g.versions]
         for version in PREFERRED_VERSIONS:
             if version in offered:
@@ -318,7 +327,8 @@ class _DestinationRuleCache:
             self._namespace,
             DR,
             resource_version=revision,
-            timeout_seconds=60,
+            timeout_seconds=WATCH_S,
+            _request_timeout=(TIMEOUT[0], WATCH_S + 10),
         )
         for event in stream:
             obj = event["object"]
@@ -348,6 +358,24 @@ def _revision(obj: Mapping[str, Any]) -> int:
         return int(obj["metadata"]["resourceVersion"])
     except (KeyError, ValueError, TypeError):
         return -1
+
+
+def wrote(vs: Json, write_id: str) -> bool:
+    """Whether `vs` carries the bot's record of the write `write_id`: it landed."""
+    last = read_last_applied(VirtualService.parse(vs))
+    return last is not None and last.write == write_id
+
+
+def _version(obj: Mapping[str, Any]) -> str | None:
+    rv = obj.get("metadata", {}).get("resourceVersion")
+    return None if rv is None else str(rv)
+
+
+def _moved_message(change: ObjectChange) -> str:
+    return (
+        f"{change.kind} '{change.name}' in namespace '{change.namespace}' changed after the bot "
+        f"read it (resourceVersion {change.resource_version}); nothing was written"
+    )
 
 
 def _refuse_drift(plan: TrafficPlan, expect: int) -> None:

@@ -40,6 +40,7 @@ class LastApplied:
     weights: dict[int, int]
     mirror: int | None
     at: str | None = None
+    write: str | None = None  # the id of the recorded write that put this here
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -50,6 +51,8 @@ class LastApplied:
         }
         if self.at is not None:
             body["at"] = self.at
+        if self.write is not None:
+            body["write"] = self.write
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -187,6 +190,7 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
             weights={int(k): int(v) for k, v in body["weights"].items()},
             mirror=None if body.get("mirror") is None else int(body["mirror"]),
             at=None if body.get("at") is None else str(body["at"]),
+            write=None if body.get("write") is None else str(body["write"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -595,9 +599,10 @@ def _record(
     request: SplitRequest,
     now: datetime | None,
 ) -> LastApplied:
+    at, write = _stamp(now), request.write
     if request.finalize:  # the canary is the stable subset now; there is no canary
-        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, _stamp(now))
-    return LastApplied(stable, canary, _weights(routes), request.mirror, _stamp(now))
+        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, at, write)
+    return LastApplied(stable, canary, _weights(routes), request.mirror, at, write)
 
 
 def _already_final(

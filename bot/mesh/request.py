@@ -28,6 +28,7 @@ class SplitRequest(BaseModel):
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
     finalize: bool = False  # promotion: the canary takes all traffic and becomes stable
+    write: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")  # see LastApplied
 
     @field_validator("vs", "namespace", "to")
     @classmethod

@@ -1,11 +1,17 @@
 """The engine: runs transitions and carries out their effects through injected ports.
 
-Intent first: a transition's new record, with its effects as `pending`, is stored (compare-and-
-set on the version, and on the leader's fencing token for scheduled work) before any effect
-runs. Each effect is popped from `pending` with another compare-and-set once done, so a crash
-between effects leaves exactly what remains to do on record, and `recover` finishes it. Traffic
-changes are idempotent (the planner makes a no-op of a weight already set), so an effect that
-ran just before a crash runs again harmlessly.
+Every traffic change takes one path: decide (a pure transition) → record the decision with its
+effects as `pending` → plan the write against what is live → record the write (`writing`, with
+the resourceVersion it tests and a write id) → send it → record that it is live → audit → tell.
+Each record write is a compare-and-set on the version (and, for the leader's scheduled work, on
+its fencing token); each cluster write tests the resourceVersion recorded with it. A process
+paused after recording a write and resumed after someone else took over therefore cannot
+change the VirtualService: the one who took over either saw that write land (its id is in the
+VirtualService's annotation) or fenced the object first, so the late write's test fails.
+
+A write whose test fails is never re-planned on the spot: it goes back through the record (a
+deposed writer stops there) and is decided again. A write that fails is not a step taken: the
+record keeps the live weight, and the rollout pauses saying why.
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ import logging
 import secrets
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
-from bot.mesh.errors import Drift, MeshError
+from bot.mesh.errors import MeshError, Moved
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
+    Abort,
     ApplyWeight,
+    ApprovalDenied,
     Audit,
     CancelSchedule,
     CheckHealth,
@@ -30,29 +39,45 @@ from bot.rollout.model import (
     HealthResult,
     Notify,
     Pause,
+    Rollback,
     Rollout,
     Schedule,
+    SetMirror,
     SetWeight,
     StepDue,
     StepPlan,
     Target,
     Verdict,
+    Write,
+    WriteFailed,
 )
-from bot.rollout.transitions import start, start_manual, transition
-from bot.store.errors import VersionConflict
+from bot.rollout.traffic import Planned
+from bot.rollout.transitions import start, start_manual, start_one_off, transition
+from bot.store.errors import RolloutFinished, StoreError, VersionConflict
 from bot.store.redis_store import RolloutStore
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
+WRITE_ATTEMPTS = 3  # someone else wrote the object but left the weights: plan and try again
 LOCK_STRIPES = 64
+MUTEX_TTL_MS = 15_000  # longer than any one write can take with every call's deadline
+MUTEX_WAIT_S = 10.0
+# A human's "stop" never queues behind anyone: it supersedes whatever is in flight.
+URGENT = (Rollback, Abort, Pause, ApprovalDenied)
 
 
 class Traffic(Protocol):
     def resolve(
-        self, namespace: str, vs: str, to: str | None, first: int
-    ) -> tuple[Target, int]: ...
+        self, namespace: str, vs: str, to: str | None, weight: int, write_id: str
+    ) -> tuple[Target, Planned]: ...
 
-    def apply(self, target: Target, effect: ApplyWeight) -> None: ...
+    def plan(self, target: Target, effect: ApplyWeight, write_id: str) -> Planned: ...
+
+    def write(self, planned: Planned) -> None: ...
+
+    def wrote(self, live: dict[str, object], write_id: str) -> bool: ...
+
+    def settle(self, target: Target, write_id: str, fence_id: str) -> bool: ...
 
 
 class Notifier(Protocol):
@@ -71,6 +96,10 @@ class Scheduler(Protocol):
 
 class NoActiveRollout(Exception):
     """A command named a service that has no rollout going on."""
+
+
+class Busy(Exception):
+    """Others kept changing the rollout; nothing of this request was done."""
 
 
 class NoScheduler:
@@ -94,6 +123,10 @@ def new_id() -> str:
     return secrets.token_hex(4)
 
 
+class _Superseded(Exception):
+    """Someone else changed the record after we read it: they carry on from there."""
+
+
 class Engine:
     def __init__(
         self,
@@ -107,16 +140,19 @@ class Engine:
         ids: Callable[[], str] = new_id,
         effect_delay: float = 0.0,
         metrics: Metrics | None = None,
+        fencing: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.store, self.traffic, self.notifier = store, traffic, notifier
         self.scheduler = scheduler or NoScheduler()
         self.health = health or AlwaysHealthy()
         self.clock, self.ids = clock, ids
-        self.fencing: Callable[[], int | None] = lambda: None  # our token while we lead
+        self.fencing = fencing  # our token while we lead
         self._effect_delay = effect_delay  # fault injection: widen the gaps between effects
         self.metrics = metrics or Metrics()
         # Striped: a rollout always maps to the same lock, and the set never grows.
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
+
+    # Opening a rollout: the live objects are read once, and that plan is the first write.
 
     def start(
         self,
@@ -128,18 +164,20 @@ class Engine:
         actor: str,
         channel: str | None,
     ) -> Rollout:
-        target, live = self.traffic.resolve(namespace, vs, to, steps.weights[0])
-        rollout, effects = start(
-            rollout_id=self.ids(),
-            target=target,
-            steps=steps,
-            actor=actor,
-            channel=channel,
-            live_weight=live,
-            now=self.clock(),
-            active=self.store.active_for(namespace, vs),
-        )
-        return self._open(rollout, effects)
+        with self._serialized(f"{namespace}/{vs}", urgent=False):
+            write_id = self.ids()
+            target, planned = self.traffic.resolve(namespace, vs, to, steps.weights[0], write_id)
+            rollout, effects = start(
+                rollout_id=self.ids(),
+                target=target,
+                steps=steps,
+                actor=actor,
+                channel=channel,
+                live_weight=planned.live_weight,
+                now=self.clock(),
+                active=self.store.active_for(namespace, vs),
+            )
+            return self._open(rollout, effects, (write_id, planned))
 
     def set_weight(
         self,
@@ -153,32 +191,67 @@ class Engine:
         channel: str | None,
     ) -> Rollout:
         """A weight set by hand: on the active rollout, or as a new, paused one."""
-        active = self.store.active_for(namespace, vs)
-        if active is not None:
-            return self.handle(active.id, SetWeight(actor=actor, weight=weight))
-        target, live = self.traffic.resolve(namespace, vs, to, weight)
-        rollout, effects = start_manual(
-            rollout_id=self.ids(),
-            target=target,
-            steps=steps,
-            actor=actor,
-            channel=channel,
-            live_weight=live,
-            weight=weight,
-            now=self.clock(),
-        )
-        return self._open(rollout, effects)
+        event = SetWeight(actor=actor, weight=weight)
+        with self._serialized(f"{namespace}/{vs}", urgent=False):
+            active = self.store.active_for(namespace, vs)
+            if active is not None:
+                return self._handle(active.id, event, None)
+            write_id = self.ids()
+            target, planned = self.traffic.resolve(namespace, vs, to, weight, write_id)
+            rollout, effects = start_manual(
+                rollout_id=self.ids(),
+                target=target,
+                steps=steps,
+                actor=actor,
+                channel=channel,
+                live_weight=planned.live_weight,
+                weight=weight,
+                now=self.clock(),
+            )
+            return self._open(rollout, effects, (write_id, planned))
 
-    def _open(self, rollout: Rollout, effects: list[Effect]) -> Rollout:
+    def set_mirror(
+        self,
+        *,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        mirror: int,
+        actor: str,
+        channel: str | None,
+    ) -> Rollout:
+        """Mirroring: on the active rollout, or as a one-off change with its own record."""
+        with self._serialized(f"{namespace}/{vs}", urgent=False):
+            active = self.store.active_for(namespace, vs)
+            if active is not None:
+                return self._handle(active.id, SetMirror(actor=actor, mirror=mirror), None)
+            target, planned = self.traffic.resolve(namespace, vs, to, 0, self.ids())
+            rollout, effects = start_one_off(
+                rollout_id=self.ids(),
+                target=target,
+                actor=actor,
+                channel=channel,
+                live_weight=planned.live_weight,
+                mirror=mirror,
+                now=self.clock(),
+            )
+            return self._open(rollout, effects, None)
+
+    def _open(
+        self, rollout: Rollout, effects: list[Effect], first: tuple[str, Planned] | None
+    ) -> Rollout:
         """Store a new rollout with its first effects pending (the per-VS lock is taken
         here, atomically), then carry them out."""
         created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
-        return self._carry_out(created, token=None)
+        with self._lock(created.id):
+            return self._carry_out(created, None, first)
+
+    # Events on a rollout
 
     def act(self, namespace: str, vs: str, event: Any) -> Rollout:
         """A human's command (pause, rollback, ...) on the service's active rollout."""
         active = self.store.active_for(namespace, vs)
-        if active is None:
+        if active is None or not active.active:
             service = vs if namespace == "default" else f"{vs}.{namespace}"
             raise NoActiveRollout(
                 f"{service} has no rollout going on; start one with `/canary {service} start`"
@@ -193,36 +266,110 @@ class Engine:
         self.handle(rollout_id, StepDue(step=step), token=token)
 
     def handle(self, rollout_id: str, event: Any, *, token: int | None = None) -> Rollout:
-        with self._lock(rollout_id):
-            for _ in range(CONFLICT_RETRIES):
-                current = self.store.load(rollout_id)
-                new, effects = transition(current, event, self.clock())
-                if not effects:
-                    return current
-                try:
-                    saved = self._record(current, new, effects, token)
-                except VersionConflict:
-                    continue  # someone else moved it first: decide again on what is there now
-                return self._carry_out(saved, token)
-            current = self.store.load(rollout_id)
-            raise VersionConflict(rollout_id, current.version, current.version)
+        urgent = isinstance(event, URGENT)
+        key = self._key_of(rollout_id)
+        with self._serialized(key, urgent=urgent):
+            rollout = self._handle(rollout_id, event, token)
+        return self._check_health(rollout, token)
 
     def recover(self, rollout: Rollout) -> Rollout:
-        """Finish the effects a crashed process left on record."""
-        with self._lock(rollout.id):
-            return self._carry_out(self.store.load(rollout.id), self.fencing())
+        """Finish the effects a crashed (or paused) process left on record."""
+        token = self.fencing()
+        with self._serialized(rollout.target.key, urgent=False), self._lock(rollout.id):
+            try:
+                current = self._settle(self.store.load(rollout.id), token)
+                current = self._carry_out(current, token, None)
+            except _Superseded:
+                current = self.store.load(rollout.id)
+        return self._check_health(current, token)
+
+    def _handle(self, rollout_id: str, event: Any, token: int | None) -> Rollout:
+        urgent = isinstance(event, URGENT)
+        with self._lock(rollout_id) if not urgent else _nothing():
+            for _ in range(CONFLICT_RETRIES):
+                try:
+                    current = self._settle(self.store.load(rollout_id), token)
+                    new, effects = transition(current, event, self.clock())
+                    if not effects:
+                        return current
+                    saved = self._record(current, new, effects, token)
+                except (_Superseded, VersionConflict):
+                    continue  # someone else moved it first: decide again on what is there now
+                try:
+                    return self._carry_out(saved, token, None)
+                except _Superseded:
+                    return self.store.load(rollout_id)  # whoever took over carries on
+        raise Busy(
+            "the rollout kept changing while the bot tried to act on it; nothing was done; "
+            "try again"
+        )
+
+    def _check_health(self, rollout: Rollout, token: int | None) -> Rollout:
+        """Run a pending health check outside every lock (it may take seconds), then decide
+        on its verdict, unless something else happened to the rollout meanwhile."""
+        while rollout.pending and isinstance(rollout.pending[0], CheckHealth):
+            asked = rollout
+            verdict = self.health.check(asked, self.clock())
+            self.metrics.verdict(verdict)
+            with self._serialized(asked.target.key, urgent=False), self._lock(asked.id):
+                current = self.store.load(asked.id)
+                if current.version != asked.version:
+                    return current  # a human acted meanwhile: this verdict decides nothing
+                try:
+                    new, effects = transition(current, HealthResult(verdict=verdict), self.clock())
+                    saved = self._record(current, new, effects, token)
+                    rollout = self._carry_out(saved, token, None)
+                except (_Superseded, VersionConflict):
+                    return self.store.load(asked.id)
+        return rollout
+
+    # Records
 
     def _record(
         self, current: Rollout, new: Rollout, effects: list[Effect], token: int | None
     ) -> Rollout:
         """Store the decision with its effects; they replace whatever was still pending."""
         pending = new.model_copy(update={"pending": tuple(effects)})
-        return self.store.save(pending, expected_version=current.version, token=token)
+        return self._save(pending, current.version, token)
 
-    def _carry_out(self, rollout: Rollout, token: int | None) -> Rollout:
+    def _save(self, rollout: Rollout, expected: int, token: int | None) -> Rollout:
+        try:
+            return self.store.save(rollout, expected_version=expected, token=token)
+        except (VersionConflict, RolloutFinished) as e:  # Fenced: we no longer lead; it rises
+            log.info("rollout %s: %s; leaving it to whoever changed it", rollout.id, e)
+            raise _Superseded(str(e)) from e
+
+    def _settle(self, rollout: Rollout, token: int | None) -> Rollout:
+        """A write on record that nobody here is sending: find out whether it landed, and if it
+        did not, fence the VirtualService so that it never can. Then the record says what is
+        live, and whoever decides next decides on the truth."""
+        return self._settle_write(rollout, token)[0]
+
+    def _settle_write(self, rollout: Rollout, token: int | None) -> tuple[Rollout, bool]:
+        write = rollout.writing
+        if write is None:
+            return rollout, False
+        landed = self.traffic.settle(rollout.target, write.id, self.ids())
+        update: dict[str, Any] = {"writing": None}
+        if landed:
+            update |= {"weight": write.weight, "step": write.step}
+        log.info("rollout %s: write %s %s", rollout.id, write.id, "landed" if landed else "fenced")
+        return self._save(rollout.model_copy(update=update), rollout.version, token), landed
+
+    # Effects
+
+    def _carry_out(
+        self, rollout: Rollout, token: int | None, first: tuple[str, Planned] | None
+    ) -> Rollout:
         while rollout.pending:
             effect = rollout.pending[0]
-            follow_up = self._execute(rollout, effect)
+            if isinstance(effect, CheckHealth):
+                return rollout  # run by _check_health, outside the locks
+            if isinstance(effect, ApplyWeight):
+                rollout, follow_up = self._apply(rollout, effect, token, first)
+                first = None
+            else:
+                follow_up = self._execute(rollout, effect)
             self.metrics.effect_done(effect)
             log.info(
                 "rollout %s v%d: %s done, %d left",
@@ -235,20 +382,89 @@ class Engine:
                 threading.Event().wait(self._effect_delay)
             done = rollout.model_copy(update={"pending": rollout.pending[1:]})
             if follow_up is None:
-                rollout = self.store.save(done, expected_version=rollout.version, token=token)
+                rollout = self._save(done, rollout.version, token)
                 continue
             new, effects = transition(done, follow_up, self.clock())
             rollout = self._record(rollout, new, effects, token)
         return rollout
 
+    def _apply(
+        self,
+        rollout: Rollout,
+        effect: ApplyWeight,
+        token: int | None,
+        first: tuple[str, Planned] | None,
+    ) -> tuple[Rollout, Any]:
+        """Send one traffic change, recorded before it is sent. Returns the record with the
+        new live weight, or unchanged with the event that says why it did not go live."""
+        seen: tuple[int, ...] | None = None
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                write_id, planned = first or self._plan(rollout, effect)
+            except MeshError as e:
+                return rollout, WriteFailed(effect=effect, reason=str(e))
+            first = None
+            refusal = _refusal(rollout, effect, planned, seen)
+            if refusal is not None:
+                return rollout, refusal
+            seen = planned.live_weights
+            if planned.noop:
+                return _live(rollout, effect), None
+            rollout, outcome = self._send(rollout, effect, write_id, planned, token)
+            if outcome is not _AGAIN:
+                return rollout, outcome
+        return rollout, WriteFailed(
+            effect=effect,
+            reason=f"the VirtualService kept changing ({WRITE_ATTEMPTS} tries); nothing was "
+            "overwritten",
+        )
+
+    def _send(
+        self,
+        rollout: Rollout,
+        effect: ApplyWeight,
+        write_id: str,
+        planned: Planned,
+        token: int | None,
+    ) -> tuple[Rollout, Any]:
+        write = Write(
+            id=write_id,
+            weight=effect.weight,
+            step=effect.step,
+            against=planned.against,
+            token=token,
+        )
+        rollout = self._save(rollout.model_copy(update={"writing": write}), rollout.version, token)
+        try:
+            self.traffic.write(planned)
+        except Moved as e:
+            if self.traffic.wrote(e.live, write_id):
+                return _live(rollout, effect), None  # it landed; the answer was lost
+            cleared = rollout.model_copy(update={"writing": None})
+            return self._save(cleared, rollout.version, token), _AGAIN  # decided again
+        except MeshError as e:
+            return self._failed(rollout, effect, e, token)
+        return _live(rollout, effect), None
+
+    def _plan(self, rollout: Rollout, effect: ApplyWeight) -> tuple[str, Planned]:
+        write_id = self.ids()
+        return write_id, self.traffic.plan(rollout.target, effect, write_id)
+
+    def _failed(
+        self, rollout: Rollout, effect: ApplyWeight, error: MeshError, token: int | None
+    ) -> tuple[Rollout, Any]:
+        """The API refused the write or did not answer. Whether it landed is found out (and, if
+        not, made certain) before anything else is decided; if even that fails, the write stays
+        on record as unconfirmed, and the next one to act on the rollout settles it."""
+        try:
+            rollout, landed = self._settle_write(rollout, token)
+        except MeshError as e:
+            log.warning("rollout %s: write not confirmed: %s", rollout.id, e)
+            return rollout, WriteFailed(effect=effect, reason=f"{error} (not confirmed either way)")
+        return rollout, None if landed else WriteFailed(effect=effect, reason=str(error))
+
     def _execute(self, rollout: Rollout, effect: Effect) -> Any:
-        """Carry out one effect; return the event it gives rise to, if any."""
-        if isinstance(effect, ApplyWeight):
-            return self._apply(rollout, effect)
-        if isinstance(effect, CheckHealth):
-            verdict = self.health.check(rollout, self.clock())
-            self.metrics.verdict(verdict)
-            return HealthResult(verdict=verdict)
+        """Carry out one effect other than a traffic change; return the event it gives rise to."""
         if isinstance(effect, Schedule):
             self.scheduler.schedule(rollout.id, effect.at, effect.step)
         elif isinstance(effect, CancelSchedule):
@@ -257,17 +473,6 @@ class Engine:
             self._notify(rollout, effect)
         elif isinstance(effect, Audit):
             self._audit(rollout, effect)
-        return None
-
-    def _apply(self, rollout: Rollout, effect: ApplyWeight) -> Any:
-        try:
-            self.traffic.apply(rollout.target, effect)
-        except Drift as e:
-            return DriftDetected(found=e.found, expected=e.expected)
-        except MeshError as e:
-            if not effect.guard:
-                raise  # a human's rollback or promotion stays on record until it is done
-            return Pause(reason=f"could not set {effect.weight}%: {e}")
         return None
 
     def _notify(self, rollout: Rollout, message: Notify) -> None:
@@ -291,5 +496,63 @@ class Engine:
             effect_id=f"{rollout.id}@{rollout.version}",  # a replay is not logged twice
         )
 
+    # Serializing writers
+
+    @contextmanager
+    def _serialized(self, key: str, *, urgent: bool) -> Iterator[None]:
+        """One writer per VirtualService across replicas; urgent events do not wait."""
+        if urgent:
+            yield
+            return
+        with self.store.mutex(key, ttl_ms=MUTEX_TTL_MS, wait_s=MUTEX_WAIT_S) as held:
+            if not held:
+                raise Busy(
+                    "another change to this service is still being applied; nothing was done; "
+                    "try again in a moment"
+                )
+            yield
+
+    def _key_of(self, rollout_id: str) -> str:
+        try:
+            return self.store.load(rollout_id).target.key
+        except StoreError:
+            return rollout_id
+
     def _lock(self, rollout_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(rollout_id.encode()) % LOCK_STRIPES]
+
+
+_AGAIN = object()  # a write to plan afresh and send again
+
+
+def _live(rollout: Rollout, effect: ApplyWeight) -> Rollout:
+    update = {"weight": effect.weight, "step": effect.step, "writing": None}
+    return rollout.model_copy(update=update)
+
+
+def _refusal(
+    rollout: Rollout, effect: ApplyWeight, planned: Planned, seen: tuple[int, ...] | None
+) -> Any:
+    """Why this plan must not be sent: drift under a scheduled step, or weights that someone
+    else moved between two tries of a human's change."""
+    if effect.guard:
+        found = [w for w in planned.live_weights if w != rollout.weight]
+        if found:
+            return DriftDetected(found=found[0], expected=rollout.weight)
+    if seen is not None and planned.live_weights != seen:
+        return WriteFailed(effect=effect, reason=_moved_weights(seen, planned))
+    return None
+
+
+def _moved_weights(seen: tuple[int, ...], planned: Planned) -> str:
+    before = ", ".join(f"{w}%" for w in seen)
+    now = ", ".join(f"{w}%" for w in planned.live_weights)
+    return (
+        f"someone else changed the canary's weights while the bot was applying them ({before} "
+        f"became {now}); nothing was overwritten; check the change and ask again"
+    )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield

@@ -23,10 +23,11 @@ class Phase(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"
+    APPLIED = "applied"  # a one-off change with no rollout going on (0%, mirroring)
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+        return self in (Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED, Phase.APPLIED)
 
 
 class Target(_Frozen):
@@ -97,11 +98,31 @@ class Verdict(_Frozen):
 
 
 class ApplyWeight(_Frozen):
+    """Set the canary's weight. The record's `weight` and `step` change only once it is live."""
+
     kind: Literal["apply"] = "apply"
     weight: int
     previous: int  # what the bot set before this change
+    step: int = -1  # the step index that is live once this lands
     guard: bool = False  # a scheduled step: live weights other than `previous` are drift
     finalize: bool = False  # after 100%: the canary becomes the stable subset
+    mirror: int | None = None  # also set mirroring to this percentage (0 removes it)
+
+
+class Write(_Frozen):
+    """A write to the cluster, recorded before it is sent.
+
+    `id` goes into the VirtualService's last-applied annotation with the write itself, so
+    whoever finds this record later can tell whether it landed. `against` is the
+    resourceVersion it was planned against: the PATCH tests it, so once anyone else has
+    written the object (another replica, a human, or a fence), this write can never land.
+    """
+
+    id: str
+    weight: int
+    step: int
+    against: str
+    token: int | None = None  # the fencing token of the leader that recorded it
 
 
 class Schedule(_Frozen):
@@ -147,8 +168,8 @@ class Rollout(_Frozen):
     target: Target
     steps: StepPlan
     phase: Phase
-    step: int  # index into steps.weights of the weight now set (or being set)
-    weight: int  # the canary weight the bot has set, or is setting (see `pending`)
+    step: int  # index into steps.weights of the weight that is live (-1: below the first)
+    weight: int  # the canary weight that is live, as the bot last confirmed it
     started_by: str
     channel: str | None = None
     created_at: datetime
@@ -159,6 +180,7 @@ class Rollout(_Frozen):
     inconclusive: int = 0  # inconclusive health checks in a row
     reason: str = ""  # why it is paused, failed or rolled back
     pending: tuple[Effect, ...] = ()  # effects decided but not yet carried out
+    writing: Write | None = None  # a traffic change sent (or about to be), not yet confirmed
     version: int = 0  # bumped by the store on every write
 
     @property
@@ -237,6 +259,19 @@ class ApprovalDenied(_Event):
     reason: str = ""
 
 
+class WriteFailed(_Event):
+    """A traffic change did not go live: the cluster refused it, or could not be reached."""
+
+    kind: Literal["write-failed"] = "write-failed"
+    effect: ApplyWeight
+    reason: str
+
+
+class SetMirror(_Event):
+    kind: Literal["set-mirror"] = "set-mirror"
+    mirror: int = Field(ge=0, le=100)
+
+
 Event = Annotated[
     StepDue
     | HealthResult
@@ -248,6 +283,8 @@ Event = Annotated[
     | SetWeight
     | DriftDetected
     | ApprovalGranted
-    | ApprovalDenied,
+    | ApprovalDenied
+    | WriteFailed
+    | SetMirror,
     Field(discriminator="kind"),
 ]

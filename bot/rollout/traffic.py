@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
-from bot.mesh.kube import KubeMesh
+from dataclasses import dataclass
+
+from bot.mesh.errors import Moved
+from bot.mesh.kube import KubeMesh, wrote
+from bot.mesh.planner import TrafficPlan
 from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
+
+FENCE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A write planned against what is live now; `against` is the resourceVersion it tests."""
+
+    plan: TrafficPlan
+    live_weights: tuple[int, ...]  # the canary's weight in each route the plan touches
+    against: str
+
+    @property
+    def live_weight(self) -> int:
+        return self.live_weights[0] if self.live_weights else 0
+
+    @property
+    def noop(self) -> bool:
+        return self.plan.noop
 
 
 class KubeTraffic:
     def __init__(self, mesh: KubeMesh) -> None:
         self.mesh = mesh
 
-    def resolve(self, namespace: str, vs: str, to: str | None, first: int) -> tuple[Target, int]:
-        """The stable and canary subsets a rollout would move between, and the live weight."""
-        plan = self.mesh.plan(SplitRequest.build(vs=vs, namespace=namespace, weight=first, to=to))
+    def resolve(
+        self, namespace: str, vs: str, to: str | None, weight: int, write_id: str
+    ) -> tuple[Target, Planned]:
+        """The stable and canary subsets a rollout would move between, and the plan that would
+        set `weight` now: the engine writes that very plan when it is the first thing to do."""
+        request = SplitRequest.build(
+            vs=vs, namespace=namespace, weight=weight, to=to, write=write_id
+        )
+        plan = self.mesh.plan(request)
         target = Target(
             namespace=namespace,
             vs=vs,
@@ -22,15 +51,52 @@ class KubeTraffic:
             routes=plan.request.routes,
             host=plan.host.split(".")[0],
         )
-        return target, max((t.before[1] for t in plan.touched), default=0)
+        return target, _planned(plan)
 
-    def apply(self, target: Target, effect: ApplyWeight) -> None:
+    def plan(self, target: Target, effect: ApplyWeight, write_id: str) -> Planned:
+        mirror_only = effect.mirror is not None and effect.weight == effect.previous
         request = SplitRequest.build(
             vs=target.vs,
             namespace=target.namespace,
-            weight=effect.weight,
+            weight=None if mirror_only else effect.weight,
             to=target.canary,
             routes=target.routes,
+            mirror=effect.mirror,
             finalize=effect.finalize,
+            write=write_id,
         )
-        self.mesh.apply(request, expect=effect.previous if effect.guard else None)
+        return _planned(self.mesh.plan(request))
+
+    def write(self, planned: Planned) -> None:
+        """Send the plan as it is; Moved when the object changed since it was read."""
+        self.mesh.write(planned.plan)
+
+    def wrote(self, live: dict[str, object], write_id: str) -> bool:
+        return wrote(dict(live), write_id)
+
+    def settle(self, target: Target, write_id: str, fence_id: str) -> bool:
+        """Whether the write `write_id` landed; if it did not, make sure it never can.
+
+        Reads the VirtualService: its annotation names the bot's last write. When that is not
+        `write_id`, a fence (an annotation-only write conditional on the version just read)
+        moves the object on, so the write, which tests an earlier version, can never land.
+        """
+        for _ in range(FENCE_TRIES):
+            live = self.mesh.get_virtual_service(target.namespace, target.vs)
+            if wrote(live, write_id):
+                return True
+            try:
+                self.mesh.fence(live, fence_id)
+                return False
+            except Moved:
+                continue  # it moved again (perhaps that very write landed): read again
+        raise Moved(
+            f"VirtualService '{target.vs}' in namespace '{target.namespace}' kept changing "
+            "while the bot checked its last write; try again",
+            {},
+        )
+
+
+def _planned(plan: TrafficPlan) -> Planned:
+    live = tuple(t.before[1] for t in plan.touched)
+    return Planned(plan, live, str(plan.vs.resource_version or ""))

@@ -31,10 +31,12 @@ from bot.rollout.model import (
     Rollback,
     Rollout,
     Schedule,
+    SetMirror,
     SetWeight,
     StepDue,
     StepPlan,
     Target,
+    WriteFailed,
 )
 
 Outcome = tuple[Rollout, list[Effect]]
@@ -81,7 +83,7 @@ def start(
         action="start",
         actor=actor,
         weight_before=live_weight,
-        weight_after=rollout.weight,
+        weight_after=steps.weights[0] if rollout.phase is Phase.PROGRESSING else live_weight,
         detail=f"steps {_steps_text(steps)}",
     )
     moves = [e for e in effects if not isinstance(e, Notify | Audit)]  # "started" says it all
@@ -103,7 +105,7 @@ def start_manual(
 ) -> Outcome:
     """`/canary weather 10%` with no rollout going on: set the weight now, and keep a paused
     rollout for it, so its card has the buttons (a one-tap rollback) and `resume` goes on
-    with the staged steps from there."""
+    with the staged steps from there. `0%` with no rollout is a one-off change."""
     created, _ = start(
         rollout_id=rollout_id,
         target=target,
@@ -114,22 +116,59 @@ def start_manual(
         now=now,
         active=active,
     )
-    below = [i for i, w in enumerate(steps.weights) if w <= weight]
     reason = f"weight set by hand to {weight}% by {actor}; resume to go on with the steps"
+    one_off = weight == 0
     rollout = created.model_copy(
         update={
-            "phase": Phase.PAUSED,
-            "weight": weight,
-            "step": below[-1] if below else -1,
+            "phase": Phase.APPLIED if one_off else Phase.PAUSED,
+            "step": -1,
             "next_step_at": None,
-            "reason": reason,
+            "reason": f"set to 0% by {actor}" if one_off else reason,
         }
     )
     text = f"{target.service}: {weight}% to {target.canary} (was {live_weight}%), set by {actor}"
     return rollout, [
-        ApplyWeight(weight=weight, previous=live_weight),
+        ApplyWeight(weight=weight, previous=live_weight, step=_step_at(steps, weight)),
         Notify(event="started", text=text),
         Audit(action="set-weight", actor=actor, weight_before=live_weight, weight_after=weight),
+    ]
+
+
+def start_one_off(
+    *,
+    rollout_id: str,
+    target: Target,
+    actor: str,
+    channel: str | None,
+    live_weight: int,
+    mirror: int,
+    now: datetime,
+) -> Outcome:
+    """Mirroring set with no rollout going on: recorded and audited like any traffic change."""
+    what = "off" if mirror == 0 else f"{mirror}% of traffic"
+    rollout = Rollout(
+        id=rollout_id,
+        target=target,
+        steps=StepPlan(),
+        phase=Phase.APPLIED,
+        step=-1,
+        weight=live_weight,
+        started_by=actor,
+        channel=channel,
+        created_at=now,
+        updated_at=now,
+        reason=f"mirroring to {target.canary} set to {what} by {actor}",
+    )
+    return rollout, [
+        ApplyWeight(weight=live_weight, previous=live_weight, mirror=mirror),
+        Notify(event="mirror", text=f"{target.service}: {rollout.reason}"),
+        Audit(
+            action="mirror",
+            actor=actor,
+            weight_before=live_weight,
+            weight_after=live_weight,
+            detail=f"mirror {mirror}%",
+        ),
     ]
 
 
@@ -233,18 +272,16 @@ def _pause(
 
 def _resume(r: Rollout, e: Resume, now: datetime) -> Outcome:
     _require(r, (Phase.PAUSED,), "resume")
+    note = Notify(event="resumed", text=f"{r.target.service} resumed by {e.actor} at {r.weight}%")
+    if r.step < 0:  # no step is live yet: resuming takes the first one
+        moved, effects = _advance(r, 0, now, e.actor)
+        return moved, [*effects, note]
     resumed = r.model_copy(
-        update={
-            "phase": Phase.PROGRESSING,
-            "next_step_at": now,
-            "reason": "",
-            "inconclusive": 0,
-            "step": max(r.step, 0),
-        }
+        update={"phase": Phase.PROGRESSING, "next_step_at": now, "reason": "", "inconclusive": 0}
     )
     return resumed, [
         Schedule(at=now, step=resumed.step),
-        Notify(event="resumed", text=f"{r.target.service} resumed by {e.actor} at {r.weight}%"),
+        note,
         Audit(action="resume", actor=e.actor, weight_before=r.weight, weight_after=r.weight),
     ]
 
@@ -256,20 +293,14 @@ def _promote_event(r: Rollout, e: Promote, now: datetime) -> Outcome:
 
 def _promote(r: Rollout, actor: str, now: datetime, reason: str) -> Outcome:
     promoted = r.model_copy(
-        update={
-            "phase": Phase.PROMOTED,
-            "weight": 100,
-            "step": len(r.steps.weights) - 1,
-            "next_step_at": None,
-            "reason": reason,
-        }
+        update={"phase": Phase.PROMOTED, "next_step_at": None, "reason": reason}
     )
     text = (
         f"{r.target.service} promoted: {r.target.canary} now takes all traffic and is the "
         f"stable subset ({reason})"
     )
     return promoted, [
-        ApplyWeight(weight=100, previous=r.weight, finalize=True),
+        ApplyWeight(weight=100, previous=r.weight, step=len(r.steps.weights) - 1, finalize=True),
         CancelSchedule(),
         Notify(event="promoted", text=text),
         Audit(
@@ -290,9 +321,7 @@ def _abort(r: Rollout, e: Abort, now: datetime) -> Outcome:
 
 def _end(r: Rollout, phase: Phase, actor: str, action: str, reason: str) -> Outcome:
     """Send every request back to stable and close the rollout."""
-    ended = r.model_copy(
-        update={"phase": phase, "weight": 0, "next_step_at": None, "reason": reason}
-    )
+    ended = r.model_copy(update={"phase": phase, "next_step_at": None, "reason": reason})
     return ended, [
         ApplyWeight(weight=0, previous=r.weight),
         CancelSchedule(),
@@ -307,19 +336,10 @@ def _end(r: Rollout, phase: Phase, actor: str, action: str, reason: str) -> Outc
 
 def _set_weight(r: Rollout, e: SetWeight, now: datetime) -> Outcome:
     _require(r, MOVABLE, "set the weight of")
-    below = [i for i, w in enumerate(r.steps.weights) if w <= e.weight]
     reason = f"weight set by hand to {e.weight}% by {e.actor}; resume to go on from there"
-    paused = r.model_copy(
-        update={
-            "phase": Phase.PAUSED,
-            "weight": e.weight,
-            "step": below[-1] if below else -1,
-            "next_step_at": None,
-            "reason": reason,
-        }
-    )
+    paused = r.model_copy(update={"phase": Phase.PAUSED, "next_step_at": None, "reason": reason})
     return paused, [
-        ApplyWeight(weight=e.weight, previous=r.weight),
+        ApplyWeight(weight=e.weight, previous=r.weight, step=_step_at(r.steps, e.weight)),
         CancelSchedule(),
         Notify(event="set-weight", text=f"{r.target.service}: {reason}"),
         Audit(action="set-weight", actor=e.actor, weight_before=r.weight, weight_after=e.weight),
@@ -370,8 +390,6 @@ def _advance(
     moved = r.model_copy(
         update={
             "phase": Phase.PROGRESSING,
-            "step": index,
-            "weight": weight,
             "next_step_at": at,
             "failures": 0,
             "inconclusive": 0,
@@ -383,11 +401,65 @@ def _advance(
         f"(step {index + 1} of {len(r.steps.weights)})"
     )
     return moved, [
-        ApplyWeight(weight=weight, previous=r.weight, guard=True),
+        ApplyWeight(weight=weight, previous=r.weight, step=index, guard=True),
         Schedule(at=at, step=index),
         Notify(event="step", text=text),
         Audit(action="step", actor=actor, weight_before=r.weight, weight_after=weight),
     ]
+
+
+def _set_mirror(r: Rollout, e: SetMirror, now: datetime) -> Outcome:
+    _require(r, MOVABLE, "set mirroring of")
+    what = "off" if e.mirror == 0 else f"{e.mirror}% of traffic"
+    text = f"{r.target.service}: mirroring to {r.target.canary} set to {what} by {e.actor}"
+    return r, [
+        ApplyWeight(weight=r.weight, previous=r.weight, step=r.step, mirror=e.mirror),
+        Notify(event="mirror", text=text),
+        Audit(
+            action="mirror",
+            actor=e.actor,
+            weight_before=r.weight,
+            weight_after=r.weight,
+            detail=f"mirror {e.mirror}%",
+        ),
+    ]
+
+
+def _write_failed(r: Rollout, e: WriteFailed, now: datetime) -> Outcome:
+    """A write that did not go live is not a step taken: the weight stays what is live, and a
+    human decides what next. `resume` retries the same step."""
+    wanted = e.effect.weight
+    if e.effect.mirror is not None and wanted == r.weight:
+        what = f"set mirroring to {e.effect.mirror}%"
+    elif e.effect.finalize:
+        what = "promote"
+    elif wanted == 0 and r.weight != 0:
+        what = "roll back"
+    else:
+        what = f"set {wanted}%"
+    reason = (
+        f"could not {what}: {e.reason}; the canary still has {r.weight}% (nothing else changed)"
+    )
+    phase = Phase.FAILED if r.phase is Phase.APPLIED else Phase.PAUSED
+    hint = "" if phase is Phase.FAILED else f"; `/canary {r.target.service} resume` retries"
+    failed = r.model_copy(update={"phase": phase, "next_step_at": None, "reason": reason})
+    return failed, [
+        CancelSchedule(),
+        Notify(event="write-failed", text=f"{r.target.service}: {reason}{hint}"),
+        Audit(
+            action="write-failed",
+            actor=e.actor,
+            weight_before=r.weight,
+            weight_after=r.weight,
+            detail=reason,
+        ),
+    ]
+
+
+def _step_at(steps: StepPlan, weight: int) -> int:
+    """The index of the last step at or below `weight` (-1 below the first)."""
+    below = [i for i, w in enumerate(steps.weights) if w <= weight]
+    return below[-1] if below else -1
 
 
 def _require(r: Rollout, phases: tuple[Phase, ...], verb: str) -> None:
@@ -398,6 +470,7 @@ def _require(r: Rollout, phases: tuple[Phase, ...], verb: str) -> None:
         Phase.ROLLED_BACK: f"it is finished; start a new one with `/canary {r.target.service} "
         "start`",
         Phase.FAILED: f"it is finished; start a new one with `/canary {r.target.service} start`",
+        Phase.APPLIED: f"it is finished; start a new one with `/canary {r.target.service} start`",
         Phase.PAUSED: f"resume it with `/canary {r.target.service} resume`",
         Phase.PROGRESSING: f"pause it with `/canary {r.target.service} pause`",
         Phase.PENDING_APPROVAL: "it waits for an approval",
@@ -431,4 +504,6 @@ _HANDLERS: dict[type, Callable[[Rollout, Any, datetime], Outcome]] = {
     DriftDetected: _drift,
     ApprovalGranted: _approval_granted,
     ApprovalDenied: _approval_denied,
+    WriteFailed: _write_failed,
+    SetMirror: _set_mirror,
 }

@@ -8,8 +8,10 @@ changed by the same script that writes the record, so they cannot drift apart fr
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -48,6 +50,13 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV,
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
 return id
 """
+
+# KEYS: the mutex. ARGV: its owner. Released only by whoever holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+MUTEX_POLL_S = 0.005
 
 TERMINAL_TTL_S = 30 * 24 * 3600  # finished rollouts stay readable for status and history
 HEALTH_CHECK_INTERVAL_S = 30
@@ -146,6 +155,9 @@ class Keys:
     def cache(self, key: str) -> str:
         return f"{self.prefix}:cache:{key}"
 
+    def mutex(self, name: str) -> str:
+        return f"{self.prefix}:mutex:{name}"
+
     @property
     def active_index(self) -> str:
         return f"{self.prefix}:index:active"
@@ -231,6 +243,7 @@ class RolloutStore:
         self._create = redis.register_script(_CREATE)
         self._save = redis.register_script(_SAVE)
         self._audit = redis.register_script(_AUDIT)
+        self._release = redis.register_script(_RELEASE)
         self.round_trips = 0  # one per command, pipeline or script sent: benchmarks report it
 
     @property
@@ -241,8 +254,8 @@ class RolloutStore:
 
     def create(self, rollout: Rollout) -> Rollout:
         """Store a new active rollout at version 1, unless its VirtualService has one already."""
-        if not rollout.active:
-            raise ValueError(f"rollout {rollout.id} is {rollout.phase}: only active ones start")
+        if rollout.settled:
+            raise ValueError(f"rollout {rollout.id} is {rollout.phase}: there is nothing to do")
         stored = rollout.model_copy(update={"version": 1})
         keys = [*self._record_keys(rollout)]
         args = [rollout.id, stored.model_dump_json(), _score(rollout.next_step_at)]
@@ -267,8 +280,34 @@ class RolloutStore:
             str(TERMINAL_TTL_S),
         ]
         status, detail = self._eval(self._save, keys, args)
+        if status == "conflict" and detail == str(expected_version + 1):
+            # A reset connection can lose the reply of a save that ran; the client then sent
+            # it again. If what is stored is exactly what we wrote, it is ours: done.
+            with suppress(StoreError):
+                if self.load(rollout.id) == stored:
+                    return stored
         _raise_for_save(status, detail, rollout.id, expected_version, token)
         return stored
+
+    @contextmanager
+    def mutex(self, name: str, *, ttl_ms: int, wait_s: float) -> Iterator[bool]:
+        """Hold `name` across replicas for at most `ttl_ms`; yields False if it could not be
+        had within `wait_s`. Correctness never rests on it (every write is fenced); it keeps
+        concurrent writers in line so each is told the outcome of its own change."""
+        key, owner = self._keys.mutex(name), secrets.token_hex(8)
+        deadline = time.monotonic() + wait_s
+        held = False
+        while True:
+            held = bool(self._run(lambda: self._redis.set(key, owner, nx=True, px=ttl_ms)))
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(MUTEX_POLL_S)
+        try:
+            yield held
+        finally:
+            if held:
+                with suppress(StoreError):
+                    self._run(lambda: self._release(keys=[key], args=[owner]))
 
     def load(self, rollout_id: str) -> Rollout:
         raw = self._run(lambda: self._redis.hget(self._keys.rollout(rollout_id), "json"))

@@ -304,6 +304,7 @@ EXPECTED_BUTTONS = {
     Phase.PROMOTED: [],
     Phase.ROLLED_BACK: [],
     Phase.FAILED: [],
+    Phase.APPLIED: [],
 }
 
 

@@ -13,6 +13,7 @@ from bot.mesh.errors import (
     Forbidden,
     InvalidObject,
     InvalidRequest,
+    Moved,
     NotFound,
     PlanError,
 )
@@ -221,7 +222,7 @@ def test_watching_destination_rules_saves_a_call_per_apply(server: SandboxApiSer
         server.clear_log()
         mesh.apply(request(30))
         calls = [r.method for r in server.requests if "watch" not in r.query]
-        assert calls == ["PATCH"]  # planned on the object the last patch returned
+        assert calls == ["GET", "PATCH"]  # the DestinationRules come from the watch
         server.mutate(
             "default",
             "destinationrules",
@@ -277,10 +278,10 @@ def test_bad_input_changes_nothing(
     assert weights(server) == [90, 10]
 
 
-def test_a_stale_reused_read_is_caught_by_the_guard(
+def test_a_write_planned_on_a_stale_read_is_refused_not_replanned(
     server: SandboxApiServer, mesh: KubeMesh
 ) -> None:
-    mesh.plan(request(20))  # read and remembered
+    plan = mesh.plan(request(20))
     server.mutate(
         "default",
         "virtualservices",
@@ -288,10 +289,13 @@ def test_a_stale_reused_read_is_caught_by_the_guard(
         lambda vs: vs["spec"]["http"][0].update(timeout="3s"),
     )
     server.clear_log()
-    applied = mesh.apply(request(20))  # planned on the remembered read: its guard fails
-    assert applied.attempts == 2
+    with pytest.raises(Moved) as moved:
+        mesh.write(plan)
+    assert moved.value.live["spec"]["http"][0]["timeout"] == "3s"  # what is live, to decide on
     on_vs = [(r.method, r.status) for r in server.requests if "virtualservices" in r.path]
-    assert on_vs == [("PATCH", 422), ("GET", 200), ("GET", 200), ("PATCH", 200)]
+    assert on_vs == [("PATCH", 422), ("GET", 200)]  # the test op failed; nothing re-planned
+    applied = mesh.apply(request(20))  # the CLI's path plans again on a fresh read
+    assert applied.attempts == 1
     stored = server.get_object("default", "virtualservices", "weather")
     assert stored is not None and stored["spec"]["http"][0]["timeout"] == "3s"
     assert weights(server) == [80, 20]

@@ -14,6 +14,7 @@ from bot.rollout.model import (
     Rollback,
     StepDue,
     StepPlan,
+    Write,
 )
 from bot.rollout.traffic import KubeTraffic
 from bot.rollout.transitions import InvalidTransition
@@ -68,10 +69,8 @@ def test_a_crash_between_effects_is_finished_on_recovery(
     # Decide the next step and record it, as a process would right before dying.
     intent = rollout.model_copy(
         update={
-            "step": 1,
-            "weight": 50,
             "pending": (
-                ApplyWeight(weight=50, previous=10, guard=True),
+                ApplyWeight(weight=50, previous=10, step=1, guard=True),
                 Audit(action="step", actor="canary-bot", weight_before=10, weight_after=50),
             ),
         }
@@ -90,13 +89,15 @@ def test_an_effect_that_ran_before_the_crash_is_not_applied_twice(
     engine: Engine, cluster: SandboxApiServer, store: RolloutStore
 ) -> None:
     rollout = store.load(start(engine))
-    intent = rollout.model_copy(
-        update={"weight": 50, "pending": (ApplyWeight(weight=50, previous=10, guard=True),)}
-    )
+    effect = ApplyWeight(weight=50, previous=10, step=1, guard=True)
+    planned = engine.traffic.plan(rollout.target, effect, "w1")
+    writing = Write(id="w1", weight=50, step=1, against=planned.against)
+    intent = rollout.model_copy(update={"pending": (effect,), "writing": writing})
     saved = store.save(intent, expected_version=rollout.version)
-    engine.traffic.apply(saved.target, saved.pending[0])  # ran, then the process died
-    engine.recover(saved)
+    engine.traffic.write(planned)  # sent, then the process died before recording it
+    recovered = engine.recover(saved)
     assert canary_weights(cluster) == [50]
+    assert (recovered.weight, recovered.step, recovered.writing) == (50, 1, None)
 
 
 def test_a_hand_edit_of_the_weights_pauses_the_rollout(

@@ -39,16 +39,27 @@ STEPS = StepPlan(weights=(10, 50, 100), interval_s=60)
 
 
 def started(steps: StepPlan = STEPS, live: int = 0) -> Rollout:
-    rollout, _ = start(
-        rollout_id="r1",
-        target=TARGET,
-        steps=steps,
-        actor="U1",
-        channel="C1",
-        live_weight=live,
-        now=T0,
+    return landed(
+        start(
+            rollout_id="r1",
+            target=TARGET,
+            steps=steps,
+            actor="U1",
+            channel="C1",
+            live_weight=live,
+            now=T0,
+        )
     )
-    return rollout
+
+
+def landed(outcome: tuple[Rollout, list[Any]]) -> Rollout:
+    """The record once its traffic change is live, as the engine records it then: a decision
+    alone never changes the live weight."""
+    rollout, effects = outcome
+    apply = next((e for e in effects if isinstance(e, ApplyWeight)), None)
+    if apply is None:
+        return rollout
+    return rollout.model_copy(update={"weight": apply.weight, "step": apply.step})
 
 
 def kinds(effects: list[Any]) -> list[str]:
@@ -76,9 +87,10 @@ def test_start_applies_the_first_step_and_schedules_the_next() -> None:
     rollout, effects = start(
         rollout_id="r1", target=TARGET, steps=STEPS, actor="U1", channel="C1", live_weight=0, now=T0
     )
-    assert (rollout.phase, rollout.step, rollout.weight) == (Phase.PROGRESSING, 0, 10)
+    assert (rollout.phase, rollout.step, rollout.weight) == (Phase.PROGRESSING, -1, 0)
+    assert (landed((rollout, effects)).step, landed((rollout, effects)).weight) == (0, 10)
     assert rollout.next_step_at == T0 + timedelta(seconds=60)
-    assert effects[0] == ApplyWeight(weight=10, previous=0, guard=True)
+    assert effects[0] == ApplyWeight(weight=10, previous=0, step=0, guard=True)
     assert effects[1] == Schedule(at=T0 + timedelta(seconds=60), step=0)
     assert kinds(effects) == ["apply", "schedule", "notify", "audit"]
     assert rollout.started_by == "U1" and rollout.channel == "C1"
@@ -94,7 +106,7 @@ def test_start_records_the_live_weight_as_the_previous_one() -> None:
         live_weight=30,
         now=T0,
     )
-    assert effects[0] == ApplyWeight(weight=10, previous=30, guard=True)
+    assert effects[0] == ApplyWeight(weight=10, previous=30, step=0, guard=True)
 
 
 def test_a_second_rollout_on_the_same_service_is_refused() -> None:
@@ -147,8 +159,9 @@ def test_a_repeated_step_due_is_a_no_op() -> None:
 
 def test_a_passing_check_moves_to_the_next_step() -> None:
     rollout, effects = transition(at_step(0), verdict("pass", 0), T0)
-    assert (rollout.step, rollout.weight) == (1, 50)
-    assert effects[0] == ApplyWeight(weight=50, previous=10, guard=True)
+    assert (rollout.step, rollout.weight) == (0, 10)  # not a step taken until it is live
+    assert (landed((rollout, effects)).step, landed((rollout, effects)).weight) == (1, 50)
+    assert effects[0] == ApplyWeight(weight=50, previous=10, step=1, guard=True)
     assert kinds(effects) == ["apply", "notify", "schedule", "notify", "audit"]
     assert rollout.verdicts[-1].outcome == "pass"
 
@@ -156,7 +169,7 @@ def test_a_passing_check_moves_to_the_next_step() -> None:
 def test_a_passing_check_at_100_promotes_and_finalizes() -> None:
     rollout, effects = transition(at_step(2), verdict("pass", 2), T0)
     assert rollout.phase is Phase.PROMOTED
-    assert effects[0] == ApplyWeight(weight=100, previous=100, finalize=True)
+    assert effects[0] == ApplyWeight(weight=100, previous=100, step=2, finalize=True)
     assert kinds(effects) == ["apply", "notify", "cancel", "notify", "audit"]
 
 
@@ -173,8 +186,9 @@ def test_one_failure_retries_the_step_later() -> None:
 
 
 def test_failures_up_to_the_limit_roll_back_automatically() -> None:
-    rollout, effects = transition(at_step(1, failures=1), verdict("fail", 1, "5% errors"), T0)
-    assert (rollout.phase, rollout.weight) == (Phase.FAILED, 0)
+    outcome = transition(at_step(1, failures=1), verdict("fail", 1, "5% errors"), T0)
+    rollout, effects = outcome
+    assert (rollout.phase, landed(outcome).weight) == (Phase.FAILED, 0)
     assert effects[0] == ApplyWeight(weight=0, previous=50)
     assert "2 failed health checks in a row at 50%: 5% errors" in rollout.reason
     assert kinds(effects) == ["apply", "notify", "cancel", "notify", "audit"]
@@ -215,29 +229,38 @@ def test_resume_schedules_the_next_check_now() -> None:
 
 
 def test_promote_skips_to_100_and_finalizes() -> None:
-    rollout, effects = transition(at_step(0), Promote(actor="U2"), T0)
-    assert (rollout.phase, rollout.weight) == (Phase.PROMOTED, 100)
-    assert effects[0] == ApplyWeight(weight=100, previous=10, finalize=True)
+    outcome = transition(at_step(0), Promote(actor="U2"), T0)
+    rollout, effects = outcome
+    assert (rollout.phase, landed(outcome).weight) == (Phase.PROMOTED, 100)
+    assert effects[0] == ApplyWeight(weight=100, previous=10, step=2, finalize=True)
 
 
 @pytest.mark.parametrize("phase", [Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING_APPROVAL])
 def test_rollback_is_allowed_from_every_live_phase(phase: Phase) -> None:
-    rollout, effects = transition(at_step(1, phase), Rollback(actor="U3"), T0)
-    assert (rollout.phase, rollout.weight) == (Phase.ROLLED_BACK, 0)
+    outcome = transition(at_step(1, phase), Rollback(actor="U3"), T0)
+    rollout, effects = outcome
+    assert (rollout.phase, landed(outcome).weight) == (Phase.ROLLED_BACK, 0)
     assert effects[0] == ApplyWeight(weight=0, previous=50)  # the fast path comes first
     assert not effects[0].guard  # a human's rollback always goes through
 
 
 def test_abort_sends_traffic_back_and_fails_the_rollout() -> None:
-    rollout, effects = transition(at_step(1), Abort(actor="U3"), T0)
-    assert (rollout.phase, rollout.weight, rollout.reason) == (Phase.FAILED, 0, "aborted by U3")
+    outcome = transition(at_step(1), Abort(actor="U3"), T0)
+    rollout, effects = outcome
+    assert (rollout.phase, landed(outcome).weight, rollout.reason) == (
+        Phase.FAILED,
+        0,
+        "aborted by U3",
+    )
     assert effects[0] == ApplyWeight(weight=0, previous=50)
 
 
 def test_set_weight_by_hand_pauses_at_that_weight() -> None:
-    rollout, effects = transition(at_step(0), SetWeight(actor="U2", weight=30), T0)
+    outcome = transition(at_step(0), SetWeight(actor="U2", weight=30), T0)
+    _, effects = outcome
+    rollout = landed(outcome)
     assert (rollout.phase, rollout.weight, rollout.step) == (Phase.PAUSED, 30, 0)
-    assert effects[0] == ApplyWeight(weight=30, previous=10)
+    assert effects[0] == ApplyWeight(weight=30, previous=10, step=0)
     _, effects = transition(rollout, Resume(actor="U2"), T0)
     assert effects[0] == Schedule(at=T0, step=0)
 
@@ -257,9 +280,9 @@ def test_a_gated_step_waits_for_approval() -> None:
     waiting, effects = transition(rollout, verdict("pass", 0), T0)
     assert waiting.phase is Phase.PENDING_APPROVAL and waiting.weight == 10
     assert "apply" not in kinds(effects)
-    approved, effects = transition(waiting, ApprovalGranted(actor="U9", step=1), T0)
-    assert (approved.phase, approved.weight) == (Phase.PROGRESSING, 50)
-    assert effects[0] == ApplyWeight(weight=50, previous=10, guard=True)
+    outcome = transition(waiting, ApprovalGranted(actor="U9", step=1), T0)
+    assert (outcome[0].phase, landed(outcome).weight) == (Phase.PROGRESSING, 50)
+    assert outcome[1][0] == ApplyWeight(weight=50, previous=10, step=1, guard=True)
 
 
 def test_a_gated_first_step_applies_nothing_until_approved() -> None:
@@ -348,7 +371,7 @@ def test_gates_must_be_steps() -> None:
 
 
 def test_a_weight_set_by_hand_keeps_a_paused_rollout_with_its_buttons() -> None:
-    rollout, effects = start_manual(
+    outcome = start_manual(
         rollout_id="r1",
         target=TARGET,
         steps=STEPS,
@@ -358,9 +381,11 @@ def test_a_weight_set_by_hand_keeps_a_paused_rollout_with_its_buttons() -> None:
         weight=30,
         now=T0,
     )
+    _, effects = outcome
+    rollout = landed(outcome)
     assert (rollout.phase, rollout.weight, rollout.step) == (Phase.PAUSED, 30, 0)
     assert rollout.next_step_at is None and "set by hand to 30%" in rollout.reason
-    assert effects[0] == ApplyWeight(weight=30, previous=0)
+    assert effects[0] == ApplyWeight(weight=30, previous=0, step=0)
     assert kinds(effects) == ["apply", "notify", "audit"]
     _, effects = transition(rollout, Resume(actor="U1"), T0)
     assert effects[0] == Schedule(at=T0, step=0)
