@@ -4,8 +4,9 @@ No API server binary can be had here, so the demo and the tests talk to this one
 official `kubernetes` client exactly as they would to a cluster. It behaves like the real
 server wherever the bot could tell the difference: `Status` error bodies, resourceVersion
 preconditions, JSON and merge patches, CRD schema validation, RBAC refusals, watch streams.
-Tests can also add latency, inject faults, play a concurrent foreign writer, and read the
-log of every request.
+Tests can also add latency, inject faults (error answers, conflict storms, black holes,
+late answers, dropped connections), play a concurrent foreign writer, and read the log of
+every request, each with the fault done to it and the bearer token that sent it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import functools
 import json
 import logging
 import select
@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +59,8 @@ _WATCH_POLL_SECONDS = 0.2
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON_PATCH = "application/json-patch+json"
 _MERGE_PATCH = "application/merge-patch+json"
+# The logged status of a request the server never handled.
+NOT_HANDLED = 0
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,23 @@ RESOURCES_BY_KIND = {r.kind: r for r in RESOURCES.values()}
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
+class Fault(StrEnum):
+    """What an injected fault did to a request, as the request log tells."""
+
+    ERROR = "error"  # answered an injected error status; not handled
+    BLACK_HOLE = "black-hole"  # never handled, never answered; the connection closed when cleared
+    HANG = "hang"  # handled at once, answered late
+    DROP = "drop"  # the connection closed without an answer
+
+
 @dataclass(frozen=True)
 class LoggedRequest:
-    """One request as the server saw it, with the status it answered."""
+    """One request as the server saw it.
+
+    `status` is what the server made of it (NOT_HANDLED if it never handled it); `fault` says
+    what was done to it instead of answering normally; `user` is the bearer token it carried
+    (the sandbox takes any token as the caller's name, so processes can be told apart).
+    """
 
     method: str
     path: str
@@ -104,6 +121,8 @@ class LoggedRequest:
     body: bytes
     status: int
     at: float
+    fault: Fault | None = None
+    user: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -254,6 +273,7 @@ class _Request:
     query: dict[str, str]
     content_type: str
     body: bytes
+    user: str = ""
 
     @property
     def dry_run(self) -> bool:
@@ -310,21 +330,40 @@ class _Event:
     obj: JsonObject
 
 
+@dataclass(frozen=True)
+class _Hangup:
+    """Close the connection without answering."""
+
+
 @dataclass
-class _Fault:
-    remaining: int
-    error: Callable[[], ApiError]
-    method: str | None
+class _Injection:
+    """One injected fault, for the next `remaining` matching requests (None: until cleared)."""
+
+    fault: Fault
+    remaining: int | None
+    methods: frozenset[str] | None
     path_contains: str | None
+    error: Callable[[_Request], ApiError] | None = None
+    seconds: float = 0.0
+    applied: bool = False
 
     def matches(self, request: _Request) -> bool:
-        if self.method and self.method.upper() != request.method:
+        if self.remaining == 0 or (self.methods and request.method not in self.methods):
             return False
         return not self.path_contains or self.path_contains in request.path
+
+    def take(self) -> None:
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+def _methods(method: str | None) -> frozenset[str] | None:
+    return frozenset({method.upper()}) if method else None
 
 
 Key = tuple[str, str, str]
 _Operation = Callable[[_Route, _Request], _Reply | _WatchPlan]
+_Outcome = _Reply | _WatchPlan | _Hangup
 
 
 @dataclass
@@ -465,7 +504,9 @@ class SandboxApiServer:
         self._changed = threading.Condition(threading.RLock())
         self._store = _Store(history_limit)
         self._log: list[LoggedRequest] = []
-        self._faults: list[_Fault] = []
+        self._injections: list[_Injection] = []
+        # Set to let go of held requests (black-holed or hanging); replaced once set.
+        self._release = threading.Event()
         self._get_hooks: dict[Key, Mutation] = {}
         self._latency = 0.0
         self._stopping = False
@@ -477,6 +518,7 @@ class SandboxApiServer:
 
     def start(self) -> Self:
         self._stopping = False
+        self._release = threading.Event()
         self._http = _HttpServer(("127.0.0.1", self._port), self)
         self._thread = self._http.serve_in_thread("sandbox-apiserver")
         return self
@@ -486,6 +528,7 @@ class SandboxApiServer:
             return
         with self._changed:
             self._stopping = True
+            self._release.set()
             self._changed.notify_all()
         self._http.close()
         self._thread.join()
@@ -583,7 +626,8 @@ class SandboxApiServer:
     def _storage_api_version(self) -> str:
         return f"{GROUP}/{self._versions[0]}"
 
-    # Injection: latency and faults
+    # Injection: latency and faults. Each fault takes the next `n` requests that match `method`
+    # (any, if None) and whose path contains `path_contains`; a request takes the first match.
 
     def set_latency(self, seconds: float) -> None:
         """Delay every request by `seconds` before it is handled."""
@@ -603,17 +647,94 @@ class SandboxApiServer:
         """Answer the next `n` matching requests with a `status` error instead of handling them."""
         headers = (("Retry-After", str(retry_after)),) if retry_after is not None else ()
         text = message or f"injected fault: the sandbox answers {status}"
-        error = functools.partial(ApiError, status, text, reason=reason, headers=headers)
-        with self._changed:
-            self._faults.append(_Fault(n, error, method, path_contains))
+        error = ApiError(status, text, reason=reason, headers=headers)
+        self._inject(_Injection(Fault.ERROR, n, _methods(method), path_contains, lambda _: error))
 
-    def _take_fault(self, request: _Request) -> ApiError | None:
+    def conflict_next(
+        self, n: int, *, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """A conflict storm: the next `n` matching writes get the 409 of a stale write."""
+        methods = _methods(method) or _WRITE_METHODS
+        self._inject(_Injection(Fault.ERROR, n, methods, path_contains, self._conflict_for))
+
+    def black_hole(
+        self, n: int | None = None, *, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Read the next `n` matching requests (all, if None) and neither handle nor answer them.
+
+        Each is logged at once; `clear_faults()` or `stop()` lets go of them, closing their
+        connections unanswered.
+        """
+        self._inject(_Injection(Fault.BLACK_HOLE, n, _methods(method), path_contains))
+
+    def hang_next(
+        self, n: int, seconds: float, *, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Handle the next `n` matching requests at once but answer them `seconds` later (or at
+        `clear_faults()`): a client that gives up first cannot tell that its write landed."""
+        injection = _Injection(Fault.HANG, n, _methods(method), path_contains, seconds=seconds)
+        self._inject(injection)
+
+    def drop_next(
+        self,
+        n: int,
+        *,
+        applied: bool = False,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        """Close the connection of the next `n` matching requests without answering; with
+        `applied`, each request takes effect first."""
+        injection = _Injection(Fault.DROP, n, _methods(method), path_contains, applied=applied)
+        self._inject(injection)
+
+    def clear_faults(self) -> None:
+        """Every injection off, latency included; requests held by a fault are let go."""
         with self._changed:
-            for fault in self._faults:
-                if fault.remaining > 0 and fault.matches(request):
-                    fault.remaining -= 1
-                    return fault.error()
-        return None
+            self._latency = 0.0
+            self._injections.clear()
+            self._release.set()
+            self._release = threading.Event()
+
+    def _inject(self, injection: _Injection) -> None:
+        with self._changed:
+            self._injections.append(injection)
+
+    def _take_injection(self, request: _Request) -> tuple[_Injection | None, threading.Event]:
+        """The injection that takes `request`, if any, and the event that lets it go."""
+        with self._changed:
+            taken = next((i for i in self._injections if i.matches(request)), None)
+            if taken is not None:
+                taken.take()
+                self._injections = [i for i in self._injections if i.remaining != 0]
+            return taken, self._release
+
+    def _conflict_for(self, request: _Request) -> ApiError:
+        try:
+            route = self._route(_segments(request.path))
+        except ApiError:
+            return ApiError(409, "injected fault: the object has been modified")
+        return _conflict(route.resource, route.name or "")
+
+    def _faulty_answer(
+        self, request: _Request, injection: _Injection, release: threading.Event
+    ) -> _Outcome:
+        fault = injection.fault
+        if injection.error is not None:
+            error = injection.error(request)
+            self._record(request, error.code, fault)
+            return _Reply(error.code, error.status(), error.headers)
+        if fault is Fault.HANG:
+            outcome = self._handle(request, fault)
+            release.wait(injection.seconds)
+            return outcome
+        if injection.applied:
+            self._handle(request, fault)
+        else:
+            self._record(request, NOT_HANDLED, fault)
+        if fault is Fault.BLACK_HOLE:
+            release.wait()
+        return _Hangup()
 
     # The request log
 
@@ -644,7 +765,7 @@ class SandboxApiServer:
                 self._changed.wait(remaining)
             return found
 
-    def _record(self, request: _Request, status: int) -> None:
+    def _record(self, request: _Request, status: int, fault: Fault | None = None) -> None:
         entry = LoggedRequest(
             request.method,
             request.path,
@@ -653,6 +774,8 @@ class SandboxApiServer:
             request.body,
             status,
             time.time(),
+            fault,
+            request.user,
         )
         with self._changed:
             self._log.append(entry)
@@ -660,10 +783,16 @@ class SandboxApiServer:
 
     # Request handling
 
-    def _answer(self, request: _Request) -> _Reply | _WatchPlan:
-        """The answer to one request; logged before it is sent."""
+    def _answer(self, request: _Request) -> _Outcome:
+        """The answer to one request, or a fault instead; logged before it is sent."""
         if self._latency:
             time.sleep(self._latency)
+        injection, release = self._take_injection(request)
+        if injection is not None:
+            return self._faulty_answer(request, injection, release)
+        return self._handle(request)
+
+    def _handle(self, request: _Request, fault: Fault | None = None) -> _Reply | _WatchPlan:
         try:
             outcome = self._dispatch(request)
         except ApiError as error:
@@ -671,13 +800,10 @@ class SandboxApiServer:
         except Exception as error:  # a sandbox bug: answer like the real server, keep serving
             _log.exception("sandbox API server failed on %s %s", request.method, request.path)
             outcome = _Reply(500, ApiError(500, f"Internal error occurred: {error}").status())
-        self._record(request, outcome.status if isinstance(outcome, _Reply) else 200)
+        self._record(request, outcome.status if isinstance(outcome, _Reply) else 200, fault)
         return outcome
 
     def _dispatch(self, request: _Request) -> _Reply | _WatchPlan:
-        fault = self._take_fault(request)
-        if fault is not None:
-            raise fault
         parts = _segments(request.path)
         discovery = self._discovery(parts)
         if discovery is not None:
@@ -1073,8 +1199,10 @@ class _Handler(BaseHTTPRequestHandler):
         outcome = self.server.sandbox._answer(self._read_request())
         if isinstance(outcome, _WatchPlan):
             self._stream(outcome)
-        else:
+        elif isinstance(outcome, _Reply):
             self._reply(outcome)
+        else:
+            self.close_connection = True
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
@@ -1087,7 +1215,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         query = dict(parse_qsl(url.query, keep_blank_values=True))
-        return _Request(self.command, url.path, query, content_type, body)
+        user = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        return _Request(self.command, url.path, query, content_type, body, user)
 
     def _reply(self, reply: _Reply) -> None:
         data = json.dumps(reply.payload).encode()

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import ProtocolError
 
 from bot.mesh.schema import schema_errors
-from bot.sandbox.apiserver import LoggedRequest, SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for, write_kubeconfig
+from bot.sandbox.apiserver import NOT_HANDLED, Fault, LoggedRequest, SandboxApiServer
+from bot.sandbox.kubeconfig import SANDBOX_TOKEN, api_client_for, write_kubeconfig
 from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 GROUP = "networking.istio.io"
@@ -620,6 +621,156 @@ def test_mutate_is_an_immediate_foreign_write(sandbox: SandboxApiServer):
         sandbox.mutate("default", VS, "ghost", lambda vs: None)
 
 
+def weight_of(sandbox: SandboxApiServer) -> int:
+    vs = sandbox.get_object("default", VS, "weather")
+    assert vs is not None
+    weight: int = vs["spec"]["http"][0]["route"][0]["weight"]
+    return weight
+
+
+def faulted(sandbox: SandboxApiServer, fault: Fault) -> LoggedRequest:
+    return sandbox.wait_for_request(lambda r: r.fault is fault)
+
+
+def test_a_black_hole_holds_matching_requests_until_cleared(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.black_hole(method="PATCH", path_contains="/weather")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        patching = pool.submit(patch_vs, objects, set_weights(50, 50))
+        held = faulted(sandbox, Fault.BLACK_HOLE)
+        assert (held.method, held.status) == ("PATCH", NOT_HANDLED)
+        assert get_vs(objects)["spec"]["http"][0]["route"][0]["weight"] == 90  # others pass
+        assert not patching.done()
+        sandbox.clear_faults()
+        assert isinstance(patching.exception(), ProtocolError)  # closed unanswered
+    assert weight_of(sandbox) == 90
+    assert [w.method for w in sandbox.writes()] == ["POST"]  # the create, no PATCH
+    assert patch_vs(objects, set_weights(50, 50))["spec"]["http"][0]["route"][0]["weight"] == 50
+
+
+def test_stopping_the_server_lets_black_holed_requests_go(sandbox: SandboxApiServer):
+    sandbox.black_hole()
+    url = f"{sandbox.url}/apis/{GROUP}/v1/namespaces/default/{VS}"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        listing = pool.submit(urllib.request.urlopen, url, timeout=60)
+        faulted(sandbox, Fault.BLACK_HOLE)
+        sandbox.stop()
+        assert isinstance(listing.exception(), (urllib.error.URLError, ConnectionError))
+
+
+def test_a_black_hole_takes_only_its_count(objects: Any, sandbox: SandboxApiServer):
+    sandbox.black_hole(1, method="POST")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        creating = pool.submit(
+            objects.create_namespaced_custom_object, GROUP, "v1", "default", VS, virtual_service()
+        )
+        faulted(sandbox, Fault.BLACK_HOLE)
+        objects.create_namespaced_custom_object(GROUP, "v1", "default", VS, virtual_service("b"))
+        sandbox.clear_faults()
+        assert isinstance(creating.exception(), ProtocolError)
+    assert [vs["metadata"]["name"] for vs in sandbox.list_objects(VS)] == ["b"]
+
+
+def test_a_hanging_request_takes_effect_at_once_and_is_answered_late(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.hang_next(1, 3600, method="PATCH")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        patching = pool.submit(patch_vs, objects, set_weights(50, 50))
+        hung = faulted(sandbox, Fault.HANG)
+        assert (hung.method, hung.status) == ("PATCH", 200)
+        assert weight_of(sandbox) == 50
+        assert not patching.done()
+        sandbox.clear_faults()
+        assert patching.result()["spec"]["http"][0]["route"][0]["weight"] == 50
+    assert sandbox.writes()[-1] == hung
+
+
+def test_a_hang_answers_by_itself_after_its_seconds(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.hang_next(1, 0.05, method="GET")
+    started = time.monotonic()
+    assert get_vs(objects)["metadata"]["name"] == "weather"
+    assert time.monotonic() - started >= 0.05
+    assert [r.fault for r in sandbox.requests][-1] is Fault.HANG
+
+
+def test_a_conflict_storm_answers_409_to_the_next_writes_only(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.conflict_next(2, path_contains="/weather")
+    assert get_vs(objects)["metadata"]["name"] == "weather"  # reads pass
+    with pytest.raises(ApiException) as caught:
+        patch_vs(objects, set_weights(50, 50))
+    assert caught.value.status == 409
+    assert status_of(caught.value)["message"].startswith(
+        f'Operation cannot be fulfilled on {VS}.{GROUP} "weather": the object has been modified'
+    )
+    with pytest.raises(ApiException) as caught:
+        objects.replace_namespaced_custom_object(GROUP, "v1", "default", VS, "weather", weather)
+    assert status_of(caught.value)["reason"] == "Conflict"
+    assert patch_vs(objects, set_weights(50, 50))["spec"]["http"][0]["route"][0]["weight"] == 50
+    storm = [(r.method, r.status) for r in sandbox.requests if r.fault is Fault.ERROR]
+    assert storm == [("PATCH", 409), ("PUT", 409)]
+
+
+def test_a_dropped_request_is_not_handled_and_not_answered(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.drop_next(1, method="PATCH")
+    with pytest.raises(ProtocolError, match="Remote end closed connection without response"):
+        patch_vs(objects, set_weights(50, 50))
+    (dropped,) = [r for r in sandbox.requests if r.fault is Fault.DROP]
+    assert (dropped.method, dropped.status) == ("PATCH", NOT_HANDLED)
+    assert weight_of(sandbox) == 90
+
+
+def test_a_request_dropped_after_it_applied_leaves_its_client_in_doubt(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.drop_next(1, applied=True, method="PATCH")
+    with pytest.raises(ProtocolError, match="Remote end closed connection without response"):
+        patch_vs(objects, set_weights(50, 50))
+    assert weight_of(sandbox) == 50
+    write = sandbox.writes()[-1]
+    assert (write.fault, write.status) == (Fault.DROP, 200)
+
+
+def test_the_client_retries_a_dropped_read_by_itself(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.clear_log()
+    sandbox.drop_next(1, method="GET")
+    assert get_vs(objects)["metadata"]["name"] == "weather"
+    assert [(r.status, r.fault) for r in sandbox.requests] == [
+        (NOT_HANDLED, Fault.DROP),
+        (200, None),
+    ]
+
+
+def test_clear_faults_ends_every_injection(
+    objects: Any, weather: dict[str, Any], sandbox: SandboxApiServer
+):
+    sandbox.set_latency(3600)
+    sandbox.fail_next(5, 500)
+    sandbox.conflict_next(5)
+    sandbox.drop_next(5)
+    sandbox.clear_faults()
+    assert patch_vs(objects, set_weights(50, 50))["spec"]["http"][0]["route"][0]["weight"] == 50
+    assert all(r.fault is None for r in sandbox.requests)
+
+
+def test_the_log_names_the_caller_by_its_bearer_token(sandbox: SandboxApiServer):
+    request = urllib.request.Request(
+        f"{sandbox.url}/version", headers={"Authorization": "Bearer replica-2"}
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+    assert [r.user for r in sandbox.requests] == ["replica-2"]
+
+
 def test_latency_is_added_to_every_request(objects: Any, sandbox: SandboxApiServer):
     sandbox.set_latency(0.05)
     started = time.monotonic()
@@ -662,7 +813,14 @@ def test_the_log_keeps_query_parameters(objects: Any, sandbox: SandboxApiServer)
     objects.list_namespaced_custom_object(GROUP, "v1", "default", VS, label_selector="app=x")
     (request,) = sandbox.requests
     assert request == LoggedRequest(
-        "GET", request.path, {"labelSelector": "app=x"}, "", b"", 200, request.at
+        "GET",
+        request.path,
+        {"labelSelector": "app=x"},
+        "",
+        b"",
+        200,
+        request.at,
+        user=SANDBOX_TOKEN,
     )
 
 
