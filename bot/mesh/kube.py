@@ -115,6 +115,13 @@ class KubeMesh:
     def get_virtual_service(self, namespace: str, name: str) -> Json:
         return self._get(VS, namespace, name)
 
+    def virtual_services(self, namespace: str) -> list[Json]:
+        with _translated("list", VS, namespace, None), self._timed("list"):
+            found = self._api.list_namespaced_custom_object(
+                GROUP, self.version, namespace, VS, _request_timeout=TIMEOUT
+            )
+        return cast(list[Json], cast(Json, found)["items"])
+
     def destination_rules(self, namespace: str) -> list[Json]:
         if self._watch:
             return self._cache(namespace).items()

@@ -41,6 +41,8 @@ class LastApplied:
     mirror: int | None
     at: str | None = None
     write: str | None = None  # the id of the recorded write that put this here
+    rollout: str | None = None  # the rollout that wrote it, and its channel: enough to find
+    channel: str | None = None  # the rollout again should its record be lost
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -51,8 +53,9 @@ class LastApplied:
         }
         if self.at is not None:
             body["at"] = self.at
-        if self.write is not None:
-            body["write"] = self.write
+        for key in ("write", "rollout", "channel"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -190,10 +193,16 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
             weights={int(k): int(v) for k, v in body["weights"].items()},
             mirror=None if body.get("mirror") is None else int(body["mirror"]),
             at=None if body.get("at") is None else str(body["at"]),
-            write=None if body.get("write") is None else str(body["write"]),
+            write=_optional_text(body.get("write")),
+            rollout=_optional_text(body.get("rollout")),
+            channel=_optional_text(body.get("channel")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[int, int]:
@@ -599,10 +608,12 @@ def _record(
     request: SplitRequest,
     now: datetime | None,
 ) -> LastApplied:
-    at, write = _stamp(now), request.write
+    who = {"at": _stamp(now), "write": request.write, "rollout": request.rollout}
     if request.finalize:  # the canary is the stable subset now; there is no canary
-        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, at, write)
-    return LastApplied(stable, canary, _weights(routes), request.mirror, at, write)
+        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, **who)
+    return LastApplied(
+        stable, canary, _weights(routes), request.mirror, **who, channel=request.channel
+    )
 
 
 def _already_final(

@@ -29,6 +29,8 @@ class SplitRequest(BaseModel):
     mirror: Percent | None = None
     finalize: bool = False  # promotion: the canary takes all traffic and becomes stable
     write: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")  # see LastApplied
+    rollout: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")
+    channel: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,32}$")
 
     @field_validator("vs", "namespace", "to")
     @classmethod

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.mesh.errors import MeshError, Moved
+from bot.mesh.planner import LastApplied
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
     Abort,
@@ -51,8 +52,8 @@ from bot.rollout.model import (
     Write,
     WriteFailed,
 )
-from bot.rollout.traffic import Planned
-from bot.rollout.transitions import start, start_manual, start_one_off, transition
+from bot.rollout.traffic import Owner, Planned
+from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
 from bot.store.redis_store import RolloutStore
 
@@ -68,16 +69,18 @@ URGENT = (Rollback, Abort, Pause, ApprovalDenied)
 
 class Traffic(Protocol):
     def resolve(
-        self, namespace: str, vs: str, to: str | None, weight: int, write_id: str
+        self, namespace: str, vs: str, to: str | None, weight: int, write: Owner
     ) -> tuple[Target, Planned]: ...
 
-    def plan(self, target: Target, effect: ApplyWeight, write_id: str) -> Planned: ...
+    def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned: ...
 
     def write(self, planned: Planned) -> None: ...
 
     def wrote(self, live: dict[str, object], write_id: str) -> bool: ...
 
     def settle(self, target: Target, write_id: str, fence_id: str) -> bool: ...
+
+    def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]: ...
 
 
 class Notifier(Protocol):
@@ -165,10 +168,10 @@ class Engine:
         channel: str | None,
     ) -> Rollout:
         with self._serialized(f"{namespace}/{vs}", urgent=False):
-            write_id = self.ids()
-            target, planned = self.traffic.resolve(namespace, vs, to, steps.weights[0], write_id)
+            owner = Owner(self.ids(), self.ids(), channel)
+            target, planned = self.traffic.resolve(namespace, vs, to, steps.weights[0], owner)
             rollout, effects = start(
-                rollout_id=self.ids(),
+                rollout_id=str(owner.rollout),
                 target=target,
                 steps=steps,
                 actor=actor,
@@ -177,7 +180,7 @@ class Engine:
                 now=self.clock(),
                 active=self.store.active_for(namespace, vs),
             )
-            return self._open(rollout, effects, (write_id, planned))
+            return self._open(rollout, effects, (owner.write, planned))
 
     def set_weight(
         self,
@@ -196,10 +199,10 @@ class Engine:
             active = self.store.active_for(namespace, vs)
             if active is not None:
                 return self._handle(active.id, event, None)
-            write_id = self.ids()
-            target, planned = self.traffic.resolve(namespace, vs, to, weight, write_id)
+            owner = Owner(self.ids(), self.ids(), channel)
+            target, planned = self.traffic.resolve(namespace, vs, to, weight, owner)
             rollout, effects = start_manual(
-                rollout_id=self.ids(),
+                rollout_id=str(owner.rollout),
                 target=target,
                 steps=steps,
                 actor=actor,
@@ -208,7 +211,7 @@ class Engine:
                 weight=weight,
                 now=self.clock(),
             )
-            return self._open(rollout, effects, (write_id, planned))
+            return self._open(rollout, effects, (owner.write, planned))
 
     def set_mirror(
         self,
@@ -225,7 +228,7 @@ class Engine:
             active = self.store.active_for(namespace, vs)
             if active is not None:
                 return self._handle(active.id, SetMirror(actor=actor, mirror=mirror), None)
-            target, planned = self.traffic.resolve(namespace, vs, to, 0, self.ids())
+            target, planned = self.traffic.resolve(namespace, vs, to, 0, Owner(self.ids()))
             rollout, effects = start_one_off(
                 rollout_id=self.ids(),
                 target=target,
@@ -236,6 +239,31 @@ class Engine:
                 now=self.clock(),
             )
             return self._open(rollout, effects, None)
+
+    def adopt_lost(self, namespace: str) -> list[Rollout]:
+        """Take back, as paused rollouts, the canaries the bot left in `namespace` whose records
+        are gone; each gets its card and a warning in the channel the annotation names."""
+        adopted = []
+        for vs, last in self.traffic.canaries(namespace):
+            known = self.store.active_for(namespace, vs)
+            if known is not None or (last.rollout and self.store.exists(last.rollout)):
+                continue
+            with self._serialized(f"{namespace}/{vs}", urgent=False):
+                if self.store.active_for(namespace, vs) is not None:
+                    continue
+                target, planned = self.traffic.resolve(
+                    namespace, vs, last.canary, 0, Owner(self.ids())
+                )
+                rollout, effects = adopt(
+                    rollout_id=last.rollout or self.ids(),
+                    target=target,
+                    live_weight=planned.live_weight,
+                    channel=last.channel,
+                    now=self.clock(),
+                )
+                log.warning("%s: %s", target.service, rollout.reason)
+                adopted.append(self._open(rollout, effects, None))
+        return adopted
 
     def _open(
         self, rollout: Rollout, effects: list[Effect], first: tuple[str, Planned] | None
@@ -447,8 +475,8 @@ class Engine:
         return _live(rollout, effect), None
 
     def _plan(self, rollout: Rollout, effect: ApplyWeight) -> tuple[str, Planned]:
-        write_id = self.ids()
-        return write_id, self.traffic.plan(rollout.target, effect, write_id)
+        owner = Owner(self.ids(), rollout.id, rollout.channel)
+        return owner.write, self.traffic.plan(rollout.target, effect, owner)
 
     def _failed(
         self, rollout: Rollout, effect: ApplyWeight, error: MeshError, token: int | None

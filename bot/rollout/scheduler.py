@@ -11,19 +11,31 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.ops.watchdog import Watchdog
+
 log = logging.getLogger(__name__)
 RESYNC_JOB = "resync"
 
 
 class StepScheduler:
-    def __init__(self, fire: Callable[[str, int], None], *, workers: int = 8) -> None:
+    """Runs each rollout's next step at its time; the watchdog, if given, sees every job run."""
+
+    def __init__(
+        self,
+        fire: Callable[[str, int], None],
+        *,
+        workers: int = 8,
+        watchdog: Watchdog | None = None,
+    ) -> None:
         self._fire = fire
+        self.watchdog = watchdog
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},
             # A step that is late runs at once, however late (never dropped), and only once.
@@ -68,7 +80,7 @@ class StepScheduler:
 
     def every(self, seconds: float, fn: Callable[[], None]) -> None:
         self._scheduler.add_job(
-            self._guarded(fn),
+            lambda: self._watched("resync", fn),
             "interval",
             seconds=seconds,
             id=RESYNC_JOB,
@@ -77,14 +89,14 @@ class StepScheduler:
         )
 
     def _run(self, rollout_id: str, step: int) -> None:
-        self._guarded(lambda: self._fire(rollout_id, step))()
+        self._watched(f"step {step} of rollout {rollout_id}", lambda: self._fire(rollout_id, step))
 
-    @staticmethod
-    def _guarded(fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
+    def _watched(self, what: str, fn: Callable[[], None]) -> None:
+        with self._busy(what):
             try:
                 fn()
             except Exception:  # a failed step is reported and retried by the resync, not lost
-                log.exception("scheduled work failed")
+                log.exception("%s failed", what)
 
-        return run
+    def _busy(self, what: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext() if self.watchdog is None else self.watchdog.busy(what)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot.mesh.errors import Moved
 from bot.mesh.kube import KubeMesh, wrote
-from bot.mesh.planner import TrafficPlan
+from bot.mesh.models import VirtualService
+from bot.mesh.planner import LastApplied, TrafficPlan, live_canary_weights, read_last_applied
 from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
 
 FENCE_TRIES = 5
+
+
+class Owner(NamedTuple):
+    """Who a write is: its id, and the rollout (with its channel) it belongs to. It goes into
+    the VirtualService's annotation with the write."""
+
+    write: str
+    rollout: str | None = None
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,12 +46,12 @@ class KubeTraffic:
         self.mesh = mesh
 
     def resolve(
-        self, namespace: str, vs: str, to: str | None, weight: int, write_id: str
+        self, namespace: str, vs: str, to: str | None, weight: int, write: Owner
     ) -> tuple[Target, Planned]:
         """The stable and canary subsets a rollout would move between, and the plan that would
         set `weight` now: the engine writes that very plan when it is the first thing to do."""
         request = SplitRequest.build(
-            vs=vs, namespace=namespace, weight=weight, to=to, write=write_id
+            vs=vs, namespace=namespace, weight=weight, to=to, **write._asdict()
         )
         plan = self.mesh.plan(request)
         target = Target(
@@ -53,7 +64,7 @@ class KubeTraffic:
         )
         return target, _planned(plan)
 
-    def plan(self, target: Target, effect: ApplyWeight, write_id: str) -> Planned:
+    def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned:
         mirror_only = effect.mirror is not None and effect.weight == effect.previous
         request = SplitRequest.build(
             vs=target.vs,
@@ -63,7 +74,7 @@ class KubeTraffic:
             routes=target.routes,
             mirror=effect.mirror,
             finalize=effect.finalize,
-            write=write_id,
+            **write._asdict(),
         )
         return _planned(self.mesh.plan(request))
 
@@ -73,6 +84,17 @@ class KubeTraffic:
 
     def wrote(self, live: dict[str, object], write_id: str) -> bool:
         return wrote(dict(live), write_id)
+
+    def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]:
+        """The VirtualServices whose annotation says the bot left canary traffic on them."""
+        found = []
+        for vs in self.mesh.virtual_services(namespace):
+            last = read_last_applied(VirtualService.parse(vs))
+            if last is None or last.canary is None:
+                continue
+            if any(live_canary_weights(vs, last).values()):
+                found.append((str(vs["metadata"]["name"]), last))
+        return found
 
     def settle(self, target: Target, write_id: str, fence_id: str) -> bool:
         """Whether the write `write_id` landed; if it did not, make sure it never can.

@@ -172,6 +172,46 @@ def start_one_off(
     ]
 
 
+def adopt(
+    *,
+    rollout_id: str,
+    target: Target,
+    live_weight: int,
+    channel: str | None,
+    now: datetime,
+) -> Outcome:
+    """A VirtualService the bot was rolling out, whose record is gone (Redis lost its data):
+    taken back as a paused rollout, so its card has a one-tap Rollback, and a human decides."""
+    reason = (
+        f"the bot lost its record of this rollout (was Redis restarted empty?); "
+        f"{target.service} still sends {live_weight}% to {target.canary}: roll back, or resume "
+        "to go on with the default steps"
+    )
+    rollout = Rollout(
+        id=rollout_id,
+        target=target,
+        steps=StepPlan(),
+        phase=Phase.PAUSED,
+        step=_step_at(StepPlan(), live_weight),
+        weight=live_weight,
+        started_by="canary-bot",
+        channel=channel,
+        created_at=now,
+        updated_at=now,
+        reason=reason,
+    )
+    return rollout, [
+        Notify(event="adopted", text=f"{target.service}: {reason}"),
+        Audit(
+            action="adopted",
+            actor="canary-bot",
+            weight_before=live_weight,
+            weight_after=live_weight,
+            detail=reason,
+        ),
+    ]
+
+
 def transition(rollout: Rollout, event: Any, now: datetime) -> Outcome:
     """Apply `event` to `rollout`. Stale scheduler events are no-ops; human ones that do not
     apply raise InvalidTransition with a message for the human."""

@@ -315,6 +315,9 @@ class RolloutStore:
             raise RolloutNotFound(rollout_id)
         return _parse_rollout(rollout_id, raw)
 
+    def exists(self, rollout_id: str) -> bool:
+        return bool(self._run(lambda: self._redis.exists(self._keys.rollout(rollout_id))))
+
     def active_for(self, namespace: str, vs: str) -> Rollout | None:
         holder = self._run(lambda: self._redis.get(self._keys.lock(f"{namespace}/{vs}")))
         if holder is None:

@@ -16,7 +16,7 @@ from bot.rollout.model import (
     StepPlan,
     Write,
 )
-from bot.rollout.traffic import KubeTraffic
+from bot.rollout.traffic import KubeTraffic, Owner
 from bot.rollout.transitions import InvalidTransition
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
@@ -90,7 +90,7 @@ def test_an_effect_that_ran_before_the_crash_is_not_applied_twice(
 ) -> None:
     rollout = store.load(start(engine))
     effect = ApplyWeight(weight=50, previous=10, step=1, guard=True)
-    planned = engine.traffic.plan(rollout.target, effect, "w1")
+    planned = engine.traffic.plan(rollout.target, effect, Owner("w1", rollout.id))
     writing = Write(id="w1", weight=50, step=1, against=planned.against)
     intent = rollout.model_copy(update={"pending": (effect,), "writing": writing})
     saved = store.save(intent, expected_version=rollout.version)

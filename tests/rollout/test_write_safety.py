@@ -1,0 +1,288 @@
+"""Every traffic change fenced, recorded, and reported as it happened: the engine against the
+sandbox API server and a real Redis, with writers paused at the step boundary that matters."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from bot.mesh.kube import KubeMesh
+from bot.rollout.engine import Busy, Engine
+from bot.rollout.model import Phase, Resume, Rollback, StepDue, StepPlan
+from bot.rollout.traffic import KubeTraffic, Planned
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.kubeconfig import api_client_for
+from bot.store.errors import Fenced, VersionConflict
+from bot.store.redis_store import RolloutStore
+
+from .conftest import Clock, Recorder, canary_weights, live_weights
+
+STEPS = StepPlan(weights=(10, 20, 30, 40, 100), interval_s=30)
+
+
+class PausingTraffic(KubeTraffic):
+    """The real adapter, with a pause right before a write is sent: the moment after its
+    intent was recorded, where a replica frozen by SIGSTOP would sit."""
+
+    def __init__(self, mesh: KubeMesh) -> None:
+        super().__init__(mesh)
+        self.armed = False
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, planned: Planned) -> None:
+        if self.armed:
+            self.armed = False
+            self.reached.set()
+            self.release.wait(30)
+        super().write(planned)
+
+
+@pytest.fixture
+def replica(
+    cluster: SandboxApiServer, store: RolloutStore, clock: Clock, notes: Recorder
+) -> Iterator[Engine]:
+    """A second replica of the bot: its own adapter and engine, the same Redis and cluster."""
+    mesh = KubeMesh(api_client_for(cluster.url), sleep=lambda _: None)
+    yield Engine(store=store, traffic=KubeTraffic(mesh), notifier=notes, clock=clock)
+    mesh.close()
+
+
+@pytest.fixture
+def paused(cluster: SandboxApiServer, store: RolloutStore, clock: Clock) -> Iterator[Engine]:
+    mesh = KubeMesh(api_client_for(cluster.url), sleep=lambda _: None)
+    yield Engine(store=store, traffic=PausingTraffic(mesh), notifier=Recorder(), clock=clock)
+    mesh.close()
+
+
+def start(engine: Engine) -> str:
+    return engine.start(
+        namespace="default", vs="weather", to=None, steps=STEPS, actor="U1", channel="C1"
+    ).id
+
+
+def patch_statuses(cluster: SandboxApiServer) -> list[int]:
+    return [
+        r.status for r in cluster.requests if r.method == "PATCH" and "virtualservices" in r.path
+    ]
+
+
+def test_a_writer_paused_after_recording_cannot_undo_an_operators_rollback(
+    paused: Engine, replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    rollout_id = start(replica)  # 10% is live already in the seed
+    traffic = paused.traffic
+    assert isinstance(traffic, PausingTraffic)
+    traffic.armed = True
+    with ThreadPoolExecutor(1) as pool:
+        frozen = pool.submit(
+            paused.set_weight,
+            namespace="default",
+            vs="weather",
+            to=None,
+            weight=30,
+            steps=STEPS,
+            actor="U2",
+            channel="C1",
+        )
+        assert traffic.reached.wait(10)
+        assert store.load(rollout_id).writing is not None  # its intent is on record
+        rolled_back = replica.act("default", "weather", Rollback(actor="UONCALL"))
+        assert rolled_back.phase is Phase.ROLLED_BACK and live_weights(cluster) == [100, 0]
+        traffic.release.set()
+        told = frozen.result(timeout=10)
+    assert live_weights(cluster) == [100, 0]  # the late PATCH did not land
+    assert 422 in patch_statuses(cluster)  # it was sent, and its test op failed
+    assert told.phase is Phase.ROLLED_BACK and told.weight == 0  # what it returns is the truth
+    final = store.load(rollout_id)
+    assert (final.phase, final.weight, final.writing) == (Phase.ROLLED_BACK, 0, None)
+    last = store.history("default", "weather")[-1]
+    assert (last.action, last.weight_after) == ("rollback", 0)
+
+
+def test_a_deposed_leader_resumed_after_the_takeover_cannot_take_its_step(
+    paused: Engine,
+    replica: Engine,
+    cluster: SandboxApiServer,
+    store: RolloutStore,
+    clock: Clock,
+) -> None:
+    rollout_id = start(replica)
+    store.redis.set("canary:leader:token", 1)
+    traffic = paused.traffic
+    assert isinstance(traffic, PausingTraffic)
+    traffic.armed = True
+    clock.advance(30)
+    with ThreadPoolExecutor(1) as pool:
+        frozen = pool.submit(paused.handle, rollout_id, StepDue(step=0), token=1)
+        assert traffic.reached.wait(10)  # 20% recorded, about to be sent
+        store.redis.set("canary:leader:token", 2)  # the lease moved on
+        store.redis.delete("canary:mutex:default/weather")  # and the frozen holder's TTL ran out
+        replica.fencing = lambda: 2
+        taken_over = replica.recover(store.load(rollout_id))
+        assert taken_over.weight == 20 and live_weights(cluster) == [80, 20]
+        replica.handle(rollout_id, Rollback(actor="UONCALL"))
+        traffic.release.set()
+        with pytest.raises(Fenced):
+            frozen.result(timeout=10)
+    assert live_weights(cluster) == [100, 0]
+    assert store.load(rollout_id).phase is Phase.ROLLED_BACK
+    steps = [e.weight_after for e in store.history("default", "weather") if e.action == "step"]
+    assert steps == [20]  # the step was taken once, by the new leader
+
+
+def test_a_failed_step_is_not_a_step_taken_and_resume_retries_it(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock
+) -> None:
+    rollout_id = start(replica)
+    clock.advance(30)
+    replica.handle(rollout_id, StepDue(step=0))  # 20% live
+    cluster.fail_next(3, 500, method="PATCH", path_contains="virtualservices")
+    clock.advance(30)
+    paused = replica.handle(rollout_id, StepDue(step=1))
+    assert (paused.phase, paused.weight, paused.step) == (Phase.PAUSED, 20, 1)
+    assert "could not set 30%" in paused.reason and "still has 20%" in paused.reason
+    assert live_weights(cluster) == [80, 20]
+    replica.handle(rollout_id, Resume(actor="U1"))  # retries the step that failed
+    replica.handle(rollout_id, StepDue(step=1))
+    clock.advance(30)
+    replica.handle(rollout_id, StepDue(step=2))
+    assert [w for w in canary_weights(cluster) if w is not None] == [20, 30, 40]  # none skipped
+    assert store.load(rollout_id).weight == 40
+    assert "drift" not in [e.action for e in store.history("default", "weather")]
+
+
+def test_a_change_refused_for_a_hand_edit_is_dropped_and_never_applied_later(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock
+) -> None:
+    rollout_id = start(replica)
+    cluster.after_next_get(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: [
+            vs["spec"]["http"][0]["route"][0].update(weight=65),
+            vs["spec"]["http"][0]["route"][1].update(weight=35),
+        ],
+    )
+    refused = replica.set_weight(
+        namespace="default",
+        vs="weather",
+        to=None,
+        weight=25,
+        steps=STEPS,
+        actor="U2",
+        channel="C1",
+    )
+    assert "someone else changed the canary's weights" in refused.reason
+    assert refused.pending == () and refused.writing is None
+    assert refused.weight == 10  # the record never claims what did not go live
+    cluster.clear_log()
+    clock.advance(60)
+    replica.recover(store.load(rollout_id))  # what a crash recovery would find: nothing to do
+    assert [r for r in cluster.requests if r.is_write] == []
+    assert live_weights(cluster) == [65, 35]  # the hand edit stands
+
+
+def test_concurrent_commands_on_two_replicas_each_get_the_truth(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock
+) -> None:
+    other = Engine(
+        store=store,
+        traffic=KubeTraffic(KubeMesh(api_client_for(cluster.url), sleep=lambda _: None)),
+        notifier=Recorder(),
+        clock=clock,
+    )
+    start(replica)
+    cluster.clear_log()
+    barrier = threading.Barrier(20)
+
+    def command(weight: int) -> tuple[int, Any]:
+        engine = replica if weight % 2 else other
+        barrier.wait()
+        try:
+            return weight, engine.set_weight(
+                namespace="default",
+                vs="weather",
+                to=None,
+                weight=weight,
+                steps=STEPS,
+                actor=f"U{weight}",
+                channel="C1",
+            )
+        except Busy as e:
+            return weight, e
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(command, range(11, 31)))
+    told_live = {w for w, r in outcomes if not isinstance(r, Exception) and r.weight == w}
+    patched = [w for w in canary_weights(cluster) if w is not None]
+    audited = [
+        e.weight_after for e in store.history("default", "weather") if e.action == "set-weight"
+    ]
+    assert sorted(patched) == sorted(told_live)  # told it went live exactly when it did
+    assert sorted(audited) == sorted(patched)  # every live change audited exactly once
+    assert store.load(store.active_for("default", "weather").id).weight == live_weights(cluster)[1]  # type: ignore[union-attr]
+
+
+def test_zero_with_no_rollout_is_recorded_and_audited(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    done = replica.set_weight(
+        namespace="default", vs="weather", to=None, weight=0, steps=STEPS, actor="U2", channel="C1"
+    )
+    assert (done.phase, done.weight, done.pending) == (Phase.APPLIED, 0, ())
+    assert live_weights(cluster) == [100, 0]
+    assert [(e.action, e.weight_after) for e in store.history("default", "weather")] == [
+        ("set-weight", 0)
+    ]
+    assert store.active_for("default", "weather") is None  # the service is free again
+
+
+def test_mirroring_with_no_rollout_is_recorded_and_audited(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    done = replica.set_mirror(
+        namespace="default", vs="weather", to=None, mirror=20, actor="U2", channel="C1"
+    )
+    assert done.phase is Phase.APPLIED and done.pending == ()
+    vs = cluster.get_object("default", "virtualservices", "weather")
+    assert vs is not None and vs["spec"]["http"][0]["mirrorPercentage"] == {"value": 20.0}
+    assert [e.action for e in store.history("default", "weather")] == ["mirror"]
+
+
+def test_a_rollout_whose_record_redis_lost_is_taken_back_paused_with_a_rollback(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock, notes: Recorder
+) -> None:
+    rollout_id = start(replica)
+    clock.advance(30)
+    replica.handle(rollout_id, StepDue(step=0))  # 20% live
+    store.redis.flushdb()  # Redis restarted with nothing
+    (adopted,) = replica.adopt_lost("default")
+    assert (adopted.id, adopted.phase, adopted.weight, adopted.channel) == (
+        rollout_id,
+        Phase.PAUSED,
+        20,
+        "C1",
+    )
+    assert "lost its record" in adopted.reason
+    assert ("adopted" in notes.events()) and replica.adopt_lost("default") == []
+    replica.act("default", "weather", Rollback(actor="UONCALL"))  # the card's one tap
+    assert live_weights(cluster) == [100, 0]
+
+
+def test_a_save_sent_again_after_a_lost_reply_counts_once(
+    replica: Engine, store: RolloutStore
+) -> None:
+    rollout = store.load(start(replica))
+    changed = rollout.model_copy(update={"reason": "paused by U1"})
+    first = store.save(changed, expected_version=rollout.version)
+    again = store.save(changed, expected_version=rollout.version)  # the client's retry
+    assert again == first and store.load(rollout.id).version == rollout.version + 1
+    other = rollout.model_copy(update={"reason": "someone else"})
+    with pytest.raises(VersionConflict):
+        store.save(other, expected_version=rollout.version)
