@@ -31,6 +31,7 @@ from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
+from bot.ops.watchdog import Watchdog
 from bot.rollout.engine import Engine, Health, Notifier
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout, Verdict
@@ -255,11 +256,17 @@ class Server:
     """`canary-bot serve`: leader election, the step scheduler and the engine."""
 
     def __init__(
-        self, settings: Settings, *, notifier: Notifier | None = None, serve_http: bool = True
+        self,
+        settings: Settings,
+        *,
+        notifier: Notifier | None = None,
+        serve_http: bool = True,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.parts = build(settings, notifier=notifier, watch=True)
         self.engine = self.parts.engine
-        self.scheduler = StepScheduler(self.engine.step_due)
+        self.watchdog = Watchdog(monotonic)
+        self.scheduler = StepScheduler(self.engine.step_due, watchdog=self.watchdog)
         self.engine.scheduler = self.scheduler
         identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         lease = LeaderLease(
@@ -272,6 +279,9 @@ class Server:
             lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
         )
         self._resyncs = 0
+        self._namespaces = sorted(
+            {settings.default_namespace, *settings.channel_namespaces.values()}
+        )
         self._stopped = threading.Event()
         self.slack = slack_bot(settings, self.parts) if settings.slack_bot_token else None
         http_app = self.slack.app if self.slack and settings.slack_signing_secret else None
@@ -322,8 +332,12 @@ class Server:
         self._stopped.set()
 
     def _probes(self) -> dict[str, Probe]:
+        def alive() -> tuple[int, str, str]:
+            ok, why = self.watchdog.healthy(self.watchdog.clock())
+            return (200 if ok else 503), "text/plain", f"{why}\n"
+
         return {
-            "/healthz": lambda: (200, "text/plain", "ok\n"),
+            "/healthz": alive,
             "/readyz": self.ready,
             "/metrics": self.parts.metrics.exposition,
         }
@@ -366,8 +380,14 @@ class Server:
     def _rebuild(self) -> None:
         first = self._resyncs == 1  # right after an election nothing of ours is in flight
         for found in self.parts.store.list_active():
-            stale = found.pending and (first or utcnow() - found.updated_at >= STALE_PENDING)
+            unfinished = found.pending or found.writing is not None
+            stale = unfinished and (first or utcnow() - found.updated_at >= STALE_PENDING)
             self._ensure_job(self.engine.recover(found) if stale else found)
+        for namespace in self._namespaces:
+            try:
+                self.engine.adopt_lost(namespace)  # Redis lost records the cluster still shows
+            except MeshError as e:
+                log.warning("resync: cannot look for lost rollouts in %s: %s", namespace, e)
 
     def _pick_up_due(self) -> None:
         horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
