@@ -1,6 +1,6 @@
 """Policy files (YAML) and their pure evaluation: who may do what to which service, and when."""
 
-from policies.decide import READ_ONLY, decide, mention, rollout_defaults
+from policies.decide import READ_ONLY, approvers, decide, mention, rollout_defaults, staged_gates
 from policies.errors import PolicyError, Problem
 from policies.explain import check, explain, summary
 from policies.load import load_policy
@@ -46,11 +46,13 @@ __all__ = [
     "Rule",
     "StepPlanFields",
     "Target",
+    "approvers",
     "check",
     "decide",
     "explain",
     "load_policy",
     "mention",
     "rollout_defaults",
+    "staged_gates",
     "summary",
 ]

@@ -81,6 +81,28 @@ def rollout_defaults(policy: Policy, target: Target) -> tuple[StepPlanFields, He
     return fields, settings.health
 
 
+def staged_gates(policy: Policy, target: Target, weights: Sequence[int]) -> tuple[int, ...]:
+    """The steps of a staged rollout that wait for an approval before they are applied.
+
+    A step waits when it is the first to reach one of the rule's `gates`, or when a requirement
+    for starts holds at its weight (`above_weight`). The first step is the start itself, which
+    `decide` judges (and holds for approval when needed); a requirement without a threshold is
+    met by approving the start.
+    """
+    placed = policy.match(target)
+    if placed is None:
+        return ()
+    rule = placed.rule
+    gated = {min((w for w in weights if w >= gate), default=None) for gate in rule.rollout.gates}
+    gated |= {w for w in weights[1:] if _above_threshold(rule, w)}
+    return tuple(w for w in weights if w in gated)
+
+
+def _above_threshold(rule: Rule, weight: int) -> bool:
+    start = Change(Action.START, weight_after=weight)
+    return any(r.above_weight is not None for r in _held(rule, Action.START, start))
+
+
 @dataclass(frozen=True)
 class _Ask:
     placed: PlacedRule
@@ -97,17 +119,23 @@ class _Ask:
 
     @property
     def raising(self) -> bool:
-        """Whether it starts or adds traffic (an unknown new weight counts as adding)."""
-        if self.action in (Action.SET_WEIGHT, Action.MIRROR):
-            after = self.change.weight_after
-            return after is None or after > (self.change.weight_before or 0)
-        return self.action in RAISING_ACTIONS
+        return _raising(self.action, self.change)
 
-    @property
-    def weight(self) -> int | None:
-        if self.action is Action.PROMOTE and self.change.weight_after is None:
-            return 100
-        return self.change.weight_after
+
+def _raising(action: Action, change: Change) -> bool:
+    """Whether it starts or adds traffic (an unknown new weight counts as adding)."""
+    if action in (Action.SET_WEIGHT, Action.MIRROR):
+        after = change.weight_after
+        return after is None or after > (change.weight_before or 0)
+    return action in RAISING_ACTIONS
+
+
+def _held(rule: Rule, action: Action, change: Change) -> list[ApprovalRule]:
+    """The approval requirements that apply to `change`."""
+    weight = change.weight_after
+    if action is Action.PROMOTE and weight is None:
+        weight = 100
+    return [r for r in rule.approvals if r.holds(action, _raising(action, change), weight)]
 
 
 Check = Callable[[_Ask], Decision | None]
@@ -231,7 +259,7 @@ class _Tally:
 
 
 def _approvals(ask: _Ask) -> Decision:
-    held = [r for r in ask.rule.approvals if r.holds(ask.action, ask.raising, ask.weight)]
+    held = _held(ask.rule, ask.action, ask.change)
     if veto := _veto(ask, held):
         return veto
     counted: set[str] = set()
@@ -246,10 +274,7 @@ def _approvals(ask: _Ask) -> Decision:
 def _veto(ask: _Ask, held: list[ApprovalRule]) -> Decision | None:
     if not held:
         return None
-    voters = {
-        *ask.rule.allow.who_may(Action.APPROVE),
-        *(s for r in held for s in ask.rule.approvers(r)),
-    }
+    voters = _voters(ask.rule, held)
     for vote in ask.approvals:
         if vote.deny and vote.plan_hash == ask.change.plan_hash and _may_vote(vote, voters, ask):
             return Deny(
@@ -258,8 +283,23 @@ def _veto(ask: _Ask, held: list[ApprovalRule]) -> Decision | None:
     return None
 
 
-def _may_vote(vote: Approval, voters: set[str], ask: _Ask) -> bool:
-    return vote.user == ask.actor.user or Actor(vote.user, vote.groups).is_one_of(frozenset(voters))
+def _may_vote(vote: Approval, voters: frozenset[str], ask: _Ask) -> bool:
+    return vote.user == ask.actor.user or Actor(vote.user, vote.groups).is_one_of(voters)
+
+
+def _voters(rule: Rule, held: list[ApprovalRule]) -> frozenset[str]:
+    """Whose approve or deny counts: who may approve, and whom a holding requirement names."""
+    return frozenset(
+        {*rule.allow.who_may(Action.APPROVE), *(s for r in held for s in rule.approvers(r))}
+    )
+
+
+def approvers(policy: Policy, change: Change, target: Target) -> frozenset[str]:
+    """The people and groups whose approve or deny counts for `change` to `target`."""
+    placed = policy.match(target)
+    if placed is None or change.action not in _ACTIONS:
+        return frozenset()
+    return _voters(placed.rule, _held(placed.rule, Action(change.action), change))
 
 
 def _tally(ask: _Ask, requirement: ApprovalRule) -> _Tally:
@@ -315,10 +355,10 @@ def _notes(requirement: ApprovalRule, tally: _Tally) -> list[str]:
     return notes
 
 
-def _allowed_because(ask: _Ask, approvers: set[str]) -> str:
+def _allowed_because(ask: _Ask, counted: set[str]) -> str:
     reason = f"{_rule_ref(ask.placed)} lets you {ask.action} in {ask.rule.scope}"
-    if approvers:
-        return f"{reason}; approved by {_either(tuple(sorted(approvers)), 'and')}"
+    if counted:
+        return f"{reason}; approved by {_either(tuple(sorted(counted)), 'and')}"
     return reason
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from policies.decide import decide
+from policies.decide import decide, staged_gates
 from policies.errors import PolicyError
 from policies.load import load_policy
 from policies.model import (
@@ -59,20 +59,34 @@ def explain(
     at: datetime,
     weight_before: int | None = None,
     weight_after: int | None = None,
+    steps: Sequence[int] | None = None,
 ) -> str:
-    """What `decide` says about this request, why, and which rule it came from."""
+    """What `decide` says about this request, why, and which rule it came from; for a start,
+    which of its steps (`steps`, or the rule's) wait for an approval."""
     actor = Actor(user, frozenset(groups))
     target = Target(namespace, service)
     change = Change(action, weight_before=weight_before, weight_after=weight_after)
     decision = decide(policy, actor, change, target, at)
-    return "\n".join(
-        [
-            f"decision: {_verdict(decision)}",
-            f"why: {decision.reason or 'nothing objects'}",
-            f"request: {_request(actor, change, target, at)}",
-            f"rule: {_which_rule(policy, target)}",
-        ]
-    )
+    lines = [
+        f"decision: {_verdict(decision)}",
+        f"why: {decision.reason or 'nothing objects'}",
+        f"request: {_request(actor, change, target, at)}",
+        f"rule: {_which_rule(policy, target)}",
+    ]
+    if action == Action.START:
+        lines.append(f"steps: {_steps(policy, target, steps)}")
+    return "\n".join(lines)
+
+
+def _steps(policy: Policy, target: Target, steps: Sequence[int] | None) -> str:
+    placed = policy.match(target)
+    weights = tuple(steps or (placed.rule.rollout.steps if placed else RolloutSettings().steps))
+    gated = staged_gates(policy, target, weights)
+    listed = ", ".join(f"{w}%" for w in weights)
+    if not gated:
+        return f"{listed}; none waits for an approval"
+    waits = "waits" if len(gated) == 1 else "wait"
+    return f"{listed}; {', '.join(f'{w}%' for w in gated)} {waits} for an approval"
 
 
 def _verdict(decision: Decision) -> str:
