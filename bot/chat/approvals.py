@@ -1,9 +1,9 @@
-"""Who may do what: the policy applied to chat, and approval requests with their cards.
+"""Who may do what: the policy applied to chat, and the cards of approval requests.
 
-A change that needs approval is kept in Redis with a hash of its exact plan. Approvals are
-recorded against that hash; when the plan changes (the live VirtualService moved), earlier
-approvals are void and the card says so. When enough approvals are in, the change runs as the
-person who asked for it.
+A change that needs approval is kept in Redis (bot.store.approvals) with a hash of its exact
+plan, and its card's buttons carry that hash. Approvals count for that plan only; when the plan
+changes (the live VirtualService moved), earlier approvals are void and the card says so. When
+enough approvals are in, the change runs as the person who asked for it.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from bot.store.approvals import ApprovalBook, ApprovalRequest
 from bot.store.redis_store import RolloutStore
 from policies import (
     Actor,
@@ -28,15 +28,30 @@ from policies import (
     Decision,
     NeedsApproval,
     Policy,
+    approvers,
     decide,
     mention,
 )
 from policies import Target as PolicyTarget
 
+__all__ = [
+    "APPROVAL_PREFIX",
+    "ApprovalBook",
+    "ApprovalRequest",
+    "Gate",
+    "GroupDirectory",
+    "allowed",
+    "approval_blocks",
+    "group_ids",
+    "parse_vote",
+    "plan_hash",
+    "summary_text",
+]
+
 GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
 GROUPS_TTL_S = 300
-REQUEST_TTL_S = 24 * 3600
 APPROVAL_PREFIX = "approval:"
+_VOTE_VALUE = re.compile(r"^(?P<id>[A-Za-z0-9]{1,32})(?::(?P<hash>[0-9a-f]{0,64}))?$")
 
 
 class GroupDirectory:
@@ -102,91 +117,16 @@ class Gate:
             approvals=tuple(approvals),
         )
 
+    def may_vote(self, user: str, change: Change, namespace: str, vs: str) -> bool:
+        """Whether `user`'s approve or deny counts for `change` (see policies.approvers)."""
+        voters = approvers(self.policy, change, PolicyTarget(namespace, vs))
+        return self.actor(user).is_one_of(voters)
+
 
 def plan_hash(*parts: object) -> str:
     """A short, stable fingerprint of what a change will do."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass
-class ApprovalRequest:
-    id: str
-    requester: str
-    channel: str | None
-    command: str  # the text after /canary, run as the requester once approved
-    namespace: str
-    vs: str
-    change: dict[str, Any]
-    diff: str
-    approvals: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "open"  # open | approved | denied
-    voided: bool = False  # the plan changed since someone approved
-    card_ts: str | None = None
-    kind: str = "command"  # or "gate": a staged rollout's step waiting for a go-ahead
-    rollout_id: str = ""
-    step: int = -1
-
-    @property
-    def plan_hash(self) -> str:
-        return str(self.change.get("plan_hash", ""))
-
-    def change_now(self) -> Change:
-        fields = dict(self.change)
-        last = fields.get("last_change_at")
-        fields["last_change_at"] = datetime.fromisoformat(last) if last else None
-        return Change(**fields)
-
-    def recorded(self) -> list[Approval]:
-        return [
-            Approval(
-                user=a["user"],
-                groups=frozenset(a["groups"]),
-                at=datetime.fromisoformat(a["at"]),
-                plan_hash=a["plan_hash"],
-                deny=a["deny"],
-            )
-            for a in self.approvals
-        ]
-
-
-class ApprovalBook:
-    """Approval requests in Redis."""
-
-    def __init__(self, store: RolloutStore) -> None:
-        self.store = store
-
-    def open(self, request: ApprovalRequest) -> ApprovalRequest:
-        request = replace(request, id=request.id or secrets.token_hex(4))
-        self.save(request)
-        return request
-
-    def load(self, request_id: str) -> ApprovalRequest | None:
-        raw = self.store.cache_get(f"approval:{request_id}")
-        return None if raw is None else ApprovalRequest(**json.loads(raw))
-
-    def save(self, request: ApprovalRequest) -> None:
-        self.store.cache_set(f"approval:{request.id}", json.dumps(asdict(request)), REQUEST_TTL_S)
-
-
-def record(
-    request: ApprovalRequest, approver: Actor, at: datetime, current_hash: str, *, deny: bool
-) -> ApprovalRequest:
-    """Add a vote; a changed plan voids the votes cast on the old one."""
-    votes = [a for a in request.approvals if a["plan_hash"] == current_hash]
-    voided = len(votes) < len(request.approvals)
-    votes = [a for a in votes if a["user"] != approver.user]  # one vote a person
-    votes.append(
-        {
-            "user": approver.user,
-            "groups": sorted(approver.groups),
-            "at": at.isoformat(),
-            "plan_hash": current_hash,
-            "deny": deny,
-        }
-    )
-    change = {**request.change, "plan_hash": current_hash}
-    return replace(request, approvals=votes, change=change, voided=voided or request.voided)
 
 
 def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list[dict[str, Any]]:
@@ -202,8 +142,8 @@ def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list
         lines.append(decision.reason)
     if request.voided:
         lines.append(
-            ":warning: The plan changed since earlier approvals; they no longer "
-            "count. Approve again if the new diff is right."
+            ":warning: The plan changed since this card was first posted; approvals given "
+            "before no longer count. Approve again if the new diff is right."
         )
     approvers = [mention(a["user"]) for a in request.approvals if not a["deny"]]
     if approvers:
@@ -218,8 +158,8 @@ def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list
                 "type": "actions",
                 "block_id": "approval",
                 "elements": [
-                    _button("Approve", "approve", request.id, "primary"),
-                    _button("Deny", "deny", request.id, "danger"),
+                    _button("Approve", "approve", request, "primary"),
+                    _button("Deny", "deny", request, "danger"),
                 ],
             }
         )
@@ -245,14 +185,23 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, 2900)}}
 
 
-def _button(label: str, verb: str, request_id: str, style: str) -> dict[str, Any]:
+def _button(label: str, verb: str, request: ApprovalRequest, style: str) -> dict[str, Any]:
     return {
         "type": "button",
         "text": {"type": "plain_text", "text": label},
         "action_id": f"{APPROVAL_PREFIX}{verb}",
-        "value": request_id,
+        "value": f"{request.id}:{request.plan_hash}",  # the vote is for the plan on the card
         "style": style,
     }
+
+
+def parse_vote(value: str) -> tuple[str, str | None]:
+    """(request id, plan hash on the card) from an Approve/Deny button's value; a card posted
+    before buttons carried the hash has no hash."""
+    match = _VOTE_VALUE.match(value)
+    if match is None:
+        raise ValueError(f"not an approval button value (<request id>:<plan hash>): {value[:40]!r}")
+    return match["id"], match["hash"] or None
 
 
 def _clip(text: str, limit: int) -> str:

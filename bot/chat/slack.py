@@ -25,7 +25,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from bot.chat.approvals import APPROVAL_PREFIX, summary_text
+from bot.chat.approvals import APPROVAL_PREFIX, parse_vote, summary_text
 from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
@@ -228,22 +228,29 @@ class SlackBot:
         ack()
         action = body["actions"][0]
         verb = str(action["action_id"]).removeprefix(APPROVAL_PREFIX)
-        request_id = str(action.get("value", ""))
-        if verb not in ("approve", "deny") or not request_id.isalnum():
+        try:
+            request_id, shown = parse_vote(str(action.get("value", "")))
+        except ValueError:
+            request_id, shown = "", None
+        if verb not in ("approve", "deny") or not request_id:
             log.warning("ignored an approval button with a foreign payload")
             return
         user = str(body["user"]["id"])
+        if not self._first_delivery(f"vote:{request_id}:{shown}:{verb}:{user}", None):
+            return  # a double tap, or Slack's retry, on the same card
         response_url = str(body.get("response_url", ""))
         self.workers.submit(
             _correlated(
                 str(body.get("trigger_id", "")),
-                lambda: self._vote(request_id, user, verb, response_url),
+                lambda: self._vote(request_id, shown, user, verb, response_url),
             )
         )
 
-    def _vote(self, request_id: str, user: str, verb: str, response_url: str) -> None:
+    def _vote(
+        self, request_id: str, shown: str | None, user: str, verb: str, response_url: str
+    ) -> None:
         try:
-            outcome = self.approvals.vote(request_id, user, deny=verb == "deny")
+            outcome = self.approvals.vote(request_id, user, deny=verb == "deny", shown=shown)
         except Exception as e:  # told to the one who pressed, not lost in a log
             self._reply(response_url, Reply(f":warning: {e}"))
             return

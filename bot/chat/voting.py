@@ -1,21 +1,27 @@
-"""Approve and Deny on an approval card: count the votes, and run the change when they suffice."""
+"""Approve and Deny on an approval card: each vote, and the status it leads to, in one step.
+
+A vote counts for the plan its card showed; when the plan has changed since, the card is shown
+again with the new diff and the voter asked to look again. A Deny closes the request for good,
+whatever the order the votes came in; the vote that completes the approvals moves the request
+to approved, once, and only that vote runs the change.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.chat.approvals import (
-    ApprovalBook,
-    ApprovalRequest,
-    approval_blocks,
-    plan_hash,
-    record,
-)
+from bot.chat.approvals import ApprovalBook, ApprovalRequest, approval_blocks, plan_hash
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.rollout.model import ApprovalDenied, ApprovalGranted, Rollout
+from bot.store.approvals import APPROVED, DENIED, OPEN, Ballot, Vote
 from commands import parse
-from policies import Allow, Change, Deny, mention
+from policies import Change, Decision, Deny, mention
+
+PLAN_CHANGED = (
+    "The plan changed since this card was posted; look at the new diff and approve again."
+)
+OWN_APPROVAL = "Your own approval does not count: someone else must approve (the policy says who)."
 
 
 class RequestClosed(ValueError):
@@ -35,10 +41,7 @@ class Approvals:
         self.dispatcher = dispatcher
 
     def card_posted(self, request_id: str, ts: str) -> None:
-        book = self._book()
-        request = book.load(request_id)
-        if request is not None:
-            book.save(replace(request, card_ts=ts))
+        self._book().card_posted(request_id, ts)
 
     def open_gate(self, rollout: Rollout) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
         """A staged rollout reached a gated step: ask for the go-ahead on a card."""
@@ -71,85 +74,99 @@ class Approvals:
         self._audit(request, rollout.started_by, "approval-requested", rollout.weight, weight)
         return request, approval_blocks(request, None)
 
-    def vote(self, request_id: str, user: str, *, deny: bool) -> Outcome:
-        request = self._open(request_id)
-        if request.kind == "gate":
-            return self._vote_on_gate(request, user, deny=deny)
+    def vote(self, request_id: str, user: str, *, deny: bool, shown: str | None = None) -> Outcome:
+        """`user` pressed Approve or Deny on the card of `request_id` showing plan `shown`."""
+        request = self._open(request_id, deny)
         if user == request.requester and not deny:
+            return Outcome(request, approval_blocks(request, None), OWN_APPROVAL)
+        change, diff = self._plan_now(request, deny)
+        if not self._may_vote(request, user, change):
             return Outcome(
                 request,
                 approval_blocks(request, None),
-                "Your own approval does not count: someone else must approve "
-                "(the policy says who).",
+                "You may not approve or deny changes to this service (see the policy).",
             )
-        d, gate = self.dispatcher, self.dispatcher.gate
-        assert gate is not None
-        command = parse(request.command)
-        change, diff = d.change_for(command, request.namespace)  # the plan as it is now
-        request = replace(
-            record(request, gate.actor(user), d.clock(), change.plan_hash, deny=deny), diff=diff
-        )
-        decision = gate.decide(
-            request.requester, change, request.namespace, request.vs, request.recorded()
-        )
+        if not deny and (shown or request.plan_hash) != change.plan_hash:
+            return self._replan(request, change, diff)
+        ballot = self._cast(request, user, change, deny=deny)
+        if not ballot.counted:
+            return self._not_counted(ballot.request, deny)
         self._audit(
             request, user, "deny" if deny else "approve", change.weight_before, change.weight_after
         )
-        replies: list[Reply] = []
-        if isinstance(decision, Allow):
-            asker = Asker(request.requester, request.channel)
-            replies = d.run(command, asker, text=request.command, approved=True)
-            request = replace(request, status="approved")
-        elif isinstance(decision, Deny):
-            request = replace(request, status="denied")
-            replies = [Reply(f"{mention(request.requester)}: {decision.reason}")]
-        self._book().save(request)
-        return Outcome(request, approval_blocks(request, decision), "", replies)
+        replies = self._carry_out(ballot, user)
+        return Outcome(
+            ballot.request, approval_blocks(ballot.request, ballot.decision), "", replies
+        )
 
-    def _vote_on_gate(self, request: ApprovalRequest, user: str, *, deny: bool) -> Outcome:
-        """A gate opens when the policy's approvals for the step are in, and at least one
-        person the policy lets approve (not the one who started the rollout) said yes."""
-        d, gate = self.dispatcher, self.dispatcher.gate
+    def _plan_now(self, request: ApprovalRequest, deny: bool) -> tuple[Change, str]:
+        """The change as it would be made now, and its diff. A Deny needs no fresh plan:
+        refusing is safe whatever the plan became."""
+        if deny or request.kind == "gate":
+            return request.change_now(), request.diff
+        return self.dispatcher.change_for(parse(request.command), request.namespace)
+
+    def _may_vote(self, request: ApprovalRequest, user: str, change: Change) -> bool:
+        if request.kind == "command" and user == request.requester:
+            return True  # withdrawing one's own request
+        gate = self.dispatcher.gate
         assert gate is not None
-        if user == request.requester and not deny:
-            return Outcome(
-                request,
-                approval_blocks(request, None),
-                "Your own approval does not count: someone else must approve.",
-            )
-        approver = gate.actor(user)
-        may = isinstance(
-            gate.decide(user, Change(action="approve"), request.namespace, request.vs), Allow
+        return gate.may_vote(user, change, request.namespace, request.vs)
+
+    def _replan(self, request: ApprovalRequest, change: Change, diff: str) -> Outcome:
+        fields = {**asdict(change), "last_change_at": _iso(change)}
+        replanned = self._book().replan(request.id, fields, diff)
+        if replanned is None or replanned.status != OPEN:
+            raise RequestClosed(_closed_text(replanned or request, deny=False))
+        return Outcome(replanned, approval_blocks(replanned, None), PLAN_CHANGED)
+
+    def _cast(self, request: ApprovalRequest, user: str, change: Change, *, deny: bool) -> Ballot:
+        gate = self.dispatcher.gate
+        assert gate is not None
+        requester = request.requester
+        vote = Vote(
+            user=user,
+            groups=gate.actor(user).groups,
+            at=self.dispatcher.clock(),
+            plan_hash=change.plan_hash,
+            deny=deny,
         )
-        if not may:
-            return Outcome(
-                request,
-                approval_blocks(request, None),
-                "You may not approve changes to this service (see the policy).",
-            )
-        request = record(request, approver, d.clock(), request.plan_hash, deny=deny)
-        change = request.change_now()
-        decision = gate.decide(
-            request.requester, change, request.namespace, request.vs, request.recorded()
-        )
-        self._audit(
-            request, user, "deny" if deny else "approve", change.weight_before, change.weight_after
-        )
-        if deny or isinstance(decision, Deny):
-            d.engine.handle(request.rollout_id, ApprovalDenied(actor=user, step=request.step))
-            request = replace(request, status="denied")
-        elif isinstance(decision, Allow):
+
+        def judge(voted: ApprovalRequest) -> Decision:
+            judged = voted.change_now() if deny else change
+            return gate.decide(requester, judged, voted.namespace, voted.vs, voted.recorded())
+
+        ballot = self._book().cast(request.id, vote, judge)
+        if ballot is None:
+            raise RequestClosed("This approval request has expired; ask again.")
+        return ballot
+
+    def _not_counted(self, request: ApprovalRequest, deny: bool) -> Outcome:
+        if request.status == OPEN:  # another vote put a newer plan on the card meanwhile
+            return Outcome(request, approval_blocks(request, None), PLAN_CHANGED)
+        return Outcome(request, approval_blocks(request, None), _closed_text(request, deny))
+
+    def _carry_out(self, ballot: Ballot, user: str) -> list[Reply]:
+        """Run the change (or end the gated rollout): only the vote that decided does this."""
+        request, d = ballot.request, self.dispatcher
+        if request.kind == "gate" and request.status == APPROVED:
             d.engine.handle(request.rollout_id, ApprovalGranted(actor=user, step=request.step))
-            request = replace(request, status="approved")
-        self._book().save(request)
-        return Outcome(request, approval_blocks(request, decision))
+        elif request.kind == "gate" and request.status == DENIED:
+            d.engine.handle(request.rollout_id, ApprovalDenied(actor=user, step=request.step))
+        elif request.status == APPROVED:
+            asker = Asker(request.requester, request.channel)
+            return d.run(parse(request.command), asker, text=request.command, approved=True)
+        elif request.status == DENIED:
+            reason = ballot.decision.reason if isinstance(ballot.decision, Deny) else ""
+            return [Reply(f"{mention(request.requester)}: {reason or f'denied by {user}'}")]
+        return []
 
-    def _open(self, request_id: str) -> ApprovalRequest:
+    def _open(self, request_id: str, deny: bool) -> ApprovalRequest:
         request = self._book().load(request_id)
         if request is None:
             raise RequestClosed("This approval request has expired; ask again.")
-        if request.status != "open":
-            raise RequestClosed(f"This request is already {request.status}.")
+        if request.status != OPEN:
+            raise RequestClosed(_closed_text(request, deny))
         return request
 
     def _audit(
@@ -178,3 +195,14 @@ class Approvals:
         if book is None:
             raise RequestClosed("approvals are not configured: no policy is loaded")
         return book
+
+
+def _closed_text(request: ApprovalRequest, deny: bool) -> str:
+    vote = "deny" if deny else "approval"
+    by = ", ".join(mention(u) for u in request.denied_by())
+    status = f"denied by {by}" if request.status == DENIED and by else request.status
+    return f"This request is already {status}; your {vote} was not counted."
+
+
+def _iso(change: Change) -> str | None:
+    return None if change.last_change_at is None else change.last_change_at.isoformat()
