@@ -43,7 +43,7 @@ from bot.rollout.transitions import InvalidTransition
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
-from policies import Change, Deny, NeedsApproval, rollout_defaults
+from policies import Change, Deny, NeedsApproval, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
 USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, Busy, StoreError, ValueError)
@@ -119,7 +119,7 @@ class Dispatcher:
         weight = (
             command.weight
             if command.verb is not Verb.START
-            else (command.steps or self.default_steps.weights)[0]
+            else self._steps_for(namespace, vs, command.steps)["weights"][0]
         )
         request = SplitRequest.build(
             vs=vs,
@@ -224,10 +224,8 @@ class Dispatcher:
         return _outcome(rollout, rollout.weight)
 
     def _start(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        overrides = {"weights": c.steps, "interval_s": c.interval_s}
-        fields = dict(self._steps_for(namespace, str(c.service))) | {
-            k: v for k, v in overrides.items() if v
-        }
+        fields = self._steps_for(namespace, str(c.service), c.steps)
+        fields["interval_s"] = c.interval_s or fields["interval_s"]
         try:
             steps = StepPlan.model_validate(fields)
         except ValidationError as e:
@@ -240,14 +238,31 @@ class Dispatcher:
             actor=asker.user,
             channel=asker.channel,
         )
-        return []
+        if not steps.gates:
+            return []
+        waits = ", ".join(f"{w}%" for w in steps.gates)
+        which = (
+            f"the steps to {waits} wait" if len(steps.gates) > 1 else f"the step to {waits} waits"
+        )
+        return [
+            Reply(
+                f":hourglass: {_service(str(c.service), namespace)}: {which} for an approval; "
+                "an approval card is posted when the rollout gets there"
+            )
+        ]
 
-    def _steps_for(self, namespace: str, vs: str) -> dict[str, Any]:
-        """The policy's step plan for this service, or the built-in one."""
+    def _steps_for(
+        self, namespace: str, vs: str, weights: tuple[int, ...] | None = None
+    ) -> dict[str, Any]:
+        """The step plan for this service (the policy's, or the built-in one), walking through
+        `weights` if given; the policy says which steps wait for an approval."""
         if self.gate is None:
-            return self.default_steps.model_dump()
-        fields, _ = rollout_defaults(self.gate.policy, PolicyTarget(namespace, vs))
-        return dict(fields)
+            return self.default_steps.model_dump() | ({"weights": weights} if weights else {})
+        target = PolicyTarget(namespace, vs)
+        fields: dict[str, Any] = dict(rollout_defaults(self.gate.policy, target)[0])
+        fields["weights"] = weights or fields["weights"]
+        fields["gates"] = staged_gates(self.gate.policy, target, fields["weights"])
+        return fields
 
     def _transition(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         self.engine.act(namespace, str(c.service), EVENTS[c.verb](actor=asker.user))
