@@ -200,10 +200,11 @@ class SlackBot:
         except ValueError:
             log.warning("ignored a button with a foreign payload")
             return
-        # A double tap sends the same card version twice: act once.
-        if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}", None):
-            return
         asker = Asker(user=str(body["user"]["id"]), channel=(body.get("channel") or {}).get("id"))
+        # A double tap (or Slack's retry) sends the same card version twice: act once. Per
+        # user, so that a tap the policy refuses never keeps anyone else's from acting.
+        if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}:{asker.user}", None):
+            return
         response_url = str(body.get("response_url", ""))
         log.info("%s pressed by %s on rollout %s", verb, asker.user, rollout_id)
         self.workers.submit(
