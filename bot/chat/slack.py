@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -23,6 +24,9 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from bot.chat.approvals import APPROVAL_PREFIX, parse_vote, summary_text
@@ -30,7 +34,7 @@ from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_act
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
-from bot.health.chart import chart_png
+from bot.health.chart import chart_png_isolated
 from bot.health.verdict import Thresholds
 from bot.ops.logs import correlation_id
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
@@ -49,13 +53,70 @@ BUTTON_EVENTS: dict[str, type[Any]] = {
     "rollback": Rollback,
     "abort": Abort,
 }
+SLACK_TIMEOUT_S = 10
+CHARTS_AT_ONCE = 2  # child processes drawing charts: each needs about 85 MB for a second
+RATE_LIMIT_BUDGET_S = 10.0
 
 
-def web_client(token: str, base_url: str | None = None) -> WebClient:
-    """A WebClient that waits out Slack's rate limits (429 + Retry-After) and tries again."""
-    client = WebClient(token=token, timeout=10, base_url=base_url or WebClient.BASE_URL)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=5))
+def web_client(
+    token: str, base_url: str | None = None, *, sleep: Callable[[float], None] = time.sleep
+) -> WebClient:
+    """A WebClient that waits out Slack's rate limits (429 + Retry-After), within a budget."""
+    client = WebClient(
+        token=token, timeout=SLACK_TIMEOUT_S, base_url=base_url or WebClient.BASE_URL
+    )
+    client.retry_handlers.append(RateLimitRetry(RATE_LIMIT_BUDGET_S, sleep))
     return client
+
+
+class RateLimitRetry(RateLimitErrorRetryHandler):
+    """Waits out each 429's Retry-After, unless that takes one call past `budget_s` in all.
+
+    A 429 storm with long Retry-Afters then fails the call (`ratelimited`) instead of holding
+    a worker for minutes.
+    """
+
+    def __init__(self, budget_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(max_retry_count=5)
+        self.budget_s, self._sleep = budget_s, sleep
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        return _waited(state) + _retry_after(response) <= self.budget_s
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        wait = _retry_after(response)
+        state.custom_values = {**(state.custom_values or {}), "waited": _waited(state) + wait}
+        state.next_attempt_requested = True
+        self._sleep(wait)
+        state.increment_current_attempt()
+
+
+def _waited(state: RetryState) -> float:
+    return float((state.custom_values or {}).get("waited", 0.0))
+
+
+def _retry_after(response: HttpResponse | None) -> float:
+    headers = {k.lower(): v for k, v in (response.headers if response else {}).items()}
+    try:
+        return float(headers.get("retry-after", ["1"])[0])
+    except ValueError:
+        return 1.0
 
 
 class Workers:
@@ -85,10 +146,14 @@ class SlackNotifier:
         store: RolloutStore,
         clock: Callable[[], datetime],
         thresholds: Thresholds | None = None,
+        *,
+        draw: Callable[[Rollout], bytes] = chart_png_isolated,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
         self.thresholds = thresholds or Thresholds()
         self._posting = threading.Lock()
+        self._draw = draw
+        self._drawing = threading.BoundedSemaphore(CHARTS_AT_ONCE)
         # Set by the Slack app when a policy is loaded: gated steps get an approval card.
         self.open_gate: Callable[[Rollout], tuple[Any, list[dict[str, Any]]]] | None = None
         self.gate_card_posted: Callable[[str, str], None] = lambda request_id, ts: None
@@ -110,13 +175,31 @@ class SlackNotifier:
             text = health_table(rollout.last_verdict, self.thresholds)
         self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=text)
         if message.event in FINAL_EVENTS and rollout.verdicts:
+            self._post_chart_later(rollout, ts)
+
+    def _post_chart_later(self, rollout: Rollout, ts: str) -> None:
+        """Draw and upload the chart in the background: `notify` is on the engine's path."""
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run,
+            args=(self._post_chart, rollout, ts),
+            name=f"chart-{rollout.id}",
+            daemon=True,
+        ).start()
+
+    def _post_chart(self, rollout: Rollout, ts: str) -> None:
+        try:
+            with self._drawing:
+                png = self._draw(rollout)
             self.client.files_upload_v2(
                 channel=rollout.channel,
                 thread_ts=ts,
-                content=chart_png(rollout),
+                content=png,
                 filename=f"{rollout.target.vs}-{rollout.id}.png",
                 title=f"{rollout.target.service}: canary vs stable",
             )
+        except Exception as e:  # the thread already has the news; the chart is a picture of it
+            log.warning("rollout %s: posted without its chart: %s", rollout.id, e)
 
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
@@ -276,7 +359,7 @@ class SlackBot:
     def _reply(self, response_url: str, reply: Reply, asker: Asker | None = None) -> None:
         try:
             if reply.ephemeral and response_url:
-                WebhookClient(response_url).send(
+                WebhookClient(response_url, timeout=SLACK_TIMEOUT_S).send(
                     text=reply.text,
                     blocks=reply.blocks,
                     response_type="ephemeral",

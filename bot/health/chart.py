@@ -1,14 +1,17 @@
 """The end-of-rollout chart: canary vs stable success rate and p99 over the rollout's life.
 
 Drawn from the figures each health check kept on the rollout record, so it costs no query.
-Uses matplotlib's object API on the Agg canvas: no display, no global pyplot state, safe in
-worker threads.
+Uses matplotlib's object API on the Agg canvas: no display, no global pyplot state. Drawing
+holds the GIL for a second or more (4.5 s on a loaded replica), long enough to starve the
+leader's lease renewal, so the bot draws in a child process (`chart_png_isolated`).
 """
 
 from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 from bot.rollout.model import Rollout, Verdict
@@ -16,8 +19,33 @@ from bot.rollout.model import Rollout, Verdict
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+DRAW_DEADLINE_S = 30.0
 COLOURS = {"canary": "#d9534f", "stable": "#337ab7"}
 MARKERS = {"pass": "o", "fail": "X", "inconclusive": "s"}
+
+
+class ChartError(Exception):
+    """The chart could not be drawn, or not in time."""
+
+
+def chart_png_isolated(rollout: Rollout, *, deadline_s: float = DRAW_DEADLINE_S) -> bytes:
+    """`chart_png(rollout)`, drawn in a child process that is killed at the deadline."""
+    try:
+        drawn = subprocess.run(
+            [sys.executable, "-m", "bot.health.chart"],
+            input=rollout.model_dump_json().encode(),
+            capture_output=True,
+            timeout=deadline_s,
+            check=True,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ChartError(f"drawing the chart took more than {deadline_s:g} s") from e
+    except subprocess.CalledProcessError as e:
+        lines = e.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        raise ChartError(f"drawing the chart failed: {lines[-1]}") from e
+    except OSError as e:
+        raise ChartError(f"could not start drawing the chart: {e}") from e
+    return drawn.stdout
 
 
 def chart_png(rollout: Rollout) -> bytes:
@@ -58,3 +86,12 @@ def _plot(axes: Axes, times: list[float], verdicts: list[Verdict], key: str, sid
     axes.plot(xs, ys, color=COLOURS[side], label=side, linewidth=1.5)
     for t, y, outcome in shown:
         axes.scatter([t], [y], color=COLOURS[side], marker=MARKERS[outcome])
+
+
+def main() -> None:
+    """Read a rollout as JSON on stdin, write its chart as PNG on stdout."""
+    sys.stdout.buffer.write(chart_png(Rollout.model_validate_json(sys.stdin.buffer.read())))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import struct
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from slack_sdk.errors import SlackApiError
 
 from bot.chat.slack import SlackNotifier, web_client
+from bot.health.chart import ChartError, chart_png, chart_png_isolated
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
 from bot.sandbox.fake_slack import FakeSlack
 from bot.store.redis_store import RolloutStore, connect
@@ -71,10 +75,9 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
     notifier.notify(rollout(Phase.PROGRESSING, ()), Notify(event="started", text="started"))
     notifier.notify(rollout(Phase.PROGRESSING, (first,)), Notify(event="health", text="fail"))
     second = verdict(0, "fail", 94.0, 130.0)
-    notifier.notify(
-        rollout(Phase.FAILED, (first, second)),
-        Notify(event="auto-rollback", text="weather back on v1"),
-    )
+    final = rollout(Phase.FAILED, (first, second))
+    notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
+    [done] = [slack.wait_for(lambda c: c.method == "files.completeUploadExternal", timeout=60)]
     [card] = slack.calls_to("chat.postMessage")[:1]
     ts = next(iter(slack.messages("C1")))
     replies = [c.body for c in slack.calls_to("chat.postMessage")[1:]]
@@ -88,7 +91,7 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
     png = upload.raw
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert_valid_png(png)
-    [done] = slack.calls_to("files.completeUploadExternal")
+    assert png == chart_png(final)  # drawn in a child process, byte for byte the same
     assert done.body["channel_id"] == "C1" and done.body["thread_ts"] == ts
     assert card.body["channel"] == "C1"
 
@@ -107,3 +110,115 @@ def assert_valid_png(data: bytes) -> None:
     assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
     width, height = struct.unpack(">II", data[16:24])
     assert width >= 400 and height >= 300
+
+
+class Gate:
+    """A chart drawer that waits until the test lets it finish."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.drawing, self.release, self.fail = threading.Event(), threading.Event(), fail
+
+    def __call__(self, rollout: Rollout) -> bytes:
+        self.drawing.set()
+        self.release.wait(30)
+        if self.fail:
+            raise ChartError("drawing the chart took more than 30 s")
+        return b"\x89PNG not really"
+
+
+class Logged(logging.Handler):
+    """Sets `seen` when a record arrives, so a test can wait for a background thread's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen, self.messages = threading.Event(), list[str]()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+        self.seen.set()
+
+
+@pytest.fixture
+def logged() -> Iterator[Logged]:
+    handler = Logged()
+    logger = logging.getLogger("bot.chat.slack")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def notifier_for(
+    slack: FakeSlack, redis_url: str, draw: Callable[[Rollout], bytes]
+) -> SlackNotifier:
+    client = web_client("xoxb-test-token", slack.url + "/api/")
+    return SlackNotifier(client, RolloutStore(connect(redis_url)), lambda: T0, draw=draw)
+
+
+def test_notify_returns_while_the_chart_is_still_being_drawn(
+    slack: FakeSlack, redis_url: str
+) -> None:
+    gate = Gate()
+    notifier = notifier_for(slack, redis_url, gate)
+    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
+    assert gate.drawing.wait(10), "the chart was never drawn"
+    assert [c.body["text"] for c in slack.calls_to("chat.postMessage")[1:]] == [
+        "weather back on v1"
+    ]
+    assert slack.calls_to("upload") == []
+    gate.release.set()
+    slack.wait_for(lambda c: c.method == "files.completeUploadExternal")
+    assert [c.raw for c in slack.calls_to("upload")] == [b"\x89PNG not really"]
+
+
+def test_a_chart_that_cannot_be_drawn_leaves_the_thread_message_and_a_log_line(
+    slack: FakeSlack, redis_url: str, logged: Logged
+) -> None:
+    gate = Gate(fail=True)
+    gate.release.set()
+    notifier = notifier_for(slack, redis_url, gate)
+    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
+    assert logged.seen.wait(10), "nothing was logged"
+    assert logged.messages == [
+        "rollout r1: posted without its chart: drawing the chart took more than 30 s"
+    ]
+    assert slack.calls_to("chat.postMessage")[-1].body["text"] == "weather back on v1"
+    assert slack.calls_to("files.getUploadURLExternal") == []
+
+
+def test_a_chart_past_its_deadline_is_given_up() -> None:
+    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    with pytest.raises(ChartError, match=r"drawing the chart took more than 0\.001 s"):
+        chart_png_isolated(final, deadline_s=0.001)
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def test_a_short_rate_limit_is_waited_out(slack: FakeSlack) -> None:
+    sleeps = Sleeps()
+    client = web_client("xoxb-test-token", slack.url + "/api/", sleep=sleeps)
+    slack.rate_limit("chat.postMessage", times=2, retry_after=3)
+    assert client.chat_postMessage(channel="C1", text="hello")["ok"]
+    assert sleeps == [3.0, 3.0]
+
+
+def test_a_rate_limit_storm_fails_the_call_instead_of_holding_it_for_minutes(
+    slack: FakeSlack,
+) -> None:
+    sleeps = Sleeps()
+    client = web_client("xoxb-test-token", slack.url + "/api/", sleep=sleeps)
+    slack.rate_limit("chat.postMessage", times=3, retry_after=4)
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C1", text="hello")
+    assert refused.value.response["error"] == "ratelimited"
+    assert sleeps == [4.0, 4.0]  # a third wait would pass the 10 s budget
+    slack.rate_limit("chat.postMessage", times=1, retry_after=30)
+    sleeps.clear()
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="C1", text="hello")
+    assert sleeps == []  # Retry-After 30 alone is past the budget
+    assert client.chat_postMessage(channel="C1", text="hello")["ok"]
