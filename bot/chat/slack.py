@@ -37,6 +37,7 @@ from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
 from bot.health.verdict import Thresholds
 from bot.ops.logs import correlation_id
+from bot.rollout.engine import URGENT
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
@@ -53,6 +54,8 @@ BUTTON_EVENTS: dict[str, type[Any]] = {
     "rollback": Rollback,
     "abort": Abort,
 }
+# The verbs whose events the engine never makes wait (rollback, abort, pause).
+URGENT_VERBS = frozenset(Verb(v) for v, event in BUTTON_EVENTS.items() if issubclass(event, URGENT))
 SLACK_TIMEOUT_S = 10
 CHARTS_AT_ONCE = 2  # child processes drawing charts: each needs about 85 MB for a second
 RATE_LIMIT_BUDGET_S = 10.0
@@ -120,10 +123,27 @@ def _retry_after(response: HttpResponse | None) -> float:
 
 
 class Workers:
-    """A bounded pool: when it is full, the asker is told to try again instead of waiting."""
+    """Bounded pools: when one is full, the asker is told to try again instead of waiting.
 
-    def __init__(self, size: int = 8, backlog: int = 64) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="canary-work")
+    Urgent work (rollback, abort, pause) has a lane of its own that nothing else can fill, so
+    a pile of slow `status` commands never delays a rollback.
+    """
+
+    def __init__(self, size: int = 8, backlog: int = 64, *, urgent: int = 2) -> None:
+        self._normal = _Lane("canary-work", size, backlog)
+        self._urgent = _Lane("canary-urgent", urgent, backlog)
+
+    def submit(self, fn: Callable[[], None], *, urgent: bool = False) -> bool:
+        return (self._urgent if urgent else self._normal).submit(fn)
+
+    def shutdown(self) -> None:
+        self._normal.shutdown()
+        self._urgent.shutdown()
+
+
+class _Lane:
+    def __init__(self, name: str, size: int, backlog: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(size + backlog)
 
     def submit(self, fn: Callable[[], None]) -> bool:
@@ -269,7 +289,7 @@ class SlackBot:
             lambda: self._run(command, asker, response_url, text),
         )
         log.info("/canary %s from %s in %s", command.verb.value, asker.user, asker.channel)
-        if not self.workers.submit(job):
+        if not self.workers.submit(job, urgent=command.verb in URGENT_VERBS):
             ack(response_type="ephemeral", text=":hourglass: The bot is busy; try again.")
             return
         self._count(command.verb.value, "accepted")
@@ -294,7 +314,8 @@ class SlackBot:
             _correlated(
                 str(body.get("trigger_id", "")),
                 lambda: self._press(verb, rollout_id, asker, response_url),
-            )
+            ),
+            urgent=verb in URGENT_VERBS,
         )
 
     def _press(self, verb: str, rollout_id: str, asker: Asker, response_url: str) -> None:
