@@ -51,6 +51,11 @@ class StepScheduler:
         self._scheduler.pause()
 
     def shutdown(self) -> None:
+        # APScheduler marks itself stopped before taking its job store lock, so a run it is
+        # handing out at that moment fails to remove its date job; pausing, then taking the
+        # lock (get_jobs), lets that bookkeeping finish first.
+        self._scheduler.pause()
+        self._scheduler.get_jobs()
         self._scheduler.shutdown(wait=True)
 
     def schedule(self, rollout_id: str, at: datetime, step: int) -> None:
