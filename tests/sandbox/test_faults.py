@@ -3,13 +3,17 @@ paused and killed, and the recorder of everything a run did."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +21,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from bot.sandbox.apiserver import SandboxApiServer
 from tests.support.faultproxy import FaultProxy
+from tests.support.processes import ChildExited, ChildProcess, cli, serve, serve_env
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -156,3 +162,71 @@ def test_a_trickled_reply_arrives_in_pieces(http_url: str) -> None:
             pieces = list(iter(lambda: response.read1(1024), b""))
     assert b"".join(pieces) == BODY
     assert len(pieces) > 1
+
+
+# --- Child processes -------------------------------------------------------------------------
+
+TICKER = """
+import itertools, time
+for n in itertools.count():
+    print("tick", n, flush=True)
+    time.sleep(0.01)
+"""
+
+POLITE = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (print("bye", flush=True), sys.exit(3)))
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def python(tmp_path: Path, script: str) -> ChildProcess:
+    return ChildProcess([sys.executable, "-c", script], env=os.environ, log=tmp_path / "child.log")
+
+
+def test_a_child_can_be_paused_resumed_and_killed(tmp_path: Path) -> None:
+    with python(tmp_path, TICKER) as child:
+        child.wait_for_line(r"^tick 1$")
+        child.pause()
+        assert child.paused
+        mark = child.mark()
+        child.resume()
+        assert not child.paused
+        child.wait_for_line("tick", since=mark)
+        assert child.kill() == -signal.SIGKILL
+        assert not child.running
+
+
+def test_a_paused_child_can_be_killed(tmp_path: Path) -> None:
+    with python(tmp_path, TICKER) as child:
+        child.wait_for_line("tick")
+        child.pause()
+        assert child.kill() == -signal.SIGKILL
+
+
+def test_terminate_reaches_a_paused_child(tmp_path: Path) -> None:
+    with python(tmp_path, POLITE) as child:
+        child.wait_for_line("ready")
+        child.pause()
+        assert child.terminate() == 3
+        assert child.text().splitlines() == ["ready", "bye"]
+
+
+def test_waiting_on_a_child_that_exited_fails_at_once(tmp_path: Path) -> None:
+    with python(tmp_path, "print('oops'); raise SystemExit(4)") as child:
+        with pytest.raises(ChildExited, match=r"exited with 4; its log ends with:\noops"):
+            child.wait_for_line("never", timeout=600)
+
+
+def test_a_serve_replica_leads_and_stops_cleanly(
+    tmp_path: Path, sandbox: SandboxApiServer, redis_url: str
+) -> None:
+    env = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="replica-1")
+    with serve(env, tmp_path / "replica-1.log") as replica:
+        replica.wait_for_line("leading now")
+        listed = cli(env, "rollout", "list")
+        assert (listed.returncode, listed.stdout) == (0, "")
+        assert replica.terminate() == 0
+    assert {r.user for r in sandbox.requests} == {"replica-1"}  # its kubeconfig names it
