@@ -330,7 +330,8 @@ class Dispatcher:
 
 def _outcome(rollout: Rollout, wanted: int) -> list[Reply]:
     """What the asker is told beyond the card: only what went wrong, as it really is."""
-    if rollout.weight == wanted and rollout.writing is None and rollout.phase is not Phase.FAILED:
+    went_live = rollout.weight == wanted and rollout.writing is None
+    if went_live and not rollout.write_failed and rollout.phase is not Phase.FAILED:
         return []
     return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
 

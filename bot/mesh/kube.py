@@ -86,6 +86,7 @@ class KubeMesh:
         sleep: Callable[[float], None] = time.sleep,
         watch_destination_rules: bool = False,
         observe: Callable[[str, float, int | None], None] = lambda verb, seconds, status: None,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self._apis = client.ApisApi(api_client)
@@ -96,6 +97,7 @@ class KubeMesh:
         self._caches: dict[str, _DestinationRuleCache] = {}
         self._lock = threading.Lock()
         self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
+        self._timeout = timeout  # (connect, read) seconds for every call
 
     @property
     def version(self) -> str:
@@ -118,7 +120,7 @@ class KubeMesh:
     def virtual_services(self, namespace: str) -> list[Json]:
         with _translated("list", VS, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(
-                GROUP, self.version, namespace, VS, _request_timeout=TIMEOUT
+                GROUP, self.version, namespace, VS, _request_timeout=self._timeout
             )
         return cast(list[Json], cast(Json, found)["items"])
 
@@ -205,7 +207,7 @@ class KubeMesh:
                         change.name,
                         change.guarded_ops(),
                         _content_type="application/json-patch+json",
-                        _request_timeout=TIMEOUT,
+                        _request_timeout=self._timeout,
                     )
                 return cast(Json, result)
             except ApiException as e:
@@ -224,14 +226,14 @@ class KubeMesh:
     def _get(self, plural: str, namespace: str, name: str) -> Json:
         with _translated("get", plural, namespace, name), self._timed("get"):
             found = self._api.get_namespaced_custom_object(
-                GROUP, self.version, namespace, plural, name, _request_timeout=TIMEOUT
+                GROUP, self.version, namespace, plural, name, _request_timeout=self._timeout
             )
         return cast(Json, found)
 
     def _list_destination_rules(self, namespace: str) -> Json:
         with _translated("list", DR, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(
-                GROUP, self.version, namespace, DR, _request_timeout=TIMEOUT
+                GROUP, self.version, namespace, DR, _request_timeout=self._timeout
             )
         return cast(Json, found)
 
@@ -265,7 +267,7 @@ class KubeMesh:
 
     def _discover_version(self) -> str:
         with _translated("discover", "apis", "", None):
-            groups = self._apis.get_api_versions(_request_timeout=TIMEOUT).groups
+            groups = self._apis.get_api_versions(_request_timeout=self._timeout).groups
         offered = [v.version for g in groups if g.name == GROUP for v in g.versions]
         for version in PREFERRED_VERSIONS:
             if version in offered:

@@ -245,6 +245,8 @@ class _Target:
                 f"{self.where()} has no http route to host '{self.dr.spec.host}' of "
                 f"DestinationRule '{self.dr.name}'; add a route to it first"
             )
+        if request.stable is not None and request.stable in traffic:
+            return request.stable, self.canary_subset(request.stable, request, last)
         if last is not None and last.stable in traffic and last.stable != request.to:
             return last.stable, self.canary_subset(last.stable, request, last)
         # Catch-all routes carry the bulk of traffic; header-matched tester routes do not.

@@ -25,6 +25,7 @@ class SplitRequest(BaseModel):
     namespace: str = "default"
     weight: Percent | None = None
     to: str | None = None
+    stable: str | None = None  # a rollout knows its roles; chat commands leave it to the planner
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
     finalize: bool = False  # promotion: the canary takes all traffic and becomes stable

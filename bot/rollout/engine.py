@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,7 +59,6 @@ from bot.store.redis_store import RolloutStore
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
 WRITE_ATTEMPTS = 3  # someone else wrote the object but left the weights: plan and try again
-LOCK_STRIPES = 64
 MUTEX_TTL_MS = 15_000  # longer than any one write can take with every call's deadline
 MUTEX_WAIT_S = 10.0
 # A human's "stop" never queues behind anyone: it supersedes whatever is in flight.
@@ -78,9 +76,11 @@ class Traffic(Protocol):
 
     def wrote(self, live: dict[str, object], write_id: str) -> bool: ...
 
-    def settle(self, target: Target, write_id: str, fence_id: str) -> bool: ...
+    def settle(self, target: Target, write_id: str, fence_id: str) -> tuple[bool, int | None]: ...
 
     def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]: ...
+
+    def observe(self, target: Target) -> int | None: ...
 
 
 class Notifier(Protocol):
@@ -144,16 +144,16 @@ class Engine:
         effect_delay: float = 0.0,
         metrics: Metrics | None = None,
         fencing: Callable[[], int | None] = lambda: None,
+        mutex: tuple[int, float] = (MUTEX_TTL_MS, MUTEX_WAIT_S),
     ) -> None:
         self.store, self.traffic, self.notifier = store, traffic, notifier
         self.scheduler = scheduler or NoScheduler()
         self.health = health or AlwaysHealthy()
         self.clock, self.ids = clock, ids
         self.fencing = fencing  # our token while we lead
+        self._mutex_ttl_ms, self._mutex_wait_s = mutex
         self._effect_delay = effect_delay  # fault injection: widen the gaps between effects
         self.metrics = metrics or Metrics()
-        # Striped: a rollout always maps to the same lock, and the set never grows.
-        self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
     # Opening a rollout: the live objects are read once, and that plan is the first write.
 
@@ -271,8 +271,7 @@ class Engine:
         """Store a new rollout with its first effects pending (the per-VS lock is taken
         here, atomically), then carry them out."""
         created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
-        with self._lock(created.id):
-            return self._carry_out(created, None, first)
+        return self._carry_out(created, None, first)
 
     # Events on a rollout
 
@@ -303,7 +302,7 @@ class Engine:
     def recover(self, rollout: Rollout) -> Rollout:
         """Finish the effects a crashed (or paused) process left on record."""
         token = self.fencing()
-        with self._serialized(rollout.target.key, urgent=False), self._lock(rollout.id):
+        with self._serialized(rollout.target.key, urgent=False):
             try:
                 current = self._settle(self.store.load(rollout.id), token)
                 current = self._carry_out(current, token, None)
@@ -312,21 +311,19 @@ class Engine:
         return self._check_health(current, token)
 
     def _handle(self, rollout_id: str, event: Any, token: int | None) -> Rollout:
-        urgent = isinstance(event, URGENT)
-        with self._lock(rollout_id) if not urgent else _nothing():
-            for _ in range(CONFLICT_RETRIES):
-                try:
-                    current = self._settle(self.store.load(rollout_id), token)
-                    new, effects = transition(current, event, self.clock())
-                    if not effects:
-                        return current
-                    saved = self._record(current, new, effects, token)
-                except (_Superseded, VersionConflict):
-                    continue  # someone else moved it first: decide again on what is there now
-                try:
-                    return self._carry_out(saved, token, None)
-                except _Superseded:
-                    return self.store.load(rollout_id)  # whoever took over carries on
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                current = self._settle(self.store.load(rollout_id), token)
+                new, effects = transition(current, event, self.clock())
+                if not effects:
+                    return current
+                saved = self._record(current, new, effects, token)
+            except (_Superseded, VersionConflict):
+                continue  # someone else moved it first: decide again on what is there now
+            try:
+                return self._carry_out(saved, token, None)
+            except _Superseded:
+                return self.store.load(rollout_id)  # whoever took over carries on
         raise Busy(
             "the rollout kept changing while the bot tried to act on it; nothing was done; "
             "try again"
@@ -339,7 +336,7 @@ class Engine:
             asked = rollout
             verdict = self.health.check(asked, self.clock())
             self.metrics.verdict(verdict)
-            with self._serialized(asked.target.key, urgent=False), self._lock(asked.id):
+            with self._serialized(asked.target.key, urgent=False):
                 current = self.store.load(asked.id)
                 if current.version != asked.version:
                     return current  # a human acted meanwhile: this verdict decides nothing
@@ -370,19 +367,30 @@ class Engine:
     def _settle(self, rollout: Rollout, token: int | None) -> Rollout:
         """A write on record that nobody here is sending: find out whether it landed, and if it
         did not, fence the VirtualService so that it never can. Then the record says what is
-        live, and whoever decides next decides on the truth."""
-        return self._settle_write(rollout, token)[0]
-
-    def _settle_write(self, rollout: Rollout, token: int | None) -> tuple[Rollout, bool]:
+        live, and whoever decides next decides on the truth. A write that landed finishes its
+        decision first (its audit entry and notices), so no live change goes unrecorded; a
+        weight that neither the write nor the record explains is drift, recorded as such."""
         write = rollout.writing
         if write is None:
-            return rollout, False
-        landed = self.traffic.settle(rollout.target, write.id, self.ids())
-        update: dict[str, Any] = {"writing": None}
+            return rollout
+        landed, live = self._find_out(rollout, write)
         if landed:
-            update |= {"weight": write.weight, "step": write.step}
+            head = rollout.pending[0] if rollout.pending else None
+            rest = rollout.pending[1:] if isinstance(head, ApplyWeight) else rollout.pending
+            confirmed = _landed(rollout, write).model_copy(update={"pending": rest})
+            return self._carry_out(self._save(confirmed, rollout.version, token), token, None)
+        cleared = rollout.model_copy(update={"writing": None})
+        if live is not None and live != cleared.weight:
+            drift = DriftDetected(found=live, expected=cleared.weight)
+            new, effects = transition(cleared, drift, self.clock())
+            if effects:
+                return self._carry_out(self._record(rollout, new, effects, token), token, None)
+        return self._save(cleared, rollout.version, token)
+
+    def _find_out(self, rollout: Rollout, write: Write) -> tuple[bool, int | None]:
+        landed, live = self.traffic.settle(rollout.target, write.id, self.ids())
         log.info("rollout %s: write %s %s", rollout.id, write.id, "landed" if landed else "fenced")
-        return self._save(rollout.model_copy(update=update), rollout.version, token), landed
+        return landed, live
 
     # Effects
 
@@ -430,7 +438,9 @@ class Engine:
             try:
                 write_id, planned = first or self._plan(rollout, effect)
             except MeshError as e:
-                return rollout, WriteFailed(effect=effect, reason=str(e))
+                return rollout, WriteFailed(
+                    effect=effect, reason=str(e), found=self._observe(rollout)
+                )
             first = None
             refusal = _refusal(rollout, effect, planned, seen)
             if refusal is not None:
@@ -471,25 +481,39 @@ class Engine:
             cleared = rollout.model_copy(update={"writing": None})
             return self._save(cleared, rollout.version, token), _AGAIN  # decided again
         except MeshError as e:
-            return self._failed(rollout, effect, e, token)
+            return self._failed(rollout, WriteFailed(effect=effect, reason=str(e)), planned, token)
         return _live(rollout, effect), None
+
+    def _observe(self, rollout: Rollout) -> int | None:
+        try:
+            return self.traffic.observe(rollout.target)
+        except MeshError:
+            return None
 
     def _plan(self, rollout: Rollout, effect: ApplyWeight) -> tuple[str, Planned]:
         owner = Owner(self.ids(), rollout.id, rollout.channel)
         return owner.write, self.traffic.plan(rollout.target, effect, owner)
 
     def _failed(
-        self, rollout: Rollout, effect: ApplyWeight, error: MeshError, token: int | None
+        self, rollout: Rollout, failed: WriteFailed, planned: Planned, token: int | None
     ) -> tuple[Rollout, Any]:
         """The API refused the write or did not answer. Whether it landed is found out (and, if
         not, made certain) before anything else is decided; if even that fails, the write stays
-        on record as unconfirmed, and the next one to act on the rollout settles it."""
+        on record as unconfirmed, and the next one to act on the rollout settles it. The record
+        takes the live weight as last read."""
+        failed = failed.model_copy(update={"found": planned.live_weight})
+        write = rollout.writing
+        assert write is not None
         try:
-            rollout, landed = self._settle_write(rollout, token)
+            landed, live = self._find_out(rollout, write)
         except MeshError as e:
             log.warning("rollout %s: write not confirmed: %s", rollout.id, e)
-            return rollout, WriteFailed(effect=effect, reason=f"{error} (not confirmed either way)")
-        return rollout, None if landed else WriteFailed(effect=effect, reason=str(error))
+            reason = f"{failed.reason} (whether it went live is not known yet)"
+            return rollout, failed.model_copy(update={"reason": reason})
+        if landed:
+            return self._save(_landed(rollout, write), rollout.version, token), None
+        cleared = self._save(rollout.model_copy(update={"writing": None}), rollout.version, token)
+        return cleared, failed if live is None else failed.model_copy(update={"found": live})
 
     def _execute(self, rollout: Rollout, effect: Effect) -> Any:
         """Carry out one effect other than a traffic change; return the event it gives rise to."""
@@ -532,7 +556,7 @@ class Engine:
         if urgent:
             yield
             return
-        with self.store.mutex(key, ttl_ms=MUTEX_TTL_MS, wait_s=MUTEX_WAIT_S) as held:
+        with self.store.mutex(key, ttl_ms=self._mutex_ttl_ms, wait_s=self._mutex_wait_s) as held:
             if not held:
                 raise Busy(
                     "another change to this service is still being applied; nothing was done; "
@@ -546,11 +570,12 @@ class Engine:
         except StoreError:
             return rollout_id
 
-    def _lock(self, rollout_id: str) -> threading.Lock:
-        return self._locks[zlib.crc32(rollout_id.encode()) % LOCK_STRIPES]
-
 
 _AGAIN = object()  # a write to plan afresh and send again
+
+
+def _landed(rollout: Rollout, write: Write) -> Rollout:
+    return rollout.model_copy(update={"weight": write.weight, "step": write.step, "writing": None})
 
 
 def _live(rollout: Rollout, effect: ApplyWeight) -> Rollout:
@@ -568,7 +593,8 @@ def _refusal(
         if found:
             return DriftDetected(found=found[0], expected=rollout.weight)
     if seen is not None and planned.live_weights != seen:
-        return WriteFailed(effect=effect, reason=_moved_weights(seen, planned))
+        reason = _moved_weights(seen, planned)
+        return WriteFailed(effect=effect, reason=reason, found=planned.live_weight)
     return None
 
 
@@ -579,8 +605,3 @@ def _moved_weights(seen: tuple[int, ...], planned: Planned) -> str:
         f"someone else changed the canary's weights while the bot was applying them ({before} "
         f"became {now}); nothing was overwritten; check the change and ask again"
     )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_WEIGHTS = (5, 10, 25, 50, 100)
 VERDICTS_KEPT = 20
+WRITE_FAILED = "could not "  # how the reason of a change that did not go live begins
 
 
 class _Frozen(BaseModel):
@@ -189,8 +190,14 @@ class Rollout(_Frozen):
 
     @property
     def settled(self) -> bool:
-        """Finished, with nothing left to carry out: only then is the VirtualService free."""
-        return self.phase.terminal and not self.pending
+        """Finished, with nothing left to carry out and no write whose fate is unknown: only
+        then is the VirtualService free."""
+        return self.phase.terminal and not self.pending and self.writing is None
+
+    @property
+    def write_failed(self) -> bool:
+        """The last change asked for did not go live (the reason says why)."""
+        return self.reason.startswith(WRITE_FAILED)
 
     @property
     def last_verdict(self) -> Verdict | None:
@@ -265,6 +272,7 @@ class WriteFailed(_Event):
     kind: Literal["write-failed"] = "write-failed"
     effect: ApplyWeight
     reason: str
+    found: int | None = None  # the canary's live weight, when the bot read it and it had moved
 
 
 class SetMirror(_Event):

@@ -71,6 +71,7 @@ class KubeTraffic:
             namespace=target.namespace,
             weight=None if mirror_only else effect.weight,
             to=target.canary,
+            stable=target.stable,
             routes=target.routes,
             mirror=effect.mirror,
             finalize=effect.finalize,
@@ -85,6 +86,10 @@ class KubeTraffic:
     def wrote(self, live: dict[str, object], write_id: str) -> bool:
         return wrote(dict(live), write_id)
 
+    def observe(self, target: Target) -> int | None:
+        """The canary's live weight, read afresh, when the bot's annotation says where to look."""
+        return _canary_weight(self.mesh.get_virtual_service(target.namespace, target.vs), target)
+
     def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]:
         """The VirtualServices whose annotation says the bot left canary traffic on them."""
         found = []
@@ -96,8 +101,9 @@ class KubeTraffic:
                 found.append((str(vs["metadata"]["name"]), last))
         return found
 
-    def settle(self, target: Target, write_id: str, fence_id: str) -> bool:
-        """Whether the write `write_id` landed; if it did not, make sure it never can.
+    def settle(self, target: Target, write_id: str, fence_id: str) -> tuple[bool, int | None]:
+        """Whether the write `write_id` landed (if it did not, it is made sure it never can),
+        and the canary's live weight as read then.
 
         Reads the VirtualService: its annotation names the bot's last write. When that is not
         `write_id`, a fence (an annotation-only write conditional on the version just read)
@@ -106,10 +112,10 @@ class KubeTraffic:
         for _ in range(FENCE_TRIES):
             live = self.mesh.get_virtual_service(target.namespace, target.vs)
             if wrote(live, write_id):
-                return True
+                return True, _canary_weight(live, target)
             try:
                 self.mesh.fence(live, fence_id)
-                return False
+                return False, _canary_weight(live, target)
             except Moved:
                 continue  # it moved again (perhaps that very write landed): read again
         raise Moved(
@@ -117,6 +123,25 @@ class KubeTraffic:
             "while the bot checked its last write; try again",
             {},
         )
+
+
+def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
+    """The canary's weight in the routes the bot last wrote (its annotation says which), or
+    else in the first http route that sends traffic to the stable subset."""
+    parsed = VirtualService.parse(vs)
+    last = read_last_applied(parsed)
+    if last is not None and last.canary == target.canary and last.weights:
+        return max(live_canary_weights(vs, last).values())
+    for route in parsed.spec.http:
+        subsets = [d.destination.subset for d in route.route]
+        if target.stable in subsets:
+            only = len(route.route) == 1
+            return sum(
+                (d.weight if d.weight is not None else 100 if only else 0)
+                for d in route.route
+                if d.destination.subset == target.canary
+            )
+    return None
 
 
 def _planned(plan: TrafficPlan) -> Planned:

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.rollout.model import (
     VERDICTS_KEPT,
+    WRITE_FAILED,
     Abort,
     ApplyWeight,
     ApprovalDenied,
@@ -387,8 +388,18 @@ def _set_weight(r: Rollout, e: SetWeight, now: datetime) -> Outcome:
 
 
 def _drift(r: Rollout, e: DriftDetected, now: datetime) -> Outcome:
-    if not r.active:
-        return r, []
+    if not r.active:  # finished: nothing to pause, but the record and the trail say what is live
+        seen = f"the canary has {e.found}% where the bot left {e.expected}% (changed by hand)"
+        return r.model_copy(update={"weight": e.found}), [
+            Notify(event="drift", text=f"{r.target.service}: {seen}"),
+            Audit(
+                action="drift",
+                actor=e.actor,
+                weight_before=e.expected,
+                weight_after=e.found,
+                detail=seen,
+            ),
+        ]
     reason = (
         f"someone changed the weights by hand: the canary has {e.found}% where the bot "
         f"set {e.expected}%; nothing was overwritten; resume to go on from "
@@ -469,6 +480,8 @@ def _write_failed(r: Rollout, e: WriteFailed, now: datetime) -> Outcome:
     """A write that did not go live is not a step taken: the weight stays what is live, and a
     human decides what next. `resume` retries the same step."""
     wanted = e.effect.weight
+    if e.found is not None:  # someone else moved the weights: the record says what is live
+        r = r.model_copy(update={"weight": e.found})
     if e.effect.mirror is not None and wanted == r.weight:
         what = f"set mirroring to {e.effect.mirror}%"
     elif e.effect.finalize:
@@ -477,9 +490,7 @@ def _write_failed(r: Rollout, e: WriteFailed, now: datetime) -> Outcome:
         what = "roll back"
     else:
         what = f"set {wanted}%"
-    reason = (
-        f"could not {what}: {e.reason}; the canary still has {r.weight}% (nothing else changed)"
-    )
+    reason = f"{WRITE_FAILED}{what}: {e.reason}; the canary has {r.weight}% (nothing else changed)"
     phase = Phase.FAILED if r.phase is Phase.APPLIED else Phase.PAUSED
     hint = "" if phase is Phase.FAILED else f"; `/canary {r.target.service} resume` retries"
     failed = r.model_copy(update={"phase": phase, "next_step_at": None, "reason": reason})

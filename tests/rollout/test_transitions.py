@@ -334,9 +334,11 @@ def test_approval_for_the_wrong_step_is_refused() -> None:
         transition(at_step(0, Phase.PENDING_APPROVAL), ApprovalGranted(actor="U9", step=2), T0)
 
 
-def test_drift_on_a_finished_rollout_is_ignored() -> None:
+def test_drift_on_a_finished_rollout_is_recorded_but_changes_nothing_else() -> None:
     done = at_step(2, Phase.PROMOTED)
-    assert transition(done, DriftDetected(found=3, expected=100), T0) == (done, [])
+    seen, effects = transition(done, DriftDetected(found=3, expected=100), T0)
+    assert (seen.phase, seen.weight, seen.next_step_at) == (Phase.PROMOTED, 3, None)
+    assert kinds(effects) == ["notify", "audit"]  # nothing to pause, cancel or write
 
 
 def test_transitions_never_mutate_and_stamp_updated_at() -> None:

@@ -145,7 +145,7 @@ def test_a_failed_step_is_not_a_step_taken_and_resume_retries_it(
     clock.advance(30)
     paused = replica.handle(rollout_id, StepDue(step=1))
     assert (paused.phase, paused.weight, paused.step) == (Phase.PAUSED, 20, 1)
-    assert "could not set 30%" in paused.reason and "still has 20%" in paused.reason
+    assert "could not set 30%" in paused.reason and "the canary has 20%" in paused.reason
     assert live_weights(cluster) == [80, 20]
     replica.handle(rollout_id, Resume(actor="U1"))  # retries the step that failed
     replica.handle(rollout_id, StepDue(step=1))
@@ -180,7 +180,7 @@ def test_a_change_refused_for_a_hand_edit_is_dropped_and_never_applied_later(
     )
     assert "someone else changed the canary's weights" in refused.reason
     assert refused.pending == () and refused.writing is None
-    assert refused.weight == 10  # the record never claims what did not go live
+    assert refused.weight == 35  # the record says what is live: the hand edit, not the 25%
     cluster.clear_log()
     clock.advance(60)
     replica.recover(store.load(rollout_id))  # what a crash recovery would find: nothing to do

@@ -1,0 +1,546 @@
+"""A randomized fault campaign against the engine's guarantees.
+
+One schedule is a seeded sequence of operations on one service, run against the sandbox API
+server and a real Redis by two replicas of the engine: humans' commands (from either replica,
+sometimes two at once), the leader's scheduled steps, the lease moving, a replica frozen right
+before or right after it sends a write (and let go later), 500s and 409 storms and hand edits
+in the API, Redis connections reset. Health verdicts come from the seed. Everything that
+happened is kept (every record version the store wrote, every request the API server saw,
+the audit trail, every answer a human got) and the invariants are checked on that history.
+A failing schedule names its seed; `run_schedule(seed)` replays it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+
+from bot.mesh.kube import KubeMesh
+from bot.mesh.planner import ANNOTATION
+from bot.rollout.engine import Engine
+from bot.rollout.model import (
+    ApplyWeight,
+    Audit,
+    Pause,
+    Phase,
+    Promote,
+    Resume,
+    Rollback,
+    Rollout,
+    StepPlan,
+    Verdict,
+)
+from bot.rollout.traffic import KubeTraffic, Planned
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.kubeconfig import api_client_for
+from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from bot.store.redis_store import RolloutStore, connect
+
+STEPS = StepPlan(weights=(10, 20, 30, 40, 100), interval_s=30, failure_limit=2)
+NS, VS = "default", "weather"
+OPS = (
+    ("start", 6),
+    ("set", 6),
+    ("step", 14),
+    ("rollback", 2),
+    ("pause", 2),
+    ("resume", 4),
+    ("promote", 1),
+    ("together", 3),
+    ("freeze", 3),
+    ("thaw", 3),
+    ("lease", 3),
+    ("api-500", 2),
+    ("api-409", 2),
+    ("hand-edit", 2),
+    ("redis-reset", 2),
+)
+WEIGHTS = (0, 5, 15, 25, 35, 45, 60, 75)
+JOIN_S = 20.0
+
+
+class RecordingStore(RolloutStore):
+    """The store, keeping every record version it wrote (with when), for the checks."""
+
+    def __init__(self, client: redis.Redis, versions: list[tuple[float, Rollout]]) -> None:
+        super().__init__(client)
+        self._versions, self._guard = versions, threading.Lock()
+
+    def create(self, rollout: Rollout) -> Rollout:
+        return self._kept(super().create(rollout))
+
+    def save(self, rollout: Rollout, *, expected_version: int, token: int | None = None) -> Rollout:
+        return self._kept(super().save(rollout, expected_version=expected_version, token=token))
+
+    def _kept(self, stored: Rollout) -> Rollout:
+        with self._guard:
+            self._versions.append((time.time(), stored))
+        return stored
+
+
+class FreezingTraffic(KubeTraffic):
+    """The real adapter; when told to, the next write waits right before or right after it is
+    sent, as a replica frozen by SIGSTOP at that boundary would."""
+
+    def __init__(self, mesh: KubeMesh) -> None:
+        super().__init__(mesh)
+        self.freeze: str | None = None  # "before" or "after" the next write
+        self.frozen = threading.Event()
+        self.thawed = threading.Event()
+
+    def write(self, planned: Planned) -> None:
+        where, self.freeze = self.freeze, None
+        if where == "before":
+            self._wait()
+        super().write(planned)
+        if where == "after":
+            self._wait()
+
+    def _wait(self) -> None:
+        self.frozen.set()
+        self.thawed.wait(JOIN_S)
+
+
+class ScriptedHealth:
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def check(self, rollout: Rollout, now: datetime) -> Verdict:
+        outcome = self._rng.choices(("pass", "fail", "inconclusive"), (70, 15, 15))[0]
+        return Verdict(outcome=outcome, at=now, step=rollout.step, summary="scripted")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+        self._guard = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._guard:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._guard:
+            self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Answer:
+    """What one operation got back: the record, or the exception."""
+
+    op: str
+    actor: str
+    weight: int | None
+    result: Rollout | None = None
+    error: str = ""
+
+
+@dataclass
+class History:
+    seed: int
+    ops: list[str] = field(default_factory=list)
+    versions: list[tuple[float, Rollout]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    takeovers: dict[int, float] = field(default_factory=dict)  # old token -> takeover done
+    hand_edits: list[float] = field(default_factory=list)
+    requests: list[Any] = field(default_factory=list)
+    audit: list[Any] = field(default_factory=list)
+    live: dict[str, Any] = field(default_factory=dict)
+    hung: list[str] = field(default_factory=list)
+
+
+class World:
+    """The shared parts, reused from schedule to schedule: one API server, one Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.cluster = SandboxApiServer().start()
+        weather = [p for p in bundled_seed_paths() if p.name == "weather.yaml"]
+        self._seed = load_yaml_documents(weather)
+        self.admin = redis.Redis.from_url(redis_url)
+
+    def close(self) -> None:
+        self.cluster.stop()
+        self.admin.close()
+
+    def reset(self) -> None:
+        self.cluster.clear_faults()
+        seed(self.cluster, self._seed)
+        self.cluster.clear_log()
+        self.admin.flushdb()
+
+
+class Schedule:
+    def __init__(self, world: World, seed_value: int, length: int) -> None:
+        self.world, self.rng = world, random.Random(seed_value)
+        self.length = length
+        self.history = History(seed_value)
+        self.clock = Clock()
+        self.token, self.leader = 1, 0
+        world.admin.set("canary:leader:token", self.token)
+        self.replicas = [self._replica(i) for i in range(2)]
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self._count = 0
+
+    def _replica(self, index: int) -> Engine:
+        mesh = KubeMesh(
+            api_client_for(self.world.cluster.url), sleep=lambda _: None, timeout=(1.0, 2.0)
+        )
+        return Engine(
+            store=RecordingStore(connect(self.world.redis_url), self.history.versions),
+            traffic=FreezingTraffic(mesh),
+            notifier=_Silent(),
+            clock=self.clock,
+            health=ScriptedHealth(random.Random(self.rng.random())),
+            fencing=lambda: self.token if self.leader == index else None,
+            mutex=(400, 3.0),
+        )
+
+    # Running
+
+    def run(self) -> History:
+        for _ in range(self.length):
+            op = self.rng.choices([o for o, _ in OPS], [w for _, w in OPS])[0]
+            self.history.ops.append(op)
+            getattr(self, "_" + op.replace("-", "_"))()
+        self._finish()
+        return self.history
+
+    def _finish(self) -> None:
+        self.world.cluster.clear_faults()
+        for engine in self.replicas:
+            _traffic(engine).thawed.set()
+        for name, thread in self.threads:
+            thread.join(JOIN_S)
+            if thread.is_alive():
+                self.history.hung.append(name)
+        self._recover_all(self.replicas[self.leader])
+        for engine in self.replicas:
+            _traffic(engine).mesh.close()
+        h = self.history
+        h.requests = list(self.world.cluster.requests)
+        h.audit = self.replicas[0].store.history(NS, VS, count=10_000)
+        h.live = self.world.cluster.get_object(NS, "virtualservices", VS) or {}
+
+    def _in_thread(
+        self, name: str, fn: Callable[[], Any], op: str, actor: str, weight: int | None
+    ) -> None:
+        answer = Answer(op, actor, weight)
+        self.history.answers.append(answer)
+
+        def body() -> None:
+            try:
+                answer.result = fn()
+            except Exception as e:  # every answer is kept, errors included
+                answer.error = f"{type(e).__name__}: {e}"
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        thread.start()
+        self.threads.append((name, thread))
+        deadline = time.monotonic() + JOIN_S
+        while thread.is_alive() and time.monotonic() < deadline:
+            if any(_traffic(e).frozen.is_set() for e in self.replicas):
+                return  # frozen at a write: it goes on in the background until thawed
+            thread.join(0.005)
+
+    def _actor(self) -> str:
+        self._count += 1
+        return f"U{self._count:03d}"
+
+    def _engine(self) -> Engine:
+        return self.rng.choice(self.replicas)
+
+    def _active(self) -> Rollout | None:
+        try:
+            return self.replicas[0].store.active_for(NS, VS)
+        except Exception:
+            return None
+
+    # Operations
+
+    def _start(self) -> None:
+        engine, actor = self._engine(), self._actor()
+        fn = lambda: engine.start(  # noqa: E731
+            namespace=NS, vs=VS, to=None, steps=STEPS, actor=actor, channel="C1"
+        )
+        self._in_thread(f"start {actor}", fn, "start", actor, None)
+
+    def _set(self, engine: Engine | None = None) -> None:
+        engine, actor = engine or self._engine(), self._actor()
+        weight = self.rng.choice(WEIGHTS)
+        fn = lambda: engine.set_weight(  # noqa: E731
+            namespace=NS, vs=VS, to=None, weight=weight, steps=STEPS, actor=actor, channel="C1"
+        )
+        self._in_thread(f"set {weight} {actor}", fn, "set", actor, weight)
+
+    def _act(self, event_type: type, engine: Engine | None = None) -> None:
+        engine, actor = engine or self._engine(), self._actor()
+        fn = lambda: engine.act(NS, VS, event_type(actor=actor))  # noqa: E731
+        self._in_thread(f"{event_type.__name__} {actor}", fn, event_type.__name__, actor, None)
+
+    def _rollback(self) -> None:
+        self._act(Rollback)
+
+    def _pause(self) -> None:
+        self._act(Pause)
+
+    def _resume(self) -> None:
+        self._act(Resume)
+
+    def _promote(self) -> None:
+        self._act(Promote)
+
+    def _together(self) -> None:
+        """Two humans at once, one on each replica."""
+        first, second = self.replicas
+        for engine in (first, second):
+            choice = self.rng.choice(("set", "set", "rollback", "pause", "resume"))
+            if choice == "set":
+                self._set(engine)
+            else:
+                self._act({"rollback": Rollback, "pause": Pause, "resume": Resume}[choice], engine)
+
+    def _step(self) -> None:
+        active = self._active()
+        if active is None or active.phase is not Phase.PROGRESSING or active.next_step_at is None:
+            return
+        self.clock.advance(STEPS.interval_s)
+        leader = self.replicas[self.leader]
+        step = active.step
+        fn = lambda: leader.step_due(active.id, step)  # noqa: E731
+        self._in_thread(f"step {step} of {active.id}", fn, "step", "canary-bot", None)
+
+    def _freeze(self) -> None:
+        traffic = _traffic(self._engine())
+        traffic.frozen.clear()
+        traffic.thawed.clear()
+        traffic.freeze = self.rng.choice(("before", "after"))
+
+    def _thaw(self) -> None:
+        for engine in self.replicas:
+            traffic = _traffic(engine)
+            traffic.freeze = None
+            traffic.thawed.set()
+
+    def _lease(self) -> None:
+        """The lease moves to the other replica, which takes over as a newly elected leader
+        does: everything on record with work unfinished is settled and carried on."""
+        old = self.token
+        self.token += 1
+        self.leader = 1 - self.leader
+        self.world.admin.set("canary:leader:token", self.token)
+        self._recover_all(self.replicas[self.leader])
+        self.history.takeovers[old] = time.time()
+
+    def _recover_all(self, engine: Engine) -> None:
+        try:
+            for rollout in engine.store.list_active():
+                if rollout.pending or rollout.writing is not None:
+                    engine.recover(rollout)
+        except Exception as e:  # a takeover that fails is retried by the next resync
+            self.history.answers.append(Answer("recover", "canary-bot", None, error=str(e)))
+
+    def _api_500(self) -> None:
+        self.world.cluster.fail_next(
+            self.rng.randint(1, 4), 500, method="PATCH", path_contains="virtualservices"
+        )
+
+    def _api_409(self) -> None:
+        self.world.cluster.fail_next(
+            self.rng.randint(1, 6), 409, method="PATCH", path_contains="virtualservices"
+        )
+
+    def _hand_edit(self) -> None:
+        canary = self.rng.choice((0, 5, 50, 90))
+
+        def edit(vs: dict[str, Any]) -> None:
+            self.history.hand_edits.append(time.time())
+            routes = vs["spec"]["http"][0]["route"]
+            if len(routes) == 2:
+                routes[0]["weight"], routes[1]["weight"] = 100 - canary, canary
+
+        self.world.cluster.after_next_get(NS, "virtualservices", VS, edit)
+
+    def _redis_reset(self) -> None:
+        self.world.admin.client_kill_filter(_type="normal", skipme=True)
+
+
+class _Silent:
+    def notify(self, rollout: Rollout, message: Any) -> None:
+        return None
+
+
+def _traffic(engine: Engine) -> FreezingTraffic:
+    traffic = engine.traffic
+    assert isinstance(traffic, FreezingTraffic)
+    return traffic
+
+
+# The invariants
+
+
+def violations(h: History) -> list[str]:
+    """Every broken guarantee in one schedule's history; empty when all held."""
+    found: list[str] = []
+    recorded = _recorded_writes(h)
+    landed = _landed_writes(h)
+    found += [f"hung: {name}" for name in h.hung]
+    for write_id, at in landed:
+        if write_id not in recorded:
+            found.append(f"write {write_id} went live but was never recorded")
+            continue
+        saved_at, rollout = recorded[write_id]
+        if saved_at > at:
+            found.append(f"write {write_id} went live before it was recorded")
+        token = rollout.writing.token if rollout.writing else None
+        if token is not None and token in h.takeovers and at > h.takeovers[token]:
+            found.append(f"write {write_id} of deposed leader {token} went live after takeover")
+    found += _final_state(h)
+    found += _steps(h, recorded, landed)
+    found += _answers(h)
+    found += _promotions(h)
+    return found
+
+
+def _recorded_writes(h: History) -> dict[str, tuple[float, Rollout]]:
+    first: dict[str, tuple[float, Rollout]] = {}
+    for at, rollout in h.versions:
+        if rollout.writing is not None and rollout.writing.id not in first:
+            first[rollout.writing.id] = (at, rollout)
+    return first
+
+
+def _landed_writes(h: History) -> list[tuple[str, float]]:
+    """(write id, when) of every VirtualService PATCH that succeeded and set the annotation."""
+    found = []
+    for request in h.requests:
+        if not _is_vs_patch(request) or not request.succeeded:
+            continue
+        for op in request.json() or []:
+            value = op.get("value")
+            text = value.get(ANNOTATION) if isinstance(value, dict) else None
+            if op.get("path", "").endswith("canary-bot~1last-applied"):
+                text = value
+            if isinstance(text, str):
+                write = json.loads(text).get("write")
+                if write:
+                    found.append((str(write), request.at))
+    return found
+
+
+def _is_vs_patch(request: Any) -> bool:
+    return request.method == "PATCH" and "virtualservices" in request.path
+
+
+def _final_state(h: History) -> list[str]:
+    latest = _latest_records(h)
+    if not latest:
+        return []
+    saved_last = {r.id: at for at, r in h.versions}
+    rollout = max(latest.values(), key=lambda r: saved_last[r.id])
+    found = [f"rollout {r.id} left with work unfinished" for r in latest.values() if r.pending]
+    found += [f"rollout {r.id} left a write unconfirmed" for r in latest.values() if r.writing]
+    bot_writes = [r.at for r in h.requests if _is_vs_patch(r) and r.succeeded]
+    if h.hand_edits and max(h.hand_edits) > max(bot_writes, default=0.0):
+        return found  # the bot has not touched the VirtualService since a hand edit
+    live = _canary_weight(h.live, rollout.target.canary)
+    if live != rollout.weight:
+        found.append(f"record says {rollout.weight}% but {live}% is live ({rollout.id})")
+    audited = [e for e in h.audit if e.weight_after is not None]
+    if audited and audited[-1].weight_after != live:
+        found.append(f"last audit says {audited[-1].weight_after}% but {live}% is live")
+    return found
+
+
+def _latest_records(h: History) -> dict[str, Rollout]:
+    latest: dict[str, Rollout] = {}
+    for _, rollout in h.versions:
+        known = latest.get(rollout.id)
+        if known is None or rollout.version >= known.version:
+            latest[rollout.id] = rollout
+    return latest
+
+
+def _canary_weight(vs: dict[str, Any], canary: str) -> int:
+    routes = vs.get("spec", {}).get("http", [{}])[0].get("route", [])
+    on_canary = [d for d in routes if d["destination"].get("subset") == canary]
+    return sum(d.get("weight", 100 if len(routes) == 1 else 0) for d in on_canary)
+
+
+def _steps(
+    h: History, recorded: dict[str, tuple[float, Rollout]], landed: list[tuple[str, float]]
+) -> list[str]:
+    """A scheduled step is decided on the live step and goes one further; none lands twice
+    in a row."""
+    found = []
+    for _, rollout in h.versions:
+        head = rollout.pending[0] if rollout.pending else None
+        w = rollout.writing
+        if w is None or not isinstance(head, ApplyWeight) or not head.guard:
+            continue
+        if w.step != rollout.step + 1 and rollout.step >= 0:
+            found.append(f"rollout {rollout.id}: step {w.step} decided at live step {rollout.step}")
+    previous: dict[str, tuple[int, bool]] = {}
+    for write_id, _ in landed:
+        if write_id not in recorded:
+            continue
+        rollout = recorded[write_id][1]
+        head = rollout.pending[0] if rollout.pending else None
+        guard = isinstance(head, ApplyWeight) and head.guard
+        step = rollout.writing.step if rollout.writing else -2
+        if guard and previous.get(rollout.id) == (step, True):
+            found.append(f"rollout {rollout.id}: step {step} went live twice in a row")
+        previous[rollout.id] = (step, guard)
+    return found
+
+
+def _answers(h: History) -> list[str]:
+    """Whoever was told their weight is live has it in the audit trail, under their name."""
+    found = []
+    by_actor = {(e.actor, e.weight_after) for e in h.audit if e.action == "set-weight"}
+    others = {}
+    for e in h.audit:
+        if e.action == "set-weight":
+            others.setdefault(e.weight_after, set()).add(e.actor)
+    for answer in h.answers:
+        if answer.op != "set" or answer.result is None:
+            continue
+        r = answer.result
+        told_live = r.weight == answer.weight and r.writing is None and not r.write_failed
+        if told_live and (answer.actor, answer.weight) not in by_actor:
+            if others.get(answer.weight, set()) - {answer.actor}:
+                continue  # someone else set the same weight: the answer is true either way
+            found.append(f"{answer.actor} was told {answer.weight}% is live, but it never was")
+    return found
+
+
+def _promotions(h: History) -> list[str]:
+    found = []
+    for _, rollout in h.versions:
+        audits = [e for e in rollout.pending if isinstance(e, Audit)]
+        if any(a.action == "promote" and a.actor == "canary-bot" for a in audits):
+            last = rollout.last_verdict
+            if last is None or last.outcome != "pass":
+                found.append(f"rollout {rollout.id} promoted without a passing check")
+    return found
+
+
+def run_schedule(world: World, seed_value: int, length: int = 24) -> tuple[History, list[str]]:
+    world.reset()
+    history = Schedule(world, seed_value, length).run()
+    return history, violations(history)
+
+
+def describe(history: History, problems: list[str]) -> str:
+    return (
+        f"seed {history.seed}: {'; '.join(problems)}\n  ops: {' '.join(history.ops)}\n"
+        f"  replay: run_schedule(world, {history.seed})"
+    )
