@@ -3,6 +3,7 @@ paused and killed, and the recorder of everything a run did."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,17 +13,27 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from slack_sdk import WebClient
 
+from bot.rollout.model import Phase, Rollout, StepPlan, Target
 from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.fake_slack import FakeSlack
+from bot.sandbox.redis_server import RedisServer
+from bot.store.errors import VersionConflict
+from bot.store.lease import LeaderLease
+from bot.store.redis_store import RolloutStore, connect
 from tests.support.faultproxy import FaultProxy
+from tests.support.history import HistoryRecorder, LeaseChange
 from tests.support.processes import ChildExited, ChildProcess, cli, serve, serve_env
 
 
@@ -230,3 +241,137 @@ def test_a_serve_replica_leads_and_stops_cleanly(
         assert (listed.returncode, listed.stdout) == (0, "")
         assert replica.terminate() == 0
     assert {r.user for r in sandbox.requests} == {"replica-1"}  # its kubeconfig names it
+
+
+# --- The history recorder --------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+IDENTITY = "canary-host:4242:a1b2c3"
+TRICKY = 'Zoë says "ship it" \\ later\nand\ttabs'  # every escape MONITOR uses
+
+
+def a_rollout(**changes: Any) -> Rollout:
+    fields: dict[str, Any] = {
+        "id": "r1",
+        "target": Target(namespace="default", vs="weather", stable="v1", canary="v2"),
+        "steps": StepPlan(),
+        "phase": Phase.PROGRESSING,
+        "step": 0,
+        "weight": 5,
+        "started_by": "U-alice",
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return Rollout(**(fields | changes))
+
+
+def weather_vs() -> dict[str, Any]:
+    route = [
+        {"destination": {"host": "weather", "subset": subset}, "weight": weight}
+        for subset, weight in (("v1", 95), ("v2", 5))
+    ]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "weather"},
+        "spec": {"hosts": ["weather"], "http": [{"route": route}]},
+    }
+
+
+def patch_weights_as(user: str, tmp_path: Path, sandbox: SandboxApiServer, canary: int) -> None:
+    """An unguarded weight PATCH through the kubeconfig `serve_env` writes for `user`."""
+    env = serve_env(tmp_path, kube_url=sandbox.url, redis_url="", user=user)
+    load: Any = kubernetes.config.load_kube_config
+    configuration = kubernetes.client.Configuration()
+    load(config_file=env["KUBECONFIG"], client_configuration=configuration)
+    configuration.proxy = None  # the client reads HTTP(S)_PROXY; loopback needs none
+    ops = [
+        {"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 100 - canary},
+        {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": canary},
+    ]
+    with kubernetes.client.ApiClient(configuration) as api:
+        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            "networking.istio.io",
+            "v1",
+            "default",
+            "virtualservices",
+            "weather",
+            ops,
+            _content_type="application/json-patch+json",
+        )
+
+
+def test_the_history_has_each_request_version_lease_change_audit_entry_and_message(
+    tmp_path: Path, sandbox: SandboxApiServer, redis_url: str
+) -> None:
+    sandbox.put_object(weather_vs())
+    store = RolloutStore(connect(redis_url))
+    lease = LeaderLease(connect(redis_url), identity=IDENTITY, ttl_ms=60_000)
+    with (
+        FakeSlack() as slack,
+        HistoryRecorder(sandbox=sandbox, redis_url=redis_url, slack=slack) as recorder,
+    ):
+        token = lease.try_acquire()
+        first = store.create(a_rollout())
+        patch_weights_as("replica-7", tmp_path, sandbox, 10)
+        second = store.save(
+            first.model_copy(update={"weight": 10, "reason": TRICKY}),
+            expected_version=1,
+            token=token,
+        )
+        with pytest.raises(VersionConflict):  # refused: not a version
+            store.save(first.model_copy(update={"weight": 99}), expected_version=1, token=token)
+        store.audit(
+            namespace="default",
+            vs="weather",
+            action="step",
+            actor="scheduler",
+            at=NOW,
+            weight_before=5,
+            weight_after=10,
+            rollout_id="r1",
+        )
+        WebClient(token=slack.token, base_url=slack.url + "/api/").chat_postMessage(
+            channel="C1", text="weather at 10%"
+        )
+        assert lease.renew()
+        lease.release()
+    history = recorder.history()
+
+    versions = history.record_versions("r1")
+    assert [(v.version, v.record["weight"]) for v in versions] == [(1, 5), (2, 10)]
+    assert versions[-1].record["reason"] == TRICKY
+    assert history.records == {"r1": json.loads(second.model_dump_json())}
+    (patch,) = [r for r in history.requests if r.method == "PATCH"]
+    assert (patch.user, patch.status) == ("replica-7", 200)
+    assert versions[0].at < patch.at < versions[1].at
+    changes = [(e.change, e.holder) for e in history.lease_events()]
+    assert changes == [
+        (LeaseChange.ACQUIRED, IDENTITY),
+        (LeaseChange.RENEWED, IDENTITY),
+        (LeaseChange.RELEASED, IDENTITY),
+    ]
+    assert history.lease_holder(patch.at) == IDENTITY
+    assert history.lease_holder(time.time()) is None
+    assert [(a.action, a.weight_after) for a in history.audit] == [("step", 10)]
+    assert [c.body["text"] for c in history.slack_calls] == ["weather at 10%"]
+    final = history.virtual_services["default/weather"]["spec"]["http"][0]["route"]
+    assert [d["weight"] for d in final] == [90, 10]
+    assert history.gaps == ()
+
+
+def test_the_history_keeps_recording_across_a_redis_restart(
+    tmp_path: Path, sandbox: SandboxApiServer
+) -> None:
+    with RedisServer(persist_dir=tmp_path / "redis") as server:
+        store = RolloutStore(connect(server.url))
+        with HistoryRecorder(sandbox=sandbox, redis_url=server.url) as recorder:
+            first = store.create(a_rollout())
+            server.stop()
+            server.start()
+            wait_until(lambda: len(recorder.history().gaps) == 1, "MONITOR to come back")
+            store.save(first.model_copy(update={"weight": 10}), expected_version=1)
+        history = recorder.history()
+    assert [v.version for v in history.record_versions()] == [1, 2]
+    (gap,) = history.gaps
+    assert gap.start < gap.end < history.record_versions()[1].at

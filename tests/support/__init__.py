@@ -1,0 +1,1 @@
+"""Harnesses for the tests: fault injection, child processes, the history of a run."""
