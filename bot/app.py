@@ -315,7 +315,10 @@ class Server:
 
     def run(self) -> None:
         self.start()
-        self._stopped.wait()
+        # Waited for in slices: an untimed wait can miss a SIGTERM that arrives right after a
+        # SIGCONT, and the replica would never stop.
+        while not self._stopped.wait(1.0):
+            pass
 
     def stop(self) -> None:
         """Stop taking work, finish what is in flight, hand the lease over."""
