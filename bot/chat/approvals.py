@@ -8,7 +8,6 @@ enough approvals are in, the change runs as the person who asked for it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bot.service.changes import plan_hash
 from bot.store.approvals import ApprovalBook, ApprovalRequest
 from bot.store.redis_store import RolloutStore
 from policies import (
@@ -121,12 +121,6 @@ class Gate:
         """Whether `user`'s approve or deny counts for `change` (see policies.approvers)."""
         voters = approvers(self.policy, change, PolicyTarget(namespace, vs))
         return self.actor(user).is_one_of(voters)
-
-
-def plan_hash(*parts: object) -> str:
-    """A short, stable fingerprint of what a change will do."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from bot.chat.approvals import (
     ApprovalRequest,
     Gate,
     approval_blocks,
-    plan_hash,
     summary_text,
 )
 from bot.chat.cards import card_blocks, card_text, card_view
@@ -30,16 +29,12 @@ from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
 from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout
 from bot.rollout.model import (
-    Abort,
-    Pause,
     Phase,
-    Promote,
-    Resume,
-    Rollback,
     Rollout,
     StepPlan,
 )
 from bot.rollout.transitions import InvalidTransition
+from bot.service.changes import Changes, Proposal
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
@@ -47,13 +42,6 @@ from policies import Change, Deny, NeedsApproval, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
 USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, Busy, StoreError, ValueError)
-EVENTS: dict[Verb, type[Any]] = {
-    Verb.PAUSE: Pause,
-    Verb.RESUME: Resume,
-    Verb.PROMOTE: Promote,
-    Verb.ROLLBACK: Rollback,
-    Verb.ABORT: Abort,
-}
 
 
 @dataclass(frozen=True)
@@ -83,76 +71,55 @@ class Dispatcher:
     gate: Gate | None = None  # the policy; None lets everyone do everything
     book: ApprovalBook | None = None
 
+    def __post_init__(self) -> None:
+        self.changes = Changes(
+            engine=self.engine, store=self.store, clock=self.clock, steps_for=self._steps
+        )
+        self._reads: dict[Verb, Callable[[Command, str, Asker], list[Reply]]] = {
+            Verb.STATUS: self._status,
+            Verb.HISTORY: self._history,
+            Verb.PLAN: self._plan,
+        }
+
     def run(
         self, command: Command, asker: Asker, *, text: str = "", approved: bool = False
     ) -> list[Reply]:
         """Carry the command out if the policy allows it (or hold it for approval); user
         mistakes and refusals come back as an ephemeral reply."""
         try:
-            if self.gate is not None and command.mutating and not approved:
-                held = self._check(command, asker, text)
-                if held is not None:
-                    return held
-            return self._run(command, asker)
+            if command.verb is Verb.HELP:
+                return [Reply(help_text(command.topic))]
+            if command.verb is Verb.LIST:
+                return [self._list()]
+            namespace = command.namespace or self.default_namespace(asker.channel)
+            if not command.mutating:
+                return self._reads[command.verb](command, namespace, asker)
+            return self._change(command, namespace, asker, text, approved)
         except USER_ERRORS as e:
             return [Reply(f":warning: {e}")]
 
     def change_for(self, command: Command, namespace: str) -> tuple[Change, str]:
         """What the command would change (weights before and after, a hash of the exact
         plan) and the diff to show an approver."""
-        vs = str(command.service)
-        last = self.store.history(namespace, vs, count=1)
-        since = last[-1].at.isoformat() if last else None
-        active = self.store.active_for(namespace, vs)
-        if command.verb in EVENTS:
-            if active is None:
-                raise NoActiveRollout(f"{_service(vs, namespace)} has no rollout going on")
-            after = _weight_after(command.verb, active)
-            fingerprint = plan_hash(active.id, active.step, active.weight, command.verb)
-            return Change(
-                action=command.verb.value,
-                weight_before=active.weight,
-                weight_after=after,
-                plan_hash=fingerprint,
-                last_change_at=_parse(since),
-            ), ""
-        weight = (
-            command.weight
-            if command.verb is not Verb.START
-            else self._steps_for(namespace, vs, command.steps)["weights"][0]
-        )
-        request = SplitRequest.build(
-            vs=vs,
-            namespace=namespace,
-            weight=weight,
-            to=command.to,
-            mirror=command.mirror if command.verb is Verb.MIRROR else None,
-        )
-        plan = self.mesh.plan(request)
-        before = plan.touched[0].before[1] if plan.touched else 0
-        fingerprint = plan_hash(
-            plan.stable,
-            plan.canary,
-            command.verb,
-            command.steps,
-            command.interval_s,
-            [(t.index, t.before, t.after) for t in plan.touched],
-            plan.dr.ops if plan.dr else None,
-        )
-        weight_after = command.mirror if command.verb is Verb.MIRROR else weight
-        return Change(
-            action=command.verb.value,
-            weight_before=before,
-            weight_after=weight_after,
-            plan_hash=fingerprint,
-            last_change_at=_parse(since),
-        ), plan.diff
+        proposal = self.changes.propose(command, namespace, None)
+        return proposal.change, proposal.diff
 
-    def _check(self, command: Command, asker: Asker, text: str) -> list[Reply] | None:
+    def _change(
+        self, command: Command, namespace: str, asker: Asker, text: str, approved: bool
+    ) -> list[Reply]:
+        """Read once, decide on that plan, and run that very plan."""
+        proposal = self.changes.propose(command, namespace, asker.channel)
+        if self.gate is not None and not approved:
+            held = self._check(proposal, asker, text)
+            if held is not None:
+                return held
+        rollout = self.changes.carry_out(proposal, asker.user, asker.channel)
+        return _outcome(proposal, rollout)
+
+    def _check(self, proposal: Proposal, asker: Asker, text: str) -> list[Reply] | None:
         assert self.gate is not None
-        namespace = command.namespace or self.default_namespace(asker.channel)
-        change, diff = self.change_for(command, namespace)
-        decision = self.gate.decide(asker.user, change, namespace, str(command.service))
+        change, namespace, vs = proposal.change, proposal.namespace, proposal.vs
+        decision = self.gate.decide(asker.user, change, namespace, vs)
         if isinstance(decision, Deny):
             return [Reply(f":no_entry: {decision.reason}")]
         if not isinstance(decision, NeedsApproval) or self.book is None:
@@ -164,14 +131,14 @@ class Dispatcher:
                 channel=asker.channel,
                 command=text,
                 namespace=namespace,
-                vs=str(command.service),
+                vs=vs,
                 change={**asdict(change), "last_change_at": _iso(change.last_change_at)},
-                diff=diff,
+                diff=proposal.diff,
             )
         )
         self.store.audit(
             namespace=namespace,
-            vs=str(command.service),
+            vs=vs,
             action="approval-requested",
             actor=asker.user,
             at=self.clock(),
@@ -189,73 +156,20 @@ class Dispatcher:
         )
         return [Reply(f":hourglass: {decision.reason}; I posted an approval request."), card]
 
-    def _run(self, command: Command, asker: Asker) -> list[Reply]:
-        if command.verb is Verb.HELP:
-            return [Reply(help_text(command.topic))]
-        if command.verb is Verb.LIST:
-            return [self._list()]
-        namespace = command.namespace or self.default_namespace(asker.channel)
-        handler = getattr(self, f"_{command.verb.value.replace('-', '_')}")
-        result: list[Reply] = handler(command, namespace, asker)
-        return result
-
-    def _set_weight(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        vs, weight = str(c.service), int(c.weight or 0)
-        rollout = self.engine.set_weight(
-            namespace=namespace,
-            vs=vs,
-            to=c.to,
-            weight=weight,
-            steps=StepPlan.model_validate(self._steps_for(namespace, vs)),
-            actor=asker.user,
-            channel=asker.channel,
-        )
-        return _outcome(rollout, weight)
-
-    def _mirror(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        rollout = self.engine.set_mirror(
-            namespace=namespace,
-            vs=str(c.service),
-            to=c.to,
-            mirror=int(c.mirror or 0),
-            actor=asker.user,
-            channel=asker.channel,
-        )
-        return _outcome(rollout, rollout.weight)
-
-    def _start(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        fields = self._steps_for(namespace, str(c.service), c.steps)
-        fields["interval_s"] = c.interval_s or fields["interval_s"]
+    def _steps(self, namespace: str, vs: str, command: Command) -> StepPlan:
+        """The step plan for this service (the policy's, or the built-in one), walking
+        through the command's steps and pace if it gives them; the policy says which steps
+        wait for an approval."""
+        fields = self._steps_for(namespace, vs, command.steps)
+        fields["interval_s"] = command.interval_s or fields["interval_s"]
         try:
-            steps = StepPlan.model_validate(fields)
+            return StepPlan.model_validate(fields)
         except ValidationError as e:
             raise ValueError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from e
-        self.engine.start(
-            namespace=namespace,
-            vs=str(c.service),
-            to=c.to,
-            steps=steps,
-            actor=asker.user,
-            channel=asker.channel,
-        )
-        if not steps.gates:
-            return []
-        waits = ", ".join(f"{w}%" for w in steps.gates)
-        which = (
-            f"the steps to {waits} wait" if len(steps.gates) > 1 else f"the step to {waits} waits"
-        )
-        return [
-            Reply(
-                f":hourglass: {_service(str(c.service), namespace)}: {which} for an approval; "
-                "an approval card is posted when the rollout gets there"
-            )
-        ]
 
     def _steps_for(
         self, namespace: str, vs: str, weights: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
-        """The step plan for this service (the policy's, or the built-in one), walking through
-        `weights` if given; the policy says which steps wait for an approval."""
         if self.gate is None:
             return self.default_steps.model_dump() | ({"weights": weights} if weights else {})
         target = PolicyTarget(namespace, vs)
@@ -263,12 +177,6 @@ class Dispatcher:
         fields["weights"] = weights or fields["weights"]
         fields["gates"] = staged_gates(self.gate.policy, target, fields["weights"])
         return fields
-
-    def _transition(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        self.engine.act(namespace, str(c.service), EVENTS[c.verb](actor=asker.user))
-        return []
-
-    _pause = _resume = _promote = _rollback = _abort = _transition
 
     def _status(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         active = self.store.active_for(namespace, str(c.service))
@@ -328,22 +236,37 @@ class Dispatcher:
         return Reply(card_text(view), blocks=card_blocks(view))
 
 
-def _outcome(rollout: Rollout, wanted: int) -> list[Reply]:
-    """What the asker is told beyond the card: only what went wrong, as it really is."""
-    went_live = rollout.weight == wanted and rollout.writing is None
-    if went_live and not rollout.write_failed and rollout.phase is not Phase.FAILED:
+def _outcome(proposal: Proposal, rollout: Rollout) -> list[Reply]:
+    """What the asker is told beyond the card: what went wrong, as it really is, and for a
+    staged start, which steps will wait for an approval."""
+    c, wanted = proposal.command, proposal.change.weight_after
+    unconfirmed = rollout.writing is not None
+    if (
+        rollout.write_failed
+        or unconfirmed
+        or (
+            rollout.phase is Phase.FAILED
+            and c.verb
+            in (
+                Verb.SET_WEIGHT,
+                Verb.MIRROR,
+            )
+        )
+    ):
+        return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
+    if c.verb is Verb.SET_WEIGHT and rollout.weight != wanted:
+        return [Reply(f":warning: {c.service} is at {rollout.weight}% now: {rollout.reason}")]
+    gates = proposal.steps.gates if proposal.steps and c.verb is Verb.START else ()
+    if not gates:
         return []
-    return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
-
-
-def _weight_after(verb: Verb, rollout: Rollout) -> int:
-    if verb is Verb.PROMOTE:
-        return 100
-    if verb in (Verb.ROLLBACK, Verb.ABORT):
-        return 0
-    if verb is Verb.RESUME and rollout.step + 1 < len(rollout.steps.weights):
-        return rollout.steps.weights[rollout.step + 1]
-    return rollout.weight
+    waits = ", ".join(f"{w}%" for w in gates)
+    which = f"the steps to {waits} wait" if len(gates) > 1 else f"the step to {waits} waits"
+    return [
+        Reply(
+            f":hourglass: {_service(proposal.vs, proposal.namespace)}: {which} for an approval; "
+            "an approval card is posted when the rollout gets there"
+        )
+    ]
 
 
 def _parse(text: str | None) -> datetime | None:

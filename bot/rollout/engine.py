@@ -51,7 +51,7 @@ from bot.rollout.model import (
     Write,
     WriteFailed,
 )
-from bot.rollout.traffic import Owner, Planned
+from bot.rollout.traffic import Owner, Planned, Resolved
 from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
 from bot.store.redis_store import RolloutStore
@@ -67,7 +67,14 @@ URGENT = (Rollback, Abort, Pause, ApprovalDenied)
 
 class Traffic(Protocol):
     def resolve(
-        self, namespace: str, vs: str, to: str | None, weight: int, write: Owner
+        self,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        weight: int | None,
+        write: Owner,
+        *,
+        mirror: int | None = None,
     ) -> tuple[Target, Planned]: ...
 
     def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned: ...
@@ -166,21 +173,26 @@ class Engine:
         steps: StepPlan,
         actor: str,
         channel: str | None,
+        resolved: Resolved | None = None,
     ) -> Rollout:
+        """A staged rollout. `resolved`, when the caller already read the live objects (to let
+        the policy decide on the plan), is the plan the first step writes."""
         with self._serialized(f"{namespace}/{vs}", urgent=False):
-            owner = Owner(self.ids(), self.ids(), channel)
-            target, planned = self.traffic.resolve(namespace, vs, to, steps.weights[0], owner)
+            if resolved is None or not resolved.new:
+                resolved = self._resolve(
+                    namespace, vs, to, channel, weight=steps.weights[0], mirror=None
+                )
             rollout, effects = start(
-                rollout_id=str(owner.rollout),
-                target=target,
+                rollout_id=resolved.rollout_id,
+                target=resolved.target,
                 steps=steps,
                 actor=actor,
                 channel=channel,
-                live_weight=planned.live_weight,
+                live_weight=resolved.planned.live_weight,
                 now=self.clock(),
                 active=self.store.active_for(namespace, vs),
             )
-            return self._open(rollout, effects, (owner.write, planned))
+            return self._open(rollout, effects, resolved.first)
 
     def set_weight(
         self,
@@ -192,26 +204,27 @@ class Engine:
         steps: StepPlan,
         actor: str,
         channel: str | None,
+        resolved: Resolved | None = None,
     ) -> Rollout:
         """A weight set by hand: on the active rollout, or as a new, paused one."""
         event = SetWeight(actor=actor, weight=weight)
         with self._serialized(f"{namespace}/{vs}", urgent=False):
             active = self.store.active_for(namespace, vs)
             if active is not None:
-                return self._handle(active.id, event, None)
-            owner = Owner(self.ids(), self.ids(), channel)
-            target, planned = self.traffic.resolve(namespace, vs, to, weight, owner)
+                return self._handle(active.id, event, None, _first_for(resolved, active.id))
+            if resolved is None or not resolved.new:
+                resolved = self._resolve(namespace, vs, to, channel, weight=weight, mirror=None)
             rollout, effects = start_manual(
-                rollout_id=str(owner.rollout),
-                target=target,
+                rollout_id=resolved.rollout_id,
+                target=resolved.target,
                 steps=steps,
                 actor=actor,
                 channel=channel,
-                live_weight=planned.live_weight,
+                live_weight=resolved.planned.live_weight,
                 weight=weight,
                 now=self.clock(),
             )
-            return self._open(rollout, effects, (owner.write, planned))
+            return self._open(rollout, effects, resolved.first)
 
     def set_mirror(
         self,
@@ -222,23 +235,64 @@ class Engine:
         mirror: int,
         actor: str,
         channel: str | None,
+        resolved: Resolved | None = None,
     ) -> Rollout:
         """Mirroring: on the active rollout, or as a one-off change with its own record."""
+        event = SetMirror(actor=actor, mirror=mirror)
         with self._serialized(f"{namespace}/{vs}", urgent=False):
             active = self.store.active_for(namespace, vs)
             if active is not None:
-                return self._handle(active.id, SetMirror(actor=actor, mirror=mirror), None)
-            target, planned = self.traffic.resolve(namespace, vs, to, 0, Owner(self.ids()))
+                return self._handle(active.id, event, None, _first_for(resolved, active.id))
+            if resolved is None or not resolved.new:
+                resolved = self._resolve(namespace, vs, to, channel, weight=None, mirror=mirror)
             rollout, effects = start_one_off(
-                rollout_id=self.ids(),
-                target=target,
+                rollout_id=resolved.rollout_id,
+                target=resolved.target,
                 actor=actor,
                 channel=channel,
-                live_weight=planned.live_weight,
+                live_weight=resolved.planned.live_weight,
                 mirror=mirror,
                 now=self.clock(),
             )
-            return self._open(rollout, effects, None)
+            return self._open(rollout, effects, resolved.first)
+
+    def resolve(
+        self,
+        namespace: str,
+        vs: str,
+        *,
+        to: str | None,
+        channel: str | None,
+        weight: int | None,
+        mirror: int | None = None,
+    ) -> Resolved:
+        """Read the live objects once and plan the change, for a new rollout or the active one:
+        what the policy decides on, and what is then written as it is."""
+        active = self.store.active_for(namespace, vs)
+        if active is None or not active.active:
+            return self._resolve(namespace, vs, to, channel, weight=weight, mirror=mirror)
+        owner = Owner(self.ids(), active.id, active.channel)
+        effect = ApplyWeight(
+            weight=active.weight if weight is None else weight,
+            previous=active.weight,
+            mirror=mirror,
+        )
+        planned = self.traffic.plan(active.target, effect, owner)
+        return Resolved(owner, active.target, planned, new=False)
+
+    def _resolve(
+        self,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        channel: str | None,
+        *,
+        weight: int | None,
+        mirror: int | None,
+    ) -> Resolved:
+        owner = Owner(self.ids(), self.ids(), channel)
+        target, planned = self.traffic.resolve(namespace, vs, to, weight, owner, mirror=mirror)
+        return Resolved(owner, target, planned, new=True)
 
     def adopt_lost(self, namespace: str) -> list[Rollout]:
         """Take back, as paused rollouts, the canaries the bot left in `namespace` whose records
@@ -310,7 +364,13 @@ class Engine:
                 current = self.store.load(rollout.id)
         return self._check_health(current, token)
 
-    def _handle(self, rollout_id: str, event: Any, token: int | None) -> Rollout:
+    def _handle(
+        self,
+        rollout_id: str,
+        event: Any,
+        token: int | None,
+        first: tuple[str, Planned] | None = None,
+    ) -> Rollout:
         for _ in range(CONFLICT_RETRIES):
             try:
                 current = self._settle(self.store.load(rollout_id), token)
@@ -321,9 +381,11 @@ class Engine:
             except (_Superseded, VersionConflict):
                 continue  # someone else moved it first: decide again on what is there now
             try:
-                return self._carry_out(saved, token, None)
+                return self._carry_out(saved, token, first)
             except _Superseded:
                 return self.store.load(rollout_id)  # whoever took over carries on
+            finally:
+                first = None  # planned on what was live then: good for one try only
         raise Busy(
             "the rollout kept changing while the bot tried to act on it; nothing was done; "
             "try again"
@@ -572,6 +634,13 @@ class Engine:
 
 
 _AGAIN = object()  # a write to plan afresh and send again
+
+
+def _first_for(resolved: Resolved | None, rollout_id: str) -> tuple[str, Planned] | None:
+    """The plan read for this very rollout, if that is what `resolved` is."""
+    if resolved is None or resolved.new or resolved.owner.rollout != rollout_id:
+        return None
+    return resolved.first
 
 
 def _landed(rollout: Rollout, write: Write) -> Rollout:

@@ -41,17 +41,44 @@ class Planned:
         return self.plan.noop
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """The live objects read once for a change: its target, and the plan the engine writes
+    as it is (`owner` names the write and its rollout; `new` when no rollout was active)."""
+
+    owner: Owner
+    target: Target
+    planned: Planned
+    new: bool
+
+    @property
+    def rollout_id(self) -> str:
+        return str(self.owner.rollout)
+
+    @property
+    def first(self) -> tuple[str, Planned]:
+        return self.owner.write, self.planned
+
+
 class KubeTraffic:
     def __init__(self, mesh: KubeMesh) -> None:
         self.mesh = mesh
 
     def resolve(
-        self, namespace: str, vs: str, to: str | None, weight: int, write: Owner
+        self,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        weight: int | None,
+        write: Owner,
+        *,
+        mirror: int | None = None,
     ) -> tuple[Target, Planned]:
         """The stable and canary subsets a rollout would move between, and the plan that would
-        set `weight` now: the engine writes that very plan when it is the first thing to do."""
+        set `weight` (and `mirror`) now: the engine writes that very plan when it is the first
+        thing to do."""
         request = SplitRequest.build(
-            vs=vs, namespace=namespace, weight=weight, to=to, **write._asdict()
+            vs=vs, namespace=namespace, weight=weight, to=to, mirror=mirror, **write._asdict()
         )
         plan = self.mesh.plan(request)
         target = Target(

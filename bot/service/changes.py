@@ -1,0 +1,180 @@
+"""The one path every change takes, from chat, buttons and the command line alike.
+
+`propose` reads the live objects once and plans the change; the policy decides on that plan
+(its hash is what approvers approve); `carry_out` hands the very same plan to the engine, which
+writes it under the resourceVersion it was planned on. Nothing here re-plans or re-reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.rollout.engine import Engine, NoActiveRollout
+from bot.rollout.model import (
+    Abort,
+    ApplyWeight,
+    Pause,
+    Promote,
+    Resume,
+    Rollback,
+    Rollout,
+    StepPlan,
+)
+from bot.rollout.traffic import Resolved
+from bot.rollout.transitions import transition
+from bot.store.redis_store import RolloutStore
+from commands import Command, Verb
+from policies import Change
+
+EVENTS: dict[Verb, type[Any]] = {
+    Verb.PAUSE: Pause,
+    Verb.RESUME: Resume,
+    Verb.PROMOTE: Promote,
+    Verb.ROLLBACK: Rollback,
+    Verb.ABORT: Abort,
+}
+StepsFor = Callable[[str, str, Command], StepPlan]  # (namespace, vs, command) -> steps
+
+
+def plan_hash(*parts: object) -> str:
+    """A short, stable fingerprint of what a change will do."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A command resolved against what is live: the change the policy decides on, the diff an
+    approver reads, and (for traffic changes) the plan the engine will write as it is."""
+
+    command: Command
+    namespace: str
+    change: Change
+    diff: str = ""
+    steps: StepPlan | None = None
+    resolved: Resolved | None = None
+
+    @property
+    def vs(self) -> str:
+        return str(self.command.service)
+
+
+class Changes:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: RolloutStore,
+        clock: Callable[[], datetime],
+        steps_for: StepsFor,
+    ) -> None:
+        self.engine, self.store, self.clock = engine, store, clock
+        self._steps_for = steps_for
+
+    def propose(self, command: Command, namespace: str, channel: str | None) -> Proposal:
+        vs = str(command.service)
+        last = self.store.history(namespace, vs, count=1)
+        since = last[-1].at if last else None
+        if command.verb in EVENTS:
+            return self._event(command, namespace, since)
+        steps = self._steps_for(namespace, vs, command)
+        weight, mirror = _wanted(command, steps)
+        resolved = self.engine.resolve(
+            namespace, vs, to=command.to, channel=channel, weight=weight, mirror=mirror
+        )
+        planned = resolved.planned
+        plan = planned.plan
+        fingerprint = plan_hash(
+            plan.stable,
+            plan.canary,
+            command.verb,
+            command.steps,
+            command.interval_s,
+            [(t.index, t.before, t.after) for t in plan.touched],
+            plan.dr.ops if plan.dr else None,
+        )
+        change = Change(
+            action=command.verb.value,
+            weight_before=planned.live_weight,
+            weight_after=planned.live_weight if weight is None else weight,
+            plan_hash=fingerprint,
+            last_change_at=since,
+        )
+        return Proposal(command, namespace, change, plan.diff, steps, resolved)
+
+    def carry_out(self, proposal: Proposal, actor: str, channel: str | None) -> Rollout:
+        c, ns, vs = proposal.command, proposal.namespace, proposal.vs
+        if c.verb in EVENTS:
+            return self.engine.act(ns, vs, EVENTS[c.verb](actor=actor))
+        steps, resolved = proposal.steps or StepPlan(), proposal.resolved
+        if c.verb is Verb.START:
+            return self.engine.start(
+                namespace=ns,
+                vs=vs,
+                to=c.to,
+                steps=steps,
+                actor=actor,
+                channel=channel,
+                resolved=resolved,
+            )
+        if c.verb is Verb.MIRROR:
+            return self.engine.set_mirror(
+                namespace=ns,
+                vs=vs,
+                to=c.to,
+                mirror=int(c.mirror or 0),
+                actor=actor,
+                channel=channel,
+                resolved=resolved,
+            )
+        return self.engine.set_weight(
+            namespace=ns,
+            vs=vs,
+            to=c.to,
+            weight=int(c.weight or 0),
+            steps=steps,
+            actor=actor,
+            channel=channel,
+            resolved=resolved,
+        )
+
+    def _event(self, command: Command, namespace: str, since: datetime | None) -> Proposal:
+        """Pause, resume, promote, roll back, abort: what the rollout's own transition would
+        do, asked of the transition itself (it is pure), so the policy sees the true weights."""
+        vs = str(command.service)
+        active = self.store.active_for(namespace, vs)
+        if active is None or not active.active:
+            service = vs if namespace == "default" else f"{vs}.{namespace}"
+            raise NoActiveRollout(f"{service} has no rollout going on")
+        _, effects = transition(active, EVENTS[command.verb](actor="?"), self.clock())
+        applied = [e.weight for e in effects if isinstance(e, ApplyWeight)]
+        after = applied[0] if applied else _next_step(active, command.verb)
+        change = Change(
+            action=command.verb.value,
+            weight_before=active.weight,
+            weight_after=after,
+            plan_hash=plan_hash(active.id, active.step, active.weight, command.verb),
+            last_change_at=since,
+        )
+        return Proposal(command, namespace, change)
+
+
+def _wanted(command: Command, steps: StepPlan) -> tuple[int | None, int | None]:
+    """(canary weight, mirror percentage) the command asks for; None leaves it as it is."""
+    if command.verb is Verb.MIRROR:
+        return None, int(command.mirror or 0)
+    if command.verb is Verb.START:
+        return steps.weights[0], None
+    return int(command.weight or 0), None
+
+
+def _next_step(rollout: Rollout, verb: Verb) -> int:
+    """Resuming leads to the next step's weight once its check passes."""
+    if verb is Verb.RESUME and rollout.step + 1 < len(rollout.steps.weights):
+        return rollout.steps.weights[rollout.step + 1]
+    return rollout.weight
