@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bot.mesh.models import DNS1123_LABEL
+from commands.names import DNS1123_LABEL
 
 # [0-9], not \d: int() would quietly accept Arabic-Indic or Devanagari digits.
 _DURATION = re.compile(r"^([0-9]{1,5})([smh])$")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from commands.names import service_name
 from policies.model import (
     RAISING_ACTIONS,
     SAFE_ACTIONS,
@@ -400,4 +401,4 @@ def _service(target: Target) -> str:
 
 
 def _command_name(target: Target) -> str:
-    return target.vs if target.namespace == "default" else f"{target.vs}.{target.namespace}"
+    return service_name(target.vs, target.namespace)

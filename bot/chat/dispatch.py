@@ -23,7 +23,6 @@ from bot.chat.approvals import (
 )
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.health_text import health_table
-from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
@@ -38,6 +37,7 @@ from bot.service.changes import Changes, Proposal
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
+from commands.names import service_name
 from policies import Change, Deny, NeedsApproval, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
@@ -191,7 +191,7 @@ class Dispatcher:
         weights = ", ".join(f"{s}%/{k}%" for s, k in (t.before for t in plan.touched))
         return [
             Reply(
-                f"{_service(str(c.service), namespace)}: no rollout going on; "
+                f"{service_name(str(c.service), namespace)}: no rollout going on; "
                 f"{plan.stable}/{plan.canary} at {weights}"
             )
         ]
@@ -201,12 +201,11 @@ class Dispatcher:
         health = self.engine.health
         if isinstance(health, AlwaysHealthy):
             return "Now: no health checks are configured (set PROMETHEUS_URL)"
-        verdict = health.check(rollout, self.clock())
-        return f"Now: {health_table(verdict, getattr(health, 'thresholds', Thresholds()))}"
+        return f"Now: {health_table(health.check(rollout, self.clock()))}"
 
     def _history(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         entries = self.store.history(namespace, str(c.service), count=20)
-        service = _service(str(c.service), namespace)
+        service = service_name(str(c.service), namespace)
         if not entries:
             return [Reply(f"{service}: nothing in the audit trail yet")]
         lines = [_history_line(e) for e in entries]
@@ -216,10 +215,10 @@ class Dispatcher:
         request = SplitRequest.build(vs=c.service, namespace=namespace, weight=c.weight, to=c.to)
         plan = self.mesh.plan(request)
         if plan.noop:
-            return [Reply(f"{_service(request.vs, namespace)} is already at {c.weight}%")]
+            return [Reply(f"{service_name(request.vs, namespace)} is already at {c.weight}%")]
         return [
             Reply(
-                f"Plan for {_service(request.vs, namespace)} at {c.weight}% "
+                f"Plan for {service_name(request.vs, namespace)} at {c.weight}% "
                 f"({plan.stable} → {plan.canary}), nothing applied:\n```{plan.diff}```"
             )
         ]
@@ -261,10 +260,11 @@ def _outcome(proposal: Proposal, rollout: Rollout) -> list[Reply]:
         return []
     waits = ", ".join(f"{w}%" for w in gates)
     which = f"the steps to {waits} wait" if len(gates) > 1 else f"the step to {waits} waits"
+    service = service_name(proposal.vs, proposal.namespace)
     return [
         Reply(
-            f":hourglass: {_service(proposal.vs, proposal.namespace)}: {which} for an approval; "
-            "an approval card is posted when the rollout gets there"
+            f":hourglass: {service}: {which} for an approval; an approval card is posted when "
+            "the rollout gets there"
         )
     ]
 
@@ -275,10 +275,6 @@ def _parse(text: str | None) -> datetime | None:
 
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
-
-
-def _service(vs: str, namespace: str) -> str:
-    return vs if namespace == "default" else f"{vs}.{namespace}"
 
 
 def _history_line(entry: AuditEntry) -> str:

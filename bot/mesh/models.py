@@ -6,14 +6,12 @@ unchanged (`to_dict`), so reading and writing an object never loses what we do n
 
 from __future__ import annotations
 
-import re
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.mesh.errors import InvalidObject
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLUSTER_DOMAIN = "cluster.local"
 
 

@@ -25,6 +25,7 @@ from bot.mesh.validation import (
     ensure_valid,
     virtual_service_problems,
 )
+from commands.names import service_name
 
 ANNOTATION = "canary-bot/last-applied"
 DEFAULT_SUBSET_LABEL = "version"
@@ -304,7 +305,7 @@ class _Target:
         others = [s for s in self.dr.subset_names() if s != stable]
         if len(others) == 1:
             return others[0]
-        svc = self.vs.name if self.namespace == "default" else f"{self.vs.name}.{self.namespace}"
+        svc = service_name(self.vs.name, self.namespace)
         if not others:
             raise PlanError(
                 f"DestinationRule '{self.dr.name}' has only subset '{stable}', which is stable; "

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.mesh.errors import InvalidRequest
-from bot.mesh.models import DNS1123_LABEL
+from commands.names import DNS1123_LABEL
 
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
 

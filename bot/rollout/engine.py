@@ -55,6 +55,7 @@ from bot.rollout.traffic import Owner, Planned, Resolved
 from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
 from bot.store.redis_store import RolloutStore
+from commands.names import service_name
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
@@ -333,7 +334,7 @@ class Engine:
         """A human's command (pause, rollback, ...) on the service's active rollout."""
         active = self.store.active_for(namespace, vs)
         if active is None or not active.active:
-            service = vs if namespace == "default" else f"{vs}.{namespace}"
+            service = service_name(vs, namespace)
             raise NoActiveRollout(
                 f"{service} has no rollout going on; start one with `/canary {service} start`"
             )

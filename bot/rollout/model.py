@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from commands.names import service_name
+
 DEFAULT_WEIGHTS = (5, 10, 25, 50, 100)
 VERDICTS_KEPT = 20
 WRITE_FAILED = "could not "  # how the reason of a change that did not go live begins
@@ -48,7 +50,7 @@ class Target(_Frozen):
     @property
     def service(self) -> str:
         """How chat names it: `weather`, or `weather.prod` outside the default namespace."""
-        return self.vs if self.namespace == "default" else f"{self.vs}.{self.namespace}"
+        return service_name(self.vs, self.namespace)
 
 
 class StepPlan(_Frozen):
@@ -93,6 +95,8 @@ class Verdict(_Frozen):
     step: int
     summary: str = ""
     figures: dict[str, float | None] = Field(default_factory=dict)
+    # As judged, one per check: metric, canary, stable, threshold, status. Empty in old records.
+    rows: tuple[tuple[str, str, str, str, str], ...] = ()
 
 
 # Effects: what a transition asks the engine to do, in order.

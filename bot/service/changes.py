@@ -29,6 +29,7 @@ from bot.rollout.traffic import Resolved
 from bot.rollout.transitions import transition
 from bot.store.redis_store import RolloutStore
 from commands import Command, Verb
+from commands.names import service_name
 from policies import Change
 
 EVENTS: dict[Verb, type[Any]] = {
@@ -149,7 +150,7 @@ class Changes:
         vs = str(command.service)
         active = self.store.active_for(namespace, vs)
         if active is None or not active.active:
-            service = vs if namespace == "default" else f"{vs}.{namespace}"
+            service = service_name(vs, namespace)
             raise NoActiveRollout(f"{service} has no rollout going on")
         _, effects = transition(active, EVENTS[command.verb](actor="?"), self.clock())
         applied = [e.weight for e in effects if isinstance(e, ApplyWeight)]
