@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts pytest bench clean system-deps
+.PHONY: demo test lint typecheck contracts pytest bench chaos clean system-deps
 
 demo: $(STAMP)
 	$(BIN)/canary-bot demo
@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/rollouts.py
 	$(BIN)/python bench/ack.py
 	$(BIN)/python bench/health.py
+
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py
 
 system-deps:
 	@scripts/system-deps.sh

@@ -506,10 +506,9 @@ def _answers(h: History) -> list[str]:
     """Whoever was told their weight is live has it in the audit trail, under their name."""
     found = []
     by_actor = {(e.actor, e.weight_after) for e in h.audit if e.action == "set-weight"}
-    others = {}
+    others: dict[int | None, set[str]] = {}
     for e in h.audit:
-        if e.action == "set-weight":
-            others.setdefault(e.weight_after, set()).add(e.actor)
+        others.setdefault(e.weight_after, set()).add(e.actor)
     for answer in h.answers:
         if answer.op != "set" or answer.result is None:
             continue
@@ -517,7 +516,7 @@ def _answers(h: History) -> list[str]:
         told_live = r.weight == answer.weight and r.writing is None and not r.write_failed
         if told_live and (answer.actor, answer.weight) not in by_actor:
             if others.get(answer.weight, set()) - {answer.actor}:
-                continue  # someone else set the same weight: the answer is true either way
+                continue  # someone else brought it to that weight: the answer is true anyway
             found.append(f"{answer.actor} was told {answer.weight}% is live, but it never was")
     return found
 
