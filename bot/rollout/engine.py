@@ -536,6 +536,15 @@ class Engine:
             token=token,
         )
         rollout = self._save(rollout.model_copy(update={"writing": write}), rollout.version, token)
+        log.info(
+            "rollout %s: write %s recorded (%d%% against resourceVersion %s)",
+            rollout.id,
+            write.id,
+            write.weight,
+            write.against,
+        )
+        if self._effect_delay:
+            threading.Event().wait(self._effect_delay)
         try:
             self.traffic.write(planned)
         except Moved as e:

@@ -1,0 +1,60 @@
+"""Two `serve` replicas as real processes, over the real wire: one frozen (SIGSTOP) right after
+it recorded a write, the lease moving to the other, a human acting, then the frozen one let go.
+The sandbox API server's log names each caller by its kubeconfig's token."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bot.sandbox.apiserver import SandboxApiServer
+from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from tests.support.processes import cli, serve, serve_env
+
+WEATHER = [p for p in bundled_seed_paths() if p.name == "weather.yaml"]
+
+
+def weights(sandbox: SandboxApiServer) -> list[int]:
+    vs = sandbox.get_object("default", "virtualservices", "weather")
+    assert vs is not None
+    return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
+
+
+def test_a_replica_frozen_after_recording_a_step_cannot_write_it_after_a_takeover(
+    tmp_path: Path, sandbox: SandboxApiServer, redis_url: str
+) -> None:
+    seed(sandbox, load_yaml_documents(WEATHER))
+    settings = {"CANARY_LEASE_TTL": "1", "CANARY_EFFECT_DELAY": "1.5"}
+    env_a = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="a", **settings)
+    env_b = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="b", **settings)
+    human = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="human")
+    with serve(env_a, tmp_path / "a.log") as a:
+        a.wait_for_line("leading now")
+        started = cli(human, "rollout", "start", "weather", "--steps", "10,20,100", "--every", "1s")
+        assert started.returncode == 0, started.stderr
+        recorded = a.wait_for_line(r"write \w+ recorded \(20%", timeout=30)
+        a.pause()  # frozen with the 20% recorded and not yet sent
+        frozen_write = re.search(r"write (\w+) recorded", recorded)
+        assert frozen_write is not None
+        with serve(env_b, tmp_path / "b.log") as b:
+            b.wait_for_line("leading now", timeout=30)  # the lease moved; B settled A's write
+            rolled_back = cli(human, "rollout", "rollback", "weather", "--as", "UONCALL")
+            assert rolled_back.returncode == 0, rolled_back.stderr
+            assert weights(sandbox) == [100, 0]
+            mark = len(sandbox.requests)
+            a.resume()
+            late = sandbox.wait_for_request(
+                lambda r: r.user == "a" and r.method == "PATCH" and r.status != 0, timeout=20
+            )
+            assert not late.succeeded  # its resourceVersion test failed: nothing changed
+            assert frozen_write.group(1) in late.body.decode()
+            a.wait_for_line("no longer lead|fenced|Fenced", timeout=20, since=0)
+            assert b.terminate() == 0
+        assert a.terminate() == 0
+    assert weights(sandbox) == [100, 0]
+    landed_after = [
+        r for r in sandbox.requests[mark:] if r.user == "a" and r.is_write and r.succeeded
+    ]
+    assert landed_after == []
+    status = cli(human, "rollout", "status", "weather")
+    assert "no rollout going on" in status.stdout
