@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
@@ -25,56 +26,92 @@ from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops import logs
 from bot.rollout.engine import NoActiveRollout
-from bot.rollout.model import Abort, Pause, Promote, Resume, Rollback, Rollout, StepPlan
+from bot.rollout.model import Rollout
 from bot.rollout.transitions import InvalidTransition
 from bot.sandbox.environment import playground
+from bot.service.changes import EVENTS
 from bot.store.errors import StoreError, mask_url
 from bot.store.redis_store import RolloutStore, connect
+from commands import Command, Verb
 from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
+from commands.help import summary
 from policies import PolicyError
+
+
+class CliRefusal(Exception):
+    """The bot refused the command, or it did not go live; the message says why."""
+
 
 USER_ERRORS = (
     GrammarError,
+    CliRefusal,
     InvalidTransition,
     NoActiveRollout,
     StoreError,
     ValidationError,
     PolicyError,
 )
-VERBS = {
-    "pause": "stop stepping, keep the traffic where it is",
-    "resume": "go on stepping",
-    "promote": "send all traffic to the canary and make it stable",
-    "rollback": "send all traffic back to stable",
-    "abort": "stop the rollout and send all traffic back to stable",
-}
-EVENTS = {
-    "pause": Pause,
-    "resume": Resume,
-    "promote": Promote,
-    "rollback": Rollback,
-    "abort": Abort,
-}
+VERBS = {verb.value: summary(verb) for verb in EVENTS}
 
 
 def run_start(args: argparse.Namespace) -> int:
-    settings = Settings()
-    namespace, vs = parse_service(args.service, settings.default_namespace)
-    steps = StepPlan(weights=parse_steps(args.steps), interval_s=parse_duration(args.every))
-    parts = build(settings)
-    rollout = parts.engine.start(
-        namespace=namespace, vs=vs, to=args.to, steps=steps, actor=args.actor, channel=None
+    """`rollout start`: the same path, and the same policy, as `/canary <service> start`."""
+    service = _service(args.service)
+    command = Command(
+        verb=Verb.START,
+        service=service.vs,
+        namespace=service.namespace,
+        to=args.to,
+        steps=parse_steps(args.steps),
+        interval_s=parse_duration(args.every),
     )
-    print(describe(rollout))
-    return 0
+    return _run(command, args.actor, f"{args.service} start")
 
 
 def run_verb(args: argparse.Namespace) -> int:
+    """`rollout pause|resume|promote|rollback|abort`: as the chat command would."""
+    service = _service(args.service)
+    command = Command(verb=Verb(args.verb), service=service.vs, namespace=service.namespace)
+    return _run(command, args.actor, f"{args.service} {args.verb}")
+
+
+def _run(command: Command, actor: str, text: str) -> int:
     settings = Settings()
-    namespace, vs = parse_service(args.service, settings.default_namespace)
-    event = EVENTS[args.verb](actor=args.actor)
-    print(describe(build(settings).engine.act(namespace, vs, event)))
+    parts = build(settings)
+    try:
+        replies = dispatcher(settings, parts).run(command, Asker(actor, None), text=text)
+    finally:
+        parts.mesh.close()
+    refused = [r.text for r in replies if r.text.startswith((":warning:", ":no_entry:"))]
+    for reply in replies:
+        if reply.text not in refused:
+            print(reply.text)
+    if refused:
+        raise CliRefusal("; ".join(t.split(" ", 1)[1] for t in refused))
+    latest = _latest(parts.store, str(command.namespace), str(command.service))
+    if latest is not None:
+        print(describe(latest))
     return 0
+
+
+def _latest(store: RolloutStore, namespace: str, vs: str) -> Rollout | None:
+    """The service's rollout going on, or else the one its audit trail names last."""
+    active = store.active_for(namespace, vs)
+    if active is not None:
+        return active
+    last = store.history(namespace, vs, count=1)
+    if not last or not last[-1].rollout_id or not store.exists(last[-1].rollout_id):
+        return None
+    return store.load(last[-1].rollout_id)
+
+
+class _Service(NamedTuple):
+    namespace: str
+    vs: str
+
+
+def _service(text: str) -> _Service:
+    return _Service(*parse_service(text, Settings().default_namespace))
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -115,9 +152,7 @@ def run_shell(args: argparse.Namespace) -> int:
 def _shell(settings: Settings, args: argparse.Namespace, charts: Path | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = Server(settings.model_copy(update={"slack_bot_token": None}), serve_http=False)
-    server.engine.notifier = ShellNotifier(
-        _print, utcnow, thresholds=settings.thresholds, charts=charts
-    )
+    server.engine.notifier = ShellNotifier(_print, utcnow, charts=charts)
     shell = Shell(dispatcher(settings, server.parts), Asker(args.user, args.channel), _print)
     server.start()
     try:

@@ -77,6 +77,11 @@ def example(verb: Verb, service: str = EXAMPLE_SERVICE, *, options: str = "") ->
     return _command(f"{form} {options}".rstrip(), service)
 
 
+def summary(verb: Verb) -> str:
+    """What `verb` does, in a few words (the CLI's help reads it too)."""
+    return _TOPICS[verb].forms[0][1]
+
+
 def help_text(topic: str | None = None) -> str:
     """The overview, or the focused text for one verb (an unknown topic gets the overview)."""
     verb = _verb_for(topic)

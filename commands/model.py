@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
@@ -24,30 +25,48 @@ class Verb(StrEnum):
     HELP = "help"
 
 
-MUTATING = frozenset(
-    {
-        Verb.SET_WEIGHT,
-        Verb.START,
-        Verb.PAUSE,
-        Verb.RESUME,
-        Verb.PROMOTE,
-        Verb.ROLLBACK,
-        Verb.ABORT,
-        Verb.MIRROR,
-    }
-)
 _SCOPED = frozenset({"service", "namespace"})
-# (must be set, may be set) per verb; a field outside both must stay None. Buttons and other
-# adapters build Commands too, so the model, not only the parser, keeps them coherent.
-_FIELDS: dict[Verb, tuple[frozenset[str], frozenset[str]]] = {
-    Verb.SET_WEIGHT: (frozenset({"service", "weight"}), _SCOPED | {"to"}),
-    Verb.PLAN: (frozenset({"service", "weight"}), _SCOPED | {"to"}),
-    Verb.MIRROR: (frozenset({"service", "mirror"}), _SCOPED | {"to"}),
-    Verb.START: (frozenset({"service"}), _SCOPED | {"to", "steps", "interval_s"}),
-    Verb.LIST: (frozenset(), frozenset()),
-    Verb.HELP: (frozenset(), frozenset({"topic"})),
+
+
+@dataclass(frozen=True)
+class VerbInfo:
+    """Everything about one verb that more than one place needs: read, never copied."""
+
+    mutating: bool  # changes traffic or a rollout, so the policy and the audit apply
+    safe: bool = False  # never adds traffic: nothing may stand in its way, nor make it wait
+    raising: bool = False  # starts or adds traffic: freezes refuse it, approvals may hold it
+    button: bool = False  # a button on the rollout card does the same
+    needs: frozenset[str] = frozenset({"service"})  # fields it must have
+    may: frozenset[str] = _SCOPED  # fields it may have besides
+
+
+_WEIGHTED = _SCOPED | {"to"}
+_WEIGHT, _MIRROR = frozenset({"service", "weight"}), frozenset({"service", "mirror"})
+VERBS: dict[Verb, VerbInfo] = {
+    Verb.SET_WEIGHT: VerbInfo(
+        True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED
+    ),
+    Verb.START: VerbInfo(True, raising=True, may=_WEIGHTED | {"steps", "interval_s"}),
+    Verb.STATUS: VerbInfo(False),
+    Verb.PAUSE: VerbInfo(True, safe=True, button=True),
+    Verb.RESUME: VerbInfo(True, raising=True, button=True),
+    Verb.PROMOTE: VerbInfo(True, raising=True, button=True),
+    Verb.ROLLBACK: VerbInfo(True, safe=True, button=True),
+    Verb.ABORT: VerbInfo(True, safe=True),
+    Verb.HISTORY: VerbInfo(False),
+    Verb.PLAN: VerbInfo(False, needs=frozenset({"service", "weight"}), may=_WEIGHTED),
+    Verb.MIRROR: VerbInfo(
+        True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED
+    ),
+    Verb.LIST: VerbInfo(False, needs=frozenset(), may=frozenset()),
+    Verb.HELP: VerbInfo(False, needs=frozenset(), may=frozenset({"topic"})),
 }
-_SERVICE_ONLY = (frozenset({"service"}), _SCOPED)
+MUTATING = frozenset(v for v, info in VERBS.items() if info.mutating)
+SAFE = frozenset(v for v, info in VERBS.items() if info.safe)
+RAISING = frozenset(v for v, info in VERBS.items() if info.raising)
+BUTTONS = tuple(v for v, info in VERBS.items() if info.button)
+# Verbs written as `/canary <service> <verb>` and nothing more.
+BARE = tuple(v for v, info in VERBS.items() if info.needs == {"service"} and info.may == _SCOPED)
 
 
 class Command(BaseModel, frozen=True, extra="forbid"):
@@ -70,7 +89,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
 
     @model_validator(mode="after")
     def _fields_fit_the_verb(self) -> Self:
-        required, allowed = _FIELDS.get(self.verb, _SERVICE_ONLY)
+        required, allowed = VERBS[self.verb].needs, VERBS[self.verb].may
         given = {name for name in type(self).model_fields if getattr(self, name) is not None}
         given.discard("verb")
         if missing := sorted(required - given):

@@ -25,7 +25,7 @@ from commands.grammar import (
     split_service,
 )
 from commands.help import EXAMPLE_SERVICE, HELP_TOPICS, example
-from commands.model import Command, Verb
+from commands.model import BARE, Command, Verb
 
 MAX_LENGTH = 300
 _ECHO = "/canary"  # some clients send the slash command along with its text
@@ -39,15 +39,6 @@ _OPTION_VALUES = {
     "every": "a duration, like 5m",
 }
 _WITH_OPTIONS = {Verb.START: "to v2 steps 10,50,100 every 10m"}
-_BARE = (
-    Verb.STATUS,
-    Verb.PAUSE,
-    Verb.RESUME,
-    Verb.PROMOTE,
-    Verb.ROLLBACK,
-    Verb.ABORT,
-    Verb.HISTORY,
-)
 
 
 class CommandError(GrammarError):
@@ -265,7 +256,7 @@ _VERBS: dict[str, _Parser] = {
     Verb.START: _start,
     Verb.PLAN: _plan,
     Verb.MIRROR: _mirror,
-    **{verb.value: partial(_bare, verb) for verb in _BARE},
+    **{verb.value: partial(_bare, verb) for verb in BARE},
 }
 
 

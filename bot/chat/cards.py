@@ -25,6 +25,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.rollout.model import ApplyWeight, Phase, Rollout, Verdict
+from commands.model import BUTTONS
 
 __all__ = [
     "ACTION_PREFIX",
@@ -39,7 +40,9 @@ __all__ = [
 ]
 
 ACTION_PREFIX = "canary:"
-_ACTIONS = ("pause", "resume", "promote", "rollback")
+_ACTIONS = tuple(verb.value for verb in BUTTONS)
+# Notices that end a rollout: its chart goes in the thread after them.
+FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
 _VALUE = re.compile(r"(?P<id>[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})")
 
 FILLED, EMPTY, ELLIPSIS = "▓", "░", "…"
