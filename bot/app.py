@@ -23,24 +23,21 @@ from bot.chat.approvals import ApprovalBook, Gate, GroupDirectory, group_ids
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
-from bot.health.check import HealthCheck
+from bot.health.check import HealthCheck, QueryClient
 from bot.health.client import PrometheusClient, PrometheusError, Vector
-from bot.health.custom import run_checks
-from bot.health.promql import UnsafeLabel, window_for
-from bot.health.verdict import Thresholds
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
 from bot.ops.watchdog import Watchdog
 from bot.rollout.engine import Engine, Health, Notifier
 from bot.rollout.leader import Leadership
-from bot.rollout.model import Notify, Phase, Rollout, Verdict
+from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
 from bot.rollout.scheduler import StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
-from policies import Policy, PolicyError, Problem, load_policy, rollout_defaults
+from policies import HealthThresholds, Policy, PolicyError, Problem, load_policy, rollout_defaults
 from policies import Target as PolicyTarget
 
 log = logging.getLogger(__name__)
@@ -69,7 +66,9 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")  # a fake, in tests
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
     health_window_s: int | None = Field(default=None, ge=1, alias="CANARY_HEALTH_WINDOW")
-    thresholds: Thresholds = Field(default_factory=Thresholds, alias="CANARY_THRESHOLDS")
+    thresholds: HealthThresholds = Field(
+        default_factory=HealthThresholds, alias="CANARY_THRESHOLDS"
+    )
 
     @property
     def health_window(self) -> timedelta | None:
@@ -141,37 +140,24 @@ def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) ->
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
     if policy is not None:
         return PolicyHealth(client, policy, settings)
-    return HealthCheck(
-        client, settings.thresholds, window=settings.health_window, service=lambda t: t.host or t.vs
-    )
+    return HealthCheck(client, settings.thresholds, window=settings.health_window, service=_host)
+
+
+def _host(target: Target) -> str:
+    return target.host or target.vs
 
 
 class PolicyHealth:
-    """Health checks with the thresholds the policy sets for each service."""
+    """Health checks with the thresholds (and custom checks) the policy sets for each service."""
 
-    def __init__(self, client: TimedQueries, policy: Policy, settings: Settings) -> None:
-        self.client, self.policy, self.settings = client, policy, settings
-        self.thresholds = settings.thresholds
+    def __init__(self, client: QueryClient, policy: Policy, settings: Settings) -> None:
+        self.client, self.policy, self.window = client, policy, settings.health_window
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
-        _, health = rollout_defaults(self.policy, target)
-        thresholds = Thresholds.model_validate(health.model_dump(exclude={"checks"}))
-        check = HealthCheck(
-            self.client,
-            thresholds,
-            window=self.settings.health_window,
-            service=lambda t: t.host or t.vs,
-        )
-        verdict = check.check(rollout, now)
-        window = self.settings.health_window or window_for(rollout.steps.interval)
-        try:
-            subject = check.subject(rollout.target)
-        except UnsafeLabel:
-            return verdict  # already inconclusive, and says why
-        return run_checks(
-            verdict, health.checks, self.client, subject=subject, window=window, now=now
-        )
+        _, thresholds = rollout_defaults(self.policy, target)
+        health = HealthCheck(self.client, thresholds, window=self.window, service=_host)
+        return health.check(rollout, now)
 
 
 class TimedQueries:
@@ -228,7 +214,7 @@ def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
     """The Slack side: cards for the engine's notifications, and the Bolt app for commands."""
     assert settings.slack_bot_token is not None
     client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    notifier = SlackNotifier(client, parts.store, utcnow, settings.thresholds)
+    notifier = SlackNotifier(client, parts.store, utcnow)
     parts.engine.notifier = notifier
     secret = settings.slack_signing_secret
     bot = SlackBot(

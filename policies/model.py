@@ -304,10 +304,12 @@ class CustomCheck(_Schema):
 
 
 class HealthThresholds(_Schema):
-    """When a canary passes a health check (see bot/health)."""
+    """When a canary passes a health check: a policy's `health:`, CANARY_THRESHOLDS, and what
+    bot/health judges with, as they are. Percentages are 0-100; `min_requests: 0` means no
+    minimum beyond some canary traffic."""
 
     min_success_rate: float = Field(default=99.0, ge=0, le=100)
-    max_p99_ms: float = Field(default=500, gt=0)
+    max_p99_ms: float = Field(default=500.0, gt=0)
     max_error_rate_increase: float = Field(default=1.0, ge=0, le=100)
     max_p99_ratio: float = Field(default=1.2, ge=1)
     min_requests: int = Field(default=20, ge=0)

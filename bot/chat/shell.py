@@ -21,7 +21,6 @@ from bot.chat.health_text import health_table
 from bot.chat.slack import BUTTON_EVENTS, FINAL_EVENTS
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
-from bot.health.verdict import Thresholds
 from bot.rollout.model import Notify, Rollout
 from commands import Command, CommandError, Verb, parse
 from commands.grammar import GrammarError, parse_service
@@ -38,11 +37,9 @@ class ShellNotifier:
         write: Callable[[str], None],
         clock: Callable[[], datetime],
         *,
-        thresholds: Thresholds | None = None,
         charts: Path | None = None,
     ) -> None:
         self.write, self.clock = write, clock
-        self.thresholds = thresholds or Thresholds()
         self.charts = charts  # where to save the end-of-rollout charts, if anywhere
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
@@ -51,7 +48,7 @@ class ShellNotifier:
             self.write(card_text(view))
             return
         if message.event == "health" and rollout.last_verdict is not None:
-            table = health_table(rollout.last_verdict, self.thresholds)
+            table = health_table(rollout.last_verdict)
             self.write(_indent(table.replace("```\n", "").replace("\n```", "")))
             return
         self.write(f"  ↳ {message.text}   [{view.bar} {view.weight}% {view.phase}]")

@@ -35,7 +35,6 @@ from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
-from bot.health.verdict import Thresholds
 from bot.ops.logs import correlation_id
 from bot.rollout.engine import URGENT
 from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
@@ -165,12 +164,10 @@ class SlackNotifier:
         client: WebClient,
         store: RolloutStore,
         clock: Callable[[], datetime],
-        thresholds: Thresholds | None = None,
         *,
         draw: Callable[[Rollout], bytes] = chart_png_isolated,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
-        self.thresholds = thresholds or Thresholds()
         self._posting = threading.Lock()
         self._draw = draw
         self._drawing = threading.BoundedSemaphore(CHARTS_AT_ONCE)
@@ -192,7 +189,7 @@ class SlackNotifier:
             self.gate_card_posted(request.id, str(posted["ts"]))
         text = message.text
         if message.event == "health" and rollout.last_verdict is not None:
-            text = health_table(rollout.last_verdict, self.thresholds)
+            text = health_table(rollout.last_verdict)
         self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=text)
         if message.event in FINAL_EVENTS and rollout.verdicts:
             self._post_chart_later(rollout, ts)

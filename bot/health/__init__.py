@@ -8,7 +8,7 @@ from bot.health.client import (
     PrometheusUnreachable,
 )
 from bot.health.promql import Subject, TemplateError, UnsafeLabel
-from bot.health.verdict import Figures, Side, Thresholds, judge, table
+from bot.health.verdict import Figures, Side, judge
 
 __all__ = [
     "Figures",
@@ -20,8 +20,6 @@ __all__ = [
     "Side",
     "Subject",
     "TemplateError",
-    "Thresholds",
     "UnsafeLabel",
     "judge",
-    "table",
 ]

@@ -1,7 +1,8 @@
 """The engine's Health port: two Prometheus queries, one verdict.
 
 Query 1 counts requests per version and response class, query 2 asks for each version's p99;
-both are evaluated at the same instant (`now`) so they describe the same window. Anything that
+both are evaluated at the same instant (`now`) so they describe the same window. When those
+pass, each custom check in the thresholds costs one more query (`custom`). Anything that
 stops the check from being decided (a Prometheus error, a name that is unsafe in PromQL) gives
 an inconclusive verdict that says why: it never promotes, and it never raises into the engine.
 """
@@ -9,10 +10,12 @@ an inconclusive verdict that says why: it never promotes, and it never raises in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.health.client import PrometheusError, Vector
+from bot.health.custom import custom_values
 from bot.health.promql import (
     DEFAULT_VERSION_LABEL,
     Subject,
@@ -21,8 +24,17 @@ from bot.health.promql import (
     requests_by_class,
     window_for,
 )
-from bot.health.verdict import Figures, Side, Thresholds, inconclusive, judge
+from bot.health.verdict import (
+    Figures,
+    Side,
+    conclude,
+    custom_check,
+    evaluate,
+    inconclusive,
+    outcome,
+)
 from bot.rollout.model import Rollout, Target, Verdict
+from policies.model import HealthThresholds
 
 ERROR_CLASS = "5xx"
 
@@ -37,7 +49,7 @@ def vs_name(target: Target) -> str:
 
 
 class HealthCheck:
-    """`check(rollout, now) -> Verdict` from at most two Prometheus queries.
+    """`check(rollout, now) -> Verdict` from two Prometheus queries, and one per custom check.
 
     `service` maps a rollout's target to the Kubernetes Service name that Istio reports as
     `destination_service_name` (the VirtualService's name by default). `window` overrides the
@@ -47,14 +59,14 @@ class HealthCheck:
     def __init__(
         self,
         client: QueryClient,
-        thresholds: Thresholds | None = None,
+        thresholds: HealthThresholds | None = None,
         version_label: str = DEFAULT_VERSION_LABEL,
         window: timedelta | None = None,
         *,
         service: Callable[[Target], str] = vs_name,
     ) -> None:
         self.client = client
-        self.thresholds = thresholds or Thresholds()
+        self.thresholds = thresholds or HealthThresholds()
         self.version_label, self.window, self.service = version_label, window, service
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
@@ -67,7 +79,11 @@ class HealthCheck:
             figures = self.figures(subject, window, now)
         except PrometheusError as e:
             return inconclusive(f"no health data: {e}", at=now, step=rollout.step)
-        return judge(figures, self.thresholds, at=now, step=rollout.step)
+        checks = evaluate(figures, self.thresholds)
+        if self.thresholds.checks and outcome(checks) == "pass":
+            figures = replace(figures, custom=self._query_custom(subject, window, now))
+            checks += [custom_check(c, figures.custom[c.name]) for c in self.thresholds.checks]
+        return conclude(checks, figures, at=now, step=rollout.step)
 
     def subject(self, target: Target) -> Subject:
         return Subject(
@@ -77,6 +93,12 @@ class HealthCheck:
             canary=target.canary,
             version_label=self.version_label,
         )
+
+    def _query_custom(
+        self, subject: Subject, window: timedelta, now: datetime
+    ) -> dict[str, float | None]:
+        checks, client = self.thresholds.checks, self.client
+        return custom_values(checks, client, subject=subject, window=window, now=now)
 
     def figures(self, subject: Subject, window: timedelta, now: datetime) -> Figures:
         requests = self.client.query(requests_by_class(subject, window), at=now)

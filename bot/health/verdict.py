@@ -2,8 +2,8 @@
 
 The rules, in order:
 
-- Traffic gates everything: no canary series, or fewer than `min_requests` canary requests
-  in the window, is inconclusive and nothing else is judged. Inconclusive never promotes.
+- Traffic gates everything: no canary requests, or fewer than `min_requests` of them in the
+  window, is inconclusive and nothing else is judged. Inconclusive never promotes.
 - Absolute: canary success rate ≥ `min_success_rate`, canary p99 ≤ `max_p99_ms`.
 - Relative to stable: error rate ≤ stable's + `max_error_rate_increase` points, p99 ≤
   `max_p99_ratio` × stable's. Skipped (and said so) when stable had fewer than `min_requests`
@@ -14,38 +14,31 @@ The rules, in order:
   data. (Prometheus' `histogram_quantile` itself answers with the largest finite bucket bound
   in that case, which fails `max_p99_ms` whenever the buckets reach past it.)
 - Any failure makes the verdict fail, even if another figure is unknown.
+- Custom checks (a policy's `checks:`) are judged once every standard row has passed: each
+  value must stay within its bound, and one without a value is inconclusive.
+
+Each check is a row of the verdict (`Verdict.rows`: metric, canary, stable, the threshold as
+judged, status), and the outcome and summary are derived from those rows, here and only here.
+Chat shows the rows as they are; it never judges again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from bot.health.promql import duration
 from bot.rollout.model import Verdict
+from policies.model import CustomCheck, HealthThresholds
 
 Status = Literal["pass", "fail", "inconclusive", "skipped"]
-Row = tuple[str, str, str, str, str]
-TABLE_HEADER: Row = ("metric", "canary", "stable", "threshold", "verdict")
+Outcome = Literal["pass", "fail", "inconclusive"]
+Row = tuple[str, str, str, str, str]  # metric, canary, stable, threshold, status
 NONE = "—"
 _TOLERANCE = 1e-9
-
-
-class Thresholds(BaseModel):
-    """What a healthy canary looks like. Percentages are 0-100."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_success_rate: float = Field(default=99.0, ge=0, le=100)
-    max_p99_ms: float = Field(default=500.0, gt=0)
-    max_error_rate_increase: float = Field(default=1.0, ge=0)
-    max_p99_ratio: float = Field(default=1.2, gt=0)
-    min_requests: int = Field(default=20, ge=1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +66,7 @@ class Figures:
     canary: Side
     stable: Side
     window_s: float | None = None
+    custom: Mapping[str, float | None] = field(default_factory=dict)  # by custom check name
 
     def as_dict(self) -> dict[str, float | None]:
         """Flat, for `Verdict.figures`; NaN becomes None, +Inf stays."""
@@ -83,18 +77,8 @@ class Figures:
             numbers[f"{name}_errors"] = side.errors
             numbers[f"{name}_success_rate"] = side.success_rate
             numbers[f"{name}_p99_ms"] = side.p99_ms
+        numbers.update({f"check_{name}": value for name, value in self.custom.items()})
         return {key: None if _is_nan(value) else value for key, value in numbers.items()}
-
-    @classmethod
-    def from_dict(cls, numbers: dict[str, float | None]) -> Figures:
-        def side(name: str) -> Side:
-            return Side(
-                requests=numbers.get(f"{name}_requests"),
-                errors=numbers.get(f"{name}_errors"),
-                p99_ms=numbers.get(f"{name}_p99_ms"),
-            )
-
-        return cls(canary=side("canary"), stable=side("stable"), window_s=numbers.get("window_s"))
 
 
 @dataclass(frozen=True)
@@ -113,15 +97,21 @@ class Check:
         return (self.metric, self.canary, self.stable, self.threshold, self.status)
 
 
-def judge(figures: Figures, thresholds: Thresholds, *, at: datetime, step: int) -> Verdict:
-    checks = evaluate(figures, thresholds)
-    outcome = _outcome(checks)
+def judge(figures: Figures, thresholds: HealthThresholds, *, at: datetime, step: int) -> Verdict:
+    """The verdict of the standard checks alone (`HealthCheck` adds the custom ones)."""
+    return conclude(evaluate(figures, thresholds), figures, at=at, step=step)
+
+
+def conclude(checks: Sequence[Check], figures: Figures, *, at: datetime, step: int) -> Verdict:
+    """The verdict these checks make: its outcome, summary and rows all come from them."""
+    result = outcome(checks)
     return Verdict(
-        outcome=outcome,
+        outcome=result,
         at=at,
         step=step,
-        summary=_summary(outcome, checks, figures),
+        summary=_summary(result, checks, figures),
         figures=figures.as_dict(),
+        rows=tuple(check.row for check in checks),
     )
 
 
@@ -133,13 +123,8 @@ def inconclusive(
     return Verdict(outcome="inconclusive", at=at, step=step, summary=reason, figures=numbers)
 
 
-def table(source: Verdict | Figures, thresholds: Thresholds) -> list[Row]:
-    """metric | canary | stable | threshold | verdict rows (see TABLE_HEADER), for chat."""
-    figures = Figures.from_dict(source.figures) if isinstance(source, Verdict) else source
-    return [check.row for check in evaluate(figures, thresholds)]
-
-
-def evaluate(figures: Figures, thresholds: Thresholds) -> list[Check]:
+def evaluate(figures: Figures, thresholds: HealthThresholds) -> list[Check]:
+    """The standard checks, one per row."""
     traffic = _traffic(figures, thresholds)
     if traffic.status != "pass":
         return [traffic, *(_not_judged(metric, figures) for metric in _JUDGED_ROWS)]
@@ -153,16 +138,30 @@ def evaluate(figures: Figures, thresholds: Thresholds) -> list[Check]:
     ]
 
 
-def _outcome(checks: list[Check]) -> Literal["pass", "fail", "inconclusive"]:
+def custom_check(spec: CustomCheck, value: float | None) -> Check:
+    """A custom check's row: its value (None: no single value) against its one bound."""
+    bound = f"≤ {spec.max:g}" if spec.max is not None else f"≥ {spec.min:g}"
+    if value is None:
+        note = f"no data for custom check {spec.name}"
+        return Check(spec.name, NONE, NONE, bound, "inconclusive", note)
+    outside = (spec.max is not None and _above(value, spec.max)) or (
+        spec.min is not None and _below(value, spec.min)
+    )
+    note = f"{spec.name} is {value:g}, not {bound}" if outside else ""
+    return Check(spec.name, f"{value:g}", NONE, bound, "fail" if outside else "pass", note)
+
+
+def outcome(checks: Iterable[Check]) -> Outcome:
+    """Any failed row fails; otherwise any inconclusive row makes it inconclusive."""
     statuses = {check.status for check in checks}
     if "fail" in statuses:
         return "fail"
     return "inconclusive" if "inconclusive" in statuses else "pass"
 
 
-def _summary(outcome: str, checks: list[Check], figures: Figures) -> str:
-    if outcome != "pass":
-        return "; ".join(check.note for check in checks if check.status == outcome)
+def _summary(result: Outcome, checks: Sequence[Check], figures: Figures) -> str:
+    if result != "pass":
+        return "; ".join(check.note for check in checks if check.status == result)
     canary, stable = figures.canary, figures.stable
     success = f"{_percent(canary.success_rate)} (stable {_percent(stable.success_rate)})"
     text = (
@@ -177,24 +176,22 @@ def _summary(outcome: str, checks: list[Check], figures: Figures) -> str:
 # The rows
 
 
-def _traffic(figures: Figures, t: Thresholds) -> Check:
+def _traffic(figures: Figures, t: HealthThresholds) -> Check:
     canary, stable = figures.canary, figures.stable
+    need = max(t.min_requests, 1)  # `min_requests: 0` is no minimum, but nothing is no data
     status: Status = "pass"
     note = ""
     if canary.requests is None or not _finite(canary.requests):
         status, note = "inconclusive", f"no canary traffic in Prometheus{_over(figures)}"
-    elif _below(canary.requests, t.min_requests):
+    elif _below(canary.requests, need):
         status = "inconclusive"
         note = (
-            f"only {_count(canary.requests)} canary requests{_over(figures)},"
-            f" need at least {t.min_requests}"
+            f"only {_count(canary.requests)} canary requests{_over(figures)}, need at least {need}"
         )
-    return Check(
-        "requests", _requests(canary), _requests(stable), f"≥ {t.min_requests}", status, note
-    )
+    return Check("requests", _requests(canary), _requests(stable), f"≥ {need}", status, note)
 
 
-def _success_rate(figures: Figures, t: Thresholds) -> Check:
+def _success_rate(figures: Figures, t: HealthThresholds) -> Check:
     canary = figures.canary.success_rate
     status: Status = "pass"
     note = ""
@@ -210,7 +207,7 @@ def _success_rate(figures: Figures, t: Thresholds) -> Check:
     )
 
 
-def _error_rate_increase(figures: Figures, t: Thresholds, skip: str) -> Check:
+def _error_rate_increase(figures: Figures, t: HealthThresholds, skip: str) -> Check:
     canary, stable = figures.canary.error_rate, figures.stable.error_rate
     threshold = f"≤ stable + {_number(t.max_error_rate_increase)} points"
     metric = "error rate vs stable"
@@ -226,7 +223,7 @@ def _error_rate_increase(figures: Figures, t: Thresholds, skip: str) -> Check:
     return Check(metric, _percent(canary), _percent(stable), threshold, "fail", note)
 
 
-def _p99(figures: Figures, t: Thresholds) -> Check:
+def _p99(figures: Figures, t: HealthThresholds) -> Check:
     canary = figures.canary.p99_ms
     status: Status = "pass"
     note = ""
@@ -245,7 +242,7 @@ def _p99(figures: Figures, t: Thresholds) -> Check:
     return Check("p99 latency", _ms(canary), stable, f"≤ {_ms(t.max_p99_ms)}", status, note)
 
 
-def _p99_ratio(figures: Figures, t: Thresholds, skip: str) -> Check:
+def _p99_ratio(figures: Figures, t: HealthThresholds, skip: str) -> Check:
     canary, stable = figures.canary.p99_ms, figures.stable.p99_ms
     threshold = f"≤ {_number(t.max_p99_ratio)}× stable"
     metric = "p99 vs stable"
@@ -282,7 +279,7 @@ def _not_judged(row: tuple[str, Callable[[Side], str]], figures: Figures) -> Che
     return Check(metric, show(figures.canary), show(figures.stable), NONE, "skipped")
 
 
-def _relative_skip(stable: Side, t: Thresholds) -> str:
+def _relative_skip(stable: Side, t: HealthThresholds) -> str:
     if stable.requests is None or not _finite(stable.requests) or stable.requests <= 0:
         return "relative checks skipped: stable had no requests"
     if _below(stable.requests, t.min_requests):

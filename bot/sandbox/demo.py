@@ -70,9 +70,7 @@ def run_demo(
 
 def _play(settings: Settings, say: Callable[[str], None], charts: Path, interactive: bool) -> None:
     server = Server(settings, serve_http=False)
-    server.engine.notifier = ShellNotifier(
-        say, utcnow, thresholds=settings.thresholds, charts=charts
-    )
+    server.engine.notifier = ShellNotifier(say, utcnow, charts=charts)
     shell = Shell(dispatcher(settings, server.parts), Asker("U0DEMO", "C0DEMO"), say)
     server.start()
     try:

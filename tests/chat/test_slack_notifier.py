@@ -14,31 +14,31 @@ from slack_sdk.errors import SlackApiError
 
 from bot.chat.slack import SlackNotifier, web_client
 from bot.health.chart import ChartError, chart_png, chart_png_isolated
+from bot.health.verdict import Figures, Side, judge
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
 from bot.sandbox.fake_slack import FakeSlack
 from bot.store.redis_store import RolloutStore, connect
+from policies.model import HealthThresholds
+from tests.health import agrees, table_rows
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+DEFAULTS = HealthThresholds()
 
 
-def verdict(step: int, outcome: str, success: float, p99: float) -> Verdict:
-    return Verdict(
-        outcome=outcome,
-        at=T0 + timedelta(seconds=30 * (step + 1)),
-        step=step,
-        summary=f"{outcome} at step {step + 1}",
-        figures={
-            "window_s": 60.0,
-            "canary_requests": 200.0,
-            "canary_errors": 200 * (100 - success) / 100,
-            "canary_success_rate": success,
-            "canary_p99_ms": p99,
-            "stable_requests": 1800.0,
-            "stable_errors": 0.0,
-            "stable_success_rate": 100.0,
-            "stable_p99_ms": 90.0,
-        },
+def verdict(
+    step: int,
+    success: float,
+    p99: float,
+    *,
+    stable_p99: float = 90.0,
+    thresholds: HealthThresholds = DEFAULTS,
+) -> Verdict:
+    figures = Figures(
+        canary=Side(requests=200.0, errors=200 * (100 - success) / 100, p99_ms=p99),
+        stable=Side(requests=1800.0, errors=0.0, p99_ms=stable_p99),
+        window_s=60.0,
     )
+    return judge(figures, thresholds, at=T0 + timedelta(seconds=30 * (step + 1)), step=step)
 
 
 def rollout(phase: Phase, verdicts: tuple[Verdict, ...]) -> Rollout:
@@ -71,10 +71,10 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
         RolloutStore(connect(redis_url)),
         lambda: T0,
     )
-    first = verdict(0, "fail", 95.0, 120.0)
+    first = verdict(0, 95.0, 120.0)
     notifier.notify(rollout(Phase.PROGRESSING, ()), Notify(event="started", text="started"))
     notifier.notify(rollout(Phase.PROGRESSING, (first,)), Notify(event="health", text="fail"))
-    second = verdict(0, "fail", 94.0, 130.0)
+    second = verdict(0, 94.0, 130.0)
     final = rollout(Phase.FAILED, (first, second))
     notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
     [done] = [slack.wait_for(lambda c: c.method == "files.completeUploadExternal", timeout=60)]
@@ -85,6 +85,7 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
     table = replies[0]["text"]
     assert "metric" in table and "success rate" in table and "95.0%" in table
     assert "canary" in table and "stable" in table and "threshold" in table
+    assert table_rows(table) == [list(row) for row in first.rows] and agrees(table)
     assert replies[1]["text"] == "weather back on v1"
     assert all(c.body["ts"] == ts for c in slack.calls_to("chat.update"))
     [upload] = slack.calls_to("upload")
@@ -94,6 +95,25 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
     assert png == chart_png(final)  # drawn in a child process, byte for byte the same
     assert done.body["channel_id"] == "C1" and done.body["thread_ts"] == ts
     assert card.body["channel"] == "C1"
+
+
+def test_the_thread_table_shows_the_thresholds_the_verdict_was_judged_with(
+    slack: FakeSlack, redis_url: str
+) -> None:
+    notifier = SlackNotifier(
+        web_client("xoxb-test-token", slack.url + "/api/"),
+        RolloutStore(connect(redis_url)),
+        lambda: T0,
+    )
+    judged = verdict(0, 100.0, 350.0, stable_p99=340.0, thresholds=HealthThresholds(max_p99_ms=300))
+    assert judged.outcome == "fail"
+    assert verdict(0, 100.0, 350.0, stable_p99=340.0).outcome == "pass"  # as the defaults judge
+    notifier.notify(rollout(Phase.PROGRESSING, (judged,)), Notify(event="health", text="fail"))
+    [_, reply] = [c.body["text"] for c in slack.calls_to("chat.postMessage")]
+    assert reply.startswith("❌ health check at step 1: fail — canary p99 350 ms is above 300 ms")
+    assert table_rows(reply) == [list(row) for row in judged.rows]
+    assert ["p99 latency", "350 ms", "340 ms", "≤ 300 ms", "fail"] in table_rows(reply)
+    assert agrees(reply) and "500 ms" not in reply
 
 
 def assert_valid_png(data: bytes) -> None:
@@ -159,7 +179,7 @@ def test_notify_returns_while_the_chart_is_still_being_drawn(
 ) -> None:
     gate = Gate()
     notifier = notifier_for(slack, redis_url, gate)
-    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    final = rollout(Phase.FAILED, (verdict(0, 94.0, 130.0),))
     notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
     assert gate.drawing.wait(10), "the chart was never drawn"
     assert [c.body["text"] for c in slack.calls_to("chat.postMessage")[1:]] == [
@@ -177,7 +197,7 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_thread_message_and_a_log_line(
     gate = Gate(fail=True)
     gate.release.set()
     notifier = notifier_for(slack, redis_url, gate)
-    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    final = rollout(Phase.FAILED, (verdict(0, 94.0, 130.0),))
     notifier.notify(final, Notify(event="auto-rollback", text="weather back on v1"))
     assert logged.seen.wait(10), "nothing was logged"
     assert logged.messages == [
@@ -188,7 +208,7 @@ def test_a_chart_that_cannot_be_drawn_leaves_the_thread_message_and_a_log_line(
 
 
 def test_a_chart_past_its_deadline_is_given_up() -> None:
-    final = rollout(Phase.FAILED, (verdict(0, "fail", 94.0, 130.0),))
+    final = rollout(Phase.FAILED, (verdict(0, 94.0, 130.0),))
     with pytest.raises(ChartError, match=r"drawing the chart took more than 0\.001 s"):
         chart_png_isolated(final, deadline_s=0.001)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from bot.health.client import Labels, Vector
@@ -48,3 +49,16 @@ class RecordingClient:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of a rendered health table's rows, below its header."""
+    block = text.split("```")[1].strip("\n").splitlines()
+    return [re.split(r"\s{2,}", line.strip()) for line in block[1:]]
+
+
+def agrees(text: str) -> bool:
+    """Whether the one-line verdict above a rendered table says what its rows say."""
+    statuses = {row[-1] for row in table_rows(text)}
+    said = next((s for s in ("fail", "inconclusive") if s in statuses), "pass")
+    return f": {said} — " in text.splitlines()[0]

@@ -1,5 +1,5 @@
 """Custom checks from the policy: declared in YAML, filled safely, judged after the standard
-check."""
+check, each a row of the verdict."""
 
 from __future__ import annotations
 
@@ -7,64 +7,70 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient, PrometheusUnreachable, Vector
-from bot.health.custom import run_checks
 from bot.health.promql import Subject, render
 from bot.rollout.model import Verdict
 from bot.sandbox.prometheus import PrometheusServer
 from policies import PolicyError, load_policy
-from policies.model import CustomCheck
+from policies.model import CustomCheck, HealthThresholds
+from tests.health import RecordingClient, labels, make_rollout
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 SUBJECT = Subject(namespace="default", service="weather-service", stable="v1", canary="v2")
+WINDOW = timedelta(minutes=1)
 ERRORS = CustomCheck(
     name="canary-5xx-per-second",
     query='sum(rate(istio_requests_total{{destination_service_name="{service}",'
     'destination_version="{canary}",response_code=~"5.."}}[{window}]))',
     max=0.5,
 )
+HEALTHY = (  # the standard check's two answers: both versions healthy
+    {
+        labels(destination_version="v1", response_class="2xx"): 1_000.0,
+        labels(destination_version="v2", response_class="2xx"): 100.0,
+    },
+    {labels(destination_version="v1"): 200.0, labels(destination_version="v2"): 210.0},
+)
 
 
-class Answers:
-    """A query client double: canned answers, and a record of what was asked."""
-
-    def __init__(self, *answers: Vector | Exception) -> None:
-        self.answers, self.asked = list(answers), []
-
-    def query(self, promql: str, at: datetime | None = None) -> Vector:
-        self.asked.append(promql)
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-
-def passed() -> Verdict:
-    return Verdict(outcome="pass", at=NOW, step=0, summary="healthy", figures={"x": 1.0})
+def check_with(
+    *custom_answers: Vector | Exception, standard: tuple[Vector, Vector] = HEALTHY
+) -> tuple[Verdict, list[str]]:
+    client = RecordingClient(*standard, *custom_answers)
+    health = HealthCheck(
+        client,
+        HealthThresholds(checks=(ERRORS,)),
+        window=WINDOW,
+        service=lambda _: "weather-service",
+    )
+    verdict = health.check(make_rollout(namespace="default"), NOW)
+    return verdict, [promql for promql, _ in client.calls]
 
 
 def test_a_value_over_its_bound_fails_the_check() -> None:
-    client = Answers({(): 2.5})
-    verdict = run_checks(
-        passed(), [ERRORS], client, subject=SUBJECT, window=timedelta(minutes=1), now=NOW
-    )
+    verdict, asked = check_with({(): 2.5})
     assert verdict.outcome == "fail"
     assert verdict.summary == "canary-5xx-per-second is 2.5, not ≤ 0.5"
     assert verdict.figures["check_canary-5xx-per-second"] == 2.5
-    assert client.asked == [render(ERRORS.query, SUBJECT, timedelta(minutes=1))]
-    assert 'destination_version="v2"' in client.asked[0] and "[1m]" in client.asked[0]
+    assert verdict.rows[-1] == ("canary-5xx-per-second", "2.5", "—", "≤ 0.5", "fail")
+    assert asked[2:] == [render(ERRORS.query, SUBJECT, WINDOW)]
+    assert 'destination_version="v2"' in asked[2] and "[1m]" in asked[2]
 
 
 def test_a_value_within_bounds_keeps_the_pass() -> None:
-    verdict = run_checks(
-        passed(),
-        [ERRORS],
-        Answers({(): 0.1}),
-        subject=SUBJECT,
-        window=timedelta(minutes=1),
-        now=NOW,
-    )
+    verdict, _ = check_with({(): 0.1})
     assert verdict.outcome == "pass" and verdict.figures["check_canary-5xx-per-second"] == 0.1
+    assert verdict.rows[-1] == ("canary-5xx-per-second", "0.1", "—", "≤ 0.5", "pass")
+
+
+def test_a_minimum_is_a_floor() -> None:
+    floor = ERRORS.model_copy(update={"max": None, "min": 1.0})
+    client = RecordingClient(*HEALTHY, {(): 0.5})
+    health = HealthCheck(client, HealthThresholds(checks=(floor,)), window=WINDOW)
+    verdict = health.check(make_rollout(namespace="default"), NOW)
+    assert verdict.outcome == "fail"
+    assert verdict.rows[-1] == ("canary-5xx-per-second", "0.5", "—", "≥ 1", "fail")
 
 
 @pytest.mark.parametrize(
@@ -72,21 +78,24 @@ def test_a_value_within_bounds_keeps_the_pass() -> None:
     [{}, {(("a", "1"),): 1.0, (("a", "2"),): 2.0}, PrometheusUnreachable("http://p", "refused", 3)],
 )
 def test_no_single_value_makes_a_pass_inconclusive(answer: Vector | Exception) -> None:
-    verdict = run_checks(
-        passed(), [ERRORS], Answers(answer), subject=SUBJECT, window=timedelta(minutes=1), now=NOW
-    )
+    verdict, _ = check_with(answer)
     assert verdict.outcome == "inconclusive"
-    assert "no data for custom checks canary-5xx-per-second" in verdict.summary
+    assert verdict.summary == "no data for custom check canary-5xx-per-second"
+    assert verdict.rows[-1] == ("canary-5xx-per-second", "—", "—", "≤ 0.5", "inconclusive")
 
 
 def test_custom_checks_do_not_run_when_the_standard_check_did_not_pass() -> None:
-    client = Answers()
-    failed = passed().model_copy(update={"outcome": "fail"})
-    assert (
-        run_checks(failed, [ERRORS], client, subject=SUBJECT, window=timedelta(minutes=1), now=NOW)
-        is failed
-    )
-    assert client.asked == []
+    failing = ({labels(destination_version="v2", response_class="5xx"): 100.0}, HEALTHY[1])
+    verdict, asked = check_with(standard=failing)
+    assert verdict.outcome == "fail"
+    assert len(asked) == 2
+    assert [row[0] for row in verdict.rows] == [
+        "requests",
+        "success rate",
+        "error rate vs stable",
+        "p99 latency",
+        "p99 vs stable",
+    ]
 
 
 def test_the_filled_template_parses_in_prometheus(prometheus_server: PrometheusServer) -> None:

@@ -9,16 +9,19 @@ from pydantic import ValidationError
 from bot.health.check import HealthCheck, figures_from
 from bot.health.client import PrometheusQueryError, PrometheusUnreachable
 from bot.health.promql import Subject
-from bot.health.verdict import TABLE_HEADER, Figures, Side, Thresholds, judge, table
+from bot.health.verdict import Figures, Side, judge
 from bot.rollout.model import Verdict
+from policies.model import HealthThresholds
 from tests.health import NOW, RecordingClient, labels, make_rollout
 
-DEFAULT = Thresholds()
+DEFAULT = HealthThresholds()
 HEALTHY_STABLE = Side(requests=10_000, errors=10, p99_ms=200)
 NAN, INF = math.nan, math.inf
 
 
-def verdict_for(canary: Side, stable: Side = HEALTHY_STABLE, t: Thresholds = DEFAULT) -> Verdict:
+def verdict_for(
+    canary: Side, stable: Side = HEALTHY_STABLE, t: HealthThresholds = DEFAULT
+) -> Verdict:
     return judge(Figures(canary=canary, stable=stable, window_s=300), t, at=NOW, step=2)
 
 
@@ -62,7 +65,7 @@ def test_p99_exactly_at_maximum_passes() -> None:
 
 def test_error_rate_exactly_one_point_over_stable_passes() -> None:
     stable = Side(requests=1_000, errors=0, p99_ms=100)
-    t = Thresholds(min_success_rate=90)
+    t = HealthThresholds(min_success_rate=90)
     assert verdict_for(Side(requests=100, errors=1, p99_ms=100), stable, t).outcome == "pass"
 
 
@@ -111,7 +114,7 @@ def test_infinite_p99_with_requests_is_a_latency_failure() -> None:
 
 
 def test_error_rate_well_above_stable_fails_even_within_absolute_limit() -> None:
-    t = Thresholds(min_success_rate=95)
+    t = HealthThresholds(min_success_rate=95)
     verdict = verdict_for(Side(requests=1_000, errors=30, p99_ms=100), t=t)
     assert verdict.outcome == "fail"
     assert verdict.summary == (
@@ -195,52 +198,103 @@ def test_unknown_stable_p99_skips_only_the_ratio() -> None:
     assert verdict.summary.endswith("; p99 vs stable skipped: stable p99 unknown")
 
 
-# The table
+# The rows the verdict was judged on
 
 
-def test_table_rows_for_a_failed_verdict() -> None:
+def test_rows_of_a_failed_verdict() -> None:
     verdict = verdict_for(Side(requests=100, errors=5, p99_ms=320))
-    assert TABLE_HEADER == ("metric", "canary", "stable", "threshold", "verdict")
-    assert table(verdict, DEFAULT) == [
+    assert verdict.rows == (
         ("requests", "100 (5 5xx)", "10,000 (10 5xx)", "≥ 20", "pass"),
         ("success rate", "95.0%", "99.9%", "≥ 99.0%", "fail"),
         ("error rate vs stable", "5.0%", "0.1%", "≤ stable + 1.0 points", "fail"),
         ("p99 latency", "320 ms", "200 ms", "≤ 500 ms", "pass"),
         ("p99 vs stable", "1.60×", "200 ms", "≤ 1.2× stable", "fail"),
-    ]
+    )
 
 
-def test_table_rows_when_too_few_requests() -> None:
+def test_rows_when_too_few_requests() -> None:
     figures = Figures(canary=Side(requests=3, errors=0, p99_ms=NAN), stable=Side())
-    assert table(figures, DEFAULT) == [
+    assert judge(figures, DEFAULT, at=NOW, step=0).rows == (
         ("requests", "3 (0 5xx)", "—", "≥ 20", "inconclusive"),
         ("success rate", "100.0%", "—", "—", "skipped"),
         ("error rate vs stable", "0.0%", "—", "—", "skipped"),
         ("p99 latency", "—", "—", "—", "skipped"),
         ("p99 vs stable", "—", "—", "—", "skipped"),
-    ]
+    )
 
 
-def test_table_agrees_with_the_verdict_for_infinite_p99() -> None:
+def test_rows_agree_with_the_verdict_for_infinite_p99() -> None:
     verdict = verdict_for(Side(requests=100, errors=0, p99_ms=INF), Side())
-    rows = {row[0]: row for row in table(verdict, DEFAULT)}
+    rows = {row[0]: row for row in verdict.rows}
     assert rows["p99 latency"] == ("p99 latency", "+Inf", "—", "≤ 500 ms", "fail")
     assert rows["error rate vs stable"][4] == "skipped"
 
 
-def test_table_from_a_stored_verdict_round_trips() -> None:
+def test_rows_show_the_thresholds_they_were_judged_with() -> None:
+    t = HealthThresholds(max_p99_ms=300, max_p99_ratio=2, min_requests=50)
+    verdict = verdict_for(Side(requests=100, errors=0, p99_ms=350), t=t)
+    rows = {row[0]: row for row in verdict.rows}
+    assert verdict.outcome == "fail"
+    assert verdict.summary == "canary p99 350 ms is above 300 ms (+50 ms)"
+    assert rows["p99 latency"] == ("p99 latency", "350 ms", "200 ms", "≤ 300 ms", "fail")
+    assert rows["p99 vs stable"][3:] == ("≤ 2.0× stable", "pass")
+    assert rows["requests"][3:] == ("≥ 50", "pass")
+
+
+@pytest.mark.parametrize(
+    "canary",
+    [
+        Side(requests=1_000, errors=2, p99_ms=210),
+        Side(requests=100, errors=5, p99_ms=320),
+        Side(requests=100, errors=0, p99_ms=NAN),
+        Side(requests=100, errors=50, p99_ms=NAN),
+        Side(requests=3, errors=3, p99_ms=900),
+        Side(),
+    ],
+)
+def test_the_outcome_is_what_the_rows_say(canary: Side) -> None:
+    verdict = verdict_for(canary)
+    statuses = {row[4] for row in verdict.rows}
+    expected = next((s for s in ("fail", "inconclusive") if s in statuses), "pass")
+    assert verdict.outcome == expected
+
+
+def test_rows_survive_the_record_round_trip() -> None:
     verdict = verdict_for(Side(requests=1_000, errors=2, p99_ms=210))
     stored = Verdict.model_validate_json(verdict.model_dump_json())
-    assert table(stored, DEFAULT) == table(verdict, DEFAULT)
+    assert stored.rows == verdict.rows and stored == verdict
+
+
+def test_a_verdict_stored_before_rows_still_loads() -> None:
+    old = '{"outcome": "pass", "at": "2026-11-22T03:00:00Z", "step": 1, "summary": "healthy"}'
+    assert Verdict.model_validate_json(old).rows == ()
+
+
+# min_requests: 0 means no minimum, but a canary with no requests is still no data.
+
+
+def test_no_minimum_passes_a_canary_with_a_few_requests() -> None:
+    t = HealthThresholds(min_requests=0)
+    verdict = verdict_for(Side(requests=3, errors=0, p99_ms=100), t=t)
+    assert verdict.outcome == "pass"
+    assert verdict.rows[0] == ("requests", "3 (0 5xx)", "10,000 (10 5xx)", "≥ 1", "pass")
+
+
+def test_no_minimum_still_needs_some_canary_requests() -> None:
+    t = HealthThresholds(min_requests=0)
+    verdict = verdict_for(Side(requests=0, errors=0, p99_ms=NAN), t=t)
+    assert verdict.outcome == "inconclusive"
+    assert verdict.summary == "only 0 canary requests in the last 5m, need at least 1"
+    assert verdict.rows[0][3:] == ("≥ 1", "inconclusive")
 
 
 def test_thresholds_are_frozen_and_checked() -> None:
     with pytest.raises(ValidationError):
         DEFAULT.min_requests = 5  # type: ignore[misc]
     with pytest.raises(ValidationError):
-        Thresholds(min_success_rate=101)
+        HealthThresholds(min_success_rate=101)
     with pytest.raises(ValidationError):
-        Thresholds(max_p99_ms=500, max_p99=1)  # type: ignore[call-arg]
+        HealthThresholds(max_p99_ms=500, max_p99=1)  # type: ignore[call-arg]
 
 
 # From query results to a verdict: the check layer's two queries.
