@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from policies import SHIPPED, Action, PolicyError, Target, check, explain, load_policy
-from policies.model import FreezeWindow
+from policies.model import FreezeWindow, HealthThresholds
 
 POLICY_DIR = Path(__file__).parents[2] / "policies"
 PROBLEM_LINE = re.compile(r"^bad\.yaml:\d+: (?:\S+: )?.+; .+$")
@@ -363,6 +363,18 @@ BAD = [
         "min_success_rate: 101 is too large; use 100 or less",
     ),
     (
+        "a p99 ratio that fails a canary as fast as stable",
+        "rules:\n  - namespace: prod\n    rollout:\n      health:\n        max_p99_ratio: 0.5\n",
+        5,
+        "max_p99_ratio: 0.5 is too small; use 1 or more",
+    ),
+    (
+        "a negative request minimum",
+        "rules:\n  - namespace: prod\n    rollout:\n      health:\n        min_requests: -1\n",
+        5,
+        "min_requests: -1 is too small; use 0 or more",
+    ),
+    (
         "approvals nobody can give",
         "rules:\n  - namespace: prod\n    approvals:\n      - count: 1\n",
         2,
@@ -466,6 +478,22 @@ def test_bad_files_are_refused_by_line(text: str, line: int, says: str) -> None:
     assert f"bad.yaml:{line}: " in str(error)
     for rendered in str(error).splitlines():
         assert PROBLEM_LINE.match(rendered), rendered
+
+
+def test_health_loads_as_the_thresholds_the_checks_judge_with() -> None:
+    text = textwrap.dedent(
+        """\
+        rules:
+          - namespace: prod
+            rollout:
+              health: {min_requests: 0, max_p99_ms: 300}
+        """
+    )
+    code, said = check(text, "policy.yaml")
+
+    assert code == 0, said
+    [placed] = load_policy(text).rules
+    assert placed.rule.rollout.health == HealthThresholds(min_requests=0, max_p99_ms=300)
 
 
 def test_every_problem_is_reported_at_once() -> None:
