@@ -29,9 +29,10 @@ from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
 from bot.ops.watchdog import Watchdog
-from bot.rollout.engine import Engine, Health, Notifier
+from bot.rollout.engine import Engine
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
+from bot.rollout.ports import Health, Notifier
 from bot.rollout.scheduler import StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.store.errors import StoreError
@@ -188,7 +189,6 @@ def dispatcher(
     return Dispatcher(
         engine=parts.engine,
         store=parts.store,
-        mesh=parts.mesh,
         clock=utcnow,
         default_namespace=settings.namespace_for,
         gate=gate,

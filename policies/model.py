@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from commands.model import RAISING, SAFE
 from policies import _freeze, _globs
 
 DEFAULT_STEPS = (5, 10, 25, 50, 100)
@@ -33,11 +34,9 @@ class Action(StrEnum):
 
 
 # Never add traffic: whoever may roll back may do these at any time, with nothing in the way.
-SAFE_ACTIONS = frozenset({Action.ROLLBACK, Action.PAUSE, Action.ABORT})
+SAFE_ACTIONS = frozenset(Action(verb.value) for verb in SAFE)
 # Start or add traffic: what freezes refuse and what approvals hold by default.
-RAISING_ACTIONS = frozenset(
-    {Action.SET_WEIGHT, Action.START, Action.PROMOTE, Action.RESUME, Action.MIRROR}
-)
+RAISING_ACTIONS = frozenset(Action(verb.value) for verb in RAISING)
 
 # -- Field types: each turns a raw YAML value into a checked one, or says how to fix it.
 

@@ -24,8 +24,6 @@ from bot.chat.approvals import (
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.health_text import health_table
 from bot.mesh.errors import MeshError
-from bot.mesh.kube import KubeMesh
-from bot.mesh.request import SplitRequest
 from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout
 from bot.rollout.model import (
     Phase,
@@ -64,7 +62,6 @@ class Asker:
 class Dispatcher:
     engine: Engine
     store: RolloutStore
-    mesh: KubeMesh
     clock: Callable[[], datetime]
     default_namespace: Callable[[str | None], str] = lambda _channel: "default"
     default_steps: StepPlan = field(default_factory=StepPlan)
@@ -185,9 +182,7 @@ class Dispatcher:
             table = self._fresh_check(active)
             section = {"type": "section", "text": {"type": "mrkdwn", "text": table[:2900]}}
             return [Reply(f"{card.text}\n\n{table}", blocks=[*(card.blocks or []), section])]
-        plan = self.mesh.plan(
-            SplitRequest.build(vs=c.service, namespace=namespace, weight=0, to=c.to)
-        )
+        plan = self.changes.preview(c.model_copy(update={"weight": 0}), namespace)
         weights = ", ".join(f"{s}%/{k}%" for s, k in (t.before for t in plan.touched))
         return [
             Reply(
@@ -212,14 +207,14 @@ class Dispatcher:
         return [Reply(f"*{service}*, last {len(lines)} events:\n" + "\n".join(lines))]
 
     def _plan(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        request = SplitRequest.build(vs=c.service, namespace=namespace, weight=c.weight, to=c.to)
-        plan = self.mesh.plan(request)
+        plan = self.changes.preview(c, namespace)
+        service = service_name(str(c.service), namespace)
         if plan.noop:
-            return [Reply(f"{service_name(request.vs, namespace)} is already at {c.weight}%")]
+            return [Reply(f"{service} is already at {c.weight}%")]
         return [
             Reply(
-                f"Plan for {service_name(request.vs, namespace)} at {c.weight}% "
-                f"({plan.stable} → {plan.canary}), nothing applied:\n```{plan.diff}```"
+                f"Plan for {service} at {c.weight}% ({plan.stable} → {plan.canary}), nothing "
+                f"applied:\n```{plan.diff}```"
             )
         ]
 

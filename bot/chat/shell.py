@@ -15,18 +15,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from bot.chat.cards import card_text, card_view
+from bot.chat.cards import FINAL_EVENTS, card_text, card_view
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
-from bot.chat.slack import BUTTON_EVENTS, FINAL_EVENTS
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
 from bot.rollout.model import Notify, Rollout
 from commands import Command, CommandError, Verb, parse
 from commands.grammar import GrammarError, parse_service
+from commands.model import BUTTONS
 
 PROMPT = "canary> "
 WAIT_LIMIT_S = 600.0
+
+_CLICKS = tuple(verb.value for verb in BUTTONS)  # the rollout card's buttons
 
 
 class ShellNotifier:
@@ -110,10 +112,8 @@ class Shell:
         if len(args) == 2 and args[0] in ("approve", "deny"):
             self._vote(args[1], deny=args[0] == "deny")
             return
-        if len(args) != 2 or args[0] not in BUTTON_EVENTS:
-            self.write(
-                f"usage: :click {'|'.join(BUTTON_EVENTS)} SERVICE, :click approve|deny REQUEST"
-            )
+        if len(args) != 2 or args[0] not in _CLICKS:
+            self.write(f"usage: :click {'|'.join(_CLICKS)} SERVICE, :click approve|deny REQUEST")
             return
         rollout = self._active(args[1])
         if rollout is not None:

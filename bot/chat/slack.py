@@ -30,31 +30,23 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from bot.chat.approvals import APPROVAL_PREFIX, parse_vote, summary_text
-from bot.chat.cards import card_blocks, card_fallback_text, card_view, parse_action
+from bot.chat.cards import FINAL_EVENTS, card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
 from bot.ops.logs import correlation_id
-from bot.rollout.engine import URGENT
-from bot.rollout.model import Abort, Notify, Pause, Promote, Resume, Rollback, Rollout
+from bot.rollout.model import Notify, Rollout
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
 from commands import Command, CommandError, Verb, parse
+from commands.model import SAFE
 
 log = logging.getLogger(__name__)
-FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
 CARD_TTL_S = 30 * 24 * 3600
 SEEN_TTL_S = 15 * 60
-BUTTON_EVENTS: dict[str, type[Any]] = {
-    "pause": Pause,
-    "resume": Resume,
-    "promote": Promote,
-    "rollback": Rollback,
-    "abort": Abort,
-}
-# The verbs whose events the engine never makes wait (rollback, abort, pause).
-URGENT_VERBS = frozenset(Verb(v) for v, event in BUTTON_EVENTS.items() if issubclass(event, URGENT))
+# Rollback, abort and pause never wait: they get a lane of their own.
+URGENT_VERBS = SAFE
 SLACK_TIMEOUT_S = 10
 CHARTS_AT_ONCE = 2  # child processes drawing charts: each needs about 85 MB for a second
 RATE_LIMIT_BUDGET_S = 10.0

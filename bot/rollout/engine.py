@@ -22,10 +22,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bot.mesh.errors import MeshError, Moved
-from bot.mesh.planner import LastApplied
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
     Abort,
@@ -46,15 +45,22 @@ from bot.rollout.model import (
     SetWeight,
     StepDue,
     StepPlan,
-    Target,
     Verdict,
     Write,
     WriteFailed,
 )
-from bot.rollout.traffic import Owner, Planned, Resolved
+from bot.rollout.ports import (
+    Health,
+    Notifier,
+    Owner,
+    Planned,
+    Resolved,
+    Scheduler,
+    Store,
+    Traffic,
+)
 from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
-from bot.store.redis_store import RolloutStore
 from commands.names import service_name
 
 log = logging.getLogger(__name__)
@@ -64,45 +70,6 @@ MUTEX_TTL_MS = 15_000  # longer than any one write can take with every call's de
 MUTEX_WAIT_S = 10.0
 # A human's "stop" never queues behind anyone: it supersedes whatever is in flight.
 URGENT = (Rollback, Abort, Pause, ApprovalDenied)
-
-
-class Traffic(Protocol):
-    def resolve(
-        self,
-        namespace: str,
-        vs: str,
-        to: str | None,
-        weight: int | None,
-        write: Owner,
-        *,
-        mirror: int | None = None,
-    ) -> tuple[Target, Planned]: ...
-
-    def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned: ...
-
-    def write(self, planned: Planned) -> None: ...
-
-    def wrote(self, live: dict[str, object], write_id: str) -> bool: ...
-
-    def settle(self, target: Target, write_id: str, fence_id: str) -> tuple[bool, int | None]: ...
-
-    def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]: ...
-
-    def observe(self, target: Target) -> int | None: ...
-
-
-class Notifier(Protocol):
-    def notify(self, rollout: Rollout, message: Notify) -> None: ...
-
-
-class Health(Protocol):
-    def check(self, rollout: Rollout, now: datetime) -> Verdict: ...
-
-
-class Scheduler(Protocol):
-    def schedule(self, rollout_id: str, at: datetime, step: int) -> None: ...
-
-    def cancel(self, rollout_id: str) -> None: ...
 
 
 class NoActiveRollout(Exception):
@@ -142,7 +109,7 @@ class Engine:
     def __init__(
         self,
         *,
-        store: RolloutStore,
+        store: Store,
         traffic: Traffic,
         notifier: Notifier,
         clock: Callable[[], datetime],

@@ -2,62 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
-
 from bot.mesh.errors import Moved
 from bot.mesh.kube import KubeMesh, wrote
 from bot.mesh.models import VirtualService
 from bot.mesh.planner import LastApplied, TrafficPlan, live_canary_weights, read_last_applied
 from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
+from bot.rollout.ports import Owner, Planned
 
 FENCE_TRIES = 5
-
-
-class Owner(NamedTuple):
-    """Who a write is: its id, and the rollout (with its channel) it belongs to. It goes into
-    the VirtualService's annotation with the write."""
-
-    write: str
-    rollout: str | None = None
-    channel: str | None = None
-
-
-@dataclass(frozen=True)
-class Planned:
-    """A write planned against what is live now; `against` is the resourceVersion it tests."""
-
-    plan: TrafficPlan
-    live_weights: tuple[int, ...]  # the canary's weight in each route the plan touches
-    against: str
-
-    @property
-    def live_weight(self) -> int:
-        return self.live_weights[0] if self.live_weights else 0
-
-    @property
-    def noop(self) -> bool:
-        return self.plan.noop
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """The live objects read once for a change: its target, and the plan the engine writes
-    as it is (`owner` names the write and its rollout; `new` when no rollout was active)."""
-
-    owner: Owner
-    target: Target
-    planned: Planned
-    new: bool
-
-    @property
-    def rollout_id(self) -> str:
-        return str(self.owner.rollout)
-
-    @property
-    def first(self) -> tuple[str, Planned]:
-        return self.owner.write, self.planned
 
 
 class KubeTraffic:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from bot.mesh.planner import TrafficPlan
 from bot.rollout.engine import Engine, NoActiveRollout
 from bot.rollout.model import (
     Abort,
@@ -25,9 +26,8 @@ from bot.rollout.model import (
     Rollout,
     StepPlan,
 )
-from bot.rollout.traffic import Resolved
+from bot.rollout.ports import Resolved
 from bot.rollout.transitions import transition
-from bot.store.redis_store import RolloutStore
 from commands import Command, Verb
 from commands.names import service_name
 from policies import Change
@@ -40,6 +40,19 @@ EVENTS: dict[Verb, type[Any]] = {
     Verb.ABORT: Abort,
 }
 StepsFor = Callable[[str, str, Command], StepPlan]  # (namespace, vs, command) -> steps
+
+
+class Records(Protocol):
+    """What the service reads of the rollout records and the audit trail."""
+
+    def active_for(self, namespace: str, vs: str) -> Rollout | None: ...
+
+    def history(self, namespace: str, vs: str, count: int = 50) -> Sequence[HasTime]: ...
+
+
+class HasTime(Protocol):
+    @property
+    def at(self) -> datetime: ...
 
 
 def plan_hash(*parts: object) -> str:
@@ -70,7 +83,7 @@ class Changes:
         self,
         *,
         engine: Engine,
-        store: RolloutStore,
+        store: Records,
         clock: Callable[[], datetime],
         steps_for: StepsFor,
     ) -> None:
@@ -107,6 +120,13 @@ class Changes:
             last_change_at=since,
         )
         return Proposal(command, namespace, change, plan.diff, steps, resolved)
+
+    def preview(self, command: Command, namespace: str) -> TrafficPlan:
+        """The plan the command's weight would make now; nothing is written or recorded."""
+        resolved = self.engine.resolve(
+            namespace, str(command.service), to=command.to, channel=None, weight=command.weight or 0
+        )
+        return resolved.planned.plan
 
     def carry_out(self, proposal: Proposal, actor: str, channel: str | None) -> Rollout:
         c, ns, vs = proposal.command, proposal.namespace, proposal.vs

@@ -16,7 +16,8 @@ from bot.rollout.model import (
     StepPlan,
     Write,
 )
-from bot.rollout.traffic import KubeTraffic, Owner
+from bot.rollout.ports import Owner
+from bot.rollout.traffic import KubeTraffic
 from bot.rollout.transitions import InvalidTransition
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for

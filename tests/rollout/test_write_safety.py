@@ -13,7 +13,8 @@ import pytest
 from bot.mesh.kube import KubeMesh
 from bot.rollout.engine import Busy, Engine
 from bot.rollout.model import Phase, Resume, Rollback, StepDue, StepPlan
-from bot.rollout.traffic import KubeTraffic, Planned
+from bot.rollout.ports import Planned
+from bot.rollout.traffic import KubeTraffic
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.store.errors import Fenced, VersionConflict

@@ -189,9 +189,23 @@ def test_an_id_cannot_be_created_twice(store: RolloutStore) -> None:
     assert store.load("r1").phase is Phase.ROLLED_BACK
 
 
-def test_only_active_rollouts_can_be_created(store: RolloutStore) -> None:
-    with pytest.raises(ValueError, match="only active ones start"):
+def test_a_finished_rollout_with_nothing_left_to_do_cannot_be_created(
+    store: RolloutStore,
+) -> None:
+    with pytest.raises(ValueError, match="there is nothing to do"):
         store.create(finished(make_rollout()))
+
+
+def test_a_one_off_change_is_created_finished_and_holds_the_service_until_done(
+    store: RolloutStore,
+) -> None:
+    one_off = finished(make_rollout()).model_copy(
+        update={"pending": (Audit(action="mirror", actor="U1", weight_before=0, weight_after=0),)}
+    )
+    created = store.create(one_off)
+    assert store.active_for("default", "weather") == created
+    store.save(created.model_copy(update={"pending": ()}), expected_version=1)
+    assert store.active_for("default", "weather") is None
 
 
 def test_active_for_finds_the_lock_holder(store: RolloutStore) -> None:

@@ -38,7 +38,8 @@ from bot.rollout.model import (
     StepPlan,
     Verdict,
 )
-from bot.rollout.traffic import KubeTraffic, Planned
+from bot.rollout.ports import Planned
+from bot.rollout.traffic import KubeTraffic
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
