@@ -4,12 +4,17 @@ The bot (`canary-bot serve` in HTTP mode), the sandbox API server and Redis each
 own process; the fake Slack Web API the bot posts to runs here. Each command sets a canary
 weight on its own service, so each one really patches a VirtualService. Reported:
 
-- ack latency: from sending the signed request to its HTTP 200;
+- ack latency: from sending the signed request to its HTTP 200, over the commands sent after
+  the first `--warmup` seconds (those, sent while the bot is cold, are reported apart), with
+  the slowest acks and when they were sent, which shows what the tail lines up with;
 - command → VirtualService patched: from sending to the sandbox receiving the guarded PATCH;
 - rollback click → canary at 0%: a signed Rollback button press on a card, while the rollouts
   made by the commands are active, until the sandbox receives the PATCH to 0%.
 
-    python bench/ack.py [--rate 50] [--seconds 30] [--clicks 100] [--json F]
+Each run records the machine's load average, since other work on it moves the tail.
+
+    python bench/ack.py [--rate 50] [--seconds 30] [--warmup 1] [--clicks 100] [--runs 1]
+                        [--json F]
 """
 
 from __future__ import annotations
@@ -139,10 +144,11 @@ def cuts(samples: list[float]) -> tuple[float, float]:
     return round(q[49], 2), round(q[98], 2)
 
 
-def run(rate: int, seconds: int, clicks: int) -> dict[str, Any]:
-    count = rate * seconds
+def run(rate: int, seconds: int, warmup: float, clicks: int) -> dict[str, Any]:
+    cold, count = int(rate * warmup), rate * seconds
     work = Path(tempfile.mkdtemp(prefix="canary-ack-"))
-    sandbox, sandbox_url = start_sandbox(count, work)
+    sandbox, sandbox_url = start_sandbox(cold + count, work)
+    load_before = os.getloadavg()[0]
     port = free_port()
     with RedisServer() as redis_server, FakeSlack(token=TOKEN) as slack:
         env = {
@@ -163,48 +169,53 @@ def run(rate: int, seconds: int, clicks: int) -> dict[str, Any]:
         )
         try:
             _wait_for_port(port)
-            figures = _load(Sender(port), slack, sandbox_url, rate, count)
+            figures = _load(Sender(port), slack, sandbox_url, rate, cold, count)
             figures |= _clicks(Sender(port), slack, sandbox_url, redis_server.url, clicks)
         finally:
             bot.terminate()
             bot.wait(timeout=30)
             sandbox.terminate()
             sandbox.wait()
-    return {"rate_per_s": rate, "seconds": seconds, **figures}
+    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return {"rate_per_s": rate, "seconds": seconds, "load_avg_1m": load, **figures}
 
 
 def _load(
-    sender: Sender, slack: FakeSlack, sandbox_url: str, rate: int, count: int
+    sender: Sender, slack: FakeSlack, sandbox_url: str, rate: int, cold: int, count: int
 ) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
-    acks: list[float] = []
-    statuses: list[int] = []
+    acks: list[tuple[float, int, int]] = []  # (ms, command number, status)
 
     def send(i: int, due: float) -> None:
         time.sleep(max(0.0, due - time.monotonic()))
         name = service(i)
         sent_at[name] = time.time()
         ms, status = sender.post(command_body(name, 10, slack, f"cmd-{i}"))
-        acks.append(ms)
-        statuses.append(status)
+        acks.append((ms, i, status))
 
     calls_before = api_calls(sandbox_url)
     start = time.monotonic() + 0.5
     with ThreadPoolExecutor(max_workers=32) as pool:
-        for i in range(count):
+        for i in range(cold + count):
             pool.submit(send, i, start + i / rate)
     time.sleep(3)  # the work after the acks
     calls = api_calls(sandbox_url) - calls_before
     done = patches(sandbox_url)
     to_patch = [(done[s][0][0] - t) * 1000 for s, t in sent_at.items() if s in done]
-    ack50, ack99 = cuts(acks)
+    warm = sorted(a for a in acks if a[1] >= cold)
+    ack50, ack99 = cuts([ms for ms, _, _ in warm])
     patch50, patch99 = cuts(to_patch)
+    cold_ms = sorted(ms for ms, i, _ in acks if i < cold)
     return {
-        "commands": count,
-        "non_200": sum(1 for s in statuses if s != 200),
-        "kube_calls_per_command": round(calls / count, 2),
+        "commands": cold + count,
+        "non_200": sum(1 for _, _, status in acks if status != 200),
+        "kube_calls_per_command": round(calls / (cold + count), 2),
+        "cold_commands": cold,
+        "cold_ack_p50_ms": round(statistics.median(cold_ms), 2) if cold_ms else None,
+        "cold_ack_max_ms": round(cold_ms[-1], 2) if cold_ms else None,
         "ack_p50_ms": ack50,
         "ack_p99_ms": ack99,
+        "ack_slowest_ms_at_s": [(round(ms, 1), round(i / rate, 2)) for ms, i, _ in warm[-8:]],
         "patched": len(to_patch),
         "command_to_patch_p50_ms": patch50,
         "command_to_patch_p99_ms": patch99,
@@ -256,14 +267,30 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--clicks", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    figures = {"date": f"{datetime.now(UTC):%Y-%m-%d}", **run(args.rate, args.seconds, args.clicks)}
-    for key, value in figures.items():
-        print(f"{key:26} {value}")
+    runs = []
+    for number in range(1, args.runs + 1):
+        runs.append(run(args.rate, args.seconds, args.warmup, args.clicks))
+        print(f"run {number}")
+        for key, value in runs[-1].items():
+            print(f"  {key:26} {value}")
+    figures = {"date": f"{datetime.now(UTC):%Y-%m-%d}", "runs": runs, "spread": spread(runs)}
+    print("spread over the runs (min, median, max)")
+    for key, value in figures["spread"].items():
+        print(f"  {key:26} {value}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def spread(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    keys = ["ack_p50_ms", "ack_p99_ms", "cold_ack_max_ms", "command_to_patch_p99_ms"]
+    keys += ["rollback_p99_ms"]
+    found = {k: sorted(r[k] for r in runs if r.get(k) is not None) for k in keys}
+    return {k: [v[0], statistics.median(v), v[-1]] for k, v in found.items() if v}
 
 
 if __name__ == "__main__":
