@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from kubernetes.client import ApiClient
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from redis import Redis
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 
-from bot.chat.approvals import ApprovalBook, Gate, GroupDirectory, group_ids
+from bot.chat.approvals import ApprovalBook, Gate, GateCards, GroupDirectory, group_ids
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
@@ -32,7 +34,7 @@ from bot.ops.watchdog import Watchdog
 from bot.rollout.engine import Engine
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
-from bot.rollout.ports import Health, Notifier
+from bot.rollout.ports import Health, Notifier, Scheduler
 from bot.rollout.scheduler import StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.store.errors import StoreError
@@ -105,33 +107,79 @@ class ConsoleNotifier:
 
 @dataclass
 class Parts:
+    """Everything the bot is made of, built once by `build`."""
+
     store: RolloutStore
     mesh: KubeMesh
     engine: Engine
     metrics: Metrics
     policy: Policy | None
+    dispatcher: Dispatcher
+    slack: SlackBot | None
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def build(settings: Settings, *, notifier: Notifier | None = None, watch: bool = False) -> Parts:
+def build(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    redis: Redis | None = None,
+    kube_api: ApiClient | None = None,
+    slack: WebClient | None = None,
+    notifier: Notifier | None = None,
+    scheduler: Scheduler | None = None,
+    fencing: Callable[[], int | None] = lambda: None,
+    watch: bool = False,
+) -> Parts:
+    """The composition root: every part built with its collaborators, in order, and nothing
+    patched in afterwards. Clients not given are made from the settings."""
     policy = load_policy_file(settings.policy_file)  # first: a bad policy stops everything
     metrics = Metrics()
-    store = RolloutStore(connect(settings.redis_url))
-    api = from_kubeconfig(settings.kubeconfig, settings.kube_context)
+    store = RolloutStore(redis if redis is not None else connect(settings.redis_url))
+    api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
     mesh = KubeMesh(api, watch_destination_rules=watch, observe=metrics.kube_call)
+    book = ApprovalBook(store)
+    gate = None
+    if policy is not None:
+        groups = GroupDirectory(_group_members(slack), store, group_ids(policy))
+        gate = Gate(policy, groups, clock)
+    if notifier is None and slack is not None:
+        gates = GateCards(book, store, clock) if gate is not None else None
+        notifier = SlackNotifier(slack, store, clock, gates=gates)
     engine = Engine(
         store=store,
         traffic=KubeTraffic(mesh),
         notifier=notifier or ConsoleNotifier(),
-        clock=utcnow,
+        clock=clock,
+        scheduler=scheduler,
+        fencing=fencing,
         effect_delay=settings.effect_delay_s,
         metrics=metrics,
         health=health_check(settings, metrics, policy),
     )
-    return Parts(store, mesh, engine, metrics, policy)
+    dispatcher = Dispatcher(
+        engine=engine,
+        store=store,
+        clock=clock,
+        default_namespace=settings.namespace_for,
+        gate=gate,
+        book=book,
+    )
+    bot = None
+    if slack is not None:
+        secret = settings.slack_signing_secret
+        bot = SlackBot(
+            dispatcher=dispatcher,
+            store=store,
+            client=slack,
+            signing_secret=secret.get_secret_value() if secret else "",
+            workers=Workers(settings.workers),
+            on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
+        )
+    return Parts(store, mesh, engine, metrics, policy, dispatcher, bot)
 
 
 def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) -> Health | None:
@@ -178,24 +226,6 @@ class TimedQueries:
         return result
 
 
-def dispatcher(
-    settings: Settings, parts: Parts, members_of: Callable[[str], list[str]] = lambda _: []
-) -> Dispatcher:
-    """Commands → engine, behind the policy when one is configured."""
-    gate = None
-    if parts.policy is not None:
-        groups = GroupDirectory(members_of, parts.store, group_ids(parts.policy))
-        gate = Gate(parts.policy, groups, utcnow)
-    return Dispatcher(
-        engine=parts.engine,
-        store=parts.store,
-        clock=utcnow,
-        default_namespace=settings.namespace_for,
-        gate=gate,
-        book=ApprovalBook(parts.store),
-    )
-
-
 def load_policy_file(path: str | None) -> Policy | None:
     """The policy in `path`; a bad file raises PolicyError with every problem and its line."""
     if path is None:
@@ -210,29 +240,12 @@ def load_policy_file(path: str | None) -> Policy | None:
     return load_policy(text, path)
 
 
-def slack_bot(settings: Settings, parts: Parts) -> SlackBot:
-    """The Slack side: cards for the engine's notifications, and the Bolt app for commands."""
-    assert settings.slack_bot_token is not None
-    client = web_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    notifier = SlackNotifier(client, parts.store, utcnow)
-    parts.engine.notifier = notifier
-    secret = settings.slack_signing_secret
-    bot = SlackBot(
-        dispatcher=dispatcher(settings, parts, members_of=_group_members(client)),
-        store=parts.store,
-        client=client,
-        signing_secret=secret.get_secret_value() if secret else "",
-        workers=Workers(settings.workers),
-        on_command=lambda verb, outcome: parts.metrics.commands.labels(verb, outcome).inc(),
-    )
-    if bot.dispatcher.gate is not None:
-        notifier.open_gate = bot.approvals.open_gate
-        notifier.gate_card_posted = bot.approvals.card_posted
-    return bot
+def _group_members(client: WebClient | None) -> Callable[[str], list[str]]:
+    """Who is in a Slack user group (no one, without Slack)."""
 
-
-def _group_members(client: WebClient) -> Callable[[str], list[str]]:
     def members(group: str) -> list[str]:
+        if client is None:
+            return []
         return [str(u) for u in client.usergroups_users_list(usergroup=group)["users"]]
 
     return members
@@ -249,18 +262,23 @@ class Server:
         serve_http: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.parts = build(settings, notifier=notifier, watch=True)
-        self.engine = self.parts.engine
-        self.watchdog = Watchdog(monotonic)
-        self.scheduler = StepScheduler(self.engine.step_due, watchdog=self.watchdog)
-        self.engine.scheduler = self.scheduler
+        redis = connect(settings.redis_url)
         identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        lease = LeaderLease(
-            self.parts.store.redis,
-            identity=identity,
-            ttl_ms=int(settings.lease_ttl_s * 1000),
+        lease = LeaderLease(redis, identity=identity, ttl_ms=int(settings.lease_ttl_s * 1000))
+        self.watchdog = Watchdog(monotonic)
+        self.scheduler = StepScheduler(self._step_due, watchdog=self.watchdog)
+        token = settings.slack_bot_token
+        self.parts = build(
+            settings,
+            clock=utcnow,
+            redis=redis,
+            slack=web_client(token.get_secret_value(), settings.slack_api_url) if token else None,
+            notifier=notifier,
+            scheduler=self.scheduler,
+            fencing=lambda: lease.token,
+            watch=True,
         )
-        self.engine.fencing = lambda: lease.token
+        self.engine = self.parts.engine
         self.leadership = Leadership(
             lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
         )
@@ -269,7 +287,7 @@ class Server:
             {settings.default_namespace, *settings.channel_namespaces.values()}
         )
         self._stopped = threading.Event()
-        self.slack = slack_bot(settings, self.parts) if settings.slack_bot_token else None
+        self.slack = self.parts.slack
         http_app = self.slack.app if self.slack and settings.slack_signing_secret else None
         self.http: BotHttpServer | None = None
         if serve_http:
@@ -285,6 +303,9 @@ class Server:
             self.socket_mode = SocketModeHandler(
                 self.slack.app, settings.slack_app_token.get_secret_value()
             )
+
+    def _step_due(self, rollout_id: str, step: int) -> None:
+        self.engine.step_due(rollout_id, step)
 
     def start(self) -> None:
         self.leadership.start()

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from slack_sdk.errors import SlackApiError
 
 import policies
-from bot.app import Server, Settings, build, dispatcher, load_policy_file, utcnow
+from bot.app import Server, Settings, build, load_policy_file, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
 from bot.chat.slack import web_client
@@ -79,7 +79,7 @@ def _run(command: Command, actor: str, text: str) -> int:
     settings = Settings()
     parts = build(settings)
     try:
-        replies = dispatcher(settings, parts).run(command, Asker(actor, None), text=text)
+        replies = parts.dispatcher.run(command, Asker(actor, None), text=text)
     finally:
         parts.mesh.close()
     refused = [r.text for r in replies if r.text.startswith((":warning:", ":no_entry:"))]
@@ -151,9 +151,12 @@ def run_shell(args: argparse.Namespace) -> int:
 
 def _shell(settings: Settings, args: argparse.Namespace, charts: Path | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    server = Server(settings.model_copy(update={"slack_bot_token": None}), serve_http=False)
-    server.engine.notifier = ShellNotifier(_print, utcnow, charts=charts)
-    shell = Shell(dispatcher(settings, server.parts), Asker(args.user, args.channel), _print)
+    server = Server(
+        settings.model_copy(update={"slack_bot_token": None}),
+        notifier=ShellNotifier(_print, utcnow, charts=charts),
+        serve_http=False,
+    )
+    shell = Shell(server.parts.dispatcher, Asker(args.user, args.channel), _print)
     server.start()
     try:
         shell.run(interactive_lines())

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from bot.rollout.model import Rollout
 from bot.service.changes import plan_hash
 from bot.store.approvals import ApprovalBook, ApprovalRequest
 from bot.store.redis_store import RolloutStore
@@ -121,6 +122,81 @@ class Gate:
         """Whether `user`'s approve or deny counts for `change` (see policies.approvers)."""
         voters = approvers(self.policy, change, PolicyTarget(namespace, vs))
         return self.actor(user).is_one_of(voters)
+
+
+class GateCards:
+    """The approval card a staged rollout's gated step asks for; the notifier posts it when
+    the rollout gets there."""
+
+    def __init__(self, book: ApprovalBook, store: RolloutStore, clock: Callable[[], datetime]):
+        self._book, self._store, self._clock = book, store, clock
+
+    def card_posted(self, request_id: str, ts: str) -> None:
+        self._book.card_posted(request_id, ts)
+
+    def open_gate(self, rollout: Rollout) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
+        """A staged rollout reached a gated step: ask for the go-ahead on a card."""
+        step = rollout.step + 1
+        weight = rollout.steps.weights[step]
+        # Judged as part of the start its requester was allowed: freezes and approval rules
+        # for adding traffic apply to the gate's weight.
+        change = Change(
+            action="start",
+            weight_before=rollout.weight,
+            weight_after=weight,
+            plan_hash=plan_hash(rollout.id, step),
+        )
+        request = self._book.open(
+            ApprovalRequest(
+                id="",
+                requester=rollout.started_by,
+                channel=rollout.channel,
+                command=f"{rollout.target.service} resume",
+                namespace=rollout.target.namespace,
+                vs=rollout.target.vs,
+                change={**asdict(change), "last_change_at": None},
+                diff=f"step {step + 1} of {len(rollout.steps.weights)}: {rollout.weight}% → "
+                f"{weight}% to {rollout.target.canary}",
+                kind="gate",
+                rollout_id=rollout.id,
+                step=step,
+            )
+        )
+        audit_vote(
+            self._store,
+            self._clock(),
+            request,
+            user=rollout.started_by,
+            action="approval-requested",
+            before=rollout.weight,
+            after=weight,
+        )
+        return request, approval_blocks(request, None)
+
+
+def audit_vote(
+    store: RolloutStore,
+    at: datetime,
+    request: ApprovalRequest,
+    *,
+    user: str,
+    action: str,
+    before: int | None,
+    after: int | None,
+) -> None:
+    """One entry in the service's audit trail for a request, a vote or a gate."""
+    store.audit(
+        namespace=request.namespace,
+        vs=request.vs,
+        action=action,
+        actor=user,
+        at=at,
+        weight_before=before,
+        weight_after=after,
+        channel=request.channel,
+        plan_hash=request.plan_hash,
+        detail=f"request {request.id}: /canary {request.command} by {request.requester}",
+    )
 
 
 def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
-from bot.chat.approvals import APPROVAL_PREFIX, parse_vote, summary_text
+from bot.chat.approvals import APPROVAL_PREFIX, GateCards, parse_vote, summary_text
 from bot.chat.cards import FINAL_EVENTS, card_blocks, card_fallback_text, card_view, parse_action
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
@@ -157,15 +157,14 @@ class SlackNotifier:
         store: RolloutStore,
         clock: Callable[[], datetime],
         *,
+        gates: GateCards | None = None,
         draw: Callable[[Rollout], bytes] = chart_png_isolated,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
+        self.gates = gates  # with a policy: gated steps get an approval card
         self._posting = threading.Lock()
         self._draw = draw
         self._drawing = threading.BoundedSemaphore(CHARTS_AT_ONCE)
-        # Set by the Slack app when a policy is loaded: gated steps get an approval card.
-        self.open_gate: Callable[[Rollout], tuple[Any, list[dict[str, Any]]]] | None = None
-        self.gate_card_posted: Callable[[str, str], None] = lambda request_id, ts: None
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
         if rollout.channel is None:
@@ -173,12 +172,12 @@ class SlackNotifier:
         ts = self.show_card(rollout)
         if message.event == "started":
             return
-        if message.event == "approval-needed" and self.open_gate is not None:
-            request, blocks = self.open_gate(rollout)
+        if message.event == "approval-needed" and self.gates is not None:
+            request, blocks = self.gates.open_gate(rollout)
             posted = self.client.chat_postMessage(
                 channel=rollout.channel, blocks=blocks, text=message.text
             )
-            self.gate_card_posted(request.id, str(posted["ts"]))
+            self.gates.card_posted(request.id, str(posted["ts"]))
         text = message.text
         if message.event == "health" and rollout.last_verdict is not None:
             text = health_table(rollout.last_verdict)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bot.chat.approvals import ApprovalBook, ApprovalRequest, approval_blocks, plan_hash
+from bot.chat.approvals import ApprovalBook, ApprovalRequest, approval_blocks, audit_vote
 from bot.chat.dispatch import Asker, Dispatcher, Reply
-from bot.rollout.model import ApprovalDenied, ApprovalGranted, Rollout
+from bot.rollout.model import ApprovalDenied, ApprovalGranted
 from bot.store.approvals import APPROVED, DENIED, OPEN, Ballot, Vote
 from commands import parse
 from policies import Change, Decision, Deny, mention
@@ -42,37 +42,6 @@ class Approvals:
 
     def card_posted(self, request_id: str, ts: str) -> None:
         self._book().card_posted(request_id, ts)
-
-    def open_gate(self, rollout: Rollout) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
-        """A staged rollout reached a gated step: ask for the go-ahead on a card."""
-        step = rollout.step + 1
-        weight = rollout.steps.weights[step]
-        # Judged as part of the start its requester was allowed: freezes and approval rules
-        # for adding traffic apply to the gate's weight.
-        change = Change(
-            action="start",
-            weight_before=rollout.weight,
-            weight_after=weight,
-            plan_hash=plan_hash(rollout.id, step),
-        )
-        request = self._book().open(
-            ApprovalRequest(
-                id="",
-                requester=rollout.started_by,
-                channel=rollout.channel,
-                command=f"{rollout.target.service} resume",
-                namespace=rollout.target.namespace,
-                vs=rollout.target.vs,
-                change={**asdict(change), "last_change_at": None},
-                diff=f"step {step + 1} of {len(rollout.steps.weights)}: {rollout.weight}% → "
-                f"{weight}% to {rollout.target.canary}",
-                kind="gate",
-                rollout_id=rollout.id,
-                step=step,
-            )
-        )
-        self._audit(request, rollout.started_by, "approval-requested", rollout.weight, weight)
-        return request, approval_blocks(request, None)
 
     def vote(self, request_id: str, user: str, *, deny: bool, shown: str | None = None) -> Outcome:
         """`user` pressed Approve or Deny on the card of `request_id` showing plan `shown`."""
@@ -177,17 +146,9 @@ class Approvals:
         before: int | None,
         after: int | None,
     ) -> None:
-        self.dispatcher.store.audit(
-            namespace=request.namespace,
-            vs=request.vs,
-            action=action,
-            actor=user,
-            at=self.dispatcher.clock(),
-            weight_before=before,
-            weight_after=after,
-            channel=request.channel,
-            plan_hash=request.plan_hash,
-            detail=f"request {request.id}: /canary {request.command} by {request.requester}",
+        d = self.dispatcher
+        audit_vote(
+            d.store, d.clock(), request, user=user, action=action, before=before, after=after
         )
 
     def _book(self) -> ApprovalBook:

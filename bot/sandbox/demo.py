@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
-from bot.app import Server, Settings, dispatcher, utcnow
+from bot.app import Server, Settings, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
 from bot.sandbox.environment import playground
@@ -69,9 +69,8 @@ def run_demo(
 
 
 def _play(settings: Settings, say: Callable[[str], None], charts: Path, interactive: bool) -> None:
-    server = Server(settings, serve_http=False)
-    server.engine.notifier = ShellNotifier(say, utcnow, charts=charts)
-    shell = Shell(dispatcher(settings, server.parts), Asker("U0DEMO", "C0DEMO"), say)
+    server = Server(settings, notifier=ShellNotifier(say, utcnow, charts=charts), serve_http=False)
+    shell = Shell(server.parts.dispatcher, Asker("U0DEMO", "C0DEMO"), say)
     server.start()
     try:
         shell.run(_echoed(SCRIPT, say))

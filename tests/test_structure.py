@@ -1,0 +1,32 @@
+"""How the product is put together: rules a reviewer would otherwise check by reading."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PRODUCT = Path(__file__).resolve().parents[1] / "bot"
+
+
+def test_nothing_is_patched_into_another_object_after_it_was_built() -> None:
+    """Every collaborator is given to a constructor (`build` in bot/app.py wires them all);
+    no module assigns to an attribute of an object other than `self`."""
+    found = []
+    for path in sorted(PRODUCT.rglob("*.py")):
+        if "sandbox" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                if isinstance(target, ast.Attribute) and not _is_self(target.value):
+                    found.append(f"{path.relative_to(PRODUCT.parent)}:{node.lineno}")
+    assert found == []
+
+
+# Objects a library hands us to fill in, which is how their API is used: slack_sdk's retry
+# state, and an HTTP response whose reader gets the query's deadline.
+FILLED_IN = {"self", "cls", "state", "response"}
+
+
+def _is_self(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id in FILLED_IN
