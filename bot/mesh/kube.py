@@ -215,7 +215,8 @@ class KubeMesh:
                     live = self._get(plural, change.namespace, change.name)
                     if _version(live) != change.resource_version:
                         raise Moved(_moved_message(change), live) from e
-                if e.status < 500 or attempt == TRANSIENT_TRIES:
+                transient = e.status >= 500 or e.status == 409  # a 409 with nothing moved
+                if not transient or attempt == TRANSIENT_TRIES:
                     raise _translate(e, "patch", plural, change.namespace, change.name) from e
             except HTTPError as e:
                 if attempt == TRANSIENT_TRIES:

@@ -187,6 +187,7 @@ class Schedule:
         self.clock = Clock()
         self.token, self.leader = 1, 0
         world.admin.set("canary:leader:token", self.token)
+        self.records = RolloutStore(connect(world.redis_url))  # what the checks read
         self.replicas = [self._replica(i) for i in range(2)]
         self.threads: list[tuple[str, threading.Thread]] = []
         self._count = 0
@@ -228,7 +229,7 @@ class Schedule:
             _traffic(engine).mesh.close()
         h = self.history
         h.requests = list(self.world.cluster.requests)
-        h.audit = self.replicas[0].store.history(NS, VS, count=10_000)
+        h.audit = self.records.history(NS, VS, count=10_000)
         h.live = self.world.cluster.get_object(NS, "virtualservices", VS) or {}
 
     def _in_thread(
@@ -261,7 +262,7 @@ class Schedule:
 
     def _active(self) -> Rollout | None:
         try:
-            return self.replicas[0].store.active_for(NS, VS)
+            return self.records.active_for(NS, VS)
         except Exception:
             return None
 
@@ -338,16 +339,20 @@ class Schedule:
         self.token += 1
         self.leader = 1 - self.leader
         self.world.admin.set("canary:leader:token", self.token)
-        self._recover_all(self.replicas[self.leader])
-        self.history.takeovers[old] = time.time()
+        if self._recover_all(self.replicas[self.leader]):
+            # Settled: from here on no write of the old leader's can land. (If the API refused
+            # the fence, the takeover is not done: the next resync tries again.)
+            self.history.takeovers[old] = time.time()
 
-    def _recover_all(self, engine: Engine) -> None:
+    def _recover_all(self, engine: Engine) -> bool:
         try:
-            for rollout in engine.store.list_active():
+            for rollout in self.records.list_active():
                 if rollout.pending or rollout.writing is not None:
                     engine.recover(rollout)
         except Exception as e:  # a takeover that fails is retried by the next resync
             self.history.answers.append(Answer("recover", "canary-bot", None, error=str(e)))
+            return False
+        return True
 
     def _api_500(self) -> None:
         self.world.cluster.fail_next(
@@ -479,8 +484,8 @@ def _canary_weight(vs: dict[str, Any], canary: str) -> int:
 def _steps(
     h: History, recorded: dict[str, tuple[float, Rollout]], landed: list[tuple[str, float]]
 ) -> list[str]:
-    """A scheduled step is decided on the live step and goes one further; none lands twice
-    in a row."""
+    """A scheduled step is decided on the live step and goes one further, and lands once
+    unless the live step went below it in between."""
     found = []
     for _, rollout in h.versions:
         head = rollout.pending[0] if rollout.pending else None
@@ -489,18 +494,26 @@ def _steps(
             continue
         if w.step != rollout.step + 1 and rollout.step >= 0:
             found.append(f"rollout {rollout.id}: step {w.step} decided at live step {rollout.step}")
-    previous: dict[str, tuple[int, bool]] = {}
-    for write_id, _ in landed:
+    last: dict[tuple[str, int], float] = {}
+    for write_id, at in landed:
         if write_id not in recorded:
             continue
         rollout = recorded[write_id][1]
         head = rollout.pending[0] if rollout.pending else None
-        guard = isinstance(head, ApplyWeight) and head.guard
-        step = rollout.writing.step if rollout.writing else -2
-        if guard and previous.get(rollout.id) == (step, True):
-            found.append(f"rollout {rollout.id}: step {step} went live twice in a row")
-        previous[rollout.id] = (step, guard)
+        if not (isinstance(head, ApplyWeight) and head.guard and rollout.writing):
+            continue
+        key = (rollout.id, rollout.writing.step)
+        if key in last and not _went_below(h, key, last[key], at):
+            found.append(f"rollout {rollout.id}: step {key[1]} went live twice")
+        last[key] = at
     return found
+
+
+def _went_below(h: History, key: tuple[str, int], since: float, until: float) -> bool:
+    """Whether the rollout's live step was below `key`'s between two landings of it (a human
+    set a lower weight, or a hand edit was recorded): then taking the step again is right."""
+    rollout_id, step = key
+    return any(since < at < until and r.id == rollout_id and r.step < step for at, r in h.versions)
 
 
 def _answers(h: History) -> list[str]:
