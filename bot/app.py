@@ -128,6 +128,7 @@ def build(
     clock: Callable[[], datetime] = utcnow,
     redis: Redis | None = None,
     kube_api: ApiClient | None = None,
+    mesh: KubeMesh | None = None,
     slack: WebClient | None = None,
     notifier: Notifier | None = None,
     scheduler: Scheduler | None = None,
@@ -135,12 +136,14 @@ def build(
     watch: bool = False,
 ) -> Parts:
     """The composition root: every part built with its collaborators, in order, and nothing
-    patched in afterwards. Clients not given are made from the settings."""
+    patched in afterwards. Clients not given are made from the settings (`mesh`, the
+    Kubernetes adapter, from `kube_api`)."""
     policy = load_policy_file(settings.policy_file)  # first: a bad policy stops everything
     metrics = Metrics()
     store = RolloutStore(redis if redis is not None else connect(settings.redis_url))
-    api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
-    mesh = KubeMesh(api, watch_destination_rules=watch, observe=metrics.kube_call)
+    if mesh is None:
+        api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
+        mesh = KubeMesh(api, watch_destination_rules=watch, observe=metrics.kube_call)
     book = ApprovalBook(store)
     gate = None
     if policy is not None:
