@@ -24,7 +24,7 @@ from bot.chat.approvals import (
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.health_text import health_table
 from bot.mesh.errors import MeshError
-from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout
+from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout, Unrecorded
 from bot.rollout.model import (
     Phase,
     Rollout,
@@ -39,7 +39,15 @@ from commands.names import service_name
 from policies import Change, Deny, NeedsApproval, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
-USER_ERRORS = (MeshError, InvalidTransition, NoActiveRollout, Busy, StoreError, ValueError)
+USER_ERRORS = (
+    MeshError,
+    InvalidTransition,
+    NoActiveRollout,
+    Busy,
+    Unrecorded,
+    StoreError,
+    ValueError,
+)
 
 
 @dataclass(frozen=True)

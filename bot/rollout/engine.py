@@ -80,6 +80,10 @@ class Busy(Exception):
     """Others kept changing the rollout; nothing of this request was done."""
 
 
+class Unrecorded(Exception):
+    """A traffic change went live and Redis went away before it was recorded."""
+
+
 class NoScheduler:
     """For processes that are not the leader: the leader picks schedules up from Redis."""
 
@@ -394,6 +398,22 @@ class Engine:
             log.info("rollout %s: %s; leaving it to whoever changed it", rollout.id, e)
             raise _Superseded(str(e)) from e
 
+    def _save_live(
+        self, rollout: Rollout, expected: int, token: int | None, effect: Effect
+    ) -> Rollout:
+        """Record an effect as done; when it was a traffic change that went live and Redis is
+        gone, say that (not "nothing was changed"): the write is on record with its id, and
+        whoever next finds Redis up records it as live."""
+        try:
+            return self._save(rollout, expected, token)
+        except StoreError as e:
+            if not isinstance(effect, ApplyWeight):
+                raise
+            raise Unrecorded(
+                f"{rollout.target.service}: {effect.weight}% went live, but it could not be "
+                f"recorded ({e}); the bot records it as soon as Redis answers again"
+            ) from e
+
     def _settle(self, rollout: Rollout, token: int | None) -> Rollout:
         """A write on record that nobody here is sending: find out whether it landed, and if it
         did not, fence the VirtualService so that it never can. Then the record says what is
@@ -448,7 +468,7 @@ class Engine:
                 threading.Event().wait(self._effect_delay)
             done = rollout.model_copy(update={"pending": rollout.pending[1:]})
             if follow_up is None:
-                rollout = self._save(done, rollout.version, token)
+                rollout = self._save_live(done, rollout.version, token, effect)
                 continue
             new, effects = transition(done, follow_up, self.clock())
             rollout = self._record(rollout, new, effects, token)
