@@ -387,8 +387,9 @@ class Engine:
     def _record(
         self, current: Rollout, new: Rollout, effects: list[Effect], token: int | None
     ) -> Rollout:
-        """Store the decision with its effects; they replace whatever was still pending."""
-        pending = new.model_copy(update={"pending": tuple(effects)})
+        """Store the decision with its effects; they replace whatever was still pending, except
+        the audit entry and notices of a change that already went live: those are kept, first."""
+        pending = new.model_copy(update={"pending": (*_owed(current), *effects)})
         return self._save(pending, current.version, token)
 
     def _save(self, rollout: Rollout, expected: int, token: int | None) -> Rollout:
@@ -631,6 +632,15 @@ class Engine:
 
 
 _AGAIN = object()  # a write to plan afresh and send again
+
+
+def _owed(rollout: Rollout) -> tuple[Effect, ...]:
+    """What is still owed for a decision whose traffic change is done (its apply is no longer
+    at the head of what is pending): its audit entry and notices."""
+    head = rollout.pending[0] if rollout.pending else None
+    if head is None or isinstance(head, ApplyWeight | CheckHealth):
+        return ()
+    return tuple(e for e in rollout.pending if isinstance(e, Audit | Notify))
 
 
 def _first_for(resolved: Resolved | None, rollout_id: str) -> tuple[str, Planned] | None:

@@ -13,7 +13,7 @@ import pytest
 
 from bot.mesh.kube import KubeMesh
 from bot.rollout.engine import Busy, Engine, Unrecorded
-from bot.rollout.model import Phase, Resume, Rollback, StepDue, StepPlan
+from bot.rollout.model import Audit, Notify, Phase, Resume, Rollback, StepDue, StepPlan
 from bot.rollout.ports import Planned
 from bot.rollout.traffic import KubeTraffic
 from bot.sandbox.apiserver import SandboxApiServer
@@ -354,3 +354,31 @@ def test_a_kubernetes_api_that_never_answers_does_not_wedge_a_step_or_a_rollback
         assert (back.phase, back.weight, back.writing) == (Phase.ROLLED_BACK, 0, None)
         assert live_weights(cluster) == [100, 0]
         mesh.close()
+
+
+def test_a_live_change_keeps_its_audit_entry_when_a_rollback_supersedes_its_bookkeeping(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    rollout = store.load(start(replica))
+    # 30% went live; the process stopped before its notice and audit entry were written.
+    owed = (
+        Notify(event="set-weight", text="weather: 30%"),
+        Audit(action="set-weight", actor="U2", weight_before=10, weight_after=30),
+    )
+    cluster.mutate(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: [
+            vs["spec"]["http"][0]["route"][0].update(weight=70),
+            vs["spec"]["http"][0]["route"][1].update(weight=30),
+        ],
+    )
+    store.save(
+        rollout.model_copy(update={"weight": 30, "pending": owed}),
+        expected_version=rollout.version,
+    )
+    replica.act("default", "weather", Rollback(actor="UONCALL"))
+    trail = [(e.action, e.actor, e.weight_after) for e in store.history("default", "weather")]
+    assert trail[-2:] == [("set-weight", "U2", 30), ("rollback", "UONCALL", 0)]
+    assert live_weights(cluster) == [100, 0]
