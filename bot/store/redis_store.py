@@ -260,6 +260,8 @@ class RolloutStore:
         keys = [*self._record_keys(rollout)]
         args = [rollout.id, stored.model_dump_json(), _score(rollout.next_step_at)]
         status, detail = self._eval(self._create, keys, args)
+        if status in ("active", "exists") and self._ours(stored):
+            return stored  # a reply lost to a reset: the client sent it again, and it was ours
         if status == "active":
             raise self._already_active(rollout.target, detail)
         if status == "exists":
@@ -280,14 +282,18 @@ class RolloutStore:
             str(TERMINAL_TTL_S),
         ]
         status, detail = self._eval(self._save, keys, args)
-        if status == "conflict" and detail == str(expected_version + 1):
-            # A reset connection can lose the reply of a save that ran; the client then sent
-            # it again. If what is stored is exactly what we wrote, it is ours: done.
-            with suppress(StoreError):
-                if self.load(rollout.id) == stored:
-                    return stored
+        if status == "conflict" and detail == str(expected_version + 1) and self._ours(stored):
+            return stored  # a reply lost to a reset: the client sent it again, and it was ours
         _raise_for_save(status, detail, rollout.id, expected_version, token)
         return stored
+
+    def _ours(self, stored: Rollout) -> bool:
+        """Whether the record in Redis is exactly `stored`: a write of ours whose reply was
+        lost (a reset connection makes the client send the script again)."""
+        try:
+            return self.load(stored.id) == stored
+        except StoreError:
+            return False
 
     @contextmanager
     def mutex(self, name: str, *, ttl_ms: int, wait_s: float) -> Iterator[bool]:

@@ -19,7 +19,7 @@ from bot.rollout.traffic import KubeTraffic
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.sandbox.redis_server import RedisServer
-from bot.store.errors import Fenced, VersionConflict
+from bot.store.errors import AlreadyActive, Fenced, VersionConflict
 from bot.store.redis_store import RolloutStore, connect
 
 from .conftest import Clock, Recorder, canary_weights, live_weights
@@ -382,3 +382,20 @@ def test_a_live_change_keeps_its_audit_entry_when_a_rollback_supersedes_its_book
     trail = [(e.action, e.actor, e.weight_after) for e in store.history("default", "weather")]
     assert trail[-2:] == [("set-weight", "U2", 30), ("rollback", "UONCALL", 0)]
     assert live_weights(cluster) == [100, 0]
+
+
+def test_a_create_sent_again_after_a_lost_reply_counts_once(
+    replica: Engine, store: RolloutStore
+) -> None:
+    rollout = store.load(start(replica))
+    fresh = rollout.model_copy(
+        update={
+            "id": "r2",
+            "target": rollout.target.model_copy(update={"vs": "climate"}),
+            "version": 0,
+        }
+    )
+    first = store.create(fresh)
+    assert store.create(fresh) == first  # the client's retry of the same script
+    with pytest.raises(AlreadyActive):
+        store.create(fresh.model_copy(update={"id": "r3"}))
