@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 PRODUCT = Path(__file__).resolve().parents[1] / "bot"
@@ -30,3 +31,11 @@ FILLED_IN = {"self", "cls", "state", "response"}
 
 def _is_self(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id in FILLED_IN
+
+
+def test_the_product_installs_no_analysis_library_it_does_not_use() -> None:
+    """scipy serves only the optional Mann-Whitney judge, which no check uses: an extra."""
+    project = tomllib.loads((PRODUCT.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    runtime = " ".join(project["project"]["dependencies"])
+    assert "scipy" not in runtime
+    assert project["project"]["optional-dependencies"]["analysis"] == ["scipy>=1.11"]

@@ -1,4 +1,6 @@
-"""A statistical latency comparison, in the spirit of Kayenta's Mann-Whitney judge. Optional.
+"""A statistical latency comparison, in the spirit of Kayenta's Mann-Whitney judge. Optional:
+no check uses it yet, and it needs the `analysis` extra (`pip install canary-bot[analysis]`,
+scipy), which the image does not carry.
 
 The threshold checks in `verdict` look at one number per version (the p99). This judge looks at
 the whole latency distribution instead: a one-sided Mann-Whitney U test asks whether canary
@@ -32,8 +34,6 @@ import statistics
 from collections.abc import Sequence
 from typing import Literal
 
-from scipy.stats import mannwhitneyu
-
 Outcome = Literal["pass", "fail", "inconclusive"]
 MIN_SAMPLES = 20
 MAX_SAMPLES = 1000
@@ -53,6 +53,8 @@ def mann_whitney(
         return "inconclusive", None, _too_few(canary_samples, stable_samples, min_samples)
     if min(*canary_samples, *stable_samples) == max(*canary_samples, *stable_samples):
         return "pass", 1.0, "canary and stable latencies are identical"
+    from scipy.stats import mannwhitneyu  # noqa: PLC0415 the optional extra, needed only here
+
     p_value = float(mannwhitneyu(canary_samples, stable_samples, alternative="greater").pvalue)
     ratio = _median_ratio(canary_samples, stable_samples)
     return _decide(p_value, ratio, alpha, effect), p_value, _explain(p_value, ratio, alpha, effect)
