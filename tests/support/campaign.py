@@ -460,7 +460,7 @@ def _final_state(h: History) -> list[str]:
     live = _canary_weight(h.live, rollout.target.canary)
     if live != rollout.weight:
         found.append(f"record says {rollout.weight}% but {live}% is live ({rollout.id})")
-    audited = [e for e in h.audit if e.weight_after is not None]
+    audited = [e for e in h.audit if e.weight_after is not None and e.rollout_id == rollout.id]
     if audited and audited[-1].weight_after != live:
         found.append(f"last audit says {audited[-1].weight_after}% but {live}% is live")
     return found
