@@ -146,7 +146,14 @@ def test_a_post_without_a_length_is_refused(bot: Bot) -> None:
 
 def test_a_body_over_the_limit_is_refused_even_when_signed(bot: Bot) -> None:
     body = bot.command("weather 10%").encode() + b"&pad=" + b"x" * MAX_BODY
-    assert signed_post(bot, body)[0] == 413
+    timestamp = str(int(time.time()))
+    framing = [
+        "Content-Type: application/x-www-form-urlencoded",
+        f"Content-Length: {len(body)}",
+        f"X-Slack-Request-Timestamp: {timestamp}",
+        f"X-Slack-Signature: {signature(body, timestamp)}",
+    ]
+    assert Upload(bot, head(*framing), iter([body])).status()[0] == 413
 
 
 @pytest.mark.parametrize(
