@@ -24,7 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bot.chat.http import MAX_BODY, MAX_TEXT
-from tests.chat.test_slack_e2e import SECRET, Bot, running_bot, wait_until
+from tests.chat.test_slack_e2e import SECRET, Bot, running_bot
 
 HUGE = 200 << 20
 BLOCK = 64 << 10
@@ -200,7 +200,6 @@ def test_idle_clients_hold_no_thread_and_a_signed_command_gets_through(bot: Bot)
         sock.sendall(head("Content-Length: 100"))
     # Accepted in order, so these were accepted before the command's connection.
     assert bot.post(bot.command("weather 10%")) == 200
-    wait_until(lambda: bot.weights() == [90, 10])
     assert threading.active_count() < threads + 20  # not a thread per idle client
     for sock in idle:
         sock.close()
