@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .test_slack_e2e import CHANNEL, Bot, flat, running_bot, wait_until
+from tests.support.harness import (
+    CHANNEL,
+    Bot,
+    approval_card,
+    flat,
+    request_id,
+    responses_to,
+    running_bot,
+    vote,
+    wait_until,
+)
 
 POLICY = """
 rules:
@@ -35,48 +42,6 @@ def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
     with running_bot(tmp_path, redis_url, CANARY_POLICY_FILE=str(policy)) as running:
         running.slack.set_usergroup("S0SRE00000", ["U0SRE00002", "U0SRE00003"])
         yield running
-
-
-def vote(bot: Bot, request_id: str, verb: str, user: str) -> None:
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T0TEST"},
-        "channel": {"id": CHANNEL},
-        "trigger_id": f"vote-{user}-{verb}",
-        "response_url": bot.slack.response_url(f"vote-{user}"),
-        "actions": [
-            {
-                "type": "button",
-                "action_id": f"approval:{verb}",
-                "value": request_id,
-                "block_id": "approval",
-                "action_ts": "1",
-            }
-        ],
-    }
-    assert bot.post(urllib.parse.urlencode({"payload": json.dumps(payload)})) == 200
-
-
-def approval_card(bot: Bot) -> tuple[str, dict[str, Any]]:
-    for ts, message in bot.slack.messages(CHANNEL).items():
-        if "Approval needed" in flat(message.get("blocks", [])):
-            return ts, message
-    raise AssertionError("no approval card")
-
-
-def request_id(card: dict[str, Any]) -> str:
-    for block in card["blocks"]:
-        for element in block.get("elements", []):
-            if element.get("action_id") == "approval:approve":
-                return str(element["value"])
-    raise AssertionError("no Approve button")
-
-
-def responses_to(bot: Bot, name: str) -> list[str]:
-    return [
-        str(c.body.get("text")) for c in bot.slack.calls_to("response_url") if c.path.endswith(name)
-    ]
 
 
 def test_a_change_needing_two_approvals_waits_for_them(bot: Bot) -> None:

@@ -24,16 +24,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bot.chat.http import MAX_BODY, MAX_TEXT
-from tests.chat.test_slack_e2e import SECRET, Bot, running_bot
+from tests.support.harness import SECRET, Bot
 
 HUGE = 200 << 20
 BLOCK = 64 << 10
-
-
-@pytest.fixture
-def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
-    with running_bot(tmp_path, redis_url) as running:
-        yield running
 
 
 def address(bot: Bot) -> tuple[str, int]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.chat.slack import URGENT_VERBS, Workers
 from commands import Verb
-from tests.chat.test_slack_e2e import Bot, button_value, running_bot
+from tests.support.harness import Bot, button_value
 
 
 def blocked(release: threading.Event) -> Callable[[], None]:
@@ -66,12 +65,6 @@ def test_the_urgent_lane_is_bounded_too(release: threading.Event) -> None:
 
 
 # Through Slack: signed requests into the running bot while its normal lane is full
-
-
-@pytest.fixture
-def bot(tmp_path: Path, redis_url: str) -> Iterator[Bot]:
-    with running_bot(tmp_path, redis_url) as running:
-        yield running
 
 
 def canary_at_10(bot: Bot) -> dict[str, Any]:

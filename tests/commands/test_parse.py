@@ -21,6 +21,7 @@ from commands import (
     parse_service,
     parse_steps,
 )
+from tests.support.harness import MALFORMED
 
 SERVICES = ("weather", "reviews", "ratings")
 BARE = ("status", "pause", "resume", "promote", "rollback", "abort", "history")
@@ -102,95 +103,6 @@ def test_the_bare_verbs_parse_in_any_case(verb: str, case: Callable[[str], str])
 def test_known_services_are_never_required() -> None:
     assert parse("climate 10%", services=SERVICES) == weight("climate", 10)
     assert parse("weathr 10%", services=SERVICES) == weight("weathr", 10)
-
-
-MALFORMED = [
-    # weights
-    ("weather 150%", "150% is over 100"),
-    ("weather 101", "101% is over 100"),
-    ("weather plan 200%", "200% is over 100"),
-    ("weather 99999999999%", "'99999999999%' is over 100"),
-    ("weather 10.5%", "weights are whole numbers"),
-    ("weather 0,5%", "weights are whole numbers"),
-    ("weather .5", "weights are whole numbers"),
-    ("weather ten%", "'ten%' is not a weight"),
-    ("weather %", "'%' is not a weight"),
-    ("weather 10%%", "'10%%' is not a weight"),
-    ("weather 1e2", "'1e2' is not a weight"),
-    ("weather -5%", "'-5%' is negative"),
-    ("weather mirror -1%", "'-1%' is negative"),
-    ("weather ١٠%", "write the weight with 0-9"),
-    ("weather ５%", "write the weight with 0-9"),
-    ("weather 10 %", "put the % right after the number"),
-    ("weather mirror on", "'on' is not a weight"),
-    # verbs
-    ("weather paws", "did you mean `pause`?"),
-    ("weather statsu", "did you mean `status`? Try `/canary weather status`"),
-    ("weather rollbak", "did you mean `rollback`"),
-    ("weather.prod promot", "Try `/canary weather.prod promote`"),
-    ("weather dance", "'dance' is not a command: try `/canary weather status`"),
-    ("weather help", "`help` goes right after /canary: `/canary help`"),
-    ("weather list", "`list` goes right after /canary"),
-    ("weather set-weight", "give the weight as a number: `/canary weather 10%`"),
-    ("weather to v2", "`to` comes after a weight or `start`"),
-    ("weather plan", "`plan` needs a weight: `/canary weather plan 25% to v2`"),
-    ("weather mirror", "`mirror` needs a weight or `off`"),
-    ("hlep", "did you mean `help`? Try `/canary help`"),
-    ("lsit", "did you mean `list`"),
-    # service names
-    ("Weather! 10%", "'Weather!' is not a service name"),
-    ("weather_v2 10%", "up to 63 lower-case letters, digits or '-'"),
-    ("-weather 10%", "'-weather' is not a service name"),
-    ("weather.prod.eu 10%", "'weather.prod.eu' is not a service name"),
-    ("wéather 10%", "'wéather' is not a service name"),
-    ("\u212aube 10%", "is not a service name"),  # the Kelvin sign lower-cases to a plain 'k'
-    (f"{'a' * 64} 10%", "is not a service name"),
-    ("weather", "say what to do with 'weather', like `/canary weather status`"),
-    ("status", "`status` needs a service before it: `/canary weather status`"),
-    ("10%", "say which service gets the weight"),
-    ("10.5% weather", "say which service gets the weight"),
-    ("pause weather", "put the service first: `/canary weather pause`"),
-    ("10% weather.prod", "put the service first: `/canary weather.prod 10%`"),
-    # trailing words
-    ("weather 10% foo", "'foo' is unexpected there"),
-    ("weather 10% to v2 now", "'now' is unexpected there"),
-    ("weather status now", "`status` takes nothing after it; remove 'now'"),
-    ("weather abort please", "remove 'please'"),
-    ("weather mirror off now", "`mirror off` takes nothing after it; remove 'now'"),
-    ("list all", "`list` takes nothing after it; remove 'all'"),
-    ("help start now", "`help start` takes nothing after it; remove 'now'"),
-    ("weather 10% every 5m", "`every` only goes with `start`"),
-    ("weather plan 10% steps 5,100", "`steps` only goes with `start`"),
-    # options
-    ("weather start to v2 to v3", "`to` is given twice"),
-    ("weather start every 5m every 10m", "`every` is given twice"),
-    ("weather start steps 5,100 steps 10,100", "`steps` is given twice"),
-    ("weather 10% to", "`to` needs a subset, like v2"),
-    ("weather start to steps 5,100", "`to` needs a subset"),
-    ("weather start steps", "`steps` needs a list, like 5,10,25,50,100"),
-    ("weather start every", "`every` needs a duration, like 5m"),
-    ("weather start every to v2", "`every` needs a duration"),
-    ("weather 10% to V3!", "'V3!' is not a subset name"),
-    ("weather 10% to v٣", "'v٣' is not a subset name"),
-    ("weather start every 5min", "'5min' is not a duration: write it like 30s, 5m or 1h"),
-    ("weather start every 2d", "'2d' is not a duration"),
-    ("weather start every ٥m", "'٥m' is not a duration"),
-    ("weather start every 25h", "'25h' is out of range"),
-    ("weather start every 0s", "'0s' is out of range"),
-    ("weather start steps 10,5,100", "steps must climb"),
-    ("weather start steps 10,10,100", "steps must climb"),
-    ("weather start steps 10,50", "the last step must be 100"),
-    ("weather start steps 0,50,100", "steps are percentages from 1 to 100"),
-    ("weather start steps 50,150", "steps are percentages from 1 to 100"),
-    ("weather start steps 5,x", "'5,x' is not a list of steps"),
-    ("weather start steps 5,,100", "is not a list of steps"),
-    # help topics and the slash-command echo
-    ("help strat", "there is no help on 'strat'; did you mean `start`? Try `/canary help start`"),
-    ("help foo", "there is no help on 'foo'; try `/canary help`"),
-    ("help weather", "there is no help on 'weather'"),
-    ("/cnary weather 10%", "'/cnary' is not needed: start with the service"),
-    ("/canary /canary weather 10%", "'/canary' is not needed"),
-]
 
 
 @pytest.mark.parametrize(("text", "fragment"), MALFORMED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,14 +22,15 @@ from bot.mesh.request import SplitRequest
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.sandbox.seeding import load_yaml_documents, seed
+from tests.support.harness import seed_file, wait_until
 
-from .conftest import NOW, SEEDS
+from .conftest import NOW
 
 
 @pytest.fixture
 def server() -> Iterator[SandboxApiServer]:
     with SandboxApiServer(forbidden_namespaces=("locked",)) as srv:
-        weather = load_yaml_documents([p for p in SEEDS if p.stem == "weather"])
+        weather = load_yaml_documents([seed_file("weather")])
         seed(srv, weather, namespace="default")
         for doc in weather:
             doc["metadata"]["namespace"] = "prod"
@@ -83,7 +83,7 @@ def test_guarded_apply_reads_once_and_patches_once(
 
 def test_prefers_v1_and_falls_back_to_what_the_server_offers() -> None:
     with SandboxApiServer(versions=("v1alpha3",)) as srv:
-        seed(srv, load_yaml_documents([p for p in SEEDS if p.stem == "weather"]))
+        seed(srv, load_yaml_documents([seed_file("weather")]))
         mesh = KubeMesh(api_client_for(srv.url), clock=lambda: NOW)
         assert mesh.version == "v1alpha3"
         mesh.apply(request(20))
@@ -229,16 +229,9 @@ def test_watching_destination_rules_saves_a_call_per_apply(server: SandboxApiSer
             "weather-service",
             lambda dr: dr["spec"]["subsets"].append({"name": "v3", "labels": {"version": "v3"}}),
         )
-        _wait_until(lambda: len(mesh.destination_rules("default")[0]["spec"]["subsets"]) == 3)
+        wait_until(lambda: len(mesh.destination_rules("default")[0]["spec"]["subsets"]) == 3)
     finally:
         mesh.close()
-
-
-def _wait_until(predicate: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 BAD_REQUESTS = [

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,21 +13,14 @@ from bot.rollout.model import Rollback, StepPlan
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.redis_server import RedisServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return int(reply.status), reply.read().decode()
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read().decode()
+from bot.sandbox.seeding import load_yaml_documents, seed
+from tests.support.harness import get, seed_file, wait_until
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Server, RedisServer]]:
     with SandboxApiServer() as cluster, RedisServer(persist_dir=tmp_path / "redis") as redis:
-        seed(cluster, load_yaml_documents([p for p in bundled_seed_paths() if p.stem == "weather"]))
+        seed(cluster, load_yaml_documents([seed_file("weather")]))
         settings = Settings.model_validate(
             {
                 "REDIS_URL": redis.url,
@@ -64,10 +54,7 @@ def test_readyz_fails_while_redis_is_down_and_recovers(server: tuple[Server, Red
     [problem] = json.loads(body)["problems"]
     assert problem.startswith("redis: Redis at") and "cannot be reached" in problem
     redis.start()
-    deadline = time.monotonic() + 10
-    while get(bot.http.url + "/readyz")[0] != 200:
-        assert time.monotonic() < deadline, "never ready again"
-        time.sleep(0.1)
+    wait_until(lambda: get(bot.http.url + "/readyz")[0] == 200, 10, "ready again")
 
 
 def test_metrics_expose_the_named_series(server: tuple[Server, RedisServer]) -> None:
@@ -78,10 +65,7 @@ def test_metrics_expose_the_named_series(server: tuple[Server, RedisServer]) -> 
         namespace="default", vs="weather", to=None, steps=steps, actor="U1", channel=None
     )
     bot.engine.act("default", "weather", Rollback(actor="U1"))
-    deadline = time.monotonic() + 5
-    while bot.parts.metrics.leader._value.get() != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: bot.parts.metrics.leader._value.get() == 1, 5, "leading")
     status, text = get(bot.http.url + "/metrics")
     assert status == 200
     for series in (

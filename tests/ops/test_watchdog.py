@@ -15,7 +15,7 @@ from bot.rollout.scheduler import StepScheduler
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.redis_server import RedisServer
-from tests.ops.test_endpoints import get
+from tests.support.harness import get
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,15 +33,9 @@ from bot.store.errors import VersionConflict
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
 from tests.support.faultproxy import FaultProxy
+from tests.support.harness import wait_until
 from tests.support.history import HistoryRecorder, LeaseChange
 from tests.support.processes import ChildExited, ChildProcess, cli, serve, serve_env
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def client_through(proxy: FaultProxy, **options: Any) -> redis.Redis:
@@ -72,11 +66,11 @@ def test_a_reset_breaks_the_command_in_flight_and_the_client_reconnects(
     client = client_through(redis_proxy, socket_timeout=None)
     with ThreadPoolExecutor(max_workers=1) as pool:
         waiting = pool.submit(client.blpop, ["nothing"], 0)
-        wait_until(lambda: direct.info("clients")["blocked_clients"] == 1, "BLPOP to block")
+        wait_until(lambda: direct.info("clients")["blocked_clients"] == 1, 10, "BLPOP to block")
         redis_proxy.reset_all()
         assert isinstance(waiting.exception(), redis.ConnectionError)
     assert client.ping()  # a new connection through the proxy
-    wait_until(lambda: direct.info("clients")["blocked_clients"] == 0, "Redis to see the reset")
+    wait_until(lambda: direct.info("clients")["blocked_clients"] == 0, 10, "Redis to see the reset")
 
 
 def test_a_reset_is_an_rst_not_a_clean_close(redis_proxy: FaultProxy) -> None:
@@ -94,7 +88,7 @@ def test_a_black_hole_swallows_until_cleared_then_resets_what_it_broke(
     redis_proxy.black_hole()
     with socket.create_connection(("127.0.0.1", redis_proxy.port)) as raw:
         raw.sendall(b"PING\r\n")
-        wait_until(lambda: redis_proxy.swallowed == 6, "the hole to eat the PING")
+        wait_until(lambda: redis_proxy.swallowed == 6, 10, "the hole to eat the PING")
         redis_proxy.clear_faults()
         with pytest.raises(ConnectionResetError):
             raw.recv(64)
@@ -369,7 +363,7 @@ def test_the_history_keeps_recording_across_a_redis_restart(
             first = store.create(a_rollout())
             server.stop()
             server.start()
-            wait_until(lambda: len(recorder.history().gaps) == 1, "MONITOR to come back")
+            wait_until(lambda: len(recorder.history().gaps) == 1, 10, "MONITOR to come back")
             store.save(first.model_copy(update={"weight": 10}), expected_version=1)
         history = recorder.history()
     assert [v.version for v in history.record_versions()] == [1, 2]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,7 @@ from bot.sandbox.traffic import (
     mirrored_weights,
     route_weights,
 )
+from tests.support.harness import wait_until
 
 VS = "virtualservices"
 WEATHER_FQDN = "weather-service.default.svc.cluster.local"
@@ -101,13 +101,6 @@ def total(samples: list[Sample], name: str, **labels: str) -> float:
         for s in samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.01)
 
 
 # Splitting by the live weights
