@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from bot.cli import main
+from bot.sandbox.seeding import bundled_seed_paths
+from tests.support.harness import seed_file
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seeds"
-WEATHER = str(SEEDS / "weather.yaml")
+WEATHER = str(seed_file("weather"))
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -40,7 +41,7 @@ def test_destination_rule_follows_when_a_subset_is_added(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(
-        capsys, str(SEEDS / "httpbin.yaml"), "--vs", "httpbin", "--weight", "10%", "--to", "v2"
+        capsys, str(seed_file("httpbin")), "--vs", "httpbin", "--weight", "10%", "--to", "v2"
     )
     docs = list(yaml.safe_load_all(out))
     assert code == 0
@@ -125,7 +126,7 @@ def test_bad_objects_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 
 def test_the_same_virtual_service_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    files = [str(p) for p in sorted(SEEDS.glob("bookinfo-*.yaml"))]
+    files = [str(p) for p in bundled_seed_paths() if p.name.startswith("bookinfo-")]
     code, out, err = run(capsys, *files, "--vs", "reviews", "--weight", "10", "--to", "v3")
     assert (code, out) == (2, "")
     assert "appears 3 times" in err

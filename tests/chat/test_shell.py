@@ -10,9 +10,9 @@ from pathlib import Path
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.seeding import load_yaml_documents, seed
+from tests.support.harness import seed_file
 
 CANARY_BOT = str(Path(sys.executable).with_name("canary-bot"))
-WEATHER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seeds" / "weather.yaml"
 
 
 def shell(stdin: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def shell(stdin: str, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 def test_a_whole_staged_rollout_from_piped_stdin(tmp_path: Path, redis_url: str) -> None:
     with SandboxApiServer() as cluster:
-        seed(cluster, load_yaml_documents([WEATHER]))
+        seed(cluster, load_yaml_documents([seed_file("weather")]))
         env = {
             "REDIS_URL": redis_url,
             "CANARY_LEASE_TTL": "1",

@@ -1,4 +1,4 @@
-"""The planner over every VirtualService in the shared seed fixtures."""
+"""The planner over every VirtualService in the bundled seed files."""
 
 from __future__ import annotations
 

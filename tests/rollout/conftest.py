@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,7 @@ from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import api_client_for
 from bot.sandbox.seeding import load_yaml_documents, seed
 from bot.store.redis_store import RolloutStore, connect
-
-WEATHER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seeds" / "weather.yaml"
+from tests.support.harness import seed_file
 
 
 class Clock:
@@ -45,7 +43,7 @@ class Recorder:
 @pytest.fixture
 def cluster() -> Iterator[SandboxApiServer]:
     with SandboxApiServer() as server:
-        seed(server, load_yaml_documents([WEATHER]))
+        seed(server, load_yaml_documents([seed_file("weather")]))
         server.clear_log()
         yield server
 
