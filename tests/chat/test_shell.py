@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,13 @@ def test_a_whole_staged_rollout_from_piped_stdin(tmp_path: Path, redis_url: str)
         assert f"{weight} to v2" in out
     assert "promoted" in out
     assert out.count("step 1 of 3") >= 1
-    assert "start" in out and "promote" in out  # the history
+    history = re.findall(r"^`[^`]+` (\w+ \d+% → \d+%)", out, re.MULTILINE)
+    assert history == [
+        "start 10% → 20%",
+        "step 20% → 60%",
+        "step 60% → 100%",
+        "promote 100% → 100%",
+    ]
     assert "150% is over 100" in out
     assert vs is not None and [
         d["destination"]["subset"] for d in vs["spec"]["http"][0]["route"]
