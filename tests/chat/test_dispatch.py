@@ -364,3 +364,16 @@ def test_a_staged_start_with_no_gated_step_says_nothing_beyond_its_card(bot: Bot
 def test_a_plan_is_stamped_with_the_bots_clock(bot: Bot) -> None:
     [reply] = bot.say("weather plan 30%")
     assert f'"at":"{T0.isoformat()}"' in reply.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the history line has its own rule for Slack IDs (any actor starting with U or W), "
+    "so a name given with `--as` such as Wendy is shown as the mention <@Wendy>",
+)
+def test_history_names_an_actor_that_is_no_slack_id_as_it_is(bot: Bot) -> None:
+    assert bot.say("weather 20%", user="Wendy", channel=None) == []
+
+    [reply] = bot.say("weather history")
+
+    assert reply.text.endswith("set-weight 10% → 20% by Wendy")
