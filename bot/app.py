@@ -391,16 +391,31 @@ class Server:
             log.warning("resync: %s", e)
 
     def _rebuild(self) -> None:
-        first = self._resyncs == 1  # right after an election nothing of ours is in flight
-        for found in self.parts.store.list_active():
-            unfinished = found.pending or found.writing is not None
-            stale = unfinished and (first or utcnow() - found.updated_at >= STALE_PENDING)
-            self._ensure_job(self.engine.recover(found) if stale else found)
+        """Right after an election, every active rollout: its job, and its unfinished work.
+        Then only what others left unfinished for a while (an index kept with the records:
+        normally empty), so a full pass costs nothing with a thousand rollouts going on."""
+        store = self.parts.store
+        if self._resyncs == 1:  # right after an election nothing of ours is in flight
+            for found in store.list_active():
+                unfinished = found.pending or found.writing is not None
+                self._ensure_job(self.engine.recover(found) if unfinished else found)
+        else:
+            for rollout_id in store.unfinished(utcnow() - STALE_PENDING):
+                self._ensure_job(self.engine.recover(store.load(rollout_id)))
+        if not store.known() and self._adopt_lost():  # first start, or Redis lost its data
+            store.mark_known()
+
+    def _adopt_lost(self) -> bool:
+        """Take back the rollouts the VirtualServices show and Redis lost; False if some
+        namespace could not be looked at (the next full resync tries again)."""
+        done = True
         for namespace in self._namespaces:
             try:
-                self.engine.adopt_lost(namespace)  # Redis lost records the cluster still shows
+                self.engine.adopt_lost(namespace)
             except MeshError as e:
                 log.warning("resync: cannot look for lost rollouts in %s: %s", namespace, e)
+                done = False
+        return done
 
     def _pick_up_due(self) -> None:
         horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)

@@ -71,14 +71,16 @@ redis.call('SET', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'version', 1, 'json', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1]) end
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
 return {'ok', 1}
 """
 
-# KEYS: record, lock, active index, due index, leader token.
-# ARGV: id, expected version, token or "", json, "1" if terminal, due score or "", terminal TTL.
+# KEYS: record, lock, active index, due index, unfinished index, leader token.
+# ARGV: id, expected version, token or "", json, "1" if terminal, due score or "", terminal TTL,
+#       unfinished score or "" (the record has effects pending or a write unconfirmed).
 _SAVE = """
 if ARGV[3] ~= '' then
-  local current = redis.call('GET', KEYS[5])
+  local current = redis.call('GET', KEYS[6])
   if current ~= ARGV[3] then return {'fenced', current or ''} end
 end
 local version = redis.call('HGET', KEYS[1], 'version')
@@ -93,6 +95,11 @@ elseif ARGV[6] == '' then
   redis.call('ZREM', KEYS[4], ARGV[1])
 else
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+end
+if ARGV[8] == '' then
+  redis.call('ZREM', KEYS[5], ARGV[1])
+else
+  redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
 end
 local written = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'version', written, 'json', ARGV[4])
@@ -165,6 +172,14 @@ class Keys:
     @property
     def due_index(self) -> str:
         return f"{self.prefix}:index:due"
+
+    @property
+    def unfinished_index(self) -> str:
+        return f"{self.prefix}:index:unfinished"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
 
     @property
     def global_audit(self) -> str:
@@ -258,7 +273,12 @@ class RolloutStore:
             raise ValueError(f"rollout {rollout.id} is {rollout.phase}: there is nothing to do")
         stored = rollout.model_copy(update={"version": 1})
         keys = [*self._record_keys(rollout)]
-        args = [rollout.id, stored.model_dump_json(), _score(rollout.next_step_at)]
+        args = [
+            rollout.id,
+            stored.model_dump_json(),
+            _score(rollout.next_step_at),
+            _unfinished(rollout),
+        ]
         status, detail = self._eval(self._create, keys, args)
         if status in ("active", "exists") and self._ours(stored):
             return stored  # a reply lost to a reset: the client sent it again, and it was ours
@@ -280,6 +300,7 @@ class RolloutStore:
             "1" if rollout.settled else "0",
             _score(rollout.next_step_at),
             str(TERMINAL_TTL_S),
+            _unfinished(rollout),
         ]
         status, detail = self._eval(self._save, keys, args)
         if status == "conflict" and detail == str(expected_version + 1) and self._ours(stored):
@@ -355,6 +376,24 @@ class RolloutStore:
         pairs = cast(list[tuple[Any, float]], rows)
         return [(_text(member), datetime.fromtimestamp(score, UTC)) for member, score in pairs]
 
+    def unfinished(self, until: datetime) -> list[str]:
+        """Ids of rollouts with effects pending or a write unconfirmed since `until` or before:
+        what a crashed or frozen process left behind (normally none)."""
+        members = self._run(
+            lambda: self._redis.zrangebyscore(
+                self._keys.unfinished_index, "-inf", until.timestamp()
+            )
+        )
+        return [_text(m) for m in cast(list[Any], members)]
+
+    def known(self) -> bool:
+        """Whether this Redis holds the bot's mark: it does not on a first start, nor after
+        losing its data (restarted empty, failed over without persistence)."""
+        return bool(self._run(lambda: self._redis.exists(self._keys.epoch)))
+
+    def mark_known(self) -> None:
+        self._run(lambda: self._redis.set(self._keys.epoch, "1"))
+
     # Audit trail
 
     def audit(
@@ -428,12 +467,13 @@ class RolloutStore:
     def _active(self) -> str:
         return self._keys.active_index
 
-    def _record_keys(self, rollout: Rollout) -> tuple[str, str, str, str]:
+    def _record_keys(self, rollout: Rollout) -> tuple[str, str, str, str, str]:
         return (
             self._keys.rollout(rollout.id),
             self._keys.lock(rollout.target.key),
             self._keys.active_index,
             self._keys.due_index,
+            self._keys.unfinished_index,
         )
 
     def _run(self, operation: Callable[[], T]) -> T:
@@ -484,6 +524,12 @@ def _parse_rollout(rollout_id: str, raw: object) -> Rollout:
             f"({e.error_count()} problems, first: {e.errors()[0]['msg']}); "
             "was it written by a newer canary-bot?"
         ) from e
+
+
+def _unfinished(rollout: Rollout) -> str:
+    if not rollout.pending and rollout.writing is None:
+        return ""
+    return repr(rollout.updated_at.timestamp())
 
 
 def _score(at: datetime | None) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import redis
+
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from tests.support.processes import cli, serve, serve_env
@@ -58,3 +60,25 @@ def test_a_replica_frozen_after_recording_a_step_cannot_write_it_after_a_takeove
     assert landed_after == []
     status = cli(human, "rollout", "status", "weather")
     assert "no rollout going on" in status.stdout
+
+
+def test_a_replica_takes_back_a_rollout_whose_record_redis_lost(
+    tmp_path: Path, sandbox: SandboxApiServer, redis_url: str
+) -> None:
+    seed(sandbox, load_yaml_documents(WEATHER))
+    env = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="a")
+    human = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="human")
+    with serve(env, tmp_path / "a.log") as a:
+        a.wait_for_line("leading now")
+        started = cli(human, "rollout", "start", "weather", "--steps", "30,100", "--every", "1h")
+        assert started.returncode == 0, started.stderr
+        assert weights(sandbox) == [70, 30]
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()  # Redis restarted with nothing
+        a.wait_for_line("lost its record", timeout=40)  # the next full resync notices
+        status = cli(human, "rollout", "status", "weather")
+        assert "paused" in status.stdout and "30%" in status.stdout, status.stdout
+        back = cli(human, "rollout", "rollback", "weather", "--as", "UONCALL")
+        assert back.returncode == 0, back.stderr
+        assert weights(sandbox) == [100, 0]
+        assert a.terminate() == 0
