@@ -294,10 +294,12 @@ class Server:
         http_app = self.slack.app if self.slack and settings.slack_signing_secret else None
         self.http: BotHttpServer | None = None
         if serve_http:
+            secret = settings.slack_signing_secret
             self.http = BotHttpServer(
                 http_app,
                 host=settings.http_host,
                 port=settings.http_port,
+                signing_secret=secret.get_secret_value() if secret else "",
                 probes=self._probes(),
                 on_slack_request=self.parts.metrics.ack_seconds.observe,
             )

@@ -68,13 +68,17 @@ class BotHttpServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        signing_secret: str = "",
         probes: dict[str, Probe] | None = None,
         on_slack_request: Callable[[float], None] = lambda seconds: None,
     ) -> None:
+        """`app` answers Slack's requests once they pass the signature check with
+        `signing_secret` (Slack's app credentials), before anything is parsed."""
+        if app is not None and not signing_secret:
+            raise ValueError("a Slack app needs its signing secret to check requests")
         self.app, self.probes = app, probes or {}
         self.on_slack_request = on_slack_request  # the ack latency, for the bot's metrics
-        # The secret Bolt verifies with; checked here first, before Bolt parses the body.
-        self._verifier = SignatureVerifier(app._signing_secret) if app is not None else None
+        self._verifier = SignatureVerifier(signing_secret) if app is not None else None
         self._server = waitress.create_server(self._serve, host=host, port=port, **SERVER_SETTINGS)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="http")
 
