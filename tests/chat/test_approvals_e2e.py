@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.rollout.model import Phase, Rollout
 from tests.support.harness import (
     CHANNEL,
     Bot,
@@ -128,6 +128,12 @@ rules:
 """
 
 
+def rollout(bot: Bot) -> Rollout:
+    active = bot.server.parts.store.active_for("default", "weather")
+    assert active is not None
+    return active
+
+
 def test_a_gated_step_waits_for_a_named_approver(tmp_path: Path, redis_url: str) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(GATED_POLICY)
@@ -142,7 +148,8 @@ def test_a_gated_step_waits_for_a_named_approver(tmp_path: Path, redis_url: str)
             ),
             timeout=10,
         )
-        time.sleep(1.5)  # a step's interval: the gate holds
+        wait_until(lambda: rollout(bot).phase is Phase.PENDING_APPROVAL)
+        assert bot.server.scheduler.scheduled(rollout(bot).id) is None  # no step is due
         assert bot.weights() == [80, 20]
         _, card = approval_card(bot)
         assert "20% → 50%" in flat(card["blocks"])
