@@ -143,7 +143,7 @@ def build(
     store = RolloutStore(redis if redis is not None else connect(settings.redis_url))
     if mesh is None:
         api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
-        mesh = KubeMesh(api, watch_destination_rules=watch, observe=metrics.kube_call)
+        mesh = KubeMesh(api, clock=clock, watch_destination_rules=watch, observe=metrics.kube_call)
     book = ApprovalBook(store)
     gate = None
     if policy is not None:

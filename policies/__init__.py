@@ -21,6 +21,7 @@ from policies.model import (
     Rule,
     StepPlanFields,
     Target,
+    is_user,
 )
 
 SHIPPED = ("dev.yaml", "production.yaml")  # package data next to this file
@@ -50,6 +51,7 @@ __all__ = [
     "check",
     "decide",
     "explain",
+    "is_user",
     "load_policy",
     "mention",
     "rollout_defaults",

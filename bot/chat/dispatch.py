@@ -36,7 +36,7 @@ from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
 from commands.names import service_name
-from policies import Change, Deny, NeedsApproval, rollout_defaults, staged_gates
+from policies import Change, Deny, NeedsApproval, is_user, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
 USER_ERRORS = (
@@ -284,6 +284,6 @@ def _history_line(entry: AuditEntry) -> str:
     weights = ""
     if entry.weight_before is not None and entry.weight_after is not None:
         weights = f" {entry.weight_before}% → {entry.weight_after}%"
-    who = entry.actor if not entry.actor.startswith(("U", "W")) else f"<@{entry.actor}>"
+    who = f"<@{entry.actor}>" if is_user(entry.actor) else entry.actor
     detail = f" ({entry.detail})" if entry.detail else ""
     return f"`{entry.at:%Y-%m-%d %H:%M:%S}` {entry.action}{weights} by {who}{detail}"

@@ -141,10 +141,10 @@ class Shell:
             self._show(reply)
 
     def _wait(self, args: list[str]) -> None:
-        if not args:
+        limit = _seconds(args[1]) if len(args) > 1 else WAIT_LIMIT_S
+        if not args or limit is None:
             self.write("usage: :wait SERVICE [SECONDS]")
             return
-        limit = float(args[1]) if len(args) > 1 else WAIT_LIMIT_S
         deadline = time.monotonic() + limit
         while self._active(args[0], quiet=True) is not None:
             if time.monotonic() > deadline:
@@ -174,3 +174,11 @@ def interactive_lines(stdin: TextIO = sys.stdin) -> Iterable[str]:
             yield input(PROMPT)
         except EOFError:
             return
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

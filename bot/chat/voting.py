@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.chat.approvals import ApprovalBook, ApprovalRequest, approval_blocks, audit_vote
 from bot.chat.dispatch import Asker, Dispatcher, Reply
-from bot.rollout.model import ApprovalDenied, ApprovalGranted
+from bot.rollout.model import ApprovalDenied, ApprovalGranted, Phase
 from bot.store.approvals import APPROVED, DENIED, OPEN, Ballot, Vote
 from commands import parse
 from policies import Change, Decision, Deny, mention
@@ -46,6 +46,7 @@ class Approvals:
     def vote(self, request_id: str, user: str, *, deny: bool, shown: str | None = None) -> Outcome:
         """`user` pressed Approve or Deny on the card of `request_id` showing plan `shown`."""
         request = self._open(request_id, deny)
+        self._require_waiting(request)
         if user == request.requester and not deny:
             return Outcome(request, approval_blocks(request, None), OWN_APPROVAL)
         change, diff = self._plan_now(request, deny)
@@ -67,6 +68,17 @@ class Approvals:
         return Outcome(
             ballot.request, approval_blocks(ballot.request, ballot.decision), "", replies
         )
+
+    def _require_waiting(self, request: ApprovalRequest) -> None:
+        """A gate's request lives as long as its rollout waits at that step, no longer."""
+        if request.kind != "gate":
+            return
+        rollout = self.dispatcher.store.load(request.rollout_id)
+        if rollout.phase is not Phase.PENDING_APPROVAL or rollout.step + 1 != request.step:
+            raise RequestClosed(
+                f"This rollout no longer waits for this approval (it is {rollout.phase.value}); "
+                "nothing was changed."
+            )
 
     def _plan_now(self, request: ApprovalRequest, deny: bool) -> tuple[Change, str]:
         """The change as it would be made now, and its diff. A Deny needs no fresh plan:

@@ -356,21 +356,11 @@ def test_a_staged_start_with_no_gated_step_says_nothing_beyond_its_card(bot: Bot
     assert bot.weights() == [80, 20]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build() makes the Kubernetes adapter without its clock: the last-applied "
-    "annotation in every plan and write is stamped with the wall clock, not the bot's clock",
-)
 def test_a_plan_is_stamped_with_the_bots_clock(bot: Bot) -> None:
     [reply] = bot.say("weather plan 30%")
     assert f'"at":"{T0.isoformat()}"' in reply.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the history line has its own rule for Slack IDs (any actor starting with U or W), "
-    "so a name given with `--as` such as Wendy is shown as the mention <@Wendy>",
-)
 def test_history_names_an_actor_that_is_no_slack_id_as_it_is(bot: Bot) -> None:
     assert bot.say("weather 20%", user="Wendy", channel=None) == []
 

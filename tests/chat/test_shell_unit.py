@@ -319,12 +319,6 @@ def test_no_chart_without_a_place_for_it_or_checks_to_draw(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="`:wait SERVICE SECONDS` converts SECONDS with float() unguarded: a typo raises "
-    "ValueError out of Shell.handle and ends the shell session",
-)
 def test_wait_with_seconds_that_are_no_number_shows_its_usage(term: Terminal) -> None:
     term.type("weather 20%")
     assert term.type(":wait weather soon") == ["usage: :wait SERVICE [SECONDS]"]
