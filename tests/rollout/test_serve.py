@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,9 @@ from bot.rollout.model import Phase
 from bot.sandbox.apiserver import SandboxApiServer
 from bot.sandbox.kubeconfig import write_kubeconfig
 from bot.sandbox.redis_server import RedisServer
+from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
+from tests.support.harness import wait_until
 
 from .conftest import canary_weights
 
@@ -41,6 +43,9 @@ class Bot:
     def leading(self) -> bool:
         return "leading now" in self.text()
 
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.proc.send_signal(sig)
         self.proc.wait(timeout=10)
@@ -59,6 +64,7 @@ class Rig:
             "CANARY_HTTP_PORT": "0",
         }
         self.store = RolloutStore(connect(redis_url))
+        self.lease = LeaderLease(connect(redis_url), identity="the test, looking")
 
     def serve(self, **env: str) -> Bot:
         bot = Bot({**self.env, **env}, self.tmp / f"serve-{len(self.bots)}.log", "serve")
@@ -85,18 +91,15 @@ class Rig:
         entries = self.store.history("default", "weather")
         return Phase.PROMOTED if entries and entries[-1].action == "promote" else None
 
+    def leader(self) -> Bot | None:
+        """The running replica that holds the lease (its identity names its pid), if any."""
+        holder = self.lease.holder() or ""
+        return next((b for b in self.bots if b.running() and f":{b.proc.pid}:" in holder), None)
+
     def stop_all(self) -> None:
         for bot in self.bots:
-            if bot.proc.poll() is None:
+            if bot.running():
                 bot.kill()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 @pytest.fixture
@@ -106,7 +109,7 @@ def rig(tmp_path: Path, redis_url: str, cluster: SandboxApiServer) -> Iterator[R
     rig.stop_all()
 
 
-STEPS = [5 * i for i in range(1, 21)]  # 5, 10, ..., 100: twenty one-second steps
+STEPS = [20, 35, 50, 65, 80, 100]  # one-second steps
 
 
 def assert_each_step_once_in_order(rig: Rig, steps: list[int] = STEPS) -> None:
@@ -118,56 +121,69 @@ def assert_each_step_once_in_order(rig: Rig, steps: list[int] = STEPS) -> None:
     )
 
 
+def _between_steps(log: str) -> bool:
+    """The replica logging `log` had carried out every effect of its last step."""
+    done = [line for line in log.splitlines() if " done, " in line]
+    return bool(done) and " 0 left" in done[-1]
+
+
+def _killed_between_effects(log: str) -> int:
+    return int(" done, " in log and not _between_steps(log))
+
+
+def start(rig: Rig, steps: list[int]) -> None:
+    rig.cli("rollout", "start", "weather", "--steps", ",".join(map(str, steps)), "--every", "1s")
+
+
 def test_sigkill_at_random_points_loses_nothing_and_repeats_nothing(rig: Rig) -> None:
     rng = random.Random(20261122)  # reproducible kill times
-    delay = {"CANARY_EFFECT_DELAY": "0.05"}  # widen the gaps between effects
-    bot = rig.serve(**delay)
-    wait_for(bot.leading, 20, "the first leader")
-    steps = [*range(3, 100, 3), 100]  # 34 one-second steps
-    rig.cli("rollout", "start", "weather", "--steps", ",".join(map(str, steps)), "--every", "1s")
+    # A standby replica takes over once the killed leader's lease expires; the delay widens the
+    # gaps between the effects of a step. A kill in one of those gaps leaves the service's
+    # writer mutex held for its 15 s TTL: the kills after it land on leaders waiting for it.
+    settings = {"CANARY_EFFECT_DELAY": "0.1", "CANARY_LEASE_TTL": "0.5"}
+    rig.serve(**settings)
+    steps = [12, 25, 37, 50, 62, 75, 87, 100]
+    start(rig, steps)
     kills, between_effects = 0, 0
-    while rig.phase() is not Phase.PROMOTED and kills < 24:
-        time.sleep(rng.uniform(0.3, 2.5))
-        bot.kill()
+    while rig.phase() is not Phase.PROMOTED and (kills < 15 or not between_effects):
+        rig.serve(**settings)
+        wait_until(lambda: rig.leader() is not None, 20, "a leader")
+        leader = rig.leader()
+        assert leader is not None
+        time.sleep(rng.uniform(0, 0.5))  # a new leader first carries out the step that is due
+        leader.kill()
         kills += 1
-        between_effects += _killed_between_effects(bot.text())
-        bot = rig.serve(**delay)
-    wait_for(lambda: rig.phase() is Phase.PROMOTED, 90, "promotion")
-    assert kills >= 20
+        between_effects += _killed_between_effects(leader.text())
+    wait_until(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
+    assert kills >= 15
     assert between_effects >= 1, "no kill landed between two effects of a step"
     assert_each_step_once_in_order(rig, steps)
 
 
-def _killed_between_effects(log: str) -> int:
-    done = [line for line in log.splitlines() if " done, " in line]
-    return int(bool(done) and " 0 left" not in done[-1])
-
-
-def test_two_replicas_one_leader_and_a_quick_takeover(rig: Rig) -> None:
+def test_two_replicas_one_leader_and_a_takeover(rig: Rig) -> None:
     first, second = rig.serve(), rig.serve()
-    wait_for(lambda: first.leading() or second.leading(), 20, "a leader")
-    leader, follower = (first, second) if first.leading() else (second, first)
-    rig.cli("rollout", "start", "weather", "--steps", ",".join(map(str, STEPS)), "--every", "1s")
-    wait_for(lambda: len(canary_weights(rig.cluster)) >= 4, 30, "a few steps")
+    wait_until(lambda: rig.leader() is not None, 20, "a leader")
+    leader, follower = (first, second) if rig.leader() is first else (second, first)
+    start(rig, STEPS)
+    wait_until(lambda: len(canary_weights(rig.cluster)) >= 3 and _between_steps(leader.text()))
     assert " done, " not in follower.text()  # only the leader drives steps
-    leader.kill()
-    took = wait_for(follower.leading, 10, "the takeover")
-    assert took <= 1.5  # the lease TTL is 1 s, renewed every third of it
-    wait_for(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
+    leader.kill()  # between steps: a kill within one is the test above
+    wait_until(lambda: rig.leader() is follower, 10, "the takeover")  # the lease TTL is 1 s
+    wait_until(lambda: rig.phase() is Phase.PROMOTED, 30, "promotion")
     assert_each_step_once_in_order(rig)
 
 
 def test_sigterm_hands_the_lease_over_at_once(rig: Rig) -> None:
     rig.env["CANARY_LEASE_TTL"] = "30"  # without a release, the successor would wait 30 s
     first = rig.serve()
-    wait_for(first.leading, 20, "the first leader")
+    wait_until(lambda: rig.leader() is first, 20, "the first leader")
     second = rig.serve()
-    time.sleep(1)
-    assert not second.leading()
+    wait_until(lambda: "listening on" in second.text(), 20, "the second replica")
+    assert rig.leader() is first and not second.leading()
     first.kill(signal.SIGTERM)
     assert first.proc.returncode == 0
-    took = wait_for(second.leading, 5, "the takeover")
-    assert took < 1.5  # followers look every half second; nobody waits for the 30 s TTL
+    # Followers look every half second: well within 10 s, and nowhere near the 30 s TTL.
+    wait_until(lambda: rig.leader() is second, 10, "the takeover")
 
 
 def test_redis_going_away_mid_rollout_pauses_nothing_and_loses_nothing(
@@ -177,18 +193,17 @@ def test_redis_going_away_mid_rollout_pauses_nothing_and_loses_nothing(
         rig = Rig(tmp_path, redis_server.url, cluster)
         try:
             bot = rig.serve()
-            wait_for(bot.leading, 20, "the first leader")
-            steps = ",".join(map(str, [*STEPS[:10], 100]))
-            rig.cli("rollout", "start", "weather", "--steps", steps, "--every", "1s")
-            wait_for(lambda: len(canary_weights(cluster)) >= 3, 30, "a few steps")
+            wait_until(bot.leading, 20, "the first leader")
+            start(rig, STEPS)
+            wait_until(lambda: len(canary_weights(cluster)) >= 2, 30, "a few steps")
             redis_server.stop()
             patches_while_down = len(canary_weights(cluster))
-            time.sleep(3)
+            wait_until(lambda: "not leading any more" in bot.text(), 10, "the lease to lapse")
             assert len(canary_weights(cluster)) <= patches_while_down + 1  # one in flight
             assert "cannot be reached" in bot.text()
             redis_server.start()
-            wait_for(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
-            assert canary_weights(cluster) == [*STEPS[:10], 100, None]
+            wait_until(lambda: rig.phase() is Phase.PROMOTED, 60, "promotion")
+            assert canary_weights(cluster) == [*STEPS, None]
         finally:
             rig.stop_all()
 
