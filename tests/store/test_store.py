@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ from bot.store.redis_store import (
     address_of,
     connect,
 )
+from tests.support.harness import wait_until
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 KEYS = Keys()
@@ -481,9 +481,7 @@ def test_a_delivery_key_is_forgotten_after_its_ttl(
     assert 890 < client.ttl(KEYS.seen("retry-1")) <= 900
 
     client.pexpire(KEYS.seen("retry-1"), 1)  # fast-forward to the end of the TTL
-    deadline = time.monotonic() + 2
-    while client.exists(KEYS.seen("retry-1")) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: not client.exists(KEYS.seen("retry-1")), 2, "the key to expire")
 
     assert store.first_delivery("retry-1") is True
 
