@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from bot.ops.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 RESYNC_JOB = "resync"
+SHUTDOWN_WAIT_S = 20.0  # a step has every external call's deadline inside this
 
 
 class StepScheduler:
@@ -36,6 +38,8 @@ class StepScheduler:
     ) -> None:
         self._fire = fire
         self.watchdog = watchdog
+        self._running = 0  # jobs in flight, for shutdown to wait on
+        self._idle = threading.Condition()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(workers)},
             # A step that is late runs at once, however late (never dropped), and only once.
@@ -50,13 +54,21 @@ class StepScheduler:
     def pause(self) -> None:
         self._scheduler.pause()
 
-    def shutdown(self) -> None:
-        # APScheduler marks itself stopped before taking its job store lock, so a run it is
-        # handing out at that moment fails to remove its date job; pausing, then taking the
-        # lock (get_jobs), lets that bookkeeping finish first.
+    def shutdown(self, timeout: float = SHUTDOWN_WAIT_S) -> None:
+        """Stop handing out steps, then wait (up to `timeout`) for those in flight.
+
+        APScheduler marks itself stopped before taking its job store lock, so a run it is
+        handing out at that moment fails to remove its date job; pausing, then taking the lock
+        (get_jobs), lets that bookkeeping finish first. Its own `shutdown(wait=True)` waits for
+        the running jobs while holding that lock, so a step still scheduling its next one
+        would wait for it for ever: the jobs in flight are waited for here instead.
+        """
         self._scheduler.pause()
         self._scheduler.get_jobs()
-        self._scheduler.shutdown(wait=True)
+        self._scheduler.shutdown(wait=False)
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._running == 0, timeout):
+                log.warning("stopped with %d steps still running", self._running)
 
     def schedule(self, rollout_id: str, at: datetime, step: int) -> None:
         self._scheduler.add_job(
@@ -97,11 +109,17 @@ class StepScheduler:
         self._watched(f"step {step} of rollout {rollout_id}", lambda: self._fire(rollout_id, step))
 
     def _watched(self, what: str, fn: Callable[[], None]) -> None:
-        with self._busy(what):
-            try:
+        with self._idle:
+            self._running += 1
+        try:
+            with self._busy(what):
                 fn()
-            except Exception:  # a failed step is reported and retried by the resync, not lost
-                log.exception("%s failed", what)
+        except Exception:  # a failed step is reported and retried by the resync, not lost
+            log.exception("%s failed", what)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def _busy(self, what: str) -> AbstractContextManager[None]:
         return contextlib.nullcontext() if self.watchdog is None else self.watchdog.busy(what)

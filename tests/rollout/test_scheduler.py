@@ -252,3 +252,26 @@ def test_shutdown_waits_for_a_step_that_is_running() -> None:
     stopper.join(WAIT_S)
 
     assert finished_when_shut_down == [True]
+
+
+def test_a_step_that_schedules_its_next_one_while_the_scheduler_stops_lets_it_stop() -> None:
+    """A step in flight at shutdown schedules the next (as every step does): shutting down
+    must not wait for it while holding what it needs."""
+    started, go_on, stopped = threading.Event(), threading.Event(), threading.Event()
+    holder: list[StepScheduler] = []
+
+    def step(rollout_id: str, step: int) -> None:
+        started.set()
+        go_on.wait(WAIT_S)
+        holder[0].schedule(rollout_id, datetime.now(UTC) + timedelta(hours=1), step + 1)
+
+    scheduler = StepScheduler(step)
+    holder.append(scheduler)
+    scheduler.resume()
+    scheduler.schedule("r1", datetime.now(UTC) - timedelta(seconds=1), 0)
+    assert started.wait(WAIT_S)
+    stopping = threading.Thread(target=lambda: (scheduler.shutdown(), stopped.set()))
+    stopping.start()
+    go_on.set()
+    assert stopped.wait(WAIT_S), "shutdown waited for ever on the step it blocked"
+    stopping.join()
