@@ -20,7 +20,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +106,13 @@ def new_id() -> str:
 
 
 class _Superseded(Exception):
-    """Someone else changed the record after we read it: they carry on from there."""
+    """Someone else changed the record after we read it: they carry on from there. `seen` is
+    the canary's live weight, when it was read and found to differ from the record: that
+    knowledge must not be lost with the decision that failed to record it."""
+
+    def __init__(self, message: str, seen: int | None = None) -> None:
+        super().__init__(message)
+        self.seen = seen
 
 
 class Engine:
@@ -343,25 +349,44 @@ class Engine:
         token: int | None,
         first: tuple[str, Planned] | None = None,
     ) -> Rollout:
+        seen: int | None = None  # a live weight read and not yet recorded
         for _ in range(CONFLICT_RETRIES):
             try:
                 current = self._settle(self.store.load(rollout_id), token)
+                current = self._record_seen(current, seen, token)
+                seen = None
                 new, effects = transition(current, event, self.clock())
                 if not effects:
                     return current
                 saved = self._record(current, new, effects, token)
-            except (_Superseded, VersionConflict):
+            except (_Superseded, VersionConflict) as e:
+                seen = e.seen if isinstance(e, _Superseded) and e.seen is not None else seen
                 continue  # someone else moved it first: decide again on what is there now
             try:
                 return self._carry_out(saved, token, first)
-            except _Superseded:
-                return self.store.load(rollout_id)  # whoever took over carries on
+            except _Superseded as e:
+                current = self.store.load(rollout_id)  # whoever took over carries on
+                with suppress(_Superseded, VersionConflict):
+                    current = self._record_seen(current, e.seen, token)
+                return current
             finally:
                 first = None  # planned on what was live then: good for one try only
         raise Busy(
             "the rollout kept changing while the bot tried to act on it; nothing was done; "
             "try again"
         )
+
+    def _record_seen(self, current: Rollout, seen: int | None, token: int | None) -> Rollout:
+        """Record a live weight someone read and lost the race to record, as the drift it is
+        (unless a write on record since explains it)."""
+        if seen is None or seen == current.weight or current.writing is not None:
+            return current
+        new, effects = transition(
+            current, DriftDetected(found=seen, expected=current.weight), self.clock()
+        )
+        if not effects:
+            return current
+        return self._carry_out(self._record(current, new, effects, token), token, None)
 
     def _check_health(self, rollout: Rollout, token: int | None) -> Rollout:
         """Run a pending health check outside every lock (it may take seconds), then decide
@@ -435,7 +460,11 @@ class Engine:
             drift = DriftDetected(found=live, expected=cleared.weight)
             new, effects = transition(cleared, drift, self.clock())
             if effects:
-                return self._carry_out(self._record(rollout, new, effects, token), token, None)
+                try:
+                    recorded = self._record(rollout, new, effects, token)
+                except _Superseded as e:
+                    raise _Superseded(str(e), live) from e
+                return self._carry_out(recorded, token, None)
         return self._save(cleared, rollout.version, token)
 
     def _find_out(self, rollout: Rollout, write: Write) -> tuple[bool, int | None]:
@@ -472,7 +501,10 @@ class Engine:
                 rollout = self._save_live(done, rollout.version, token, effect)
                 continue
             new, effects = transition(done, follow_up, self.clock())
-            rollout = self._record(rollout, new, effects, token)
+            try:
+                rollout = self._record(rollout, new, effects, token)
+            except _Superseded as e:
+                raise _Superseded(str(e), _seen(follow_up, rollout)) from e
         return rollout
 
     def _apply(
@@ -632,6 +664,12 @@ class Engine:
 
 
 _AGAIN = object()  # a write to plan afresh and send again
+
+
+def _seen(event: Any, rollout: Rollout) -> int | None:
+    """The live weight an event carries, when it differs from the record's."""
+    found = event.found if isinstance(event, DriftDetected | WriteFailed) else None
+    return found if found is not None and found != rollout.weight else None
 
 
 def _owed(rollout: Rollout) -> tuple[Effect, ...]:
