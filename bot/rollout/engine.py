@@ -16,6 +16,7 @@ record keeps the live weight, and the rollout pauses saying why.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -66,8 +67,9 @@ from commands.names import service_name
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 5
 WRITE_ATTEMPTS = 3  # someone else wrote the object but left the weights: plan and try again
-MUTEX_TTL_MS = 15_000  # longer than any one write can take with every call's deadline
-MUTEX_WAIT_S = 10.0
+MUTEX_TTL_MS = 5_000  # politeness only: correctness never rests on it (writes are fenced)
+MUTEX_WAIT_S = 6.0
+KEYS_KEPT = 10_000
 # A human's "stop" never queues behind anyone: it supersedes whatever is in flight.
 URGENT = (Rollback, Abort, Pause, ApprovalDenied)
 
@@ -137,6 +139,7 @@ class Engine:
         self.clock, self.ids = clock, ids
         self.fencing = fencing  # our token while we lead
         self._mutex_ttl_ms, self._mutex_wait_s = mutex
+        self._keys: dict[str, str] = {}  # rollout id -> its service's key
         self._effect_delay = effect_delay  # fault injection: widen the gaps between effects
         self.metrics = metrics or Metrics()
 
@@ -329,7 +332,7 @@ class Engine:
         key = self._key_of(rollout_id)
         with self._serialized(key, urgent=urgent):
             rollout = self._handle(rollout_id, event, token)
-        return self._check_health(rollout, token)
+            return self._check_health(rollout, token)
 
     def recover(self, rollout: Rollout) -> Rollout:
         """Finish the effects a crashed (or paused) process left on record."""
@@ -340,7 +343,7 @@ class Engine:
                 current = self._carry_out(current, token, None)
             except _Superseded:
                 current = self.store.load(rollout.id)
-        return self._check_health(current, token)
+            return self._check_health(current, token)
 
     def _handle(
         self,
@@ -389,22 +392,20 @@ class Engine:
         return self._carry_out(self._record(current, new, effects, token), token, None)
 
     def _check_health(self, rollout: Rollout, token: int | None) -> Rollout:
-        """Run a pending health check outside every lock (it may take seconds), then decide
-        on its verdict, unless something else happened to the rollout meanwhile."""
+        """Run a pending health check (it has its own deadline) and decide on its verdict,
+        unless something else happened to the rollout meanwhile. Called holding the service's
+        lease; rollback, abort and pause never wait for it, and a verdict that comes back to a
+        record they changed decides nothing (the compare-and-set fails)."""
         while rollout.pending and isinstance(rollout.pending[0], CheckHealth):
             asked = rollout
             verdict = self.health.check(asked, self.clock())
             self.metrics.verdict(verdict)
-            with self._serialized(asked.target.key, urgent=False):
-                current = self.store.load(asked.id)
-                if current.version != asked.version:
-                    return current  # a human acted meanwhile: this verdict decides nothing
-                try:
-                    new, effects = transition(current, HealthResult(verdict=verdict), self.clock())
-                    saved = self._record(current, new, effects, token)
-                    rollout = self._carry_out(saved, token, None)
-                except (_Superseded, VersionConflict):
-                    return self.store.load(asked.id)
+            try:
+                new, effects = transition(asked, HealthResult(verdict=verdict), self.clock())
+                saved = self._record(asked, new, effects, token)
+                rollout = self._carry_out(saved, token, None)
+            except (_Superseded, VersionConflict):
+                return self.store.load(asked.id)  # a human acted meanwhile
         return rollout
 
     # Records
@@ -481,11 +482,11 @@ class Engine:
             effect = rollout.pending[0]
             if isinstance(effect, CheckHealth):
                 return rollout  # run by _check_health, outside the locks
-            if isinstance(effect, ApplyWeight):
-                rollout, follow_up = self._apply(rollout, effect, token, first)
-                first = None
-            else:
-                follow_up = self._execute(rollout, effect)
+            if not isinstance(effect, ApplyWeight):
+                rollout = self._carry_out_local(rollout, token)
+                continue
+            rollout, follow_up = self._apply(rollout, effect, token, first)
+            first = None
             self.metrics.effect_done(effect)
             log.info(
                 "rollout %s v%d: %s done, %d left",
@@ -506,6 +507,27 @@ class Engine:
             except _Superseded as e:
                 raise _Superseded(str(e), _seen(follow_up, rollout)) from e
         return rollout
+
+    def _carry_out_local(self, rollout: Rollout, token: int | None) -> Rollout:
+        """The run of bookkeeping effects at the head of what is pending (schedule, notices,
+        audit), then one record write for all of them. Replayed after a crash, the schedule
+        is the same, an audit entry is not written twice (its id), a notice may be posted
+        twice (notices are at least once)."""
+        batch = list(itertools.takewhile(_local, rollout.pending))
+        for offset, effect in enumerate(batch):
+            self._execute(rollout, effect, offset)
+            self.metrics.effect_done(effect)
+        log.info(
+            "rollout %s v%d: %s done, %d left",
+            rollout.id,
+            rollout.version,
+            ", ".join(e.kind for e in batch),
+            len(rollout.pending) - len(batch),
+        )
+        if self._effect_delay:
+            threading.Event().wait(self._effect_delay)
+        done = rollout.model_copy(update={"pending": rollout.pending[len(batch) :]})
+        return self._save(done, rollout.version, token)
 
     def _apply(
         self,
@@ -607,8 +629,8 @@ class Engine:
         cleared = self._save(rollout.model_copy(update={"writing": None}), rollout.version, token)
         return cleared, failed if live is None else failed.model_copy(update={"found": live})
 
-    def _execute(self, rollout: Rollout, effect: Effect) -> Any:
-        """Carry out one effect other than a traffic change; return the event it gives rise to."""
+    def _execute(self, rollout: Rollout, effect: Effect, offset: int = 0) -> None:
+        """Carry out one bookkeeping effect (`offset`: its place in its run)."""
         if isinstance(effect, Schedule):
             self.scheduler.schedule(rollout.id, effect.at, effect.step)
         elif isinstance(effect, CancelSchedule):
@@ -616,8 +638,7 @@ class Engine:
         elif isinstance(effect, Notify):
             self._notify(rollout, effect)
         elif isinstance(effect, Audit):
-            self._audit(rollout, effect)
-        return None
+            self._audit(rollout, effect, offset)
 
     def _notify(self, rollout: Rollout, message: Notify) -> None:
         try:
@@ -625,7 +646,7 @@ class Engine:
         except Exception:  # a chat outage must not stop traffic changes
             log.exception("could not post %r for rollout %s", message.event, rollout.id)
 
-    def _audit(self, rollout: Rollout, effect: Audit) -> None:
+    def _audit(self, rollout: Rollout, effect: Audit, offset: int = 0) -> None:
         self.store.audit(
             namespace=rollout.target.namespace,
             vs=rollout.target.vs,
@@ -637,7 +658,7 @@ class Engine:
             rollout_id=rollout.id,
             channel=rollout.channel,
             detail=effect.detail,
-            effect_id=f"{rollout.id}@{rollout.version}",  # a replay is not logged twice
+            effect_id=f"{rollout.id}@{rollout.version}.{offset}",  # a replay: not logged twice
         )
 
     # Serializing writers
@@ -657,13 +678,24 @@ class Engine:
             yield
 
     def _key_of(self, rollout_id: str) -> str:
-        try:
-            return self.store.load(rollout_id).target.key
-        except StoreError:
-            return rollout_id
+        """The service a rollout moves (it never changes): remembered after the first read."""
+        key = self._keys.get(rollout_id)
+        if key is None:
+            try:
+                key = self.store.load(rollout_id).target.key
+            except StoreError:
+                return rollout_id
+            if len(self._keys) >= KEYS_KEPT:
+                self._keys.clear()
+            self._keys[rollout_id] = key
+        return key
 
 
 _AGAIN = object()  # a write to plan afresh and send again
+
+
+def _local(effect: Effect) -> bool:
+    return not isinstance(effect, ApplyWeight | CheckHealth)
 
 
 def _seen(event: Any, rollout: Rollout) -> int | None:

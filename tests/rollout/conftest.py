@@ -73,11 +73,15 @@ def engine(
 
 
 def canary_weights(cluster: SandboxApiServer) -> list[int]:
-    """The canary weight of each PATCH that reached the VirtualService, in order."""
+    """The canary weight of each PATCH that reached the VirtualService, in order. Fences
+    (annotation-only writes that make sure an unconfirmed write can never land) change no
+    traffic and are left out."""
     found = []
     for request in cluster.requests:
         if request.method == "PATCH" and request.succeeded and "virtualservices" in request.path:
             ops = request.json()
+            if _fence(ops):
+                continue
             weights = [op["value"] for op in ops if op["path"].endswith("/1/weight")]
             found.append(weights[0] if weights else None)
     return found
@@ -87,3 +91,10 @@ def live_weights(cluster: SandboxApiServer) -> list[int]:
     vs = cluster.get_object("default", "virtualservices", "weather")
     assert vs is not None
     return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
+
+
+def _fence(ops: list[dict[str, object]]) -> bool:
+    changes = [op for op in ops if op["op"] != "test"]
+    return bool(changes) and all(
+        "fence" in str(op["path"]) + str(op.get("value")) for op in changes
+    )
