@@ -14,11 +14,11 @@ demo: $(STAMP)
 test: lint typecheck contracts pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot commands policies tests bench
-	$(BIN)/ruff format --check bot commands policies tests bench
+	$(BIN)/ruff check bot commands policies sandbox tests bench
+	$(BIN)/ruff format --check bot commands policies sandbox tests bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bot commands policies
+	$(BIN)/mypy --strict bot commands policies sandbox
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports

@@ -40,10 +40,12 @@ from typing import Any
 from fleet import NAMESPACE, service, start_sandbox
 from slack_sdk.signature import SignatureVerifier
 
-from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.redis_server import RedisServer
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.redis_server import RedisServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake Slack lives in tests/
+from tests.support.fake_slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-signing-secret"

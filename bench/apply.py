@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
-from bot.sandbox.kubeconfig import api_client_for
+from sandbox.kubeconfig import api_client_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "bot" / "sandbox" / "seeds" / "weather.yaml"
@@ -27,7 +27,7 @@ SEED = ROOT / "bot" / "sandbox" / "seeds" / "weather.yaml"
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.sandbox.apiserver", "--seed", str(SEED)],
+        [sys.executable, "-m", "sandbox.apiserver", "--seed", str(SEED)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

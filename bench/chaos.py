@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.sandbox.redis_server import RedisServer
+from sandbox.redis_server import RedisServer
 from tests.support.campaign import World, describe, run_schedule
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"

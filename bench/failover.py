@@ -29,8 +29,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.redis_server import RedisServer
+from sandbox.apiserver import SandboxApiServer
+from sandbox.redis_server import RedisServer
 from tests.support.processes import serve, serve_env
 
 CASES = {"SIGKILL": "1", "SIGTERM": "30"}  # how the leader ends: the lease TTL for the run

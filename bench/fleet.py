@@ -55,7 +55,7 @@ def start_sandbox(count: int, work: Path) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable,
             "-m",
-            "bot.sandbox.apiserver",
+            "sandbox.apiserver",
             "--seed",
             str(seed),
             "--namespace",

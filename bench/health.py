@@ -19,10 +19,10 @@ from pathlib import Path
 from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient
 from bot.rollout.model import Phase, Rollout, StepPlan, Target
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.prometheus import PrometheusServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
-from bot.sandbox.traffic import TrafficSimulator, VersionProfile
+from sandbox.apiserver import SandboxApiServer
+from sandbox.prometheus import PrometheusServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.traffic import TrafficSimulator, VersionProfile
 
 
 def main() -> None:

@@ -37,8 +37,8 @@ from fleet import NAMESPACE, service, start_sandbox
 
 from bot.app import ConsoleNotifier, Settings, build
 from bot.rollout.model import Rollback, StepPlan
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.redis_server import RedisServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")

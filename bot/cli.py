@@ -15,7 +15,6 @@ from bot import runners
 from bot.mesh.errors import MeshError
 from bot.mesh.planner import TrafficPlan, plan_split, select_destination_rule
 from bot.mesh.request import SplitRequest, parse_percent
-from bot.sandbox.demo import run_demo
 
 EXIT_USAGE = 2
 
@@ -214,7 +213,8 @@ def _ns(obj: dict[str, Any]) -> Any:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    return run_demo(interactive=args.interactive, charts=args.charts)
+    demo = runners.sandbox_module("demo")
+    return int(demo.run_demo(interactive=args.interactive, charts=args.charts))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kubernetes.config import ConfigException
 from pydantic import ValidationError
@@ -28,7 +29,6 @@ from bot.ops import logs
 from bot.rollout.engine import NoActiveRollout
 from bot.rollout.model import Rollout
 from bot.rollout.transitions import InvalidTransition
-from bot.sandbox.environment import playground
 from bot.service.changes import EVENTS
 from bot.store.errors import StoreError, mask_url
 from bot.store.redis_store import RolloutStore, connect
@@ -128,6 +128,18 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_module(name: str) -> Any:
+    """A module of the sandbox, which ships with the source tree, not with the product (the
+    image has none): loaded by name, so the product itself never depends on it."""
+    try:
+        return importlib.import_module(f"sandbox.{name}")
+    except ModuleNotFoundError as e:
+        raise CliRefusal(
+            "the sandbox is not installed here (it comes with the source tree: "
+            "`pip install -e .` in a clone of the repository)"
+        ) from e
+
+
 def run_serve(args: argparse.Namespace) -> int:
     logs.setup()
     settings = Settings()
@@ -144,7 +156,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_shell(args: argparse.Namespace) -> int:
     if args.sandbox:
-        with playground() as play:
+        with sandbox_module("environment").playground() as play:
             return _shell(play.settings, args)
     return _shell(Settings(), args)
 

@@ -9,11 +9,11 @@ import pytest
 import redis
 from hypothesis import HealthCheck, settings
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.prometheus import PrometheusServer
-from bot.sandbox.redis_server import RedisServer, free_port
-from bot.sandbox.traffic import TrafficSimulator
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.prometheus import PrometheusServer
+from sandbox.redis_server import RedisServer, free_port
+from sandbox.traffic import TrafficSimulator
 
 # Property tests judge behaviour, not speed: no per-example deadline on a loaded 2-core machine.
 settings.register_profile("canary", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.sandbox.seeding import bundled_seed_paths
+from sandbox.seeding import bundled_seed_paths
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

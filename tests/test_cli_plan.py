@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bot.cli import main
-from bot.sandbox.seeding import bundled_seed_paths
+from sandbox.seeding import bundled_seed_paths
 from tests.support.harness import seed_file
 
 WEATHER = str(seed_file("weather"))

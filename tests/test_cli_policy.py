@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from tests.support.processes import cli, serve_env
 
 POLICY = """\

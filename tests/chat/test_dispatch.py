@@ -18,10 +18,10 @@ import pytest
 from bot.app import ConsoleNotifier, Parts, Settings, build
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.dispatch import Asker, Reply
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from bot.store.approvals import OPEN
 from commands import parse
+from sandbox.apiserver import SandboxApiServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 REQUESTER, SRE, OTHER_SRE, STRANGER = "U0REQ00001", "U0SRE00002", "U0SRE00003", "U0XXX00009"

@@ -18,8 +18,8 @@ from bot.chat.cards import CardView, card_view
 from bot.chat.shell import ShellNotifier
 from bot.chat.slack import SlackNotifier, web_client
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict, Write
-from bot.sandbox.fake_slack import FakeSlack
 from bot.store.redis_store import RolloutStore, connect
+from tests.support.fake_slack import FakeSlack
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 CHANNEL = "C0CANARY1"

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.seeding import load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import seed_file
 
 CANARY_BOT = str(Path(sys.executable).with_name("canary-bot"))

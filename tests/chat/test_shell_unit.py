@@ -20,9 +20,9 @@ from bot.chat.shell import Shell, ShellNotifier
 from bot.health.chart import chart_png
 from bot.health.verdict import Figures, Side, judge
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from policies.model import HealthThresholds
+from sandbox.apiserver import SandboxApiServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 REQUESTER, SRE, OTHER_SRE, STRANGER = "U0REQ00001", "U0SRE00002", "U0SRE00003", "U0XXX00009"

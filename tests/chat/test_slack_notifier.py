@@ -16,10 +16,10 @@ from bot.chat.slack import SlackNotifier, web_client
 from bot.health.chart import ChartError, chart_png, chart_png_isolated
 from bot.health.verdict import Figures, Side, judge
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
-from bot.sandbox.fake_slack import FakeSlack
 from bot.store.redis_store import RolloutStore, connect
 from policies.model import HealthThresholds
 from tests.health import agrees, table_rows
+from tests.support.fake_slack import FakeSlack
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 DEFAULTS = HealthThresholds()

@@ -13,10 +13,10 @@ from bot.chat.dispatch import Asker
 from bot.mesh.kube import KubeMesh
 from bot.mesh.planner import TrafficPlan
 from bot.mesh.request import SplitRequest
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from commands import parse
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 POLICY = """\
 rules:

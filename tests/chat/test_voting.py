@@ -16,8 +16,8 @@ from bot.chat.approvals import GateCards
 from bot.chat.dispatch import Reply
 from bot.chat.voting import OWN_APPROVAL, PLAN_CHANGED, Approvals, RequestClosed
 from bot.rollout.model import Phase, StepDue
-from bot.sandbox.apiserver import SandboxApiServer
 from bot.store.approvals import APPROVED, DENIED, OPEN, ApprovalBook, ApprovalRequest
+from sandbox.apiserver import SandboxApiServer
 
 from .test_dispatch import OTHER_SRE, POLICY, REQUESTER, SRE, STRANGER, Bot, make_bot, seeded
 

@@ -11,9 +11,9 @@ from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient, PrometheusUnreachable, Vector
 from bot.health.promql import Subject, render
 from bot.rollout.model import Verdict
-from bot.sandbox.prometheus import PrometheusServer
 from policies import PolicyError, load_policy
 from policies.model import CustomCheck, HealthThresholds
+from sandbox.prometheus import PrometheusServer
 from tests.health import RecordingClient, labels, make_rollout
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)

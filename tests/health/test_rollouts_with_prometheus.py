@@ -16,12 +16,12 @@ from bot.mesh.kube import KubeMesh
 from bot.rollout.engine import Engine
 from bot.rollout.model import Phase, Rollout, StepDue, StepPlan
 from bot.rollout.traffic import KubeTraffic
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.prometheus import PrometheusServer
-from bot.sandbox.seeding import load_yaml_documents, seed
-from bot.sandbox.traffic import TrafficSimulator, VersionProfile
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.prometheus import PrometheusServer
+from sandbox.seeding import load_yaml_documents, seed
+from sandbox.traffic import TrafficSimulator, VersionProfile
 
 from ..rollout.conftest import Recorder
 

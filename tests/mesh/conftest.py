@@ -5,7 +5,7 @@ from typing import Any
 
 import yaml
 
-from bot.sandbox.seeding import bundled_seed_paths
+from sandbox.seeding import bundled_seed_paths
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

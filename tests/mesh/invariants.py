@@ -8,7 +8,7 @@ from typing import Any
 from bot.mesh.models import fqdn
 from bot.mesh.planner import ANNOTATION, TrafficPlan
 from bot.mesh.schema import schema_errors
-from bot.sandbox.jsonpatch import apply_json_patch
+from sandbox.jsonpatch import apply_json_patch
 
 
 def assert_plan_invariants(plan: TrafficPlan, vs: dict[str, Any], dr: dict[str, Any]) -> None:

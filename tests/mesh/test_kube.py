@@ -19,9 +19,9 @@ from bot.mesh.errors import (
 from bot.mesh.kube import KubeMesh
 from bot.mesh.planner import ANNOTATION
 from bot.mesh.request import SplitRequest
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.seeding import load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import seed_file, wait_until
 
 from .conftest import NOW

@@ -10,10 +10,10 @@ import pytest
 
 from bot.app import Server, Settings
 from bot.rollout.model import Rollback, StepPlan
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.redis_server import RedisServer
-from bot.sandbox.seeding import load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.redis_server import RedisServer
+from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import get, seed_file, wait_until
 
 

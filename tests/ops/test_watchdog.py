@@ -12,9 +12,9 @@ import pytest
 from bot.app import Server, Settings
 from bot.ops.watchdog import Watchdog
 from bot.rollout.scheduler import StepScheduler
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.redis_server import RedisServer
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.redis_server import RedisServer
 from tests.support.harness import get
 
 

@@ -9,10 +9,10 @@ from bot.mesh.kube import KubeMesh
 from bot.rollout.engine import Engine
 from bot.rollout.model import Notify, Rollout
 from bot.rollout.traffic import KubeTraffic
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.seeding import load_yaml_documents, seed
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import seed_file
 
 

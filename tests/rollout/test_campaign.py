@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from bot.sandbox.redis_server import RedisServer
+from sandbox.redis_server import RedisServer
 from tests.support.campaign import World, describe, run_schedule, violations
 
 SCHEDULES = int(os.environ.get("CANARY_CAMPAIGN_SCHEDULES", "24"))

@@ -19,11 +19,11 @@ from bot.rollout.model import (
 from bot.rollout.ports import Owner
 from bot.rollout.traffic import KubeTraffic
 from bot.rollout.transitions import InvalidTransition
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.redis_server import RedisServer
 from bot.store.errors import Fenced, StoreUnavailable
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.redis_server import RedisServer
 
 from .conftest import Clock, Recorder, canary_weights, live_weights
 

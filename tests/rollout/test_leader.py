@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from bot.rollout.leader import Leadership
-from bot.sandbox.redis_server import RedisServer
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import Keys, connect
+from sandbox.redis_server import RedisServer
 
 WAIT_S = 30  # how long to wait for what must happen before calling it lost
 LEADER_KEY = Keys().leader

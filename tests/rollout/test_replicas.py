@@ -9,8 +9,8 @@ from pathlib import Path
 
 import redis
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from tests.support.processes import cli, serve, serve_env
 
 WEATHER = [p for p in bundled_seed_paths() if p.name == "weather.yaml"]

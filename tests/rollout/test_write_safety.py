@@ -16,11 +16,11 @@ from bot.rollout.engine import Busy, Engine, Unrecorded
 from bot.rollout.model import Audit, Notify, Phase, Resume, Rollback, StepDue, StepPlan
 from bot.rollout.ports import Planned
 from bot.rollout.traffic import KubeTraffic
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.redis_server import RedisServer
 from bot.store.errors import AlreadyActive, Fenced, VersionConflict
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.redis_server import RedisServer
 
 from .conftest import Clock, Recorder, canary_weights, live_weights
 

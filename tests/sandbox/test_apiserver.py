@@ -20,9 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
 from bot.mesh.schema import schema_errors
-from bot.sandbox.apiserver import NOT_HANDLED, Fault, LoggedRequest, SandboxApiServer
-from bot.sandbox.kubeconfig import SANDBOX_TOKEN, api_client_for, write_kubeconfig
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.apiserver import NOT_HANDLED, Fault, LoggedRequest, SandboxApiServer
+from sandbox.kubeconfig import SANDBOX_TOKEN, api_client_for, write_kubeconfig
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 GROUP = "networking.istio.io"
 JSON_PATCH = "application/json-patch+json"
@@ -947,7 +947,7 @@ def cli_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         [
             sys.executable,
             "-m",
-            "bot.sandbox.apiserver",
+            "sandbox.apiserver",
             "--seed",
             str(weather_seed),
             "--namespace",

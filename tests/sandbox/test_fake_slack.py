@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.sandbox.fake_slack import FakeSlack, SlackCall
+from tests.support.fake_slack import FakeSlack, SlackCall
 
 CHANNEL = "C0DEPLOYS"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) + b"\r\n\x00tail"

@@ -26,12 +26,12 @@ from redis.retry import Retry
 from slack_sdk import WebClient
 
 from bot.rollout.model import Phase, Rollout, StepPlan, Target
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.redis_server import RedisServer
 from bot.store.errors import VersionConflict
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.redis_server import RedisServer
+from tests.support.fake_slack import FakeSlack
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import wait_until
 from tests.support.history import HistoryRecorder, LeaseChange

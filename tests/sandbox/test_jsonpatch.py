@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.jsonpatch import (
+from sandbox.jsonpatch import (
     JsonPatchError,
     PatchTestFailed,
     apply_json_patch,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.prometheus import JOB_NAME, PrometheusServer, PrometheusServerError, scrape_config
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
-from bot.sandbox.traffic import TrafficSimulator, VersionProfile
+from sandbox.apiserver import SandboxApiServer
+from sandbox.prometheus import JOB_NAME, PrometheusServer, PrometheusServerError, scrape_config
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.traffic import TrafficSimulator, VersionProfile
 
 RATES = 'sum by (destination_version) (rate(istio_requests_total{reporter="destination"}[30s]))'
 P99 = (

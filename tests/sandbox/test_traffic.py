@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
-from bot.sandbox.traffic import (
+from sandbox.apiserver import SandboxApiServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.traffic import (
     TrafficSimulator,
     VersionProfile,
     mirrored_weights,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot.sandbox.redis_server import RedisServer, RedisServerError, find_redis_server
+from sandbox.redis_server import RedisServer, RedisServerError, find_redis_server
 
 
 def client_for(server: RedisServer) -> redis.Redis:

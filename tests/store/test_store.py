@@ -24,7 +24,6 @@ from bot.rollout.model import (
     Target,
     Verdict,
 )
-from bot.sandbox.redis_server import RedisServer
 from bot.store.errors import (
     AlreadyActive,
     Fenced,
@@ -44,6 +43,7 @@ from bot.store.redis_store import (
     address_of,
     connect,
 )
+from sandbox.redis_server import RedisServer
 from tests.support.harness import wait_until
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

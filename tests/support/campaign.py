@@ -40,10 +40,10 @@ from bot.rollout.model import (
 )
 from bot.rollout.ports import Planned
 from bot.rollout.traffic import KubeTraffic
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import api_client_for
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from bot.store.redis_store import RolloutStore, connect
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 STEPS = StepPlan(weights=(10, 20, 30, 40, 100), interval_s=30, failure_limit=2)
 NS, VS = "default", "weather"

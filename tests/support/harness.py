@@ -17,10 +17,10 @@ from typing import Any
 from slack_sdk.signature import SignatureVerifier
 
 from bot.app import Server, Settings
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.fake_slack import FakeSlack
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from tests.support.fake_slack import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TOKEN = "xoxb-test-token"

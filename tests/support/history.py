@@ -45,9 +45,9 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bot.sandbox.apiserver import LoggedRequest, SandboxApiServer
-from bot.sandbox.fake_slack import FakeSlack, SlackCall
 from bot.store.redis_store import AuditEntry, Keys
+from sandbox.apiserver import LoggedRequest, SandboxApiServer
+from tests.support.fake_slack import FakeSlack, SlackCall
 
 JsonObject = dict[str, Any]
 

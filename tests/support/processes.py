@@ -28,7 +28,7 @@ from typing import Self
 
 import yaml
 
-from bot.sandbox.kubeconfig import kubeconfig_dict
+from sandbox.kubeconfig import kubeconfig_dict
 
 _POLL_S = 0.01
 _LOG_TAIL_CHARS = 2_000

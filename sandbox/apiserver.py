@@ -35,15 +35,15 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bot.mesh.schema import schema_errors, served_versions
-from bot.sandbox.jsonpatch import (
+from sandbox.jsonpatch import (
     JsonPatchError,
     apply_json_patch,
     apply_merge_patch,
     json_equal,
 )
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.loopback import TrackingHTTPServer
-from bot.sandbox.seeding import load_yaml_documents, seed
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.loopback import TrackingHTTPServer
+from sandbox.seeding import load_yaml_documents, seed
 
 _log = logging.getLogger(__name__)
 
@@ -1268,7 +1268,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bot.sandbox.apiserver",
+        prog="python -m sandbox.apiserver",
         description="Serve the sandbox Kubernetes API (Istio networking kinds) on loopback.",
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: any free)")

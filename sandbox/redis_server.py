@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Self
 
-from bot.sandbox.process import ServerProcess
+from sandbox.process import ServerProcess
 
 
 class RedisServerError(RuntimeError):

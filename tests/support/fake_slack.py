@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.sandbox.loopback import TrackingHTTPServer
+from sandbox.loopback import TrackingHTTPServer
 
 _log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class FakeSlack:
     def __init__(
         self,
         *,
-        token: str = "xoxb-test-token",  # noqa: S107 - a made-up token for a fake workspace
+        token: str = "xoxb-test-token",
         team: str = "T0TEST",
         bot_user: str = "U0BOT",
     ) -> None:

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.app import Settings
-from bot.sandbox.apiserver import SandboxApiServer
-from bot.sandbox.kubeconfig import write_kubeconfig
-from bot.sandbox.redis_server import RedisServer
-from bot.sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.redis_server import RedisServer
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 
 
 @dataclass(frozen=True)

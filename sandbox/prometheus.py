@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from bot.sandbox.process import ServerProcess
-from bot.sandbox.redis_server import free_port
+from sandbox.process import ServerProcess
+from sandbox.redis_server import free_port
 
 TARGETS_TIMEOUT_S = 20.0
 JOB_NAME = "sandbox"

@@ -18,9 +18,9 @@ from typing import TextIO
 from bot.app import Server, Settings, utcnow
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
-from bot.sandbox.environment import playground
-from bot.sandbox.prometheus import PrometheusServer
-from bot.sandbox.traffic import TrafficSimulator, VersionProfile
+from sandbox.environment import playground
+from sandbox.prometheus import PrometheusServer
+from sandbox.traffic import TrafficSimulator, VersionProfile
 
 PROFILES = {
     "v1": VersionProfile(error_rate=0.001, latency_ms=40),

@@ -21,8 +21,8 @@ class SeedTarget(Protocol):
 
 
 def bundled_seed_paths() -> list[Path]:
-    """The seed files shipped in `bot/sandbox/seeds`, sorted by name."""
-    seeds = resources.files("bot.sandbox").joinpath("seeds")
+    """The seed files shipped in `sandbox/seeds`, sorted by name."""
+    seeds = resources.files("sandbox").joinpath("seeds")
     return sorted(Path(str(entry)) for entry in seeds.iterdir() if entry.name.endswith(".yaml"))
 
 
