@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,10 +21,11 @@ from sandbox.kubeconfig import api_client_for
 from sandbox.prometheus import PrometheusServer
 from sandbox.seeding import load_yaml_documents, seed
 from sandbox.traffic import TrafficSimulator, VersionProfile
+from tests.support.harness import seed_file
 
 from ..rollout.conftest import Recorder
 
-WEATHER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "seeds" / "weather.yaml"
+WEATHER = seed_file("weather")
 STEPS = StepPlan(weights=(20, 50, 100), interval_s=2)
 WINDOW = timedelta(seconds=6)
 pytestmark = pytest.mark.slow
