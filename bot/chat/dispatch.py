@@ -242,19 +242,8 @@ def _outcome(proposal: Proposal, rollout: Rollout) -> list[Reply]:
     """What the asker is told beyond the card: what went wrong, as it really is, and for a
     staged start, which steps will wait for an approval."""
     c, wanted = proposal.command, proposal.change.weight_after
-    unconfirmed = rollout.writing is not None
-    if (
-        rollout.write_failed
-        or unconfirmed
-        or (
-            rollout.phase is Phase.FAILED
-            and c.verb
-            in (
-                Verb.SET_WEIGHT,
-                Verb.MIRROR,
-            )
-        )
-    ):
+    one_off_failed = rollout.phase is Phase.FAILED and c.verb in (Verb.SET_WEIGHT, Verb.MIRROR)
+    if rollout.write_failed or rollout.writing is not None or one_off_failed:
         return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
     if c.verb is Verb.SET_WEIGHT and rollout.weight != wanted:
         return [Reply(f":warning: {c.service} is at {rollout.weight}% now: {rollout.reason}")]

@@ -159,10 +159,9 @@ class Engine:
         """A staged rollout. `resolved`, when the caller already read the live objects (to let
         the policy decide on the plan), is the plan the first step writes."""
         with self._serialized(f"{namespace}/{vs}", urgent=False):
-            if resolved is None or not resolved.new:
-                resolved = self._resolve(
-                    namespace, vs, to, channel, weight=steps.weights[0], mirror=None
-                )
+            resolved = self._new(resolved) or self._resolve(
+                namespace, vs, to, channel, weight=steps.weights[0], mirror=None
+            )
             rollout, effects = start(
                 rollout_id=resolved.rollout_id,
                 target=resolved.target,
@@ -193,8 +192,9 @@ class Engine:
             active = self.store.active_for(namespace, vs)
             if active is not None:
                 return self._handle(active.id, event, None, _first_for(resolved, active.id))
-            if resolved is None or not resolved.new:
-                resolved = self._resolve(namespace, vs, to, channel, weight=weight, mirror=None)
+            resolved = self._new(resolved) or self._resolve(
+                namespace, vs, to, channel, weight=weight, mirror=None
+            )
             rollout, effects = start_manual(
                 rollout_id=resolved.rollout_id,
                 target=resolved.target,
@@ -224,8 +224,9 @@ class Engine:
             active = self.store.active_for(namespace, vs)
             if active is not None:
                 return self._handle(active.id, event, None, _first_for(resolved, active.id))
-            if resolved is None or not resolved.new:
-                resolved = self._resolve(namespace, vs, to, channel, weight=None, mirror=mirror)
+            resolved = self._new(resolved) or self._resolve(
+                namespace, vs, to, channel, weight=None, mirror=mirror
+            )
             rollout, effects = start_one_off(
                 rollout_id=resolved.rollout_id,
                 target=resolved.target,
@@ -260,6 +261,11 @@ class Engine:
         )
         planned = self.traffic.plan(active.target, effect, owner)
         return Resolved(owner, active.target, planned, new=False)
+
+    @staticmethod
+    def _new(resolved: Resolved | None) -> Resolved | None:
+        """The caller's plan, when it was made for a new rollout (else it is read again)."""
+        return resolved if resolved is not None and resolved.new else None
 
     def _resolve(
         self,
@@ -312,13 +318,17 @@ class Engine:
 
     def act(self, namespace: str, vs: str, event: Any) -> Rollout:
         """A human's command (pause, rollback, ...) on the service's active rollout."""
-        active = self.store.active_for(namespace, vs)
-        if active is None or not active.active:
+        return self.handle(self.active(namespace, vs).id, event)
+
+    def active(self, namespace: str, vs: str) -> Rollout:
+        """The service's rollout going on; NoActiveRollout, saying how to start one, if none."""
+        found = self.store.active_for(namespace, vs)
+        if found is None or not found.active:
             service = service_name(vs, namespace)
             raise NoActiveRollout(
                 f"{service} has no rollout going on; start one with `/canary {service} start`"
             )
-        return self.handle(active.id, event)
+        return found
 
     def step_due(self, rollout_id: str, step: int) -> None:
         """The scheduler's callback; does nothing unless this process leads."""

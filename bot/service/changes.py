@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.mesh.planner import TrafficPlan
-from bot.rollout.engine import Engine, NoActiveRollout
+from bot.rollout.engine import Engine
 from bot.rollout.model import (
     Abort,
     ApplyWeight,
@@ -29,7 +29,6 @@ from bot.rollout.model import (
 from bot.rollout.ports import Resolved
 from bot.rollout.transitions import transition
 from commands import Command, Verb
-from commands.names import service_name
 from policies import Change
 
 EVENTS: dict[Verb, type[Any]] = {
@@ -167,11 +166,7 @@ class Changes:
     def _event(self, command: Command, namespace: str, since: datetime | None) -> Proposal:
         """Pause, resume, promote, roll back, abort: what the rollout's own transition would
         do, asked of the transition itself (it is pure), so the policy sees the true weights."""
-        vs = str(command.service)
-        active = self.store.active_for(namespace, vs)
-        if active is None or not active.active:
-            service = service_name(vs, namespace)
-            raise NoActiveRollout(f"{service} has no rollout going on")
+        active = self.engine.active(namespace, str(command.service))
         _, effects = transition(active, EVENTS[command.verb](actor="?"), self.clock())
         applied = [e.weight for e in effects if isinstance(e, ApplyWeight)]
         after = applied[0] if applied else _next_step(active, command.verb)
