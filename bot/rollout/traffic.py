@@ -107,14 +107,15 @@ class KubeTraffic:
 
 def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
     """The canary's weight in the routes the bot last wrote (its annotation says which), or
-    else in the first http route that sends traffic to the stable subset."""
+    else in the first http route that sends traffic to the stable or the canary subset (the
+    canary alone, as a promotion leaves it, has it all)."""
     parsed = VirtualService.parse(vs)
     last = read_last_applied(parsed)
     if last is not None and last.canary == target.canary and last.weights:
         return max(live_canary_weights(vs, last).values())
     for route in parsed.spec.http:
         subsets = [d.destination.subset for d in route.route]
-        if target.stable in subsets:
+        if target.stable in subsets or target.canary in subsets:
             only = len(route.route) == 1
             return sum(
                 (d.weight if d.weight is not None else 100 if only else 0)

@@ -399,3 +399,37 @@ def test_a_create_sent_again_after_a_lost_reply_counts_once(
     assert store.create(fresh) == first  # the client's retry of the same script
     with pytest.raises(AlreadyActive):
         store.create(fresh.model_copy(update={"id": "r3"}))
+
+
+def test_a_start_planned_before_the_canary_took_all_traffic_records_what_is_live(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    """The service moved between the read the command was planned on and its write (here as
+    a promotion leaves it: the canary alone): the write is refused at the API, the new plan is
+    refused by the planner, and the record says what is live, not what was read first."""
+    cluster.after_next_get(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: vs["spec"]["http"][0].update(
+            route=[{"destination": vs["spec"]["http"][0]["route"][1]["destination"]}]
+        ),
+    )
+    resolved = replica.resolve("default", "weather", to=None, channel="C1", weight=20)
+    assert resolved.new and resolved.planned.live_weight == 10
+    paused = replica.start(
+        namespace="default",
+        vs="weather",
+        to=None,
+        steps=STEPS,
+        actor="U1",
+        channel="C1",
+        resolved=resolved,
+    )
+    assert paused.phase is Phase.PAUSED and paused.writing is None
+    assert paused.weight == 100 == store.load(paused.id).weight
+    assert "already takes all the traffic" in paused.reason
+    assert "the canary has 100%" in paused.reason
+    live = cluster.get_object("default", "virtualservices", "weather") or {}
+    routes = live["spec"]["http"][0]["route"]
+    assert [d["destination"]["subset"] for d in routes] == ["v2"]  # nothing written over it
