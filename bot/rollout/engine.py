@@ -561,7 +561,15 @@ class Engine:
             if refusal is not None:
                 return rollout, refusal
             seen = planned.live_weights
-            if planned.noop:
+            if planned.noop:  # nothing to change, if what was read is still what is live
+                try:
+                    self.traffic.confirm(planned, write_id)
+                except Moved:
+                    continue  # it moved since: plan again
+                except MeshError as e:
+                    return rollout, WriteFailed(
+                        effect=effect, reason=str(e), found=self._observe(rollout)
+                    )
                 return _live(rollout, effect), None
             rollout, outcome = self._send(rollout, effect, write_id, planned, token)
             if outcome is not _AGAIN:

@@ -63,6 +63,12 @@ class KubeTraffic:
         """Send the plan as it is; Moved when the object changed since it was read."""
         self.mesh.write(planned.plan)
 
+    def confirm(self, planned: Planned, write_id: str) -> None:
+        """Make sure the object is still the one a plan that changes nothing was read from: a
+        fence write conditional on its version (Moved when it changed). Afterwards, no write
+        planned against an earlier version can land, so the weights read are live for good."""
+        self.mesh.fence(planned.plan.vs.before, write_id)
+
     def wrote(self, live: dict[str, object], write_id: str) -> bool:
         return wrote(dict(live), write_id)
 

@@ -433,3 +433,34 @@ def test_a_start_planned_before_the_canary_took_all_traffic_records_what_is_live
     live = cluster.get_object("default", "virtualservices", "weather") or {}
     routes = live["spec"]["http"][0]["route"]
     assert [d["destination"]["subset"] for d in routes] == ["v2"]  # nothing written over it
+
+
+def test_a_start_that_changes_nothing_is_checked_against_the_live_object_before_it_counts(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore
+) -> None:
+    """10% is live when the start is planned, so its first step writes nothing; a rollback
+    lands before it is recorded. The start must not take the 10% read earlier as live."""
+    cluster.after_next_get(
+        "default",
+        "virtualservices",
+        "weather",
+        lambda vs: [
+            vs["spec"]["http"][0]["route"][0].update(weight=100),
+            vs["spec"]["http"][0]["route"][1].update(weight=0),
+        ],
+    )
+    resolved = replica.resolve("default", "weather", to=None, channel="C1", weight=10)
+    assert resolved.planned.noop
+    opened = replica.start(
+        namespace="default",
+        vs="weather",
+        to=None,
+        steps=STEPS,
+        actor="U1",
+        channel="C1",
+        resolved=resolved,
+    )
+    assert opened.weight == 0 == store.load(opened.id).weight  # what is live, not what was read
+    assert opened.phase is Phase.PAUSED
+    assert "the canary has 0%" in opened.reason and "nothing was overwritten" in opened.reason
+    assert live_weights(cluster) == [100, 0]  # nothing was written over the change
