@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from commands.names import DNS1123_LABEL
+from commands.steps import steps_problem
 
 # [0-9], not \d: int() would quietly accept Arabic-Indic or Devanagari digits.
 _DURATION = re.compile(r"^([0-9]{1,5})([smh])$")
@@ -69,11 +70,8 @@ def parse_steps(text: str) -> tuple[int, ...]:
 
 
 def check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:
-    """The checks the rollout makes, early, so chat can answer before anything is queued."""
-    if any(not 1 <= step <= 100 for step in steps):
-        raise GrammarError("steps are percentages from 1 to 100, like 5,10,25,50,100")
-    if list(steps) != sorted(set(steps)):
-        raise GrammarError("steps must climb, each above the last, like 5,10,25,50,100")
-    if steps[-1] != 100:
-        raise GrammarError("the last step must be 100 so the canary is promoted")
+    """The rollout's rule for steps, checked early, so chat can answer before anything is queued."""
+    problem = steps_problem(steps)
+    if problem is not None:
+        raise GrammarError(problem)
     return steps

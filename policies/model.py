@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from commands.model import RAISING, SAFE
+from commands.steps import steps_problem
 from policies import _freeze, _globs
 
 DEFAULT_STEPS = (5, 10, 25, 50, 100)
@@ -328,13 +329,9 @@ class RolloutSettings(_Schema):
     @field_validator("steps")
     @classmethod
     def _climbing_to_100(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
-        if not steps or any(not 0 < s <= 100 for s in steps):
-            raise ValueError("steps are percentages from 1 to 100; write e.g. [5, 10, 25, 50, 100]")
-        if list(steps) != sorted(set(steps)) or steps[-1] != 100:
-            raise ValueError(
-                f"steps {list(steps)} must climb to 100, each above the last; "
-                "write e.g. [5, 10, 25, 50, 100]"
-            )
+        problem = steps_problem(steps, example="[5, 10, 25, 50, 100]")
+        if problem is not None:
+            raise ValueError(problem)
         return steps
 
     @field_validator("every")

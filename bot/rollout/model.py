@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from commands.names import service_name
+from commands.steps import steps_problem
 
 DEFAULT_WEIGHTS = (5, 10, 25, 50, 100)
 VERDICTS_KEPT = 20
@@ -65,14 +66,9 @@ class StepPlan(_Frozen):
     @field_validator("weights")
     @classmethod
     def _climbing_to_100(cls, weights: tuple[int, ...]) -> tuple[int, ...]:
-        if not weights or any(not 0 < w <= 100 for w in weights):
-            raise ValueError("steps are percentages from 1 to 100, e.g. 5,10,25,50,100")
-        if list(weights) != sorted(set(weights)):
-            raise ValueError(f"steps must climb, each above the last: {list(weights)}")
-        if weights[-1] != 100:
-            raise ValueError(
-                f"the last step must be 100 so the canary is promoted: {list(weights)}"
-            )
+        problem = steps_problem(weights)
+        if problem is not None:
+            raise ValueError(problem)
         return weights
 
     @model_validator(mode="after")

@@ -348,7 +348,7 @@ BAD = [
         "steps that do not climb",
         "rules:\n  - namespace: prod\n    rollout:\n      steps: [5, 50, 25]\n",
         4,
-        "steps [5, 50, 25] must climb to 100",
+        "steps must climb, each above the last; write them like [5, 10, 25, 50, 100], not 5,50,25",
     ),
     (
         "gates that are not steps",
