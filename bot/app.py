@@ -265,6 +265,7 @@ class Server:
         serve_http: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.settings = settings
         redis = connect(settings.redis_url)
         identity = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         lease = LeaderLease(redis, identity=identity, ttl_ms=int(settings.lease_ttl_s * 1000))
@@ -333,7 +334,9 @@ class Server:
             pass
 
     def stop(self) -> None:
-        """Stop taking work, finish what is in flight, hand the lease over."""
+        """Stop taking work, finish what is in flight, hand the lease over (once)."""
+        if self._stopped.is_set():
+            return
         if self.http is not None:
             self.http.stop()
         if self.socket_mode is not None:
@@ -379,6 +382,11 @@ class Server:
         self.parts.metrics.leader.set(0)
         self.scheduler.pause()
         self.scheduler.clear()
+
+    @property
+    def resyncs(self) -> int:
+        """Resyncs run since this replica was last elected (0: not leading, or not yet)."""
+        return self._resyncs
 
     def resync(self) -> None:
         """Make the jobs match Redis: rebuild on election, then pick up what others changed."""
