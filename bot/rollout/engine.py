@@ -750,22 +750,27 @@ def _live(rollout: Rollout, effect: ApplyWeight) -> Rollout:
 def _refusal(
     rollout: Rollout, effect: ApplyWeight, planned: Planned, seen: tuple[int, ...] | None
 ) -> Any:
-    """Why this plan must not be sent: drift under a scheduled step, or weights that someone
-    else moved between two tries of a human's change."""
-    if effect.guard:
-        found = [w for w in planned.live_weights if w != rollout.weight]
-        if found:
-            return DriftDetected(found=found[0], expected=rollout.weight)
+    """Why this plan must not be sent: drift under a scheduled step, or weights that moved
+    between two tries of a human's change (by a hand edit, or by the rollout itself: a step or
+    another person's command, recorded in between)."""
+    found = [w for w in planned.live_weights if w != rollout.weight]
+    if effect.guard and found:
+        return DriftDetected(found=found[0], expected=rollout.weight)
     if seen is not None and planned.live_weights != seen:
-        reason = _moved_weights(seen, planned)
+        reason = _moved_weights(seen, planned, by_the_rollout=not found)
         return WriteFailed(effect=effect, reason=reason, found=planned.live_weight)
     return None
 
 
-def _moved_weights(seen: tuple[int, ...], planned: Planned) -> str:
+def _moved_weights(seen: tuple[int, ...], planned: Planned, *, by_the_rollout: bool) -> str:
     before = ", ".join(f"{w}%" for w in seen)
     now = ", ".join(f"{w}%" for w in planned.live_weights)
+    who = (
+        "the rollout moved on (a step, or someone else's command)"
+        if by_the_rollout
+        else "someone else changed the canary's weights"
+    )
     return (
-        f"someone else changed the canary's weights while the bot was applying them ({before} "
-        f"became {now}); nothing was overwritten; check the change and ask again"
+        f"{who} while the bot was applying yours ({before} became {now}); nothing was "
+        "overwritten; check the change and ask again"
     )

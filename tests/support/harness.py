@@ -73,24 +73,9 @@ class Bot:
         headers: dict[str, str] | None = None,
     ) -> tuple[int, str]:
         """POST `body` signed with SECRET (or with `signature`); the status and the reply."""
-        ts = str(timestamp if timestamp is not None else int(time.time()))
-        sig = signature or SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
-        request = urllib.request.Request(
-            self.url,
-            data=body.encode(),
-            method="POST",
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": sig,
-                **(headers or {}),
-            },
+        return signed_post(
+            self.url, body, timestamp=timestamp, signature=signature, headers=headers
         )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as reply:
-                return int(reply.status), reply.read().decode()
-        except urllib.error.HTTPError as e:
-            return int(e.code), e.read().decode()
 
     def command(self, text: str, *, user: str = "U1", trigger: str | None = None) -> str:
         """The form body of `/canary <text>` typed by `user` in CHANNEL."""
@@ -149,6 +134,35 @@ class Bot:
         What a wrongly accepted request would do, it has done by then."""
         assert self.server.slack is not None
         self.server.slack.workers.shutdown()
+
+
+def signed_post(
+    url: str,
+    body: str,
+    *,
+    timestamp: int | None = None,
+    signature: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """POST a form `body` to `url` as Slack would, signed with SECRET (or with `signature`)."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    sig = signature or SignatureVerifier(SECRET).generate_signature(timestamp=ts, body=body)
+    request = urllib.request.Request(
+        url,
+        data=body.encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": sig,
+            **(headers or {}),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read().decode()
 
 
 def flat(blocks: list[dict[str, Any]]) -> str:
