@@ -31,7 +31,7 @@ from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
 from bot.ops.watchdog import Watchdog
-from bot.rollout.engine import Engine
+from bot.rollout.engine import Busy, Engine
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
 from bot.rollout.ports import Health, Notifier, Scheduler
@@ -408,12 +408,21 @@ class Server:
         if self._resyncs == 1:  # right after an election nothing of ours is in flight
             for found in store.list_active():
                 unfinished = found.pending or found.writing is not None
-                self._ensure_job(self.engine.recover(found) if unfinished else found)
+                self._ensure_job(self._recover(found) if unfinished else found)
         else:
             for rollout_id in store.unfinished(utcnow() - STALE_PENDING):
-                self._ensure_job(self.engine.recover(store.load(rollout_id)))
+                self._ensure_job(self._recover(store.load(rollout_id)))
         if not store.known() and self._adopt_lost():  # first start, or Redis lost its data
             store.mark_known()
+
+    def _recover(self, rollout: Rollout) -> Rollout:
+        """One rollout's unfinished work; if it cannot be done now (its service busy, the API
+        away), the others' is done all the same and this one stays for the next full pass."""
+        try:
+            return self.engine.recover(rollout)
+        except (Busy, MeshError) as e:
+            log.warning("resync: rollout %s left for the next pass: %s", rollout.id, e)
+            return rollout
 
     def _adopt_lost(self) -> bool:
         """Take back the rollouts the VirtualServices show and Redis lost; False if some

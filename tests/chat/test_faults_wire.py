@@ -3,15 +3,18 @@ the sandbox API server failing on cue, a real Redis, the fake Slack Web API."""
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from bot.app import Server
 from bot.mesh.kube import TRANSIENT_TRIES
+from bot.rollout.model import Notify
 from tests.support.harness import Bot, responses_to, wait_until
 
 
@@ -150,3 +153,42 @@ def command_with_own_reply_url(bot: Bot, user: str, text: str) -> str:
     fields = dict(urllib.parse.parse_qsl(bot.command(text, user=user)))
     fields["response_url"] = bot.slack.response_url(f"cmd-{user}")
     return urllib.parse.urlencode(fields)
+
+
+def test_a_busy_service_does_not_keep_a_new_leader_from_the_others_unfinished_work(
+    bot: Bot,
+) -> None:
+    """Three rollouts with bookkeeping left unfinished by a crash; the service of the first the
+    new leader looks at is held by a writer that froze: the other two are finished at once."""
+    vs = bot.cluster.get_object("default", "virtualservices", "weather")
+    assert vs is not None
+    for name in ("weather-b", "weather-c"):
+        copy = json.loads(json.dumps(vs))
+        copy["metadata"] = {"name": name, "namespace": "default"}
+        bot.cluster.put_object(copy)
+    for name in ("weather", "weather-b", "weather-c"):
+        bot.post(bot.command(f"{name} 10%"))
+    store = bot.server.parts.store
+    wait_until(lambda: len(store.list_active()) == 3)
+    bot.drain()
+    bot.server.stop()
+    left = Notify(event="note", text="left behind by a crash")
+    rollouts = store.list_active()  # in the order a new leader takes them
+    for rollout in rollouts:
+        store.save(
+            rollout.model_copy(update={"pending": (left,)}), expected_version=rollout.version
+        )
+    assert [store.load(r.id).pending for r in rollouts] == [(left,)] * 3
+    first = rollouts[0].target.key
+    raw = redis.Redis.from_url(bot.server.settings.redis_url)
+    raw.set(f"canary:mutex:{first}", "a frozen writer", px=60_000)
+    successor = Server(bot.server.settings)
+    successor.start()
+    try:
+        wait_until(lambda: successor.resyncs >= 2, timeout=20)  # the pass at election ended
+        assert [store.load(r.id).pending for r in rollouts[1:]] == [(), ()]
+        assert store.load(rollouts[0].id).pending == (left,)  # left for the next pass
+    finally:
+        successor.stop()
+        raw.delete(f"canary:mutex:{first}")
+        raw.close()
