@@ -1,7 +1,10 @@
 """Many concurrent staged rollouts on one `canary-bot serve` process.
 
 The sandbox API server, Redis and the bot each run in their own process. The benchmark seeds
-N VirtualService/DestinationRule pairs, starts a rollout on each (30-second steps by default),
+N VirtualService/DestinationRule pairs, starts a rollout on each (30-second steps by default;
+the starts spread evenly over one interval, as rollouts started independently are, so that the
+steps fall due at N / interval a second, the budget's "about 33 steps a second"; `--burst`
+starts them back to back instead, and the steps then fall due in a burst each interval),
 lets the bot drive them for the given duration, and meanwhile rolls some back by hand, timing
 each rollback until the canary is at 0% in the API. Reported:
 
@@ -67,7 +70,9 @@ def cuts(samples: list[float]) -> tuple[float, float]:
     return q[49], q[98]
 
 
-def run(count: int, interval: int, duration: float, rollbacks: int) -> dict[str, Any]:
+def run(
+    count: int, interval: int, duration: float, rollbacks: int, *, burst: bool = False
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="canary-bench-"))
     sandbox, url = start_sandbox(count, work)
     redis_server = RedisServer().start()
@@ -87,7 +92,7 @@ def run(count: int, interval: int, duration: float, rollbacks: int) -> dict[str,
         stderr=bot_log,
     )
     try:
-        return _measure(count, interval, duration, rollbacks, url, bot, work)
+        return _measure(count, interval, duration, rollbacks, url, bot, work, burst=burst)
     finally:
         if bot.poll() is None:
             bot.kill()
@@ -104,11 +109,15 @@ def _measure(
     url: str,
     bot: subprocess.Popen[bytes],
     work: Path,
+    *,
+    burst: bool,
 ) -> dict[str, Any]:
     parts = build(Settings(), notifier=ConsoleNotifier(lambda _: None), watch=True)
     steps = StepPlan(weights=(*tuple(range(2, 100, 2)), 100), interval_s=interval)
     ids = []
+    began, pace = time.monotonic(), 0.0 if burst else interval / count
     for i in range(count):
+        time.sleep(max(0.0, began + i * pace - time.monotonic()))
         rollout = parts.engine.start(
             namespace=NAMESPACE,
             vs=service(i),
@@ -137,6 +146,7 @@ def _measure(
     rb50, rb99 = cuts(rollback_ms)
     return {
         "rollouts": count,
+        "starts": "back to back" if burst else f"spread over {interval} s",
         "interval_s": interval,
         "window_s": round(elapsed, 1),
         "steps_in_window": len(window),
@@ -193,10 +203,11 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=30)
     parser.add_argument("--duration", type=float, default=180)
     parser.add_argument("--rollbacks", type=int, default=100)
+    parser.add_argument("--burst", action="store_true", help="start the rollouts back to back")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     started = datetime.now(UTC)
-    figures = run(args.rollouts, args.interval, args.duration, args.rollbacks)
+    figures = run(args.rollouts, args.interval, args.duration, args.rollbacks, burst=args.burst)
     figures["date"] = f"{started:%Y-%m-%d}"
     for key, value in figures.items():
         print(f"{key:30} {value}")
