@@ -41,6 +41,7 @@ Json = dict[str, Any]
 FENCE_ANNOTATION = "canary-bot/fence"
 TIMEOUT = (3.05, 10.0)  # seconds to connect, and to wait for each answer
 WATCH_S = 60  # a watch's server-side timeout; the client gives it 10 s more
+FIELD_MANAGER = "canary-bot"  # the name the API server keeps in managedFields for our writes
 TRANSIENT_TRIES = 3  # a 5xx or a dropped connection, tried again with the same precondition
 _TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
 
@@ -207,6 +208,7 @@ class KubeMesh:
                         change.name,
                         change.guarded_ops(),
                         _content_type="application/json-patch+json",
+                        field_manager=FIELD_MANAGER,
                         _request_timeout=self._timeout,
                     )
                 return cast(Json, result)

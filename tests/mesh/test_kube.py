@@ -75,6 +75,7 @@ def test_guarded_apply_reads_once_and_patches_once(
     patch = server.requests[-1].json()
     assert patch[0]["op"] == "test" and patch[0]["path"] == "/metadata/resourceVersion"
     assert server.requests[-1].content_type.startswith("application/json-patch+json")
+    assert server.requests[-1].query["fieldManager"] == "canary-bot"  # named in managedFields
     stored = server.get_object("default", "virtualservices", "weather")
     assert (
         stored is not None and '"weights":{"0":50}' in stored["metadata"]["annotations"][ANNOTATION]
