@@ -44,6 +44,16 @@ def objects(count: int) -> list[dict[str, Any]]:
                 "spec": {"host": name, "subsets": subsets},
             }
         )
+    for version in ("v1", "v2"):  # one ready pod of each version: every subset selects one
+        labels = {"version": version}
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": f"fleet-{version}", "namespace": NAMESPACE},
+                "spec": {"replicas": 1, "template": {"metadata": {"labels": labels}}},
+            }
+        )
     return docs
 
 

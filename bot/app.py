@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     default_namespace: str = Field(default="default", alias="CANARY_DEFAULT_NAMESPACE")
     lease_ttl_s: float = Field(default=5.0, gt=0, alias="CANARY_LEASE_TTL")
     effect_delay_s: float = Field(default=0.0, ge=0, alias="CANARY_EFFECT_DELAY")
+    # Refuse to move traffic to a canary subset that selects no ready pods (needs pods list and
+    # watch in the namespace; the chart grants it).
+    check_pods: bool = Field(default=True, alias="CANARY_CHECK_PODS")
     channel_namespaces: dict[str, str] = Field(
         default_factory=dict, alias="CANARY_CHANNEL_NAMESPACES"
     )
@@ -143,7 +146,13 @@ def build(
     store = RolloutStore(redis if redis is not None else connect(settings.redis_url))
     if mesh is None:
         api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
-        mesh = KubeMesh(api, clock=clock, watch_destination_rules=watch, observe=metrics.kube_call)
+        mesh = KubeMesh(
+            api,
+            clock=clock,
+            watch_destination_rules=watch,
+            check_pods=settings.check_pods,
+            observe=metrics.kube_call,
+        )
     book = ApprovalBook(store)
     gate = None
     if policy is not None:

@@ -70,6 +70,7 @@ class Resource:
     plural: str
     kind: str
     short_names: tuple[str, ...]
+    group: str = GROUP  # "" for the core API (/api/v1)
 
     @property
     def singular(self) -> str:
@@ -77,7 +78,10 @@ class Resource:
 
     @property
     def qualified(self) -> str:
-        return f"{self.plural}.{GROUP}"
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def api_version(self, version: str) -> str:
+        return f"{self.group}/{version}" if self.group else version
 
     @property
     def has_schema(self) -> bool:
@@ -92,7 +96,9 @@ RESOURCES = {
         Resource("gateways", "Gateway", ("gw",)),
     )
 }
-RESOURCES_BY_KIND = {r.kind: r for r in RESOURCES.values()}
+# The core kinds the bot reads: Pods, to tell whether a subset selects any that are ready.
+CORE_RESOURCES = {"pods": Resource("pods", "Pod", ("po",), group="")}
+RESOURCES_BY_KIND = {r.kind: r for r in (*RESOURCES.values(), *CORE_RESOURCES.values())}
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
@@ -188,7 +194,7 @@ class ApiError(Exception):
 
 
 def _details(resource: Resource, name: str | None, **extra: Any) -> JsonObject:
-    details: JsonObject = {"group": GROUP, "kind": resource.plural}
+    details: JsonObject = {"group": resource.group, "kind": resource.plural}
     return details | ({"name": name} if name else {}) | extra
 
 
@@ -214,7 +220,7 @@ def _forbidden(resource: Resource, name: str | None, verb: str, namespace: str) 
     subject = f'{resource.qualified} "{name}"' if name else resource.qualified
     message = (
         f'{subject} is forbidden: User "{SERVICE_ACCOUNT}" cannot {verb} resource '
-        f'"{resource.plural}" in API group "{GROUP}" in the namespace "{namespace}"'
+        f'"{resource.plural}" in API group "{resource.group}" in the namespace "{namespace}"'
     )
     return ApiError(403, message, details=_details(resource, name))
 
@@ -226,8 +232,8 @@ def _invalid(
     causes = [{"reason": cause, "message": message, "field": path} for path, message in problems]
     lines = [f"{c['field']}: {c['message']}" for c in causes]
     summary = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
-    message = f'{resource.kind}.{GROUP} "{name}" is invalid: {summary}'
-    details = {"name": name, "group": GROUP, "kind": resource.kind, "causes": causes}
+    message = f'{resource.kind}.{resource.group} "{name}" is invalid: {summary}'
+    details = {"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}
     return ApiError(422, message, details=details)
 
 
@@ -420,10 +426,10 @@ def _with_metadata(obj: JsonObject, **changes: Any) -> JsonObject:
     return {**obj, "metadata": {**obj.get("metadata", {}), **changes}}
 
 
-def _present(obj: JsonObject, version: str) -> JsonObject:
-    """A copy of a stored object as seen through API version `version`."""
+def _present(obj: JsonObject, route: _Route) -> JsonObject:
+    """A copy of a stored object as seen through the route's API version."""
     rest = {k: v for k, v in copy.deepcopy(obj).items() if k != "apiVersion"}
-    return {"apiVersion": f"{GROUP}/{version}", **rest}
+    return {"apiVersion": route.resource.api_version(route.version), **rest}
 
 
 def _now() -> str:
@@ -609,7 +615,7 @@ class SandboxApiServer:
     def _store_system_write(self, key: Key, candidate: JsonObject) -> JsonObject:
         current = self._store.objects.get(key)
         metadata = candidate["metadata"]
-        candidate["apiVersion"] = self._storage_api_version
+        candidate["apiVersion"] = self._stored_as(key[0])
         if current is None:
             metadata.setdefault("uid", str(uuid.uuid4()))
             metadata.setdefault("creationTimestamp", _now())
@@ -622,9 +628,9 @@ class SandboxApiServer:
         self._changed.notify_all()
         return stored
 
-    @property
-    def _storage_api_version(self) -> str:
-        return f"{GROUP}/{self._versions[0]}"
+    def _stored_as(self, plural: str) -> str:
+        """The API version a kind is kept in: core kinds in v1, Istio's in the first served."""
+        return "v1" if plural in CORE_RESOURCES else f"{GROUP}/{self._versions[0]}"
 
     # Injection: latency and faults. Each fault takes the next `n` requests that match `method`
     # (any, if None) and whose path contains `path_contains`; a request takes the first match.
@@ -815,13 +821,16 @@ class SandboxApiServer:
         return operation(route, request)
 
     def _route(self, parts: list[str]) -> _Route:
-        if len(parts) < 4 or parts[:2] != ["apis", GROUP] or parts[2] not in self._versions:
+        if len(parts) >= 3 and parts[:2] == ["api", "v1"]:
+            version, rest, served = "v1", parts[2:], CORE_RESOURCES
+        elif len(parts) >= 4 and parts[:2] == ["apis", GROUP] and parts[2] in self._versions:
+            version, rest, served = parts[2], parts[3:], RESOURCES
+        else:
             raise _no_such_path()
-        version, rest = parts[2], parts[3:]
         namespace = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        resource = RESOURCES.get(rest[0])
+        resource = served.get(rest[0])
         # Istio's kinds are namespaced: a name only makes sense inside a namespace.
         if resource is None or len(rest) > 2 or (len(rest) == 2 and namespace is None):
             raise _no_such_path()
@@ -923,7 +932,7 @@ class SandboxApiServer:
 
     def _get(self, route: _Route, request: _Request) -> _Reply:
         with self._changed:
-            answer = _present(self._require(route), route.version)
+            answer = _present(self._require(route), route)
             hook = self._get_hooks.pop(route.key, None)
             if hook is not None:
                 self._foreign_write(route.key, hook)
@@ -941,9 +950,9 @@ class SandboxApiServer:
             return self._watch_plan(route, request, selector)
         with self._changed:
             objects = self._store.select(route.resource.plural, route.namespace)
-            items = [_present(o, route.version) for o in objects if _labels_match(o, selector)]
+            items = [_present(o, route) for o in objects if _labels_match(o, selector)]
             revision = self._store.revision
-        listing: JsonObject = {"apiVersion": f"{GROUP}/{route.version}"}
+        listing: JsonObject = {"apiVersion": route.resource.api_version(route.version)}
         listing |= {"kind": f"{route.resource.kind}List", "items": items}
         return _Reply(200, listing | {"metadata": {"resourceVersion": str(revision)}})
 
@@ -996,12 +1005,12 @@ class SandboxApiServer:
     ) -> _Reply:
         with self._changed:
             current = self._require(route)
-            updated = change(_present(current, route.version))
+            updated = change(_present(current, route))
             if not isinstance(updated, dict):
                 raise _bad_request("the result of the patch is not a JSON object")
             updated = self._prepared_update(route, current, self._check_identity(route, updated))
             if json_equal(updated, current):
-                return _Reply(200, _present(current, route.version))
+                return _Reply(200, _present(current, route))
             return _Reply(200, self._commit(route, request, route.key, updated, "MODIFIED"))
 
     def _prepared_update(
@@ -1014,7 +1023,7 @@ class SandboxApiServer:
         for system_field in ("uid", "creationTimestamp", "resourceVersion"):
             metadata[system_field] = live[system_field]
         metadata["generation"] = _next_generation(current, updated)
-        updated["apiVersion"] = self._storage_api_version
+        updated["apiVersion"] = self._stored_as(route.resource.plural)
         return updated
 
     def _delete(self, route: _Route, request: _Request) -> _Reply:
@@ -1033,7 +1042,7 @@ class SandboxApiServer:
 
     def _check_identity(self, route: _Route, obj: JsonObject) -> JsonObject:
         """`obj` with apiVersion, kind, namespace and name filled in, if it agrees with the URL."""
-        api_version, kind = f"{GROUP}/{route.version}", route.resource.kind
+        api_version, kind = route.resource.api_version(route.version), route.resource.kind
         if obj.get("apiVersion", api_version) != api_version:
             raise _bad_request(
                 f"the API version in the data ({obj['apiVersion']}) does not match the "
@@ -1054,12 +1063,12 @@ class SandboxApiServer:
     def _commit(
         self, route: _Route, request: _Request, key: Key, obj: JsonObject, event_type: str
     ) -> JsonObject:
-        obj["apiVersion"] = self._storage_api_version
+        obj["apiVersion"] = self._stored_as(route.resource.plural)
         if request.dry_run:
-            return _present(obj, route.version)
+            return _present(obj, route)
         stored = self._store.write(key, obj, event_type)
         self._changed.notify_all()
-        return _present(stored, route.version)
+        return _present(stored, route)
 
     # Watch
 
@@ -1089,7 +1098,7 @@ class SandboxApiServer:
                 return self._watch_resume(plan.since)
             current = self._store.select(route.resource.plural, route.namespace)
             added = [
-                {"type": "ADDED", "object": _present(o, route.version)}
+                {"type": "ADDED", "object": _present(o, route)}
                 for o in current
                 if _labels_match(o, plan.selector)
             ]
@@ -1122,7 +1131,7 @@ class SandboxApiServer:
         route = plan.route
         events = self._store.events_after(cursor, route.resource.plural, route.namespace)
         return [
-            {"type": e.type, "object": _present(e.obj, route.version)}
+            {"type": e.type, "object": _present(e.obj, route)}
             for e in events
             if _labels_match(e.obj, plan.selector)
         ]

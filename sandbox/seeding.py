@@ -40,14 +40,46 @@ def seed(
 ) -> list[dict[str, Any]]:
     """Store the kinds `server` serves among `documents` and return them as stored.
 
-    Objects without a namespace go to `namespace`; other kinds (Deployments, Services) are
-    skipped. A later document with the same name replaces an earlier one.
+    Objects without a namespace go to `namespace`; a Deployment becomes its ready Pods (there
+    is no kubelet: they are Running and Ready at once); other kinds (Services) are skipped. A
+    later document with the same name replaces an earlier one.
     """
     stored = []
     for document in documents:
+        if document.get("kind") == "Deployment" and "Pod" in server.kinds:
+            stored += [server.put_object(pod) for pod in ready_pods_of(document, namespace)]
+            continue
         if document.get("kind") not in server.kinds:
             continue
         obj = copy.deepcopy(dict(document))
         obj["metadata"] = {"namespace": namespace, **(obj.get("metadata") or {})}
         stored.append(server.put_object(obj))
     return stored
+
+
+def ready_pods_of(
+    deployment: Mapping[str, Any], namespace: str = "default"
+) -> list[dict[str, Any]]:
+    """The Pods a Deployment would run once they are up: its template's labels, Running, Ready."""
+    metadata = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    template = spec.get("template") or {}
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    name = str(metadata.get("name", "app"))
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{name}-{index}",
+                "namespace": metadata.get("namespace", namespace),
+                "labels": labels,
+            },
+            "spec": copy.deepcopy(template.get("spec") or {"containers": []}),
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }
+        for index in range(int(spec.get("replicas", 1)))
+    ]

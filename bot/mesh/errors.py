@@ -61,3 +61,7 @@ class Drift(Conflict):
     def __init__(self, message: str, *, found: int, expected: int) -> None:
         super().__init__(message)
         self.found, self.expected = found, expected
+
+
+class NoReadyPods(PlanError):
+    """The canary subset selects no pod that is ready: traffic sent there would fail."""

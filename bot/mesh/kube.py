@@ -23,7 +23,16 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from bot.mesh.errors import ApiError, Conflict, Drift, Forbidden, InvalidObject, Moved, NotFound
+from bot.mesh.errors import (
+    ApiError,
+    Conflict,
+    Drift,
+    Forbidden,
+    InvalidObject,
+    Moved,
+    NoReadyPods,
+    NotFound,
+)
 from bot.mesh.models import VirtualService
 from bot.mesh.planner import (
     ObjectChange,
@@ -36,7 +45,7 @@ from bot.mesh.request import SplitRequest
 
 GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
-VS, DR = "virtualservices", "destinationrules"
+VS, DR, PODS = "virtualservices", "destinationrules", "pods"
 Json = dict[str, Any]
 FENCE_ANNOTATION = "canary-bot/fence"
 TIMEOUT = (3.05, 10.0)  # seconds to connect, and to wait for each answer
@@ -86,16 +95,19 @@ class KubeMesh:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
         watch_destination_rules: bool = False,
+        check_pods: bool = True,
         observe: Callable[[str, float, int | None], None] = lambda verb, seconds, status: None,
         timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
         self._apis = client.ApisApi(api_client)
         self._attempts, self._backoff = attempts, backoff
         self._clock, self._sleep = clock, sleep
         self._version: str | None = None
-        self._watch = watch_destination_rules
-        self._caches: dict[str, _DestinationRuleCache] = {}
+        self._watch = watch_destination_rules  # and Pods: kept current by watches, not read
+        self._check_pods = check_pods
+        self._caches: dict[tuple[str, str], _Informer] = {}
         self._lock = threading.Lock()
         self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
         self._timeout = timeout  # (connect, read) seconds for every call
@@ -127,8 +139,18 @@ class KubeMesh:
 
     def destination_rules(self, namespace: str) -> list[Json]:
         if self._watch:
-            return self._cache(namespace).items()
+            return self._cache(DR, namespace).items()
         return cast(list[Json], self._list_destination_rules(namespace)["items"])
+
+    def ready_pods(self, namespace: str, labels: Mapping[str, str]) -> list[str]:
+        """The names of the ready pods in `namespace` that carry all of `labels`."""
+        if self._watch:
+            pods = self._cache(PODS, namespace).items()
+        else:
+            pods = self._list_pods(namespace, _selector(labels))["items"]
+        return sorted(
+            p["metadata"]["name"] for p in pods if _has_labels(p, labels) and _is_ready(p)
+        )
 
     def plan(self, request: SplitRequest) -> TrafficPlan:
         """The plan against the live objects, read now, without writing anything."""
@@ -136,7 +158,25 @@ class KubeMesh:
         dr = select_destination_rule(
             vs, self.destination_rules(request.namespace), request.namespace
         )
-        return plan_split(vs, dr, request, now=self._clock(), version=self.version)
+        plan = plan_split(vs, dr, request, now=self._clock(), version=self.version)
+        if self._check_pods and _raises_canary(plan):
+            self._require_ready_pods(plan, dr)
+        return plan
+
+    def _require_ready_pods(self, plan: TrafficPlan, dr: Json) -> None:
+        """Refuse to send more traffic to a canary subset that selects no ready pod."""
+        rule = plan.dr.after if plan.dr is not None else dr
+        labels = _subset_labels(rule, plan.canary)
+        if labels is None:
+            return  # no such subset: the planner has refused it already
+        namespace = _host_namespace(plan.host, plan.request.namespace)
+        if not self.ready_pods(namespace, labels):
+            shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            raise NoReadyPods(
+                f"subset '{plan.canary}' selects no ready pods (labels {shown}) in namespace "
+                f"'{namespace}'; nothing was changed; deploy the canary with those labels, wait "
+                "until its pods are ready, and try again"
+            )
 
     def write(self, plan: TrafficPlan) -> Json:
         """Patch every object the plan changes, exactly as planned; the VirtualService as written.
@@ -148,7 +188,7 @@ class KubeMesh:
         for change in plan.changes:
             result = self._patch(change)
             if change.kind == "DestinationRule" and self._watch:
-                self._cache(change.namespace).put(result)
+                self._cache(DR, change.namespace).put(result)
             written = result if change.kind == "VirtualService" else written
         return written
 
@@ -240,18 +280,36 @@ class KubeMesh:
             )
         return cast(Json, found)
 
-    def _cache(self, namespace: str) -> _DestinationRuleCache:
+    def _list_pods(self, namespace: str, selector: str | None = None) -> Json:
+        with _translated("list", PODS, namespace, None), self._timed("list"):
+            reply = self._core.list_namespaced_pod(
+                namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        return cast(Json, json.loads(cast(Any, reply).data))  # raw: dicts, like the others
+
+    def _cache(self, plural: str, namespace: str) -> _Informer:
         with self._lock:
-            if namespace not in self._caches:
-                cache = _DestinationRuleCache(
-                    self._api,
-                    self.version,
-                    namespace,
-                    lambda: self._list_destination_rules(namespace),
-                )
+            if (plural, namespace) not in self._caches:
+                if plural == PODS:
+                    cache = _Informer(
+                        f"{PODS}-{namespace}",
+                        lambda: self._list_pods(namespace),
+                        self._core.list_namespaced_pod,
+                        (namespace,),
+                    )
+                else:
+                    cache = _Informer(
+                        f"{DR}-{namespace}",
+                        lambda: self._list_destination_rules(namespace),
+                        self._api.list_namespaced_custom_object,
+                        (GROUP, self.version, namespace, DR),
+                    )
                 cache.start()
-                self._caches[namespace] = cache
-            return self._caches[namespace]
+                self._caches[(plural, namespace)] = cache
+            return self._caches[(plural, namespace)]
 
     @contextmanager
     def _timed(self, verb: str) -> Iterator[None]:
@@ -281,14 +339,18 @@ class KubeMesh:
         )
 
 
-class _DestinationRuleCache:
-    """DestinationRules of one namespace, listed once and kept current by a watch."""
+class _Informer:
+    """The objects of one kind in one namespace, listed once and kept current by a watch."""
 
     def __init__(
-        self, api: client.CustomObjectsApi, version: str, namespace: str, lister: Callable[[], Json]
+        self,
+        name: str,
+        lister: Callable[[], Json],
+        list_call: Callable[..., Any],
+        args: tuple[str, ...],
     ) -> None:
-        self._api, self._version, self._namespace = api, version, namespace
-        self._lister = lister
+        self._name, self._lister = name, lister
+        self._list_call, self._args = list_call, args
         self._items: dict[str, Json] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -297,7 +359,7 @@ class _DestinationRuleCache:
     def start(self) -> None:
         revision = self._relist()
         threading.Thread(
-            target=self._run, args=(revision,), daemon=True, name=f"dr-watch-{self._namespace}"
+            target=self._run, args=(revision,), daemon=True, name=f"watch-{self._name}"
         ).start()
 
     def stop(self) -> None:
@@ -333,11 +395,9 @@ class _DestinationRuleCache:
 
     def _follow(self, revision: str) -> str:
         stream = self._watch.stream(
-            self._api.list_namespaced_custom_object,
-            GROUP,
-            self._version,
-            self._namespace,
-            DR,
+            self._list_call,
+            *self._args,
+            deserialize=False,
             resource_version=revision,
             timeout_seconds=WATCH_S,
             _request_timeout=(TIMEOUT[0], WATCH_S + 10),
@@ -363,6 +423,42 @@ class _DestinationRuleCache:
             return self._relist()
         except _TRANSIENT:
             return revision
+
+
+def _raises_canary(plan: TrafficPlan) -> bool:
+    return any(t.after[1] > max(t.before[1], 0) for t in plan.touched)
+
+
+def _subset_labels(rule: Mapping[str, Any], subset: str) -> dict[str, str] | None:
+    for candidate in (rule.get("spec") or {}).get("subsets") or []:
+        if candidate.get("name") == subset:
+            return {str(k): str(v) for k, v in (candidate.get("labels") or {}).items()}
+    return None
+
+
+def _host_namespace(host: str, default: str) -> str:
+    """`reviews.prod.svc.cluster.local` → prod: where the Service and its pods are."""
+    parts = host.split(".")
+    return parts[1] if len(parts) > 2 else default
+
+
+def _selector(labels: Mapping[str, str]) -> str | None:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+def _has_labels(pod: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    have = (pod.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    """Running, Ready, and not on its way out (what an EndpointSlice would count as ready)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return status.get("phase") == "Running" and ready
 
 
 def _revision(obj: Mapping[str, Any]) -> int:

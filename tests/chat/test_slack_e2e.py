@@ -111,3 +111,19 @@ def test_slack_429_on_chat_update_is_retried_and_the_card_ends_right(bot: Bot) -
     wait_until(lambda: "rolled" in flat(bot.cards()[ts]["blocks"]).lower(), timeout=8)
     statuses = [c.status for c in bot.slack.calls_to("chat.update")]
     assert 429 in statuses and statuses[-1] == 200
+
+
+def test_a_canary_with_no_ready_pods_gets_no_traffic_and_the_asker_is_told_why(bot: Bot) -> None:
+    for pod in bot.cluster.list_objects("pods", "default"):
+        if pod["metadata"]["labels"].get("version") == "v2":
+            bot.cluster.mutate(
+                "default", "pods", pod["metadata"]["name"], lambda p: p["status"].clear()
+            )
+    status, body = bot.exchange(bot.command("weather 10%"))
+    assert status == 200
+    bot.drain()
+    replies = [str(c.body.get("text")) for c in bot.slack.calls_to("response_url")]
+    replies.append(json.loads(body).get("text", "") if body else "")
+    assert any("subset 'v2' selects no ready pods (labels version=v2)" in r for r in replies)
+    assert bot.weights() == [100, 0]
+    assert [r for r in bot.cluster.requests if r.is_write] == []

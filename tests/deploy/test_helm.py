@@ -66,11 +66,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 ALL_SETS = pytest.mark.parametrize("name", VALUE_SETS)
 
-EXPECTED_RULE = {
-    "apiGroups": ["networking.istio.io"],
-    "resources": ["destinationrules", "virtualservices"],
-    "verbs": ["get", "list", "patch", "watch"],
-}
+EXPECTED_RULES = [
+    {
+        "apiGroups": ["networking.istio.io"],
+        "resources": ["destinationrules", "virtualservices"],
+        "verbs": ["get", "list", "patch", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+]
 
 
 def render(chart: Chart, name: str) -> list[Manifest]:
@@ -159,7 +162,7 @@ def test_a_role_per_namespace_grants_exactly_the_istio_rule(chart: Chart) -> Non
     roles = of_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == [NAMESPACE, "payments", "weather"]
     for role in roles:
-        assert [normalized(rule) for rule in role["rules"]] == [EXPECTED_RULE]
+        assert [normalized(rule) for rule in role["rules"]] == EXPECTED_RULES
     assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
 
 
@@ -181,13 +184,13 @@ def test_each_role_binding_binds_its_role_to_the_bots_service_account(chart: Cha
 def test_default_role_is_in_the_release_namespace(chart: Chart) -> None:
     (role,) = of_kind(render(chart, "defaults"), "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert [normalized(rule) for rule in role["rules"]] == [EXPECTED_RULE]
+    assert [normalized(rule) for rule in role["rules"]] == EXPECTED_RULES
 
 
 def test_cluster_wide_mode_is_one_cluster_role_with_exactly_the_istio_rule(chart: Chart) -> None:
     docs = render(chart, "cluster-wide")
     role = one(docs, "ClusterRole")
-    assert [normalized(rule) for rule in role["rules"]] == [EXPECTED_RULE]
+    assert [normalized(rule) for rule in role["rules"]] == EXPECTED_RULES
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["kind"] == "ClusterRole"
     assert binding["roleRef"]["name"] == role["metadata"]["name"]

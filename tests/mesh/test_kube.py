@@ -13,6 +13,7 @@ from bot.mesh.errors import (
     InvalidObject,
     InvalidRequest,
     Moved,
+    NoReadyPods,
     NotFound,
     PlanError,
 )
@@ -71,7 +72,13 @@ def test_guarded_apply_reads_once_and_patches_once(
     assert weights(server) == [50, 50]
     assert applied.attempts == 1
     methods = [(r.method, r.status) for r in server.requests]
-    assert methods == [("GET", 200), ("GET", 200), ("PATCH", 200)]  # VS, DR list, patch
+    assert methods == [("GET", 200), ("GET", 200), ("GET", 200), ("PATCH", 200)]
+    assert [r.path.rsplit("/", 1)[-1] for r in server.requests[:3]] == [
+        "weather",
+        "destinationrules",
+        "pods",  # the canary's weight goes up: its subset must select ready pods
+    ]
+    assert server.requests[2].query["labelSelector"] == "version=v2"
     patch = server.requests[-1].json()
     assert patch[0]["op"] == "test" and patch[0]["path"] == "/metadata/resourceVersion"
     assert server.requests[-1].content_type.startswith("application/json-patch+json")
@@ -97,12 +104,61 @@ def test_missing_subset_is_added_to_the_destination_rule_first(
     server.mutate(
         "default", "virtualservices", "weather", lambda vs: vs["spec"]["http"][0]["route"].pop()
     )
+    server.put_object(pod("weather-v3-0", version="v3"))  # the v3 canary is deployed
     mesh.apply(request(10, to="v3"))
     patched = [r.path.rsplit("/", 2)[-2] for r in writes(server)]
     assert patched == ["destinationrules", "virtualservices"]
     dr = server.get_object("default", "destinationrules", "weather-service")
     assert dr is not None and [s["name"] for s in dr["spec"]["subsets"]] == ["v1", "v2", "v3"]
     assert weights(server) == [90, 10]
+
+
+def pod(name: str, *, version: str, ready: bool = True) -> dict[str, Any]:
+    status = {
+        "phase": "Running" if ready else "Pending",
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
+    labels = {"app": "weather", "version": version}
+    return {"kind": "Pod", "metadata": {"name": name, "labels": labels}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("to", "pods"),
+    [
+        ("v3", []),  # a new subset for a canary that was never deployed
+        ("v3", [pod("weather-v3-0", version="v3", ready=False)]),  # deployed, not ready yet
+        ("v2", "gone"),  # the existing canary's pods are gone
+    ],
+)
+def test_a_canary_subset_that_selects_no_ready_pods_is_refused_and_nothing_changes(
+    server: SandboxApiServer, mesh: KubeMesh, to: str, pods: Any
+) -> None:
+    if to == "v3":  # the v2 route goes, so v3 can be the canary
+        server.mutate(
+            "default", "virtualservices", "weather", lambda vs: vs["spec"]["http"][0]["route"].pop()
+        )
+    if pods == "gone":
+        for name in [p["metadata"]["name"] for p in server.list_objects("pods", "default")]:
+            server.mutate("default", "pods", name, lambda p: p["metadata"].update(labels={}))
+    else:
+        for p in pods:
+            server.put_object(p)
+    before = server.get_object("default", "virtualservices", "weather")
+    with pytest.raises(NoReadyPods) as refused:
+        mesh.apply(request(30, to=to))
+    assert str(refused.value).startswith(
+        f"subset '{to}' selects no ready pods (labels version={to})"
+    )
+    assert "deploy the canary" in str(refused.value)
+    assert writes(server) == []
+    assert server.get_object("default", "virtualservices", "weather") == before
+
+
+def test_a_rollback_needs_no_canary_pods(server: SandboxApiServer, mesh: KubeMesh) -> None:
+    for name in [p["metadata"]["name"] for p in server.list_objects("pods", "default")]:
+        server.mutate("default", "pods", name, lambda p: p["metadata"].update(labels={}))
+    mesh.apply(request(0))
+    assert weights(server) == [100, 0]
 
 
 def test_foreign_edit_of_another_field_is_kept_and_the_apply_retries(

@@ -464,3 +464,24 @@ def test_a_start_that_changes_nothing_is_checked_against_the_live_object_before_
     assert opened.phase is Phase.PAUSED
     assert "the canary has 0%" in opened.reason and "nothing was overwritten" in opened.reason
     assert live_weights(cluster) == [100, 0]  # nothing was written over the change
+
+
+def test_a_step_is_held_while_the_canarys_pods_are_gone_and_resume_takes_it_once_they_are_back(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock
+) -> None:
+    rollout_id = start(replica)  # 10% is live
+    pods = [p["metadata"]["name"] for p in cluster.list_objects("pods", "default")]
+    canary = [n for n in pods if n.startswith("weather-v2")]
+    assert canary  # the seed's v2 Deployment runs
+    for name in canary:
+        cluster.mutate("default", "pods", name, lambda p: p["status"].update(phase="Failed"))
+    clock.advance(30)
+    held = replica.handle(rollout_id, StepDue(step=0))
+    assert (held.phase, held.weight) == (Phase.PAUSED, 10)
+    assert "subset 'v2' selects no ready pods (labels version=v2)" in held.reason
+    assert live_weights(cluster) == [90, 10]  # nothing moved
+    for name in canary:
+        cluster.mutate("default", "pods", name, lambda p: p["status"].update(phase="Running"))
+    replica.handle(rollout_id, Resume(actor="U1"))
+    replica.handle(rollout_id, StepDue(step=0))
+    assert store.load(rollout_id).weight == 20 and live_weights(cluster) == [80, 20]

@@ -132,7 +132,7 @@ def test_preferred_version_is_the_first_served_one():
 
 
 def test_unknown_paths_answer_a_not_found_status(sandbox: SandboxApiServer):
-    for path in ("/api/v1/namespaces/default/pods", f"/apis/{GROUP}/v1/widgets", "/healthz"):
+    for path in ("/api/v1/namespaces/default/secrets", f"/apis/{GROUP}/v1/widgets", "/healthz"):
         status, body = raw_get(sandbox.url + path)
         assert status == 404
         assert (body["kind"], body["reason"], body["code"]) == ("Status", "NotFound", 404)
