@@ -23,8 +23,9 @@ if [[ -z "$version" ]]; then
     echo "kube-binaries: no k8s.io/kubernetes requirement in $module/go.mod" >&2
     exit 1
 fi
-# The key: the Kubernetes version and everything the build reads from this repository.
-key="$(cat "$module/go.mod" "$module/go.sum" "$module"/cmd/*/main.go | sha256sum | cut -c1-12)"
+# The key: the Kubernetes version and everything in this repository the build reads or obeys.
+key="$(cat "$module/go.mod" "$module/go.sum" "$module"/cmd/*/main.go \
+    "$root/scripts/kube-binaries.sh" | sha256sum | cut -c1-12)"
 out="$root/.cache/kube/$version-$key"
 apiserver="$out/kube-apiserver"
 etcd="$out/etcd"
@@ -46,12 +47,17 @@ if [[ ! -x "$apiserver" || ! -x "$etcd" ]]; then
         ldflags+=" -X $pkg.gitTreeState=clean"
         (
             cd "$module"
-            go build -trimpath -ldflags="$ldflags" -o "$tmp/kube-apiserver" ./cmd/kube-apiserver
-            go build -trimpath -ldflags="-s -w" -o "$tmp/etcd" ./cmd/etcd
+            # No VCS stamp: the binaries are the same from a clean or an edited work tree.
+            build=(go build -trimpath -buildvcs=false)
+            "${build[@]}" -ldflags="$ldflags" -o "$tmp/kube-apiserver" ./cmd/kube-apiserver
+            "${build[@]}" -ldflags="-s -w" -o "$tmp/etcd" ./cmd/etcd
         )
         rm -rf "$out"
         mv "$tmp" "$out"
         trap - EXIT
+        # Binaries of other versions or builds are 140 MB each: keep only these.
+        find "$root/.cache/kube" -mindepth 1 -maxdepth 1 -name 'v*' ! -path "$out" \
+            -exec rm -rf {} +
     fi
     flock -u 9
 fi
