@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts pytest bench chaos clean system-deps
+.PHONY: demo test lint typecheck contracts pytest bench chaos clean system-deps kube-binaries
 
 demo: $(STAMP)
 	$(BIN)/canary-bot demo
@@ -23,8 +23,13 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) kube-binaries
 	$(BIN)/pytest
+
+# The real kube-apiserver and etcd that tests/kube runs, built from tools/kube (Go) on first use
+# (many minutes on 2 cores), then cached in .cache/kube/: a second run only prints their paths.
+kube-binaries:
+	@scripts/kube-binaries.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py
