@@ -12,7 +12,7 @@ from bot.app import Settings
 from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.redis_server import RedisServer
-from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
+from sandbox.seeding import bundled_seed_paths, load_yaml_documents, ready_pods_of, seed
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ def playground(**settings: object) -> Iterator[Playground]:
         RedisServer() as redis_server,
     ):
         seed(api, load_yaml_documents(bundled_seed_paths()))
+        for deployment in _every_version(api):
+            for pod in ready_pods_of(deployment):
+                api.put_object(pod)
         kubeconfig = write_kubeconfig(Path(work) / "kubeconfig", api.url)
         fields = {
             "REDIS_URL": redis_server.url,
@@ -39,3 +42,22 @@ def playground(**settings: object) -> Iterator[Playground]:
             **settings,
         }
         yield Playground(Settings.model_validate(fields), api, redis_server)
+
+
+def _every_version(api: SandboxApiServer) -> list[dict[str, object]]:
+    """A one-pod Deployment for every subset the seeded DestinationRules name, and for the
+    weather app's v3 (the demo's bad canary): every version the playground routes to runs."""
+    labels = [
+        dict(subset.get("labels") or {})
+        for rule in api.list_objects("destinationrules")
+        for subset in rule["spec"].get("subsets") or []
+    ]
+    labels.append({"app": "weather", "version": "v3"})
+    return [
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "-".join(["playground", *map(str, found.values())])},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": found}}},
+        }
+        for found in labels
+    ]

@@ -394,10 +394,14 @@ def pointer(path: Sequence[str | int]) -> str:
 
 
 def _weight(dest: RouteDestination, route: HTTPRoute) -> int:
-    """Istio sends all traffic to a lone destination, whatever its weight says."""
+    """The destination's share of the route in percent. Istio sends all traffic to a lone
+    destination, whatever its weight says, and reads weights as relative (9 and 1: 90% and 10%)."""
     if len(route.route) == 1:
         return 100
-    return dest.weight or 0
+    total = sum(d.weight or 0 for d in route.route)
+    if total in (0, 100):
+        return dest.weight or 0
+    return round(100 * (dest.weight or 0) / total)
 
 
 def _check_live(

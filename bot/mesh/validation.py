@@ -46,15 +46,14 @@ def ensure_valid(kind: str, name: str, namespace: str, problems: list[str], *, l
 
 
 def _weight_problems(route: HTTPRoute, index: int) -> list[str]:
-    weights = [d.weight for d in route.route]
+    """Istio's weights are relative (9 and 1 split 90/10, as istioctl accepts); they must not be
+    negative, and several destinations must not all weigh 0 (the route would go nowhere)."""
+    weights = [d.weight or 0 for d in route.route]
     where = f"/spec/http/{index}/route"
-    if any(w is not None and not 0 <= w <= 100 for w in weights):
-        return [f"{where}: weights must be between 0 and 100, found {weights}"]
-    if len(weights) <= 1:
-        return []  # a lone destination takes all traffic, whatever its weight
-    total = sum(w or 0 for w in weights)
-    if weights and total != 100:
-        return [f"{where}: weights {[w or 0 for w in weights]} sum to {total}, not 100"]
+    if any(w < 0 for w in weights):
+        return [f"{where}: weights must not be negative, found {weights}"]
+    if len(weights) > 1 and sum(weights) == 0:
+        return [f"{where}: the weights {weights} are all 0, so the route sends traffic nowhere"]
     return []
 
 

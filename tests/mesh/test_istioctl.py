@@ -455,19 +455,25 @@ def test_analyze_reports_a_route_to_a_subset_missing_from_the_rule(istioctl: Pat
     assert "weather-service+v3" in errors[0].message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidObject,
-    reason="disagreement: Istio's weights are relative and istioctl accepts a live route at "
-    "9/1 (90%/10%); the bot refuses it as invalid ('sum to 10, not 100')",
-)
 def test_the_bot_plans_over_live_weights_that_istioctl_accepts(istioctl: Path) -> None:
+    """Istio's weights are relative: a live route at 9/1 is 90%/10%, as istioctl accepts; the
+    bot reads it so and writes percentages."""
     vs = copy.deepcopy(_seed_vs("weather", "weather"))
     for dest, weight in zip(vs["spec"]["http"][0]["route"], (9, 1), strict=True):
         dest["weight"] = weight
     assert errors_only(validate_each([vs])[0]) == []
     plan = _plan(vs, dr_for(vs), weight=20)
-    assert plan.touched[0].after == (80, 20)
+    assert (plan.touched[0].before, plan.touched[0].after) == ((90, 10), (80, 20))
+    assert errors_only(validate_each([plan.vs.after])[0]) == []
+
+
+def test_a_route_whose_weights_are_all_zero_is_refused_as_istioctl_does(istioctl: Path) -> None:
+    vs = copy.deepcopy(_seed_vs("weather", "weather"))
+    for dest in vs["spec"]["http"][0]["route"]:
+        dest["weight"] = 0
+    assert errors_only(validate_each([vs])[0]) != []
+    with pytest.raises(InvalidObject, match="are all 0, so the route sends traffic nowhere"):
+        _plan(vs, dr_for(vs), weight=20)
 
 
 def _mesh_vs(name: str, host: str) -> Json:

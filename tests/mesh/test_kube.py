@@ -264,10 +264,11 @@ def test_live_object_broken_by_hand_is_reported_and_untouched(
     # The sandbox validates writes like the API server, so break it behind its back.
     vs = server.get_object("prod", "virtualservices", "weather")
     assert vs is not None
-    vs["spec"]["http"][0]["route"][0]["weight"] = 85
+    for destination in vs["spec"]["http"][0]["route"]:
+        destination["weight"] = 0
     server.put_object(vs)
     server.clear_log()
-    with pytest.raises(InvalidObject, match="sum to 95, not 100"):
+    with pytest.raises(InvalidObject, match="are all 0, so the route sends traffic nowhere"):
         mesh.apply(SplitRequest.build(vs="weather", namespace="prod", weight=10))
     assert writes(server) == []
 

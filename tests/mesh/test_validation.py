@@ -25,13 +25,21 @@ def broken(edit: Any) -> dict[str, Any]:
     return vs
 
 
-def test_live_weights_that_do_not_sum_to_100_are_reported_not_fixed() -> None:
-    vs = broken(lambda v: v["spec"]["http"][0]["route"][0].update(weight=80))
+def test_live_weights_that_do_not_sum_to_100_are_shares_as_istio_reads_them() -> None:
+    vs = broken(lambda v: v["spec"]["http"][0]["route"][0].update(weight=30))  # 30 and 10
+    planned = plan(vs, weight=50)
+    assert (planned.touched[0].before, planned.touched[0].after) == ((75, 25), (50, 50))
+    weights = [d["weight"] for d in planned.vs.after["spec"]["http"][0]["route"]]
+    assert weights == [50, 50]  # the bot writes percentages
+
+
+def test_live_weights_that_are_all_zero_are_reported_not_fixed() -> None:
+    vs = broken(lambda v: [d.update(weight=0) for d in v["spec"]["http"][0]["route"]])
     with pytest.raises(InvalidObject) as caught:
         plan(vs, weight=20)
     assert str(caught.value) == (
         "the live VirtualService 'weather' in namespace 'default' is not valid: "
-        "/spec/http/0/route: weights [80, 10] sum to 90, not 100; "
+        "/spec/http/0/route: the weights [0, 0] are all 0, so the route sends traffic nowhere; "
         "fix it by hand first (kubectl -n default edit virtualservice weather)"
     )
 
