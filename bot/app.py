@@ -137,6 +137,7 @@ def build(
     scheduler: Scheduler | None = None,
     fencing: Callable[[], int | None] = lambda: None,
     watch: bool = False,
+    watchdog: Watchdog | None = None,
 ) -> Parts:
     """The composition root: every part built with its collaborators, in order, and nothing
     patched in afterwards. Clients not given are made from the settings (`mesh`, the
@@ -188,7 +189,7 @@ def build(
             store=store,
             client=slack,
             signing_secret=secret.get_secret_value() if secret else "",
-            workers=Workers(settings.workers),
+            workers=Workers(settings.workers, watchdog=watchdog),
             on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
         )
     return Parts(store, mesh, engine, metrics, policy, dispatcher, bot)
@@ -290,6 +291,7 @@ class Server:
             scheduler=self.scheduler,
             fencing=lambda: lease.token,
             watch=True,
+            watchdog=self.watchdog,
         )
         self.engine = self.parts.engine
         self.leadership = Leadership(

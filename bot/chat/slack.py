@@ -36,6 +36,7 @@ from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
 from bot.ops.logs import correlation_id
+from bot.ops.watchdog import Watchdog
 from bot.rollout.model import Notify, Rollout
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
@@ -117,12 +118,21 @@ class Workers:
     """Bounded pools: when one is full, the asker is told to try again instead of waiting.
 
     Urgent work (rollback, abort, pause) has a lane of its own that nothing else can fill, so
-    a pile of slow `status` commands never delays a rollback.
+    a pile of slow `status` commands never delays a rollback. Every job runs under the
+    watchdog: one stuck past its deadline turns /healthz red.
     """
 
-    def __init__(self, size: int = 8, backlog: int = 64, *, urgent: int = 2) -> None:
-        self._normal = _Lane("canary-work", size, backlog)
-        self._urgent = _Lane("canary-urgent", urgent, backlog)
+    def __init__(
+        self,
+        size: int = 8,
+        backlog: int = 64,
+        *,
+        urgent: int = 2,
+        watchdog: Watchdog | None = None,
+    ) -> None:
+        watchdog = watchdog or Watchdog()
+        self._normal = _Lane("canary-work", size, backlog, watchdog)
+        self._urgent = _Lane("canary-urgent", urgent, backlog, watchdog)
 
     def submit(self, fn: Callable[[], None], *, urgent: bool = False) -> bool:
         return (self._urgent if urgent else self._normal).submit(fn)
@@ -133,19 +143,24 @@ class Workers:
 
 
 class _Lane:
-    def __init__(self, name: str, size: int, backlog: int) -> None:
+    def __init__(self, name: str, size: int, backlog: int, watchdog: Watchdog) -> None:
+        self._name, self._watchdog = name, watchdog
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(size + backlog)
 
     def submit(self, fn: Callable[[], None]) -> bool:
         if not self._slots.acquire(blocking=False):
             return False
-        future = self._pool.submit(fn)
+        future = self._pool.submit(self._watched, fn)
         future.add_done_callback(lambda _: self._slots.release())
         return True
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+
+    def _watched(self, fn: Callable[[], None]) -> None:
+        with self._watchdog.busy(f"a chat job ({self._name})"):
+            fn()
 
 
 class SlackNotifier:

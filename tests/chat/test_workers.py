@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.chat.slack import URGENT_VERBS, Workers
+from bot.ops.watchdog import Watchdog
 from commands import Verb
 from tests.support.harness import Bot, button_value
 
@@ -102,3 +103,29 @@ def test_a_rollback_button_runs_while_the_normal_lane_is_full(
     assert bot.post(bot.click("rollback", button_value(card, "rollback"))) == 200
     bot.cluster.wait_for_request(lambda r: r.method == "PATCH" and r.succeeded)
     assert bot.weights() == [100, 0]
+
+
+def test_a_chat_job_stuck_past_its_deadline_turns_health_red_until_it_ends(
+    release: threading.Event,
+) -> None:
+    now = [0.0]
+    watchdog = Watchdog(lambda: now[0], deadline_s=60)
+    workers = Workers(size=1, backlog=0, watchdog=watchdog)
+    try:
+        started = threading.Event()
+
+        def stuck() -> None:
+            started.set()
+            release.wait(30)
+
+        assert workers.submit(stuck)
+        assert started.wait(10)
+        assert watchdog.healthy(now[0]) == (True, "ok")
+        now[0] = 61.0
+        ok, why = watchdog.healthy(now[0])
+        assert not ok and "a chat job (canary-work) has run 61 s" in why
+        release.set()
+    finally:
+        release.set()
+        workers.shutdown()
+    assert watchdog.healthy(now[0]) == (True, "ok")
