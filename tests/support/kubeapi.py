@@ -24,6 +24,7 @@ built or started the tests fail; `CANARY_SKIP_REAL_KUBE=1` skips them instead, s
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import io
@@ -229,6 +230,7 @@ class RealKube:
         began = time.monotonic()
         binaries = self._binaries or build_binaries()
         self._workdir = work = Path(tempfile.mkdtemp(prefix="canary-kube-"))
+        atexit.register(self.close)  # no orphaned servers if the test run ends abruptly
         try:
             make_pki(work)
             (work / "tokens.csv").write_text(token_file(self.users))
@@ -252,6 +254,7 @@ class RealKube:
 
     def close(self) -> None:
         """Stop the apiserver, then etcd (SIGTERM, then SIGKILL), and remove the temp dir."""
+        atexit.unregister(self.close)
         if self._admin is not None:
             self._admin.close()
             self._admin = None
