@@ -21,8 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack, App
+from slack_bolt.error import BoltError
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -248,6 +249,22 @@ class SlackNotifier:
         return str(channel), str(ts)
 
 
+def _bolt_app(client: WebClient, signing_secret: str) -> App:
+    """The Bolt app, its token checked now (auth.test) so that the first request does not pay
+    for it; if Slack cannot be asked now, it is asked on the first request instead: a Slack
+    outage must not keep the bot (and its rollbacks) from starting."""
+    try:
+        return App(client=client, signing_secret=signing_secret, process_before_response=True)
+    except (BoltError, SlackClientError, OSError) as e:
+        log.warning("could not check the Slack token at start (%s); checking it later", e)
+    return App(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=True,
+        token_verification_enabled=False,
+    )
+
+
 class SlackBot:
     """The Bolt app and what it needs; `app.dispatch` is the whole HTTP surface."""
 
@@ -264,12 +281,7 @@ class SlackBot:
         self.dispatcher, self.store, self.client = dispatcher, store, client
         self.workers = workers or Workers()
         self._count = on_command
-        self.app = App(
-            client=client,
-            signing_secret=signing_secret,
-            process_before_response=True,
-            token_verification_enabled=False,
-        )
+        self.app = _bolt_app(client, signing_secret)
         self.app.command("/canary")(self._on_command)
         self.app.action(re.compile(r"^canary:"))(self._on_button)
         self.app.action(re.compile(r"^approval:"))(self._on_approval)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from tests.support.fake_slack import FakeSlack
 from tests.support.harness import (  # CHANNEL, running_bot: the vote tests import them from here
     CHANNEL,  # noqa: F401
     MALFORMED,
@@ -16,7 +18,7 @@ from tests.support.harness import (  # CHANNEL, running_bot: the vote tests impo
     Bot,
     button_value,
     flat,
-    running_bot,  # noqa: F401
+    running_bot,
     wait_until,
 )
 
@@ -127,3 +129,20 @@ def test_a_canary_with_no_ready_pods_gets_no_traffic_and_the_asker_is_told_why(b
     assert any("subset 'v2' selects no ready pods (labels version=v2)" in r for r in replies)
     assert bot.weights() == [100, 0]
     assert [r for r in bot.cluster.requests if r.is_write] == []
+
+
+def test_the_token_is_checked_at_start_so_no_request_waits_for_it(bot: Bot) -> None:
+    assert len(bot.slack.calls_to("auth.test")) == 1  # at start, before any request
+    assert bot.post(bot.command("weather status")) == 200
+    bot.drain()
+    assert len(bot.slack.calls_to("auth.test")) == 1
+
+
+def test_a_slack_outage_at_start_does_not_keep_the_bot_from_starting(
+    tmp_path: Path, redis_url: str
+) -> None:
+    with FakeSlack(token="xoxb-test-token") as slack:
+        slack.fail("auth.test", "service_unavailable")
+        with running_bot(tmp_path, redis_url, SLACK_API_URL=slack.url + "/api/") as bot:
+            assert bot.post(bot.command("weather 10%")) == 200
+            wait_until(lambda: bot.weights() == [90, 10])
