@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck contracts pytest bench chaos clean system-deps kube-binaries
+.PHONY: demo test lint typecheck contracts pytest bench chaos clean system-deps kube-binaries istioctl
 
 demo: $(STAMP)
 	$(BIN)/canary-bot demo
@@ -23,13 +23,18 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) kube-binaries
+pytest: $(STAMP) kube-binaries istioctl
 	$(BIN)/pytest
 
 # The real kube-apiserver and etcd that tests/kube runs, built from tools/kube (Go) on first use
 # (many minutes on 2 cores), then cached in .cache/kube/: a second run only prints their paths.
 kube-binaries:
 	@scripts/kube-binaries.sh
+
+# Istio's own validator, built from tools/istioctl (Go) on first use (about 10 minutes on 2
+# cores), then cached in .cache/istioctl/; tests/mesh/test_istioctl.py checks every plan with it.
+istioctl:
+	@scripts/istioctl.sh >/dev/null
 
 bench: $(STAMP)
 	$(BIN)/python bench/apply.py

@@ -25,10 +25,7 @@ if [ -x "$istioctl" ]; then
     exit 0
 fi
 
-if ! command -v go >/dev/null; then
-    echo "istioctl.sh: Go is needed to build istioctl $version (see tools/istioctl/go.mod)" >&2
-    exit 1
-fi
+go="$("$root/scripts/go.sh")"  # a Go new enough, fetched once if this machine has none
 
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
@@ -44,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 echo "building istioctl $version from tools/istioctl (once; many minutes on 2 cores)" >&2
 start=$SECONDS
 (cd "$module" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
-    go build -trimpath -ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=$version" \
+    "$go" build -trimpath -ldflags="-s -w -X istio.io/istio/pkg/version.buildVersion=$version" \
         -o "$work/istioctl" .)
 "$work/istioctl" version --remote=false >/dev/null  # refuse a binary that does not run here
 mv "$work/istioctl" "$istioctl"

@@ -31,10 +31,7 @@ if [[ ! -x "$apiserver" || ! -x "$etcd" ]]; then
     exec 9>"$root/.cache/kube/.lock"
     flock 9
     if [[ ! -x "$apiserver" || ! -x "$etcd" ]]; then
-        if ! command -v go >/dev/null 2>&1; then
-            echo "kube-binaries: no 'go' on PATH; kube-apiserver and etcd are built from Go modules" >&2
-            exit 1
-        fi
+        go="$("$root/scripts/go.sh")"  # a Go new enough, fetched once if this machine has none
         echo "kube-binaries: building kube-apiserver $version and etcd into $out (minutes on first use)" >&2
         tmp="$(mktemp -d "$root/.cache/kube/.build.XXXXXX")"
         chmod 755 "$tmp"
@@ -47,7 +44,7 @@ if [[ ! -x "$apiserver" || ! -x "$etcd" ]]; then
         (
             cd "$module"
             # No VCS stamp: the binaries are the same from a clean or an edited work tree.
-            build=(go build -trimpath -buildvcs=false)
+            build=("$go" build -trimpath -buildvcs=false)
             "${build[@]}" -ldflags="$ldflags" -o "$tmp/kube-apiserver" ./cmd/kube-apiserver
             "${build[@]}" -ldflags="-s -w" -o "$tmp/etcd" ./cmd/etcd
         )

@@ -9,6 +9,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 command -v npm >/dev/null || missing+=(npm)  # scripts/helm.sh takes helm from an npm package
+command -v openssl >/dev/null || missing+=(openssl)  # the real API server's test certificates
+command -v curl >/dev/null || missing+=(curl ca-certificates)  # scripts/go.sh, if Go is missing
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
