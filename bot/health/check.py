@@ -89,8 +89,8 @@ class HealthCheck:
         return Subject(
             namespace=target.namespace,
             service=self.service(target),
-            stable=target.stable,
-            canary=target.canary,
+            stable=target.stable_version or target.stable,  # as telemetry names them
+            canary=target.canary_version or target.canary,
             version_label=self.version_label,
         )
 

@@ -11,7 +11,7 @@ import copy
 import difflib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +100,17 @@ class TrafficPlan:
     dr: ObjectChange | None
     touched: tuple[TouchedRoute, ...]
     diff: str
+    subset_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # after the plan
+
+    def version_of(self, subset: str) -> str:
+        """The value Istio's telemetry gives pods of `subset` in `destination_version`: their
+        canonical revision, from the labels the subset selects (Istio's order of precedence),
+        or the subset's name when its labels do not say."""
+        labels = self.subset_labels.get(subset, {})
+        for key in REVISION_LABELS:
+            if labels.get(key):
+                return labels[key]
+        return subset
 
     @property
     def changes(self) -> list[ObjectChange]:
@@ -154,7 +165,21 @@ def plan_split(
         dr=dr_change if dr_change.ops else None,
         touched=tuple(routes),
         diff=render_diff([dr_change, vs_change]),
+        subset_labels=_subset_labels(dr_edit.doc),
     )
+
+
+# Where Istio's telemetry takes a workload's canonical revision (destination_version) from.
+REVISION_LABELS = ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version")
+
+
+def _subset_labels(dr_doc: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    subsets = (dr_doc.get("spec") or {}).get("subsets") or []
+    return {
+        str(s.get("name")): {str(k): str(v) for k, v in (s.get("labels") or {}).items()}
+        for s in subsets
+        if isinstance(s, Mapping)
+    }
 
 
 def select_destination_rule(

@@ -43,6 +43,10 @@ class Target(_Frozen):
     canary: str
     routes: tuple[str, ...] = ()
     host: str = ""  # the destination host the routes send to, e.g. weather-service
+    # What Istio's telemetry calls each subset's pods (destination_version), from the labels the
+    # subset selects; empty in records older than this: then the subset's name is used.
+    stable_version: str = ""
+    canary_version: str = ""
 
     @property
     def key(self) -> str:

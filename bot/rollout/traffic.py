@@ -41,6 +41,8 @@ class KubeTraffic:
             canary=plan.canary,
             routes=plan.request.routes,
             host=plan.host.split(".")[0],
+            stable_version=plan.version_of(plan.stable),
+            canary_version=plan.version_of(plan.canary),
         )
         return target, _planned(plan)
 
