@@ -577,17 +577,51 @@ def _edit_destination_rule(
 ) -> _Editor:
     editor = _Editor(dr_raw)
     if referenced and canary not in dr.subset_names():
-        label = _subset_label_key(dr)
-        editor.append(("spec", "subsets"), {"name": canary, "labels": {label: canary}})
+        editor.append(
+            ("spec", "subsets"), {"name": canary, "labels": _new_subset_labels(dr, canary)}
+        )
     return editor
 
 
-def _subset_label_key(dr: DestinationRule) -> str:
-    """The label key the existing subsets name their version with (`version` by default)."""
-    keys = {
-        key for s in dr.spec.subsets for key, value in (s.labels or {}).items() if value == s.name
-    }
-    return keys.pop() if len(keys) == 1 else DEFAULT_SUBSET_LABEL
+def _new_subset_labels(dr: DestinationRule, canary: str) -> dict[str, str]:
+    """The labels of a new subset, following the existing subsets' convention: the label whose
+    value their names carry (`v1` ↔ `version: v1`, or istio-tutorial's `version-v1` ↔
+    `version: v1`). With no subset to learn from: `version: <name>`. With subsets that show no
+    convention, or a canary named against it, the bot cannot know which pods the subset should
+    select, and says so rather than add one that selects none."""
+    labelled = [(s.name, s.labels or {}) for s in dr.spec.subsets]
+    if not labelled:
+        return {DEFAULT_SUBSET_LABEL: canary}
+    for key, prefix, suffix in _conventions(labelled):
+        if canary.startswith(prefix) and canary.endswith(suffix):
+            value = canary[len(prefix) : len(canary) - len(suffix)]
+            if value:
+                return {key: value}
+    shown = ", ".join(f"{name} ({_shown_labels(labels)})" for name, labels in labelled)
+    raise PlanError(
+        f"DestinationRule '{dr.name}' has no subset '{canary}', and its subsets ({shown}) do not "
+        f"show which labels a subset named '{canary}' would select; add subset '{canary}' with "
+        "the labels its pods carry, or name the canary like the existing subsets, and try again"
+    )
+
+
+def _conventions(labelled: Sequence[tuple[str, Mapping[str, str]]]) -> list[tuple[str, str, str]]:
+    """(label key, name prefix, name suffix) that every subset's name and labels agree with."""
+    first_name, first_labels = labelled[0]
+    found = []
+    for key, value in sorted(first_labels.items()):
+        at = first_name.find(value) if value else -1
+        if at < 0:
+            continue
+        prefix, suffix = first_name[:at], first_name[at + len(value) :]
+        if all(name == f"{prefix}{labels.get(key)}{suffix}" for name, labels in labelled):
+            found.append((key, prefix, suffix))
+    found.sort(key=lambda c: (c[0] != DEFAULT_SUBSET_LABEL, len(c[1]) + len(c[2])))
+    return found
+
+
+def _shown_labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "no labels"
 
 
 def _dr_host(dr: Mapping[str, Any], namespace: str) -> str | None:

@@ -1,0 +1,77 @@
+"""A subset the bot adds selects the pods the existing subsets' convention says it should."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.mesh.errors import PlanError
+from bot.mesh.planner import plan_split
+from bot.mesh.request import SplitRequest
+
+
+def objects(*subsets: tuple[str, dict[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    stable = subsets[0][0]
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {
+            "hosts": ["recommendation"],
+            "http": [{"route": [{"destination": {"host": "recommendation", "subset": stable}}]}],
+        },
+    }
+    dr = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "recommendation", "namespace": "tutorial"},
+        "spec": {
+            "host": "recommendation",
+            "subsets": [{"name": name, "labels": labels} for name, labels in subsets],
+        },
+    }
+    return vs, dr
+
+
+def added_subset(subsets: list[tuple[str, dict[str, str]]], canary: str) -> dict[str, Any]:
+    vs, dr = objects(*subsets)
+    request = SplitRequest.build(vs="recommendation", namespace="tutorial", weight=10, to=canary)
+    planned = plan_split(vs, dr, request, now=None)
+    assert planned.dr is not None
+    added: dict[str, Any] = planned.dr.after["spec"]["subsets"][-1]
+    return added
+
+
+@pytest.mark.parametrize(
+    ("subsets", "canary", "labels"),
+    [
+        # istio-tutorial: subsets named version-v1, pods labelled version: v1
+        ([("version-v1", {"version": "v1"})], "version-v2", {"version": "v2"}),
+        ([("v1", {"app": "weather", "version": "v1"})], "v3", {"version": "v3"}),
+        ([("blue", {"color": "blue"}), ("green", {"color": "green"})], "red", {"color": "red"}),
+        ([("rev-1-stable", {"rev": "1"})], "rev-2-stable", {"rev": "2"}),
+    ],
+)
+def test_a_new_subset_follows_the_convention_of_the_existing_ones(
+    subsets: list[tuple[str, dict[str, str]]], canary: str, labels: dict[str, str]
+) -> None:
+    assert added_subset(subsets, canary) == {"name": canary, "labels": labels}
+
+
+@pytest.mark.parametrize(
+    ("subsets", "canary"),
+    [
+        ([("stable", {"track": "main"})], "canary"),  # nothing says what `canary` would select
+        ([("version-v1", {"version": "v1"})], "v2"),  # named against the convention
+    ],
+)
+def test_a_subset_whose_labels_cannot_be_known_is_refused_with_what_to_do(
+    subsets: list[tuple[str, dict[str, str]]], canary: str
+) -> None:
+    with pytest.raises(PlanError) as refused:
+        added_subset(subsets, canary)
+    message = str(refused.value)
+    assert f"has no subset '{canary}'" in message
+    assert f"add subset '{canary}' with the labels its pods carry" in message
+    assert subsets[0][0] in message  # shows what the existing subsets look like
