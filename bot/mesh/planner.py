@@ -352,7 +352,14 @@ class _Target:
         if not names:
             if not sending:
                 raise PlanError(f"{self.where()} has no http route to subset '{stable}'")
-            return sending
+            # The primary traffic is the catch-all routes': routes with a match (testers'
+            # cookies, fault drills) stay as they are unless named with `route NAME`.
+            catch_all = [
+                (i, f"{reason} (the catch-all route; routes with a match are left alone)")
+                for i, reason in sending
+                if "match" not in self.vs.spec.http[i].model_extra_keys()
+            ]
+            return catch_all or sending
         return [self._named_route(name, sending) for name in names]
 
     def _named_route(self, name: str, sending: list[tuple[int, str]]) -> tuple[int, str]:
