@@ -138,6 +138,8 @@ def plan_split(
 ) -> TrafficPlan:
     """Plan the split. `now` stamps the annotation; None leaves the stamp out (stable output)."""
     namespace = _raw_namespace(vs_raw) or request.namespace
+    for raw in (vs_raw, dr_raw):
+        _refuse_controlled(raw, namespace)
     _check_live(vs_raw, dr_raw, namespace, version)
     vs, dr = VirtualService.parse(vs_raw), DestinationRule.parse(dr_raw)
     host = fqdn(dr.spec.host, dr.namespace_or(namespace))
@@ -443,6 +445,31 @@ def _check_live(
     ensure_valid("DestinationRule", _raw_name(dr_raw), namespace, dr_problems, live=True)
     problems = virtual_service_problems(vs_raw, None, namespace=namespace, version=version)
     ensure_valid("VirtualService", _raw_name(vs_raw), namespace, problems, live=True)
+
+
+# What to use instead of the bot, for the controllers known to own VirtualServices.
+_INSTEAD = {
+    "argoproj.io": "drive the rollout with Argo Rollouts (kubectl argo rollouts promote|abort)",
+    "flagger.app": "drive the canary with Flagger (its Canary resource)",
+}
+
+
+def _refuse_controlled(raw: Mapping[str, Any], namespace: str) -> None:
+    """An object a controller owns is put back by that controller within seconds: changing it
+    would be reported as done and then silently undone."""
+    meta = raw.get("metadata")
+    owners = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    for owner in owners if isinstance(owners, list) else []:
+        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
+            continue
+        kind, name = str(raw.get("kind", "object")), _raw_name(raw)
+        group = str(owner.get("apiVersion", "")).split("/")[0]
+        instead = _INSTEAD.get(group, f"change it through its {owner.get('kind')}")
+        raise PlanError(
+            f"{kind} '{name}' in namespace '{namespace}' is managed by {owner.get('kind')} "
+            f"'{owner.get('name')}' ({owner.get('apiVersion')}), which would undo any change "
+            f"the bot made; nothing was changed; {instead}"
+        )
 
 
 def _raw_name(raw: Mapping[str, Any]) -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
+from bot.mesh.errors import PlanError
 from bot.mesh.planner import plan_split
 from bot.mesh.request import SplitRequest
 
@@ -73,3 +76,42 @@ def test_a_route_with_a_match_moves_when_it_is_named() -> None:
     assert [t.index for t in planned.touched] == [0]
     assert weights(planned.vs.after, 0) == [20, 80]
     assert weights(planned.vs.after, 1) == [100, 0]
+
+
+def owned(api_version: str, kind: str, name: str, *, controller: bool) -> dict[str, Any]:
+    vs = copy.deepcopy(VS)
+    vs["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "uid": "u1",
+            "controller": controller,
+        }
+    ]
+    return vs
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "instead"),
+    [
+        ("argoproj.io/v1alpha1", "Rollout", "kubectl argo rollouts promote|abort"),
+        ("flagger.app/v1beta1", "Canary", "drive the canary with Flagger"),
+        ("example.com/v1", "Mesh", "change it through its Mesh"),
+    ],
+)
+def test_an_object_a_controller_owns_is_refused_naming_the_owner(
+    api_version: str, kind: str, instead: str
+) -> None:
+    request = SplitRequest.build(vs="helloworld", weight=10, to="v2")
+    with pytest.raises(PlanError) as refused:
+        plan_split(owned(api_version, kind, "helloworld", controller=True), DR, request, now=None)
+    message = str(refused.value)
+    assert f"is managed by {kind} 'helloworld' ({api_version})" in message
+    assert "nothing was changed" in message and instead in message
+
+
+def test_an_owner_that_is_not_a_controller_does_not_stop_the_plan() -> None:
+    request = SplitRequest.build(vs="helloworld", weight=10, to="v2")
+    vs = owned("v1", "ConfigMap", "bundle", controller=False)
+    assert plan_split(vs, DR, request, now=None).touched
