@@ -354,7 +354,10 @@ class _Informer:
         self._items: dict[str, Json] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._watch = watch.Watch()
+        # Events as plain dicts (no models), and an ERROR event (410 Expired) raised by the
+        # client as ApiException(code); with `deserialize=False` the client fails on an ERROR
+        # event with a KeyError instead, which would end this watch for good.
+        self._watch = watch.Watch(return_type="object")
 
     def start(self) -> None:
         revision = self._relist()
@@ -388,7 +391,13 @@ class _Informer:
         while not self._stopped.is_set():
             try:
                 revision = self._follow(revision)
-            except _TRANSIENT:
+            except _TRANSIENT as e:
+                if isinstance(e, ApiException) and e.status == 410:
+                    try:  # the revision left the server's window: list again now, go on
+                        revision = self._relist()
+                        continue
+                    except _TRANSIENT:
+                        pass  # the list failed too: pause like any other error
                 if self._stopped.wait(0.5):
                     return
                 revision = self._relist_quietly(revision)
@@ -397,16 +406,15 @@ class _Informer:
         stream = self._watch.stream(
             self._list_call,
             *self._args,
-            deserialize=False,
             resource_version=revision,
+            allow_watch_bookmarks=True,
             timeout_seconds=WATCH_S,
             _request_timeout=(TIMEOUT[0], WATCH_S + 10),
         )
         for event in stream:
             obj = event["object"]
-            if event["type"] == "ERROR":
-                return self._relist()
-            self._apply_event(event["type"], obj)
+            if event["type"] != "BOOKMARK":  # a bookmark only moves the revision on
+                self._apply_event(event["type"], obj)
             revision = str(obj["metadata"]["resourceVersion"])
         return revision
 
