@@ -16,6 +16,7 @@ import contextlib
 import copy
 import json
 import logging
+import re
 import select
 import signal
 import socket
@@ -35,6 +36,13 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bot.mesh.schema import schema_errors, served_versions
+from sandbox.fields import (
+    managed_fields_after,
+    manager_from_user_agent,
+    prune_unknown,
+    strict_decoding_error,
+    unknown_field_warnings,
+)
 from sandbox.jsonpatch import (
     JsonPatchError,
     apply_json_patch,
@@ -54,6 +62,11 @@ GROUP = "networking.istio.io"
 SERVICE_ACCOUNT = "system:serviceaccount:canary-bot:canary-bot"
 DEFAULT_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 HISTORY_LIMIT = 10_000
+# How often an open watch that asked for bookmarks gets one (the real server's: a minute).
+BOOKMARK_INTERVAL = 60.0
+# A watch with a timeout gets a bookmark this long before it ends, as from the real server.
+_BOOKMARK_BEFORE_END = 2.0
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 # How often an idle watch checks whether its client went away or the server is stopping.
 _WATCH_POLL_SECONDS = 0.2
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -86,6 +99,12 @@ class Resource:
     @property
     def has_schema(self) -> bool:
         return self.kind in ("VirtualService", "DestinationRule")
+
+    @property
+    def has_status_subresource(self) -> bool:
+        """Written only through `.../status`, as Istio's CRDs declare (`subresources.status`);
+        the sandbox's Pods take a status with the object still (tests/kube/DIVERGENCES.md)."""
+        return self.has_schema
 
 
 RESOURCES = {
@@ -216,13 +235,30 @@ def _conflict(resource: Resource, name: str) -> ApiError:
     return ApiError(409, message, details=_details(resource, name))
 
 
-def _forbidden(resource: Resource, name: str | None, verb: str, namespace: str) -> ApiError:
+def _forbidden(
+    resource: Resource, name: str | None, verb: str, namespace: str, user: str = SERVICE_ACCOUNT
+) -> ApiError:
     subject = f'{resource.qualified} "{name}"' if name else resource.qualified
     message = (
-        f'{subject} is forbidden: User "{SERVICE_ACCOUNT}" cannot {verb} resource '
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource '
         f'"{resource.plural}" in API group "{resource.group}" in the namespace "{namespace}"'
     )
     return ApiError(403, message, details=_details(resource, name))
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(401, "Unauthorized")
+
+
+def _namespace_not_found(namespace: str) -> ApiError:
+    details = {"name": namespace, "kind": "namespaces"}
+    return ApiError(404, f'namespaces "{namespace}" not found', details=details)
+
+
+def _too_large_resource_version(asked: int, current: int) -> ApiError:
+    cause = {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+    message = f"Timeout: Too large resource version: {asked}, current: {current}"
+    return ApiError(504, message, details={"causes": [cause], "retryAfterSeconds": 1})
 
 
 def _invalid(
@@ -280,10 +316,21 @@ class _Request:
     content_type: str
     body: bytes
     user: str = ""
+    user_agent: str = ""
 
     @property
     def dry_run(self) -> bool:
         return self.query.get("dryRun") == "All"
+
+    @property
+    def field_manager(self) -> str:
+        """Who `managedFields` names for this write: `fieldManager`, else the User-Agent's."""
+        return self.query.get("fieldManager") or manager_from_user_agent(self.user_agent)
+
+    @property
+    def field_validation(self) -> str:
+        """What to do with unknown fields: Strict refuses, Warn (the default) and Ignore drop."""
+        return self.query.get("fieldValidation") or "Warn"
 
     def json(self) -> Any:
         try:
@@ -311,6 +358,7 @@ class _Route:
     resource: Resource
     namespace: str | None
     name: str | None
+    subresource: str | None = None  # "status"
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -323,7 +371,8 @@ class _WatchPlan:
     route: _Route
     since: int | None
     deadline: float | None
-    selector: dict[str, str]
+    selector: _Selector
+    bookmarks: bool = False
 
     def remaining(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
@@ -334,6 +383,7 @@ class _Event:
     revision: int
     type: str
     obj: JsonObject
+    previous: JsonObject | None = None  # the object before, for a watch with a selector
 
 
 @dataclass(frozen=True)
@@ -389,15 +439,17 @@ class _Store:
     def write(self, key: Key, obj: JsonObject, event_type: str) -> JsonObject:
         self.revision += 1
         obj["metadata"]["resourceVersion"] = str(self.revision)
+        previous = self.objects.get(key)
         self.objects[key] = obj
-        self._record(key, _Event(self.revision, event_type, obj))
+        self._record(key, _Event(self.revision, event_type, obj, previous))
         return obj
 
     def delete(self, key: Key) -> JsonObject:
         self.revision += 1
         removed = self.objects.pop(key)
+        previous = removed
         removed = _with_metadata(removed, resourceVersion=str(self.revision))
-        self._record(key, _Event(self.revision, "DELETED", removed))
+        self._record(key, _Event(self.revision, "DELETED", removed, previous))
         return removed
 
     def _record(self, key: Key, event: _Event) -> None:
@@ -440,19 +492,88 @@ def _segments(path: str) -> list[str]:
     return [unquote(part) for part in path.strip("/").split("/") if part]
 
 
-def _parse_selector(text: str) -> dict[str, str]:
-    selector: dict[str, str] = {}
-    for term in filter(None, (t.strip() for t in text.split(","))):
-        key, equals, value = term.partition("=")
-        if not equals or key.endswith("!"):
-            raise _bad_request(f"label selector {term!r} is not supported: use key=value terms")
-        selector[key.strip()] = value.lstrip("=").strip()
-    return selector
+_SET_TERM = re.compile(r"^([^\s!=(),]+)\s+(in|notin)\s*\(([^()]*)\)$")
+_EQUALITY_TERM = re.compile(r"^([^\s!=(),]+)\s*(==|!=|=)\s*([^\s!=(),]*)$")
+_EXISTS_TERM = re.compile(r"^(!?)\s*([^\s!=(),]+)$")
+# The fields a custom resource can be selected by (and Pods, here).
+_SELECTABLE_FIELDS = ("metadata.name", "metadata.namespace")
 
 
-def _labels_match(obj: JsonObject, selector: Mapping[str, str]) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return all(labels.get(key) == value for key, value in selector.items())
+@dataclass(frozen=True)
+class _Requirement:
+    """One term of a label selector: `key=v`, `key!=v`, `key in (a,b)`, `key notin (a)`,
+    `key`, `!key`."""
+
+    key: str
+    operator: str  # "in", "notin", "exists" or "!"
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, Any]) -> bool:
+        if self.operator == "exists":
+            return self.key in labels
+        if self.operator == "!":
+            return self.key not in labels
+        if self.operator == "in":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values
+
+
+@dataclass(frozen=True)
+class _Selector:
+    """A list's or a watch's labelSelector and fieldSelector."""
+
+    labels: tuple[_Requirement, ...] = ()
+    fields: tuple[tuple[str, str, bool], ...] = ()  # (field, value, must equal)
+
+    def matches(self, obj: JsonObject) -> bool:
+        metadata = obj.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if not all(requirement.matches(labels) for requirement in self.labels):
+            return False
+        return all(
+            (str(metadata.get(name.removeprefix("metadata."), "")) == value) is equal
+            for name, value, equal in self.fields
+        )
+
+
+def _terms(text: str) -> list[str]:
+    """`text` split at the commas outside parentheses."""
+    terms, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(text[start:index])
+            start = index + 1
+    terms.append(text[start:])
+    return [term.strip() for term in terms if term.strip()]
+
+
+def _parse_label_term(term: str) -> _Requirement:
+    if found := _SET_TERM.match(term):
+        values = frozenset(v.strip() for v in found.group(3).split(",") if v.strip())
+        return _Requirement(found.group(1), found.group(2), values)
+    if found := _EQUALITY_TERM.match(term):
+        operator = "notin" if found.group(2) == "!=" else "in"
+        return _Requirement(found.group(1), operator, frozenset({found.group(3)}))
+    if found := _EXISTS_TERM.match(term):
+        return _Requirement(found.group(2), "!" if found.group(1) else "exists")
+    raise _bad_request(f"unable to parse requirement: label selector {term!r}")
+
+
+def _parse_field_term(term: str) -> tuple[str, str, bool]:
+    found = _EQUALITY_TERM.match(term)
+    if found is None:
+        raise _bad_request(f"invalid selector: {term!r}; can't understand {term!r}")
+    name, operator, value = found.groups()
+    if name not in _SELECTABLE_FIELDS:
+        raise _bad_request(f"field label not supported: {name}")
+    return name, value, operator != "!="
+
+
+def _parse_selector(query: Mapping[str, str]) -> _Selector:
+    labels = tuple(_parse_label_term(t) for t in _terms(query.get("labelSelector", "")))
+    fields = tuple(_parse_field_term(t) for t in _terms(query.get("fieldSelector", "")))
+    return _Selector(labels, fields)
 
 
 def _parse_revision(text: str) -> int | None:
@@ -490,7 +611,14 @@ def _next_generation(current: JsonObject, updated: JsonObject) -> int:
 
 
 class SandboxApiServer:
-    """Serves VirtualServices, DestinationRules and Gateways on http://127.0.0.1:<port>."""
+    """Serves VirtualServices, DestinationRules and Gateways on http://127.0.0.1:<port>.
+
+    `history_limit` is the watch cache's window: a watch from a resourceVersion older than its
+    events, or from before the server's last start, is answered 410 Expired. `tokens` (bearer
+    token -> user name) turns on authentication: any other token is answered 401, and a 403
+    names the token's user. `namespaces` makes only those namespaces exist (a create elsewhere
+    is 404, as the NamespaceLifecycle admission answers); by default every namespace does.
+    """
 
     def __init__(
         self,
@@ -499,12 +627,18 @@ class SandboxApiServer:
         versions: Iterable[str] = DEFAULT_VERSIONS,
         port: int = 0,
         history_limit: int = HISTORY_LIMIT,
+        tokens: Mapping[str, str] | None = None,
+        namespaces: Iterable[str] | None = None,
+        bookmark_interval: float = BOOKMARK_INTERVAL,
     ) -> None:
         self._versions = tuple(versions)
         unknown = set(self._versions) - set(served_versions("VirtualService"))
         if not self._versions or unknown:
             raise ValueError(f"cannot serve versions {sorted(unknown) or 'none'} of {GROUP}")
         self._forbidden = frozenset(forbidden_namespaces)
+        self._tokens = dict(tokens) if tokens is not None else None
+        self._namespaces = frozenset(namespaces) if namespaces is not None else None
+        self._bookmark_interval = bookmark_interval
         self._port = port
         # One lock guards the store, the log and the injections; waiting on it wakes watchers.
         self._changed = threading.Condition(threading.RLock())
@@ -525,6 +659,8 @@ class SandboxApiServer:
     def start(self) -> Self:
         self._stopping = False
         self._release = threading.Event()
+        with self._changed:  # the watch cache starts empty: what came before is expired
+            self._store.forgotten_through = self._store.revision
         self._http = _HttpServer(("127.0.0.1", self._port), self)
         self._thread = self._http.serve_in_thread("sandbox-apiserver")
         return self
@@ -811,6 +947,12 @@ class SandboxApiServer:
 
     def _dispatch(self, request: _Request) -> _Reply | _WatchPlan:
         parts = _segments(request.path)
+        if (
+            self._tokens is not None
+            and request.user not in self._tokens
+            and parts[:1] != ["sandbox"]
+        ):
+            raise _unauthorized()
         discovery = self._discovery(parts)
         if discovery is not None:
             if request.method != "GET":
@@ -831,19 +973,27 @@ class SandboxApiServer:
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         resource = served.get(rest[0])
+        subresource = None
+        if len(rest) == 3 and rest[2] == "status":
+            rest, subresource = rest[:2], "status"
         # Istio's kinds are namespaced: a name only makes sense inside a namespace.
         if resource is None or len(rest) > 2 or (len(rest) == 2 and namespace is None):
             raise _no_such_path()
-        return _Route(version, resource, namespace, rest[1] if len(rest) == 2 else None)
+        name = rest[1] if len(rest) == 2 else None
+        return _Route(version, resource, namespace, name, subresource)
 
     def _operation(self, route: _Route, request: _Request) -> _Operation:
         """The method that serves `request`, once RBAC allows its verb."""
         verb, operation = self._operations.get((route.name is not None, request.method), ("", None))
         if operation is None or (verb == "create" and route.namespace is None):
             raise _method_not_allowed(request.method)
+        if route.subresource is not None and verb not in ("get", "update", "patch"):
+            raise _method_not_allowed(request.method)
         if route.namespace in self._forbidden:
             verb = "watch" if _is_watch(request) else verb
-            raise _forbidden(route.resource, route.name, verb, route.namespace or "")
+            user = self._tokens.get(request.user, "") if self._tokens is not None else ""
+            namespace = route.namespace or ""
+            raise _forbidden(route.resource, route.name, verb, namespace, user or SERVICE_ACCOUNT)
         return operation
 
     def _operation_table(self) -> dict[tuple[bool, str], tuple[str, _Operation]]:
@@ -945,12 +1095,15 @@ class SandboxApiServer:
         return obj
 
     def _list_or_watch(self, route: _Route, request: _Request) -> _Reply | _WatchPlan:
-        selector = _parse_selector(request.query.get("labelSelector", ""))
+        selector = _parse_selector(request.query)
         if _is_watch(request):
             return self._watch_plan(route, request, selector)
+        asked = _parse_revision(request.query.get("resourceVersion", ""))
         with self._changed:
+            if asked is not None and asked > self._store.revision:
+                raise _too_large_resource_version(asked, self._store.revision)
             objects = self._store.select(route.resource.plural, route.namespace)
-            items = [_present(o, route) for o in objects if _labels_match(o, selector)]
+            items = [_present(o, route) for o in objects if selector.matches(o)]
             revision = self._store.revision
         listing: JsonObject = {"apiVersion": route.resource.api_version(route.version)}
         listing |= {"kind": f"{route.resource.kind}List", "items": items}
@@ -967,13 +1120,20 @@ class SandboxApiServer:
             raise _invalid(route.resource, "", [problem], "FieldValueRequired")
         if metadata.get("resourceVersion"):
             raise _bad_request("resourceVersion should not be set on objects to be created")
+        if self._namespaces is not None and route.namespace not in self._namespaces:
+            raise _namespace_not_found(route.namespace or "")
+        warnings = self._prune(route, request, candidate)
+        if route.resource.has_status_subresource:
+            candidate.pop("status", None)  # a create cannot set the status
+        metadata.pop("managedFields", None)
         key = (route.resource.plural, route.namespace or "", name)
         with self._changed:
             if key in self._store.objects:
                 raise _already_exists(route.resource, name)
             self._validate(route, candidate, name)
             metadata |= {"uid": str(uuid.uuid4()), "creationTimestamp": _now(), "generation": 1}
-            return _Reply(201, self._commit(route, request, key, candidate, "ADDED"))
+            self._manage_fields(route, request, None, candidate)
+            return _Reply(201, self._commit(route, request, key, candidate, "ADDED"), warnings)
 
     def _replace(self, route: _Route, request: _Request) -> _Reply:
         body = self._check_identity(route, request.json_object())
@@ -1008,10 +1168,68 @@ class SandboxApiServer:
             updated = change(_present(current, route))
             if not isinstance(updated, dict):
                 raise _bad_request("the result of the patch is not a JSON object")
-            updated = self._prepared_update(route, current, self._check_identity(route, updated))
+            updated = self._check_identity(route, updated)
+            warnings = self._prune(route, request, updated)
+            updated = self._prepared_update(
+                route, current, self._written_part(route, current, updated)
+            )
             if json_equal(updated, current):
-                return _Reply(200, _present(current, route))
-            return _Reply(200, self._commit(route, request, route.key, updated, "MODIFIED"))
+                return _Reply(200, _present(current, route), warnings)
+            self._manage_fields(route, request, current, updated)
+            reply = self._commit(route, request, route.key, updated, "MODIFIED")
+            return _Reply(200, reply, warnings)
+
+    def _written_part(self, route: _Route, current: JsonObject, updated: JsonObject) -> JsonObject:
+        """What of `updated` a write through `route` may change: through `.../status` the
+        status only, through the object all else (where status is a subresource); the
+        managedFields are the server's."""
+        if route.subresource == "status":
+            merged = _present(current, route)
+            resource_version = updated["metadata"].get("resourceVersion")
+            if resource_version:
+                merged["metadata"]["resourceVersion"] = resource_version
+            updated, status = merged, updated.get("status")
+        elif route.resource.has_status_subresource:
+            status = current.get("status")
+        else:
+            return _with_managed_fields(updated, current)
+        updated.pop("status", None)
+        if status is not None:
+            updated["status"] = copy.deepcopy(status)
+        return _with_managed_fields(updated, current)
+
+    def _prune(
+        self, route: _Route, request: _Request, obj: JsonObject
+    ) -> tuple[tuple[str, str], ...]:
+        """Drop, in place, the fields the CRD does not describe: the Warning headers that name
+        them, or 400 if the request asked for Strict field validation."""
+        if not route.resource.has_schema:
+            return ()
+        dropped = prune_unknown(obj, route.resource.kind, route.version)
+        if not dropped or request.field_validation == "Ignore":
+            return ()
+        if request.field_validation == "Strict":
+            kind = route.resource.kind
+            raise _bad_request(strict_decoding_error(kind, route.version, dropped))
+        return unknown_field_warnings(dropped)
+
+    def _manage_fields(
+        self, route: _Route, request: _Request, current: JsonObject | None, updated: JsonObject
+    ) -> None:
+        """Set `updated`'s managedFields: the request's field manager owns what it wrote."""
+        managed = managed_fields_after(
+            current,
+            updated,
+            manager=request.field_manager,
+            api_version=route.resource.api_version(route.version),
+            now=_now(),
+            subresource=route.subresource or "",
+            with_status=route.subresource == "status" or not route.resource.has_status_subresource,
+        )
+        if managed:
+            updated["metadata"]["managedFields"] = managed
+        else:
+            updated["metadata"].pop("managedFields", None)
 
     def _prepared_update(
         self, route: _Route, current: JsonObject, updated: JsonObject
@@ -1072,69 +1290,132 @@ class SandboxApiServer:
 
     # Watch
 
-    def _watch_plan(self, route: _Route, request: _Request, selector: dict[str, str]) -> _WatchPlan:
+    def _watch_plan(self, route: _Route, request: _Request, selector: _Selector) -> _WatchPlan:
         since = _parse_revision(request.query.get("resourceVersion", ""))
         timeout = request.query.get("timeoutSeconds", "")
         try:
             deadline = time.monotonic() + float(timeout) if timeout not in ("", "0") else None
         except ValueError as error:
             raise _bad_request(f"timeoutSeconds {timeout!r} is not a number") from error
-        return _WatchPlan(route, since, deadline, selector)
+        bookmarks = request.query.get("allowWatchBookmarks", "").lower() in ("true", "1")
+        return _WatchPlan(route, since, deadline, selector, bookmarks)
 
     def _watch_events(
         self, plan: _WatchPlan, client_gone: Callable[[], bool]
     ) -> Iterator[JsonObject]:
         """The events of a watch, until its timeout, its client leaving, or the server stopping."""
-        cursor, events = self._watch_start(plan)
-        yield from events
-        while cursor is not None:
-            cursor, events = self._watch_wait(plan, cursor, client_gone)
-            yield from events
+        state = _WatchState(self._next_bookmark(plan, time.monotonic()))
+        yield from self._watch_start(plan, state)
+        while state.cursor is not None:
+            yield from self._watch_wait(plan, state, client_gone)
 
-    def _watch_start(self, plan: _WatchPlan) -> tuple[int | None, list[JsonObject]]:
+    def _watch_start(self, plan: _WatchPlan, state: _WatchState) -> list[JsonObject]:
         route = plan.route
         with self._changed:
             if plan.since is not None:
-                return self._watch_resume(plan.since)
+                return self._watch_resume(plan.since, state)
             current = self._store.select(route.resource.plural, route.namespace)
-            added = [
+            events = [
                 {"type": "ADDED", "object": _present(o, route)}
                 for o in current
-                if _labels_match(o, plan.selector)
+                if plan.selector.matches(o)
             ]
-            return self._store.revision, added
+            state.cursor = state.told = self._store.revision
+            if plan.bookmarks:  # the initial ADDED events are over
+                events.append(_bookmark(route, state.cursor, initial_events_end=True))
+            return events
 
-    def _watch_resume(self, since: int) -> tuple[int | None, list[JsonObject]]:
+    def _watch_resume(self, since: int, state: _WatchState) -> list[JsonObject]:
         if since < self._store.forgotten_through:
-            return None, [_error_event(_expired(since, self._store.forgotten_through))]
-        return since, []
+            state.cursor = None
+            return [_error_event(_expired(since, self._store.forgotten_through))]
+        state.cursor = state.told = since
+        return []
 
     def _watch_wait(
-        self, plan: _WatchPlan, cursor: int, client_gone: Callable[[], bool]
-    ) -> tuple[int | None, list[JsonObject]]:
+        self, plan: _WatchPlan, state: _WatchState, client_gone: Callable[[], bool]
+    ) -> list[JsonObject]:
+        """The next events (or bookmark) of an open watch; none, with the cursor None, once it
+        ends."""
         with self._changed:
-            while not self._stopping:
-                if cursor < self._store.forgotten_through:  # the watcher fell too far behind
-                    return self._watch_resume(cursor)
-                if self._store.revision > cursor:
-                    events = self._matching_events(plan, cursor)
-                    cursor = self._store.revision
+            while not self._stopping and state.cursor is not None:
+                if state.cursor < self._store.forgotten_through:  # it fell too far behind
+                    return self._watch_resume(state.cursor, state)
+                if self._store.revision > state.cursor:
+                    events = self._matching_events(plan, state.cursor)
+                    state.cursor = self._store.revision
                     if events:
-                        return cursor, events
+                        state.told = int(events[-1]["object"]["metadata"]["resourceVersion"])
+                        return events
+                now = time.monotonic()
+                if state.next_bookmark is not None and now >= state.next_bookmark:
+                    state.next_bookmark = self._next_bookmark(plan, now)
+                    if state.cursor > state.told:  # writes it did not see: say how far it is
+                        state.told = state.cursor
+                        return [_bookmark(plan.route, state.cursor)]
                 remaining = plan.remaining()
                 if remaining <= 0 or client_gone():
                     break
-                self._changed.wait(min(remaining, _WATCH_POLL_SECONDS))
-        return None, []
+                wait = min(remaining, _WATCH_POLL_SECONDS)
+                if state.next_bookmark is not None:
+                    wait = max(0.0, min(wait, state.next_bookmark - now))
+                self._changed.wait(wait)
+        state.cursor = None
+        return []
+
+    def _next_bookmark(self, plan: _WatchPlan, now: float) -> float | None:
+        """When a watch that asked for bookmarks gets its next: every bookmark_interval, and
+        2 s before its timeout ends; none once that is past."""
+        if not plan.bookmarks:
+            return None
+        periodic = now + self._bookmark_interval
+        if plan.deadline is None:
+            return periodic
+        before_end = plan.deadline - _BOOKMARK_BEFORE_END
+        return None if before_end <= now else min(periodic, before_end)
 
     def _matching_events(self, plan: _WatchPlan, cursor: int) -> list[JsonObject]:
+        """The events after `cursor` as the watch's selector sees them: an object that comes
+        into it is ADDED, one that leaves it DELETED (as it was, at the event's version)."""
         route = plan.route
-        events = self._store.events_after(cursor, route.resource.plural, route.namespace)
-        return [
-            {"type": e.type, "object": _present(e.obj, route)}
-            for e in events
-            if _labels_match(e.obj, plan.selector)
-        ]
+        seen = []
+        for event in self._store.events_after(cursor, route.resource.plural, route.namespace):
+            now = event.type != "DELETED" and plan.selector.matches(event.obj)
+            before = event.previous is not None and plan.selector.matches(event.previous)
+            if now:
+                kind = "MODIFIED" if before and event.type != "ADDED" else "ADDED"
+                seen.append({"type": kind, "object": _present(event.obj, route)})
+            elif before and event.previous is not None:
+                gone = _with_metadata(event.previous, resourceVersion=str(event.revision))
+                seen.append({"type": "DELETED", "object": _present(gone, route)})
+        return seen
+
+
+@dataclass
+class _WatchState:
+    """Where an open watch is: the revision it has seen up to (None once it ended), the newest
+    resourceVersion its client was told of, and when its next bookmark is due."""
+
+    next_bookmark: float | None
+    cursor: int | None = None
+    told: int = 0
+
+
+def _bookmark(route: _Route, revision: int, *, initial_events_end: bool = False) -> JsonObject:
+    metadata: JsonObject = {"resourceVersion": str(revision)}
+    if initial_events_end:
+        metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+    obj = {"apiVersion": route.resource.api_version(route.version), "kind": route.resource.kind}
+    return {"type": "BOOKMARK", "object": obj | {"metadata": metadata}}
+
+
+def _with_managed_fields(obj: JsonObject, source: JsonObject) -> JsonObject:
+    """`obj` with `source`'s managedFields (none if it has none): a client does not set them."""
+    managed = source.get("metadata", {}).get("managedFields")
+    obj["metadata"].pop("managedFields", None)
+    if managed is not None:
+        obj["metadata"]["managedFields"] = copy.deepcopy(managed)
+    return obj
 
 
 def _checked_metadata(route: _Route, metadata: Any) -> JsonObject:
@@ -1225,7 +1506,8 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         query = dict(parse_qsl(url.query, keep_blank_values=True))
         user = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        return _Request(self.command, url.path, query, content_type, body, user)
+        agent = self.headers.get("User-Agent") or ""
+        return _Request(self.command, url.path, query, content_type, body, user, agent)
 
     def _reply(self, reply: _Reply) -> None:
         data = json.dumps(reply.payload).encode()
