@@ -51,9 +51,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The namespace `/canary NAME` means when a channel has none of its own. */}}
+{{/*
+The namespace `/canary NAME` means when a channel has none of its own: the one set, else the
+first of rbac.namespaces (the bot can act nowhere else), else the release's namespace.
+*/}}
 {{- define "canary-bot.defaultNamespace" -}}
-{{- default .Release.Namespace .Values.bot.defaultNamespace }}
+{{- $listed := and (not .Values.rbac.clusterWide) .Values.rbac.namespaces }}
+{{- default (ternary (first .Values.rbac.namespaces) .Release.Namespace (not (empty $listed))) .Values.bot.defaultNamespace }}
 {{- end }}
 
 {{/* Namespaces that get a Role: the listed ones, or the release's namespace. */}}
