@@ -13,7 +13,7 @@ import yaml
 
 from bot import runners
 from bot.mesh.errors import MeshError
-from bot.mesh.planner import TrafficPlan, plan_split, select_destination_rule
+from bot.mesh.planner import TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest, parse_percent
 
 EXIT_USAGE = 2
@@ -149,7 +149,7 @@ def run_plan(args: argparse.Namespace) -> int:
     objects = _read_objects(args.files, args.namespace)
     vs = _find_virtual_service(objects, request)
     drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o) == request.namespace]
-    plan = plan_split(vs, select_destination_rule(vs, drs, request.namespace), request, now=None)
+    plan = plan_traffic(vs, drs, request, now=None)
     sys.stdout.write(render(plan, args.output))
     return 0
 

@@ -18,6 +18,7 @@ from bot.health.client import PrometheusError, Vector
 from bot.health.custom import custom_values
 from bot.health.promql import (
     DEFAULT_VERSION_LABEL,
+    SERVICE_LABEL,
     Subject,
     UnsafeLabel,
     p99_latency,
@@ -86,6 +87,14 @@ class HealthCheck:
         return conclude(checks, figures, at=now, step=rollout.step)
 
     def subject(self, target: Target) -> Subject:
+        if target.by == "host":  # two Services: telemetry names them, not a version label
+            return Subject(
+                namespace=target.namespace,
+                service=target.stable,
+                stable=target.stable,
+                canary=target.canary,
+                version_label=SERVICE_LABEL,
+            )
         return Subject(
             namespace=target.namespace,
             service=self.service(target),

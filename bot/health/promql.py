@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 DEFAULT_VERSION_LABEL = "destination_version"
+SERVICE_LABEL = "destination_service_name"  # host-based canaries: the versions are Services
 REQUESTS_METRIC = "istio_requests_total"
 DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
 MIN_WINDOW = timedelta(minutes=1)
@@ -108,12 +109,14 @@ def window_for(interval: timedelta) -> timedelta:
 
 
 def selector(subject: Subject) -> str:
-    """Both versions of the service, as seen by the receiving sidecar."""
+    """Both versions of the service, as seen by the receiving sidecar. When the versions are
+    two Services (host-based), they are told apart by their Service names instead."""
     versions = "|".join(regex_literal(v) for v in (subject.stable, subject.canary))
+    service = f"{SERVICE_LABEL}={quote(subject.service)}"
     matchers = (
         'reporter="destination"',
         f"destination_service_namespace={quote(subject.namespace)}",
-        f"destination_service_name={quote(subject.service)}",
+        *([] if subject.version_label == SERVICE_LABEL else [service]),
         f"{subject.version_label}=~{quote(versions)}",
     )
     return "{" + ",".join(matchers) + "}"

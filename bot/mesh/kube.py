@@ -37,9 +37,8 @@ from bot.mesh.models import VirtualService
 from bot.mesh.planner import (
     ObjectChange,
     TrafficPlan,
-    plan_split,
+    plan_traffic,
     read_last_applied,
-    select_destination_rule,
 )
 from bot.mesh.request import SplitRequest
 
@@ -155,20 +154,17 @@ class KubeMesh:
     def plan(self, request: SplitRequest) -> TrafficPlan:
         """The plan against the live objects, read now, without writing anything."""
         vs = self.get_virtual_service(request.namespace, request.vs)
-        dr = select_destination_rule(
-            vs, self.destination_rules(request.namespace), request.namespace
-        )
-        plan = plan_split(vs, dr, request, now=self._clock(), version=self.version)
+        drs = self.destination_rules(request.namespace)
+        plan = plan_traffic(vs, drs, request, now=self._clock(), version=self.version)
         if self._check_pods and _raises_canary(plan):
-            self._require_ready_pods(plan, dr)
+            self._require_ready_pods(plan)
         return plan
 
-    def _require_ready_pods(self, plan: TrafficPlan, dr: Json) -> None:
+    def _require_ready_pods(self, plan: TrafficPlan) -> None:
         """Refuse to send more traffic to a canary subset that selects no ready pod."""
-        rule = plan.dr.after if plan.dr is not None else dr
-        labels = _subset_labels(rule, plan.canary)
+        labels = plan.subset_labels.get(plan.canary)
         if labels is None:
-            return  # no such subset: the planner has refused it already
+            return  # a Service, not a subset (host-based): its selector is not read here
         namespace = _host_namespace(plan.host, plan.request.namespace)
         if not self.ready_pods(namespace, labels):
             shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -435,13 +431,6 @@ class _Informer:
 
 def _raises_canary(plan: TrafficPlan) -> bool:
     return any(t.after[1] > max(t.before[1], 0) for t in plan.touched)
-
-
-def _subset_labels(rule: Mapping[str, Any], subset: str) -> dict[str, str] | None:
-    for candidate in (rule.get("spec") or {}).get("subsets") or []:
-        if candidate.get("name") == subset:
-            return {str(k): str(v) for k, v in (candidate.get("labels") or {}).items()}
-    return None
 
 
 def _host_namespace(host: str, default: str) -> str:

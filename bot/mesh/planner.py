@@ -17,8 +17,15 @@ from typing import Any
 
 import yaml
 
-from bot.mesh.errors import AmbiguousCanary, InvalidRequest, PlanError
-from bot.mesh.models import DestinationRule, HTTPRoute, RouteDestination, VirtualService, fqdn
+from bot.mesh.errors import AmbiguousCanary, InvalidObject, InvalidRequest, PlanError
+from bot.mesh.models import (
+    Destination,
+    DestinationRule,
+    HTTPRoute,
+    RouteDestination,
+    VirtualService,
+    fqdn,
+)
 from bot.mesh.request import SplitRequest
 from bot.mesh.validation import (
     destination_rule_problems,
@@ -44,6 +51,11 @@ class LastApplied:
     write: str | None = None  # the id of the recorded write that put this here
     rollout: str | None = None  # the rollout that wrote it, and its channel: enough to find
     channel: str | None = None  # the rollout again should its record be lost
+    by: str = "subset"  # "host": stable and canary are Services, not subsets
+
+    def key(self, dest: Destination) -> str | None:
+        """What this record calls `dest`: its subset, or its Service when split by host."""
+        return destination_name(dest, self.by)
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -57,6 +69,8 @@ class LastApplied:
         for key in ("write", "rollout", "channel"):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
+        if self.by != "subset":
+            body["by"] = self.by
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -101,6 +115,7 @@ class TrafficPlan:
     touched: tuple[TouchedRoute, ...]
     diff: str
     subset_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # after the plan
+    by: str = "subset"  # "host": stable and canary are two Services, and there is no subset
 
     def version_of(self, subset: str) -> str:
         """The value Istio's telemetry gives pods of `subset` in `destination_version`: their
@@ -128,46 +143,69 @@ def test_op(path: str, value: Any) -> Json:
     return {"op": "test", "path": path, "value": value}
 
 
-def plan_split(
+def plan_traffic(
     vs_raw: Mapping[str, Any],
-    dr_raw: Mapping[str, Any],
+    drs: Sequence[Mapping[str, Any]],
     request: SplitRequest,
     *,
     now: datetime | None,
     version: str = "v1",
 ) -> TrafficPlan:
-    """Plan the split. `now` stamps the annotation; None leaves the stamp out (stable output)."""
+    """Plan the split between two Services (host-based) or two subsets of a DestinationRule."""
     namespace = _raw_namespace(vs_raw) or request.namespace
-    for raw in (vs_raw, dr_raw):
+    if splits_by_host(vs_raw, drs, namespace):
+        return plan_split(vs_raw, None, request, now=now, version=version)
+    dr = select_destination_rule(vs_raw, drs, namespace)
+    return plan_split(vs_raw, dr, request, now=now, version=version)
+
+
+def plan_split(
+    vs_raw: Mapping[str, Any],
+    dr_raw: Mapping[str, Any] | None,
+    request: SplitRequest,
+    *,
+    now: datetime | None,
+    version: str = "v1",
+) -> TrafficPlan:
+    """Plan the split; with no DestinationRule, between the Services the routes name.
+    `now` stamps the annotation; None leaves the stamp out (stable output)."""
+    namespace = _raw_namespace(vs_raw) or request.namespace
+    for raw in (vs_raw, dr_raw or {}):
         _refuse_controlled(raw, namespace)
     _check_live(vs_raw, dr_raw, namespace, version)
-    vs, dr = VirtualService.parse(vs_raw), DestinationRule.parse(dr_raw)
-    host = fqdn(dr.spec.host, dr.namespace_or(namespace))
-    target = _Target(vs, dr, host, namespace)
+    vs = VirtualService.parse(vs_raw)
+    dr = None if dr_raw is None else DestinationRule.parse(dr_raw)
+    target = _Hosts(vs, namespace) if dr is None else _Target(vs, dr, namespace)
     last = read_last_applied(vs)
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
-        return _already_final(request, host, vs_raw, dr_raw, namespace)
+        return _already_final(request, target.host, vs_raw, namespace)
     stable, canary = target.roles(request, last)
     touched = target.touched_routes(stable, request.routes)
     splitter = _Splitter(vs_raw, target, stable, canary)
     routes = splitter.run(touched, request)
     vs_edit = splitter.editor
     if vs_edit.ops:
-        _annotate(vs_edit, vs, _record(stable, canary, routes, request, now))
-    dr_edit = _edit_destination_rule(dr_raw, dr, canary, target.references(vs_edit.doc, canary))
-    _check_planned(vs_edit.doc, dr_edit.doc, namespace, version)
+        _annotate(vs_edit, vs, _record(stable, canary, routes, request, now, by=target.by))
+    dr_edit = None
+    if dr_raw is not None and dr is not None:
+        referenced = target.references(vs_edit.doc, canary)
+        dr_edit = _edit_destination_rule(dr_raw, dr, canary, referenced)
+    _check_planned(vs_edit.doc, None if dr_edit is None else dr_edit.doc, namespace, version)
     vs_change = _change("VirtualService", vs.name, namespace, vs_raw, vs_edit)
-    dr_change = _change("DestinationRule", dr.name, namespace, dr_raw, dr_edit)
+    dr_change = None
+    if dr_raw is not None and dr is not None and dr_edit is not None:
+        dr_change = _change("DestinationRule", dr.name, namespace, dr_raw, dr_edit)
     return TrafficPlan(
         request=request,
-        host=host,
+        host=target.host,
         stable=stable,
         canary=canary,
         vs=vs_change,
-        dr=dr_change if dr_change.ops else None,
+        dr=dr_change if dr_change is not None and dr_change.ops else None,
         touched=tuple(routes),
-        diff=render_diff([dr_change, vs_change]),
-        subset_labels=_subset_labels(dr_edit.doc),
+        diff=render_diff([c for c in (dr_change, vs_change) if c is not None]),
+        subset_labels={} if dr_edit is None else _subset_labels(dr_edit.doc),
+        by=target.by,
     )
 
 
@@ -224,6 +262,7 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
             write=_optional_text(body.get("write")),
             rollout=_optional_text(body.get("rollout")),
             channel=_optional_text(body.get("channel")),
+            by="host" if body.get("by") == "host" else "subset",
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -240,7 +279,7 @@ def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[in
     for index in last.weights:
         route = vs.spec.http[index] if index < len(vs.spec.http) else HTTPRoute()
         found[index] = sum(
-            _weight(d, route) for d in route.route if d.destination.subset == last.canary
+            _weight(d, route) for d in route.route if last.key(d.destination) == last.canary
         )
     return found
 
@@ -248,8 +287,11 @@ def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[in
 class _Target:
     """The VirtualService and DestinationRule being split, with the host they share."""
 
-    def __init__(self, vs: VirtualService, dr: DestinationRule, host: str, namespace: str):
-        self.vs, self.dr, self.host, self.namespace = vs, dr, host, namespace
+    by, word = "subset", "subset"
+
+    def __init__(self, vs: VirtualService, dr: DestinationRule, namespace: str):
+        self.vs, self.dr, self.namespace = vs, dr, namespace
+        self.host = fqdn(dr.spec.host, dr.namespace_or(namespace))
 
     def where(self) -> str:
         return f"VirtualService '{self.vs.name}' in namespace '{self.namespace}'"
@@ -257,12 +299,23 @@ class _Target:
     def is_ours(self, dest: RouteDestination) -> bool:
         return fqdn(dest.destination.host, self.namespace) == self.host
 
+    def key(self, dest: Destination) -> str | None:
+        """The name the split gives `dest` (its subset), or None when it is not ours."""
+        return dest.subset if fqdn(dest.host, self.namespace) == self.host else None
+
+    def noun(self, name: str) -> str:
+        return f"subset '{name}'"
+
+    def as_canary(self, stable: Mapping[str, Any], canary: str) -> Json:
+        """The canary's destination: a copy of the stable one (port kept)."""
+        return {**stable, "subset": canary}
+
     def traffic_by_subset(self, routes: list[HTTPRoute]) -> dict[str | None, int]:
         traffic: dict[str | None, int] = {}
         for route in routes:
             for dest in filter(self.is_ours, route.route):
-                subset = dest.destination.subset
-                traffic[subset] = traffic.get(subset, 0) + _weight(dest, route)
+                name = self.key(dest.destination)
+                traffic[name] = traffic.get(name, 0) + _weight(dest, route)
         return traffic
 
     def roles(self, request: SplitRequest, last: LastApplied | None) -> tuple[str, str]:
@@ -291,11 +344,11 @@ class _Target:
         """Without our record, a canary that already outweighs stable means we guessed wrong."""
         for index, route in enumerate(self.vs.spec.http):
             shares = {
-                d.destination.subset: _weight(d, route) for d in route.route if self.is_ours(d)
+                self.key(d.destination): _weight(d, route) for d in route.route if self.is_ours(d)
             }
             if stable in shares and shares.get(canary, 0) > shares[stable]:
                 raise InvalidRequest(
-                    f"in route {route.label(index)} of {self.where()} subset '{canary}' already "
+                    f"in route {route.label(index)} of {self.where()} {self.noun(canary)} already "
                     f"carries more traffic ({shares[canary]}%) than '{stable}' "
                     f"({shares[stable]}%), and the bot has no record of setting that; if "
                     f"'{canary}' is the new version, set the weights by hand; otherwise name "
@@ -347,13 +400,13 @@ class _Target:
 
     def touched_routes(self, stable: str, names: tuple[str, ...]) -> list[tuple[int, str]]:
         sending = [
-            (i, f"sends traffic to stable subset '{stable}' of {self.dr.spec.host}")
+            (i, f"sends traffic to stable {self.stable_text(stable)}")
             for i, r in enumerate(self.vs.spec.http)
-            if any(self.is_ours(d) and d.destination.subset == stable for d in r.route)
+            if any(self.key(d.destination) == stable for d in r.route)
         ]
         if not names:
             if not sending:
-                raise PlanError(f"{self.where()} has no http route to subset '{stable}'")
+                raise PlanError(f"{self.where()} has no http route to {self.noun(stable)}")
             # The primary traffic is the catch-all routes': routes with a match (testers'
             # cookies, fault drills) stay as they are unless named with `route NAME`.
             catch_all = [
@@ -364,6 +417,18 @@ class _Target:
             return catch_all or sending
         return [self._named_route(name, sending) for name in names]
 
+    def two_only(self, other: str | None) -> str:
+        name = "it as the canary" if other is None else f"it as the canary (`to {other}`)"
+        if other is None:
+            name = f"a {self.word} there"
+        return (
+            f"the bot splits traffic between two {self.word}s only: name {name} "
+            "or move that traffic by hand first"
+        )
+
+    def stable_text(self, stable: str) -> str:
+        return f"subset '{stable}' of {self.dr.spec.host}"
+
     def _named_route(self, name: str, sending: list[tuple[int, str]]) -> tuple[int, str]:
         for index, _ in sending:
             if self.vs.spec.http[index].name == name:
@@ -371,14 +436,150 @@ class _Target:
         known = [r.name for r in self.vs.spec.http if r.name]
         raise InvalidRequest(
             f"{self.where()} has no http route named '{name}' that sends traffic to the stable "
-            f"subset; named routes: {', '.join(map(str, known)) or 'none'}"
+            f"{self.word}; named routes: {', '.join(map(str, known)) or 'none'}"
         )
 
     def references(self, vs_raw: Mapping[str, Any], subset: str) -> bool:
+        """Whether the planned VirtualService sends traffic (or a mirror) to `subset`."""
         vs = VirtualService.parse(vs_raw)
         dests = [d.destination for r in vs.spec.http for d in r.route]
         dests += [r.mirror for r in vs.spec.http if r.mirror is not None]
         return any(fqdn(d.host, self.namespace) == self.host and d.subset == subset for d in dests)
+
+
+# How Argo Rollouts (`-stable`/`-canary`) and Flagger (`-primary`/`-canary`) name the Services.
+CANARY_SUFFIXES = ("-canary",)
+STABLE_SUFFIXES = ("-primary", "-stable")
+
+
+def destination_name(dest: Destination, by: str) -> str | None:
+    """What a split `by` "host" or "subset" calls `dest`: its Service or its subset."""
+    return _host_key(dest) if by == "host" else dest.subset
+
+
+def _host_key(dest: Destination) -> str | None:
+    """A Service destination's name (`foo-canary.prod.svc.cluster.local` → foo-canary)."""
+    return dest.host.split(".")[0] if dest.subset is None else None
+
+
+def _primary_routes(vs: VirtualService) -> list[HTTPRoute]:
+    """The catch-all routes (no match), or every route when each has a match."""
+    catch_all = [r for r in vs.spec.http if "match" not in r.model_extra_keys()]
+    return catch_all or list(vs.spec.http)
+
+
+def splits_by_host(
+    vs_raw: Mapping[str, Any], drs: Sequence[Mapping[str, Any]], namespace: str
+) -> bool:
+    """Whether the primary routes split between Services rather than subsets: no destination
+    names a subset, and they name two Services or more, or one that no DestinationRule gives
+    subsets (its canary will be another Service)."""
+    try:
+        vs = VirtualService.parse(vs_raw)
+    except InvalidObject:
+        return False  # the subset planner reports what is wrong with it
+    dests = [d.destination for r in _primary_routes(vs) for d in r.route]
+    if not dests or any(d.subset is not None for d in dests):
+        return False
+    hosts = {fqdn(d.host, vs.namespace_or(namespace)) for d in dests}
+    with_subsets = [d for d in drs if (d.get("spec") or {}).get("subsets")]
+    return len(hosts) > 1 or not any(_dr_host(d, namespace) in hosts for d in with_subsets)
+
+
+class _Hosts(_Target):
+    """A VirtualService that splits between two Services (host-based), with no subsets."""
+
+    by, word = "host", "Service"
+
+    def __init__(self, vs: VirtualService, namespace: str):  # no DestinationRule to read
+        self.vs, self.namespace = vs, namespace
+        hosts = [d.destination.host for r in _primary_routes(vs) for d in r.route]
+        self.host = fqdn(hosts[0], namespace) if hosts else ""
+
+    def is_ours(self, dest: RouteDestination) -> bool:
+        return _host_key(dest.destination) is not None
+
+    def key(self, dest: Destination) -> str | None:
+        return _host_key(dest)
+
+    def noun(self, name: str) -> str:
+        return f"Service '{name}'"
+
+    def stable_text(self, stable: str) -> str:
+        return f"Service '{stable}'"
+
+    def as_canary(self, stable: Mapping[str, Any], canary: str) -> Json:
+        """The canary's destination: the stable one with the canary Service's name."""
+        host = str(stable["host"]).split(".", 1)
+        return {**stable, "host": ".".join([canary, *host[1:]])}
+
+    def references(self, vs_raw: Mapping[str, Any], subset: str) -> bool:
+        return False
+
+    def roles(self, request: SplitRequest, last: LastApplied | None) -> tuple[str, str]:
+        traffic = self.traffic_by_subset(_primary_routes(self.vs))
+        names = [str(n) for n in sorted(traffic, key=lambda n: (-traffic[n], str(n)))]
+        if request.stable is not None and request.to is not None and request.stable in traffic:
+            return request.stable, request.to
+        if last is not None and last.by == "host" and last.stable in traffic:
+            canary = request.to or last.canary
+            if canary is not None and canary != last.stable:
+                return last.stable, canary
+        if request.to is not None:
+            stable = self._stable_for(request.to, names)
+            self._check_direction(stable, request.to)
+            return stable, request.to
+        named = _roles_by_name(names)
+        if named is None and len(names) < 2:
+            raise PlanError(self._which(names, request))
+        if named is None:
+            raise AmbiguousCanary(self._which(names, request), names[1:])
+        return named
+
+    def _stable_for(self, canary: str, names: list[str]) -> str:
+        others = [n for n in names if n != canary]
+        named = _roles_by_name(names)
+        if len(others) == 1 or (named is not None and named[1] == canary):
+            return others[0] if named is None else named[0]
+        if not others:
+            raise InvalidRequest(
+                f"Service '{canary}' already takes all the traffic of {self.where()}; name "
+                "another Service as the canary"
+            )
+        raise PlanError(
+            f"{self.where()} sends traffic to Services {', '.join(others)} besides '{canary}'; "
+            "the bot splits traffic between two Services only: move the rest by hand first"
+        )
+
+    def _which(self, names: list[str], request: SplitRequest) -> str:
+        svc = service_name(self.vs.name, self.namespace)
+        weight = 10 if request.weight is None else request.weight
+        if len(names) < 2:
+            return (
+                f"{self.where()} sends all its traffic to Service '{names[0]}' and no "
+                "DestinationRule with subsets has that host; name the canary Service to split "
+                f"between the two: `/canary {svc} {weight}% to {names[0]}-canary`"
+            )
+        return (
+            f"{self.where()} splits traffic between Services {', '.join(names)}, and their "
+            "names do not say which is the canary (-canary) or the stable (-primary, -stable); "
+            f"say which is the canary: `/canary {svc} {weight}% to {names[-1]}`"
+        )
+
+
+def _roles_by_name(names: Sequence[str]) -> tuple[str, str] | None:
+    """(stable, canary) of Services named like Argo Rollouts' or Flagger's, else None."""
+    canaries = [n for n in names if n.endswith(CANARY_SUFFIXES)]
+    stables = [n for n in names if n.endswith(STABLE_SUFFIXES)]
+    if len(canaries) == 1 and len(stables) == 1:
+        return stables[0], canaries[0]
+    if len(names) != 2:
+        return None
+    if len(canaries) == 1:
+        return next(n for n in names if n != canaries[0]), canaries[0]
+    if len(stables) == 1:
+        return stables[0], next(n for n in names if n != stables[0])
+    return None
 
 
 class _Editor:
@@ -439,10 +640,11 @@ def _weight(dest: RouteDestination, route: HTTPRoute) -> int:
 
 
 def _check_live(
-    vs_raw: Mapping[str, Any], dr_raw: Mapping[str, Any], namespace: str, version: str
+    vs_raw: Mapping[str, Any], dr_raw: Mapping[str, Any] | None, namespace: str, version: str
 ) -> None:
-    dr_problems = destination_rule_problems(dr_raw, version=version)
-    ensure_valid("DestinationRule", _raw_name(dr_raw), namespace, dr_problems, live=True)
+    if dr_raw is not None:
+        dr_problems = destination_rule_problems(dr_raw, version=version)
+        ensure_valid("DestinationRule", _raw_name(dr_raw), namespace, dr_problems, live=True)
     problems = virtual_service_problems(vs_raw, None, namespace=namespace, version=version)
     ensure_valid("VirtualService", _raw_name(vs_raw), namespace, problems, live=True)
 
@@ -483,15 +685,11 @@ def _raw_namespace(raw: Mapping[str, Any]) -> str | None:
     return ns if isinstance(ns, str) and ns else None
 
 
-def _check_planned(vs_raw: Json, dr_raw: Json, namespace: str, version: str) -> None:
-    dr = DestinationRule.parse(dr_raw)
-    ensure_valid(
-        "DestinationRule",
-        dr.name,
-        namespace,
-        destination_rule_problems(dr_raw, version=version),
-        live=False,
-    )
+def _check_planned(vs_raw: Json, dr_raw: Json | None, namespace: str, version: str) -> None:
+    dr = None if dr_raw is None else DestinationRule.parse(dr_raw)
+    if dr_raw is not None and dr is not None:
+        dr_problems = destination_rule_problems(dr_raw, version=version)
+        ensure_valid("DestinationRule", dr.name, namespace, dr_problems, live=False)
     problems = virtual_service_problems(vs_raw, dr, namespace=namespace, version=version)
     ensure_valid(
         "VirtualService", VirtualService.parse(vs_raw).name, namespace, problems, live=False
@@ -524,18 +722,15 @@ class _Splitter:
         return HTTPRoute.model_validate(self.editor.doc["spec"]["http"][index])
 
     def find(self, route: HTTPRoute, subset: str) -> list[int]:
-        return [
-            i
-            for i, d in enumerate(route.route)
-            if self.target.is_ours(d) and d.destination.subset == subset
-        ]
+        return [i for i, d in enumerate(route.route) if self.target.key(d.destination) == subset]
 
     def stable_index(self, route: HTTPRoute) -> int:
         found = self.find(route, self.stable)
         if len(found) > 1:
             raise PlanError(
-                f"{self.target.where()} has {len(found)} destinations for subset "
-                f"'{self.stable}' in one route; merge them into one before shifting traffic"
+                f"{self.target.where()} has {len(found)} destinations for "
+                f"{self.target.noun(self.stable)} in one route; merge them into one before "
+                "shifting traffic"
             )
         return found[0]
 
@@ -543,15 +738,13 @@ class _Splitter:
         shares = {self.stable: 0, self.canary: 0}
         for dest in route.route:
             share = _weight(dest, route)
-            subset = dest.destination.subset if self.target.is_ours(dest) else None
-            if subset in shares:
-                shares[str(subset)] += share
+            key = self.target.key(dest.destination)
+            if key in shares:
+                shares[str(key)] += share
             elif share:
                 raise PlanError(
                     f"route {route.label(index)} of {self.target.where()} also sends {share}% "
-                    f"to {dest.destination.host} subset '{subset}'; the bot splits traffic "
-                    f"between two subsets only: name it as the canary (`to {subset}`) or move "
-                    "that traffic by hand first"
+                    f"to {_shown_destination(dest.destination)}; {self.target.two_only(key)}"
                 )
         return shares[self.stable], shares[self.canary]
 
@@ -564,8 +757,10 @@ class _Splitter:
                 self.editor.set((*base, stable, "weight"), 100)
             return
         if canary is None:
-            entry = self.editor.doc["spec"]["http"][index]["route"][stable]
-            self.editor.append(base, _canary_copy(entry, self.canary, weight))
+            entry = copy.deepcopy(self.editor.doc["spec"]["http"][index]["route"][stable])
+            entry["destination"] = self.target.as_canary(entry["destination"], self.canary)
+            entry["weight"] = weight
+            self.editor.append(base, entry)
         else:
             self.editor.set((*base, canary, "weight"), weight)
         self.editor.set((*base, stable, "weight"), 100 - weight)
@@ -579,20 +774,21 @@ class _Splitter:
     def set_mirror(self, route: HTTPRoute, index: int, percent: int) -> None:
         base: tuple[str | int, ...] = ("spec", "http", index)
         if percent == 0:
-            if route.mirror is not None and route.mirror.subset == self.canary:
+            if route.mirror is not None and self.target.key(route.mirror) == self.canary:
                 self.editor.remove((*base, "mirror"))
                 self.editor.remove((*base, "mirrorPercentage"))
+                self.editor.remove((*base, "mirrorPercent"))  # deprecated, but still read
             return
         stable = self.editor.doc["spec"]["http"][index]["route"][self.stable_index(route)]
-        self.editor.set((*base, "mirror"), {**stable["destination"], "subset": self.canary})
+        self.editor.set(
+            (*base, "mirror"), self.target.as_canary(stable["destination"], self.canary)
+        )
         self.editor.set((*base, "mirrorPercentage"), {"value": float(percent)})
+        self.editor.remove((*base, "mirrorPercent"))  # superseded by mirrorPercentage
 
 
-def _canary_copy(stable_raw: Mapping[str, Any], canary: str, weight: int) -> Json:
-    entry = copy.deepcopy(dict(stable_raw))
-    entry["destination"] = {**entry["destination"], "subset": canary}
-    entry["weight"] = weight
-    return entry
+def _shown_destination(dest: Destination) -> str:
+    return dest.host if dest.subset is None else f"{dest.host} subset '{dest.subset}'"
 
 
 def _annotate(editor: _Editor, vs: VirtualService, last: LastApplied) -> None:
@@ -707,12 +903,15 @@ def _record(
     routes: list[TouchedRoute],
     request: SplitRequest,
     now: datetime | None,
+    *,
+    by: str,
 ) -> LastApplied:
     who = {"at": _stamp(now), "write": request.write, "rollout": request.rollout}
-    if request.finalize:  # the canary is the stable subset now; there is no canary
-        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, **who)
+    if request.finalize:  # the canary is the stable one now; there is no canary
+        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, **who, by=by)
+    weights = _weights(routes)
     return LastApplied(
-        stable, canary, _weights(routes), request.mirror, **who, channel=request.channel
+        stable, canary, weights, request.mirror, **who, channel=request.channel, by=by
     )
 
 
@@ -720,7 +919,6 @@ def _already_final(
     request: SplitRequest,
     host: str,
     vs_raw: Mapping[str, Any],
-    dr_raw: Mapping[str, Any],
     namespace: str,
 ) -> TrafficPlan:
     """A promotion that already happened (the bot's record says so): nothing to do."""

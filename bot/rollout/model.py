@@ -47,6 +47,9 @@ class Target(_Frozen):
     # subset selects; empty in records older than this: then the subset's name is used.
     stable_version: str = ""
     canary_version: str = ""
+    # "host": stable and canary are two Services (host-based, no subsets), and telemetry
+    # tells them apart by destination_service_name
+    by: Literal["subset", "host"] = "subset"
 
     @property
     def key(self) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from bot.mesh.errors import Moved
 from bot.mesh.kube import KubeMesh, wrote
 from bot.mesh.models import VirtualService
-from bot.mesh.planner import LastApplied, TrafficPlan, live_canary_weights, read_last_applied
+from bot.mesh.planner import (
+    LastApplied,
+    TrafficPlan,
+    destination_name,
+    live_canary_weights,
+    read_last_applied,
+)
 from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
 from bot.rollout.ports import Owner, Planned
@@ -43,6 +49,7 @@ class KubeTraffic:
             host=plan.host.split(".")[0],
             stable_version=plan.version_of(plan.stable),
             canary_version=plan.version_of(plan.canary),
+            by="host" if plan.by == "host" else "subset",
         )
         return target, _planned(plan)
 
@@ -122,13 +129,13 @@ def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
     if last is not None and last.canary == target.canary and last.weights:
         return max(live_canary_weights(vs, last).values())
     for route in parsed.spec.http:
-        subsets = [d.destination.subset for d in route.route]
-        if target.stable in subsets or target.canary in subsets:
+        names = [destination_name(d.destination, target.by) for d in route.route]
+        if target.stable in names or target.canary in names:
             only = len(route.route) == 1
             return sum(
                 (d.weight if d.weight is not None else 100 if only else 0)
-                for d in route.route
-                if d.destination.subset == target.canary
+                for d, name in zip(route.route, names, strict=True)
+                if name == target.canary
             )
     return None
 

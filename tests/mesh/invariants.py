@@ -5,20 +5,23 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bot.mesh.models import fqdn
-from bot.mesh.planner import ANNOTATION, TrafficPlan
+from bot.mesh.models import Destination, fqdn
+from bot.mesh.planner import ANNOTATION, TrafficPlan, destination_name
 from bot.mesh.schema import schema_errors
 from sandbox.jsonpatch import apply_json_patch
 
 
-def assert_plan_invariants(plan: TrafficPlan, vs: dict[str, Any], dr: dict[str, Any]) -> None:
+def assert_plan_invariants(
+    plan: TrafficPlan, vs: dict[str, Any], dr: dict[str, Any] | None
+) -> None:
+    """`dr` is None for a host-based split (two Services, no subsets)."""
     assert plan.vs.before == vs
     assert plan.dr is None or plan.dr.before == dr
     after_vs = plan.vs.after
     after_dr = plan.dr.after if plan.dr else dr
     for version in ("v1", "v1beta1", "v1alpha3"):
         assert schema_errors(after_vs, "VirtualService", version) == []
-        assert schema_errors(after_dr, "DestinationRule", version) == []
+        assert after_dr is None or schema_errors(after_dr, "DestinationRule", version) == []
     for change in plan.changes:
         assert apply_json_patch(change.before, list(change.ops)) == change.after
     _assert_touched_routes(plan)
@@ -34,12 +37,15 @@ def _assert_touched_routes(plan: TrafficPlan) -> None:
         assert sum(weights) == 100, route
         if plan.request.weight is not None:
             assert touched.after == (100 - plan.request.weight, plan.request.weight)
-        stable = [d for d in route if d["destination"].get("subset") == plan.stable]
-        canary = [d for d in route if d["destination"].get("subset") == plan.canary]
+        stable = [d for d in route if _name(d, plan) == plan.stable]
+        canary = [d for d in route if _name(d, plan) == plan.canary]
         assert len(stable) == 1
         assert len(canary) <= 1
         if canary:
             expected = {**stable[0]["destination"], "subset": plan.canary}
+            if plan.by == "host":
+                host = stable[0]["destination"]["host"].split(".", 1)
+                expected = {**stable[0]["destination"], "host": ".".join([plan.canary, *host[1:]])}
             assert canary[0]["destination"] == expected  # a copy of stable, port kept
 
 
@@ -62,18 +68,25 @@ def _strip(obj: dict[str, Any], plan: TrafficPlan) -> dict[str, Any]:
         if plan.request.mirror is not None:
             route.pop("mirror", None)
             route.pop("mirrorPercentage", None)
+            route.pop("mirrorPercent", None)
     return obj
 
 
 def _is_ours(dest: dict[str, Any], plan: TrafficPlan, obj: dict[str, Any]) -> bool:
+    if plan.by == "host":
+        return _name(dest, plan) in (plan.stable, plan.canary)
     ns = obj["metadata"].get("namespace") or plan.request.namespace
     return fqdn(dest["destination"]["host"], ns) == plan.host and dest["destination"].get(
         "subset"
     ) in (plan.stable, plan.canary)
 
 
-def _assert_dr_only_grew(plan: TrafficPlan, dr: dict[str, Any]) -> None:
-    if plan.dr is None:
+def _name(dest: dict[str, Any], plan: TrafficPlan) -> str | None:
+    return destination_name(Destination.model_validate(dest["destination"]), plan.by)
+
+
+def _assert_dr_only_grew(plan: TrafficPlan, dr: dict[str, Any] | None) -> None:
+    if plan.dr is None or dr is None:
         return
     before, after = dr["spec"]["subsets"], plan.dr.after["spec"]["subsets"]
     assert after[: len(before)] == before
