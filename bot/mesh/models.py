@@ -67,6 +67,19 @@ class ObjectMeta(_Open):
 class VirtualServiceSpec(_Open):
     hosts: list[str] = Field(default_factory=list)
     http: list[HTTPRoute] = Field(default_factory=list)
+    # TCP and TLS routes have no name, mirror or retries; what they share with http routes
+    # (match, route, weights) reads the same, and the rest is kept as extras.
+    tcp: list[HTTPRoute] = Field(default_factory=list)
+    tls: list[HTTPRoute] = Field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """Which routes carry the traffic the bot splits: http, else tcp, else tls."""
+        return "http" if self.http or not (self.tcp or self.tls) else "tcp" if self.tcp else "tls"
+
+    @property
+    def routes(self) -> list[HTTPRoute]:
+        return list(getattr(self, self.kind))
 
 
 class Subset(_Open):

@@ -155,7 +155,7 @@ def plan_traffic(
     namespace = _raw_namespace(vs_raw) or request.namespace
     if splits_by_host(vs_raw, drs, namespace):
         return plan_split(vs_raw, None, request, now=now, version=version)
-    dr = select_destination_rule(vs_raw, drs, namespace)
+    dr = select_destination_rule(vs_raw, drs, namespace, weight=request.weight)
     return plan_split(vs_raw, dr, request, now=now, version=version)
 
 
@@ -223,15 +223,20 @@ def _subset_labels(dr_doc: Mapping[str, Any]) -> dict[str, dict[str, str]]:
 
 
 def select_destination_rule(
-    vs_raw: Mapping[str, Any], drs: Sequence[Mapping[str, Any]], namespace: str
+    vs_raw: Mapping[str, Any],
+    drs: Sequence[Mapping[str, Any]],
+    namespace: str,
+    *,
+    weight: int | None = None,
 ) -> Json:
-    """The DestinationRule whose host the VirtualService's http routes send traffic to."""
+    """The DestinationRule whose host the VirtualService's routes send traffic to."""
     vs = VirtualService.parse(vs_raw)
     ns = vs.namespace_or(namespace)
-    hosts = {fqdn(d.destination.host, ns) for r in vs.spec.http for d in r.route}
+    hosts = {fqdn(d.destination.host, ns) for r in vs.spec.routes for d in r.route}
     matches = [dict(d) for d in drs if _dr_host(d, ns) in hosts]
     if len(matches) == 1:
         return matches[0]
+    _refuse_delegating(vs, ns, 10 if weight is None else weight)
     if not matches:
         shown = ", ".join(sorted(hosts)) or "no host at all"
         raise PlanError(
@@ -244,6 +249,22 @@ def select_destination_rule(
         f"VirtualService '{vs.name}' in namespace '{ns}' routes to several hosts with "
         f"DestinationRules ({names}); split it so that one VirtualService serves one service"
     )
+
+
+def _refuse_delegating(vs: VirtualService, namespace: str, weight: int) -> None:
+    """A root VirtualService that hands its routes to delegates has no weights of its own."""
+    for route in vs.spec.http:
+        delegate = (route.model_extra or {}).get("delegate")
+        if route.route or not isinstance(delegate, Mapping):
+            continue
+        name = str(delegate.get("name"))
+        where = str(delegate.get("namespace") or namespace)
+        raise PlanError(
+            f"VirtualService '{vs.name}' in namespace '{namespace}' delegates route "
+            f"{route.label(vs.spec.http.index(route))} to VirtualService '{name}' in namespace "
+            f"'{where}', whose routes carry the weights; nothing was changed; name that one: "
+            f"`/canary {service_name(name, where)} {weight}%`"
+        )
 
 
 def read_last_applied(vs: VirtualService) -> LastApplied | None:
@@ -277,7 +298,8 @@ def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[in
     vs = VirtualService.parse(vs_raw)
     found: dict[int, int] = {}
     for index in last.weights:
-        route = vs.spec.http[index] if index < len(vs.spec.http) else HTTPRoute()
+        routes = vs.spec.routes
+        route = routes[index] if index < len(routes) else HTTPRoute()
         found[index] = sum(
             _weight(d, route) for d in route.route if last.key(d.destination) == last.canary
         )
@@ -320,10 +342,10 @@ class _Target:
 
     def roles(self, request: SplitRequest, last: LastApplied | None) -> tuple[str, str]:
         """(stable, canary): from the bot's own record when it has one, else from the routes."""
-        traffic = self.traffic_by_subset(self.vs.spec.http)
+        traffic = self.traffic_by_subset(self.vs.spec.routes)
         if not traffic:
             raise PlanError(
-                f"{self.where()} has no http route to host '{self.dr.spec.host}' of "
+                f"{self.where()} has no {self.vs.spec.kind} route to host '{self.dr.spec.host}' of "
                 f"DestinationRule '{self.dr.name}'; add a route to it first"
             )
         if request.stable is not None and request.stable in traffic:
@@ -331,7 +353,7 @@ class _Target:
         if last is not None and last.stable in traffic and last.stable != request.to:
             return last.stable, self.canary_subset(last.stable, request, last)
         # Catch-all routes carry the bulk of traffic; header-matched tester routes do not.
-        catch_all = [r for r in self.vs.spec.http if "match" not in r.model_extra_keys()]
+        catch_all = [r for r in self.vs.spec.routes if "match" not in r.model_extra_keys()]
         traffic = self.traffic_by_subset(catch_all) or traffic
         if request.to is not None:
             traffic = {s: w for s, w in traffic.items() if s != request.to}
@@ -342,7 +364,7 @@ class _Target:
 
     def _check_direction(self, stable: str, canary: str) -> None:
         """Without our record, a canary that already outweighs stable means we guessed wrong."""
-        for index, route in enumerate(self.vs.spec.http):
+        for index, route in enumerate(self.vs.spec.routes):
             shares = {
                 self.key(d.destination): _weight(d, route) for d in route.route if self.is_ours(d)
             }
@@ -401,18 +423,20 @@ class _Target:
     def touched_routes(self, stable: str, names: tuple[str, ...]) -> list[tuple[int, str]]:
         sending = [
             (i, f"sends traffic to stable {self.stable_text(stable)}")
-            for i, r in enumerate(self.vs.spec.http)
+            for i, r in enumerate(self.vs.spec.routes)
             if any(self.key(d.destination) == stable for d in r.route)
         ]
         if not names:
             if not sending:
-                raise PlanError(f"{self.where()} has no http route to {self.noun(stable)}")
+                raise PlanError(
+                    f"{self.where()} has no {self.vs.spec.kind} route to {self.noun(stable)}"
+                )
             # The primary traffic is the catch-all routes': routes with a match (testers'
             # cookies, fault drills) stay as they are unless named with `route NAME`.
             catch_all = [
                 (i, f"{reason} (the catch-all route; routes with a match are left alone)")
                 for i, reason in sending
-                if "match" not in self.vs.spec.http[i].model_extra_keys()
+                if "match" not in self.vs.spec.routes[i].model_extra_keys()
             ]
             return catch_all or sending
         return [self._named_route(name, sending) for name in names]
@@ -431,19 +455,20 @@ class _Target:
 
     def _named_route(self, name: str, sending: list[tuple[int, str]]) -> tuple[int, str]:
         for index, _ in sending:
-            if self.vs.spec.http[index].name == name:
+            if self.vs.spec.routes[index].name == name:
                 return index, f"named with `route {name}`"
-        known = [r.name for r in self.vs.spec.http if r.name]
+        known = [r.name for r in self.vs.spec.routes if r.name]
         raise InvalidRequest(
-            f"{self.where()} has no http route named '{name}' that sends traffic to the stable "
+            f"{self.where()} has no {self.vs.spec.kind} route named '{name}' that sends traffic "
+            "to the stable "
             f"{self.word}; named routes: {', '.join(map(str, known)) or 'none'}"
         )
 
     def references(self, vs_raw: Mapping[str, Any], subset: str) -> bool:
         """Whether the planned VirtualService sends traffic (or a mirror) to `subset`."""
         vs = VirtualService.parse(vs_raw)
-        dests = [d.destination for r in vs.spec.http for d in r.route]
-        dests += [r.mirror for r in vs.spec.http if r.mirror is not None]
+        dests = [d.destination for r in vs.spec.routes for d in r.route]
+        dests += [r.mirror for r in vs.spec.routes if r.mirror is not None]
         return any(fqdn(d.host, self.namespace) == self.host and d.subset == subset for d in dests)
 
 
@@ -464,8 +489,8 @@ def _host_key(dest: Destination) -> str | None:
 
 def _primary_routes(vs: VirtualService) -> list[HTTPRoute]:
     """The catch-all routes (no match), or every route when each has a match."""
-    catch_all = [r for r in vs.spec.http if "match" not in r.model_extra_keys()]
-    return catch_all or list(vs.spec.http)
+    catch_all = [r for r in vs.spec.routes if "match" not in r.model_extra_keys()]
+    return catch_all or vs.spec.routes
 
 
 def splits_by_host(
@@ -702,11 +727,17 @@ class _Splitter:
     def __init__(self, vs_raw: Mapping[str, Any], target: _Target, stable: str, canary: str):
         self.editor = _Editor(vs_raw)
         self.target, self.stable, self.canary = target, stable, canary
+        self.kind = target.vs.spec.kind
 
     def run(self, touched: list[tuple[int, str]], request: SplitRequest) -> list[TouchedRoute]:
+        if request.mirror is not None and self.kind != "http":
+            raise InvalidRequest(
+                f"{self.target.where()} has {self.kind} routes, and Istio mirrors http traffic "
+                "only; nothing was changed; set a weight instead"
+            )
         routes = []
         for index, reason in touched:
-            route = self.target.vs.spec.http[index]
+            route = self.target.vs.spec.routes[index]
             before = self.split_of(route, index)
             if request.finalize:
                 self.finalize(route, index)
@@ -719,7 +750,7 @@ class _Splitter:
         return routes
 
     def current(self, index: int) -> HTTPRoute:
-        return HTTPRoute.model_validate(self.editor.doc["spec"]["http"][index])
+        return HTTPRoute.model_validate(self.editor.doc["spec"][self.kind][index])
 
     def find(self, route: HTTPRoute, subset: str) -> list[int]:
         return [i for i, d in enumerate(route.route) if self.target.key(d.destination) == subset]
@@ -749,7 +780,7 @@ class _Splitter:
         return shares[self.stable], shares[self.canary]
 
     def set_weight(self, route: HTTPRoute, index: int, weight: int) -> None:
-        base = ("spec", "http", index, "route")
+        base = ("spec", self.kind, index, "route")
         stable = self.stable_index(route)
         canary = next(iter(self.find(route, self.canary)), None)
         if canary is None and weight == 0:
@@ -757,7 +788,7 @@ class _Splitter:
                 self.editor.set((*base, stable, "weight"), 100)
             return
         if canary is None:
-            entry = copy.deepcopy(self.editor.doc["spec"]["http"][index]["route"][stable])
+            entry = copy.deepcopy(self.editor.doc["spec"][self.kind][index]["route"][stable])
             entry["destination"] = self.target.as_canary(entry["destination"], self.canary)
             entry["weight"] = weight
             self.editor.append(base, entry)
@@ -768,18 +799,18 @@ class _Splitter:
     def finalize(self, route: HTTPRoute, index: int) -> None:
         """100% to the canary, and the old stable destination (and a mirror to it) gone."""
         self.set_weight(route, index, 100)
-        self.editor.remove(("spec", "http", index, "route", self.stable_index(route)))
+        self.editor.remove(("spec", self.kind, index, "route", self.stable_index(route)))
         self.set_mirror(route, index, 0)
 
     def set_mirror(self, route: HTTPRoute, index: int, percent: int) -> None:
-        base: tuple[str | int, ...] = ("spec", "http", index)
+        base: tuple[str | int, ...] = ("spec", self.kind, index)
         if percent == 0:
             if route.mirror is not None and self.target.key(route.mirror) == self.canary:
                 self.editor.remove((*base, "mirror"))
                 self.editor.remove((*base, "mirrorPercentage"))
                 self.editor.remove((*base, "mirrorPercent"))  # deprecated, but still read
             return
-        stable = self.editor.doc["spec"]["http"][index]["route"][self.stable_index(route)]
+        stable = self.editor.doc["spec"][self.kind][index]["route"][self.stable_index(route)]
         self.editor.set(
             (*base, "mirror"), self.target.as_canary(stable["destination"], self.canary)
         )

@@ -128,7 +128,7 @@ def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
     last = read_last_applied(parsed)
     if last is not None and last.canary == target.canary and last.weights:
         return max(live_canary_weights(vs, last).values())
-    for route in parsed.spec.http:
+    for route in parsed.spec.routes:
         names = [destination_name(d.destination, target.by) for d in route.route]
         if target.stable in names or target.canary in names:
             only = len(route.route) == 1

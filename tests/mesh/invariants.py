@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from bot.mesh.models import Destination, fqdn
+from bot.mesh.models import Destination, VirtualService, fqdn
 from bot.mesh.planner import ANNOTATION, TrafficPlan, destination_name
 from bot.mesh.schema import schema_errors
 from sandbox.jsonpatch import apply_json_patch
@@ -30,7 +30,7 @@ def assert_plan_invariants(
 
 
 def _assert_touched_routes(plan: TrafficPlan) -> None:
-    http = plan.vs.after["spec"]["http"]
+    http = plan.vs.after["spec"][_kind(plan.vs.after)]
     for touched in plan.touched:
         route = http[touched.index]["route"]
         weights = [100] if len(route) == 1 else [d.get("weight", 0) for d in route]
@@ -62,7 +62,7 @@ def _strip(obj: dict[str, Any], plan: TrafficPlan) -> dict[str, Any]:
     if not annotations:
         obj["metadata"].pop("annotations", None)
     for touched in plan.touched:
-        route = obj["spec"]["http"][touched.index]
+        route = obj["spec"][_kind(obj)][touched.index]
         ours = [d for d in route["route"] if _is_ours(d, plan, obj)]
         route["route"] = [d for d in route["route"] if d not in ours]
         if plan.request.mirror is not None:
@@ -79,6 +79,10 @@ def _is_ours(dest: dict[str, Any], plan: TrafficPlan, obj: dict[str, Any]) -> bo
     return fqdn(dest["destination"]["host"], ns) == plan.host and dest["destination"].get(
         "subset"
     ) in (plan.stable, plan.canary)
+
+
+def _kind(vs: dict[str, Any]) -> str:
+    return VirtualService.parse(vs).spec.kind
 
 
 def _name(dest: dict[str, Any], plan: TrafficPlan) -> str | None:

@@ -85,14 +85,14 @@ def test_vs_without_a_matching_destination_rule_says_what_to_create() -> None:
         select_destination_rule(WEATHER_VS, [], "default")
 
 
-def test_vs_with_only_tcp_routes_is_refused() -> None:
+def test_vs_with_only_tcp_routes_has_them_planned() -> None:
     vs = broken(
         lambda v: v["spec"].update(
             http=[], tcp=[{"route": [{"destination": {"host": "weather-service", "subset": "v1"}}]}]
         )
     )
-    with pytest.raises(PlanError, match="no http route"):
-        plan(vs, weight=30)
+    weights = [d["weight"] for d in plan(vs, weight=30).vs.after["spec"]["tcp"][0]["route"]]
+    assert weights == [70, 30]
 
 
 def test_duplicate_subsets_in_the_live_destination_rule_are_reported() -> None:
