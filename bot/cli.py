@@ -146,9 +146,10 @@ def run_plan(args: argparse.Namespace) -> int:
         to=args.to,
         routes=tuple(args.route),
     )
-    objects = _read_objects(args.files, args.namespace)
+    objects = _read_objects(args.files)
     vs = _find_virtual_service(objects, request)
-    drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o) == request.namespace]
+    ns = request.namespace
+    drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o, ns) == ns]
     plan = plan_traffic(vs, drs, request, now=None)
     sys.stdout.write(render(plan, args.output))
     return 0
@@ -171,13 +172,12 @@ def _percent(text: str | None, what: str) -> int | None:
     return None if text is None else parse_percent(text, what)
 
 
-def _read_objects(paths: Sequence[Path], namespace: str) -> list[dict[str, Any]]:
+def _read_objects(paths: Sequence[Path]) -> list[dict[str, Any]]:
     objects = []
     for path in paths:
         for doc in _load(path):
             if isinstance(doc, dict) and doc.get("kind") in ("VirtualService", "DestinationRule"):
-                doc.setdefault("metadata", {}).setdefault("namespace", namespace)
-                objects.append(doc)
+                objects.append(doc)  # as written: no namespace added where the file has none
     return objects
 
 
@@ -194,7 +194,8 @@ def _find_virtual_service(objects: list[dict[str, Any]], request: SplitRequest) 
     found = [
         o
         for o in objects
-        if o["kind"] == "VirtualService" and (_name(o), _ns(o)) == (request.vs, request.namespace)
+        if o["kind"] == "VirtualService"
+        and (_name(o), _ns(o, request.namespace)) == (request.vs, request.namespace)
     ]
     where = f"VirtualService '{request.vs}' in namespace '{request.namespace}'"
     if not found:
@@ -208,8 +209,9 @@ def _name(obj: dict[str, Any]) -> Any:
     return (obj.get("metadata") or {}).get("name")
 
 
-def _ns(obj: dict[str, Any]) -> Any:
-    return (obj.get("metadata") or {}).get("namespace")
+def _ns(obj: dict[str, Any], default: str) -> Any:
+    """The object's namespace; one read from a file without it is in the namespace asked for."""
+    return (obj.get("metadata") or {}).get("namespace") or default
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -116,7 +116,7 @@ def test_bad_objects_are_refused(capsys: pytest.CaptureFixture[str], tmp_path: P
     )
     code, out, err = run(capsys, str(vs_only), "--vs", "weather", "--weight", "10")
     assert (code, out) == (2, "")
-    assert "no DestinationRule in 'default' has one of these hosts" in err
+    assert "no DestinationRule with subsets has that host" in err
     broken = tmp_path / "broken.yaml"
     broken.write_text("kind: VirtualService\nmetadata: {name: weather\n")
     code, out, err = run(capsys, str(broken), "--vs", "weather", "--weight", "10")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -407,18 +408,25 @@ class _Target:
         others = [s for s in self.dr.subset_names() if s != stable]
         if len(others) == 1:
             return others[0]
-        svc = service_name(self.vs.name, self.namespace)
+        asked = f"/canary {service_name(self.vs.name, self.namespace)} {_asked(request)}%"
         if not others:
             raise PlanError(
-                f"DestinationRule '{self.dr.name}' has only subset '{stable}', which is stable; "
-                f"name the canary and the bot adds it: `/canary {svc} 10% to v2`"
+                f"DestinationRule '{self.dr.name}' has only subset '{stable}', the stable one; "
+                f"name the canary and the bot adds it: `{asked} to {_next_subset(stable)}`"
             )
         raise AmbiguousCanary(
             f"{self.where()} has subsets {', '.join(others)} besides stable '{stable}' in "
             f"DestinationRule '{self.dr.name}'; say which is the canary: "
-            f"`/canary {svc} 10% to {others[-1]}`",
+            f"`{asked} to {self._idlest(others)}`",
             others,
         )
+
+    def _idlest(self, subsets: list[str]) -> str:
+        """The subset to suggest as the canary: the last one no route sends traffic to (a
+        subset that carries some, such as testers', is in use), else the least used one."""
+        traffic = self.traffic_by_subset(self.vs.spec.routes)
+        idle = [s for s in subsets if not traffic.get(s)]
+        return idle[-1] if idle else min(subsets, key=lambda s: traffic.get(s, 0))
 
     def touched_routes(self, stable: str, names: tuple[str, ...]) -> list[tuple[int, str]]:
         sending = [
@@ -442,12 +450,16 @@ class _Target:
         return [self._named_route(name, sending) for name in names]
 
     def two_only(self, other: str | None) -> str:
-        name = "it as the canary" if other is None else f"it as the canary (`to {other}`)"
+        """What to do about traffic to a third destination (`other`: its name, None when it is
+        not one of ours at all: another host, or no subset)."""
         if other is None:
-            name = f"a {self.word} there"
+            return (
+                f"the bot splits traffic between two {self.word}s of one service only; move "
+                "that traffic by hand first"
+            )
         return (
-            f"the bot splits traffic between two {self.word}s only: name {name} "
-            "or move that traffic by hand first"
+            f"the bot splits traffic between two {self.word}s only: name it as the canary "
+            f"(`to {other}`) or move that traffic by hand first"
         )
 
     def stable_text(self, stable: str) -> str:
@@ -578,12 +590,13 @@ class _Hosts(_Target):
 
     def _which(self, names: list[str], request: SplitRequest) -> str:
         svc = service_name(self.vs.name, self.namespace)
-        weight = 10 if request.weight is None else request.weight
+        weight = _asked(request)
         if len(names) < 2:
             return (
                 f"{self.where()} sends all its traffic to Service '{names[0]}' and no "
                 "DestinationRule with subsets has that host; name the canary Service to split "
-                f"between the two: `/canary {svc} {weight}% to {names[0]}-canary`"
+                f"between the two (`/canary {svc} {weight}% to {names[0]}-canary`), or create "
+                "a DestinationRule for it with a subset per version"
             )
         return (
             f"{self.where()} splits traffic between Services {', '.join(names)}, and their "
@@ -816,6 +829,19 @@ class _Splitter:
         )
         self.editor.set((*base, "mirrorPercentage"), {"value": float(percent)})
         self.editor.remove((*base, "mirrorPercent"))  # superseded by mirrorPercentage
+
+
+def _asked(request: SplitRequest) -> int:
+    """The weight to echo in a suggested command: the one asked for, else 10."""
+    return 10 if request.weight is None else request.weight
+
+
+def _next_subset(stable: str) -> str:
+    """A name for a new canary subset beside `stable`: v2 → v3, version-v1 → version-v2."""
+    found = re.fullmatch(r"(.*?)(\d+)", stable)
+    if found is None:
+        return "canary" if stable != "canary" else "v2"
+    return f"{found[1]}{int(found[2]) + 1}"
 
 
 def _shown_destination(dest: Destination) -> str:

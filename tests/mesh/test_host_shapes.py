@@ -136,7 +136,7 @@ def test_names_that_say_nothing_are_refused_with_a_command_that_works() -> None:
 
 def test_a_lone_service_gets_its_canary_when_named() -> None:
     lone = vs("podinfo", "podinfo", None)
-    with pytest.raises(PlanError, match=r"`/canary podinfo.test 10% to podinfo-canary`$"):
+    with pytest.raises(PlanError, match=r"\(`/canary podinfo.test 10% to podinfo-canary`\)"):
         plan(lone)
     result = plan(lone, 10, to="podinfo-canary")
     assert_plan_invariants(result, lone, None)
