@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from kubernetes.client import ApiClient
 from pydantic import Field, SecretStr, field_validator
@@ -72,6 +73,10 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")  # a fake, in tests
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
     health_window_s: int | None = Field(default=None, ge=1, alias="CANARY_HEALTH_WINDOW")
+    # `waypoint` for ambient mode, where the waypoint proxy reports the requests
+    health_reporter: Literal["destination", "waypoint", "source"] = Field(
+        default="destination", alias="CANARY_HEALTH_REPORTER"
+    )
     thresholds: HealthThresholds = Field(
         default_factory=HealthThresholds, alias="CANARY_THRESHOLDS"
     )
@@ -202,7 +207,13 @@ def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) ->
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
     if policy is not None:
         return PolicyHealth(client, policy, settings)
-    return HealthCheck(client, settings.thresholds, window=settings.health_window, service=_host)
+    return HealthCheck(
+        client,
+        settings.thresholds,
+        window=settings.health_window,
+        service=_host,
+        reporter=settings.health_reporter,
+    )
 
 
 def _host(target: Target) -> str:
@@ -214,11 +225,14 @@ class PolicyHealth:
 
     def __init__(self, client: QueryClient, policy: Policy, settings: Settings) -> None:
         self.client, self.policy, self.window = client, policy, settings.health_window
+        self.reporter = settings.health_reporter
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
         _, thresholds = rollout_defaults(self.policy, target)
-        health = HealthCheck(self.client, thresholds, window=self.window, service=_host)
+        health = HealthCheck(
+            self.client, thresholds, window=self.window, service=_host, reporter=self.reporter
+        )
         return health.check(rollout, now)
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from bot.health.client import PrometheusError, Vector
 from bot.health.custom import custom_values
 from bot.health.promql import (
+    DEFAULT_REPORTER,
     DEFAULT_VERSION_LABEL,
     SERVICE_LABEL,
     Subject,
@@ -65,10 +66,12 @@ class HealthCheck:
         window: timedelta | None = None,
         *,
         service: Callable[[Target], str] = vs_name,
+        reporter: str = DEFAULT_REPORTER,
     ) -> None:
         self.client = client
         self.thresholds = thresholds or HealthThresholds()
         self.version_label, self.window, self.service = version_label, window, service
+        self.reporter = reporter
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         try:
@@ -94,6 +97,7 @@ class HealthCheck:
                 stable=target.stable,
                 canary=target.canary,
                 version_label=SERVICE_LABEL,
+                reporter=self.reporter,
             )
         return Subject(
             namespace=target.namespace,
@@ -101,6 +105,7 @@ class HealthCheck:
             stable=target.stable_version or target.stable,  # as telemetry names them
             canary=target.canary_version or target.canary,
             version_label=self.version_label,
+            reporter=self.reporter,
         )
 
     def _query_custom(

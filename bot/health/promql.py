@@ -20,6 +20,10 @@ from datetime import timedelta
 
 DEFAULT_VERSION_LABEL = "destination_version"
 SERVICE_LABEL = "destination_service_name"  # host-based canaries: the versions are Services
+# Which proxy's report to count: the receiving sidecar (destination), or in ambient mode the
+# waypoint, which is the only one that sees requests (ztunnel reports only TCP).
+REPORTERS = ("destination", "waypoint", "source")
+DEFAULT_REPORTER = "destination"
 REQUESTS_METRIC = "istio_requests_total"
 DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
 MIN_WINDOW = timedelta(minutes=1)
@@ -62,8 +66,13 @@ class Subject:
     stable: str
     canary: str
     version_label: str = DEFAULT_VERSION_LABEL
+    reporter: str = DEFAULT_REPORTER
 
     def __post_init__(self) -> None:
+        if self.reporter not in REPORTERS:
+            raise UnsafeLabel(
+                "reporter", self.reporter, f"it must be one of {', '.join(REPORTERS)}"
+            )
         _require(self.namespace, "namespace", _DNS1123_LABEL, f"a DNS-1123 label: {_NAME_RULE}")
         _require(self.service, "service", _DNS1123_LABEL, f"a DNS-1123 label: {_NAME_RULE}")
         for what, version in (("stable version", self.stable), ("canary version", self.canary)):
@@ -109,12 +118,13 @@ def window_for(interval: timedelta) -> timedelta:
 
 
 def selector(subject: Subject) -> str:
-    """Both versions of the service, as seen by the receiving sidecar. When the versions are
+    """Both versions of the service, as the reporter (the receiving sidecar by default) saw
+    them. When the versions are
     two Services (host-based), they are told apart by their Service names instead."""
     versions = "|".join(regex_literal(v) for v in (subject.stable, subject.canary))
     service = f"{SERVICE_LABEL}={quote(subject.service)}"
     matchers = (
-        'reporter="destination"',
+        f"reporter={quote(subject.reporter)}",
         f"destination_service_namespace={quote(subject.namespace)}",
         *([] if subject.version_label == SERVICE_LABEL else [service]),
         f"{subject.version_label}=~{quote(versions)}",
