@@ -576,8 +576,10 @@ class _Hosts(_Target):
     def _stable_for(self, canary: str, names: list[str]) -> str:
         others = [n for n in names if n != canary]
         named = _roles_by_name(names)
-        if len(others) == 1 or (named is not None and named[1] == canary):
-            return others[0] if named is None else named[0]
+        if named is not None and named[1] == canary:
+            return named[0]
+        if len(others) == 1:
+            return others[0]
         if not others:
             raise InvalidRequest(
                 f"Service '{canary}' already takes all the traffic of {self.where()}; name "

@@ -174,6 +174,11 @@ def test_a_third_service_with_traffic_is_refused_and_nothing_changes() -> None:
     assert three == before
 
 
+def test_naming_the_stable_service_as_the_canary_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match=r"Service 'rollouts-demo-stable' already carries"):
+        plan(ARGO, 10, to="rollouts-demo-stable")
+
+
 def test_naming_the_service_that_has_all_the_traffic_is_refused() -> None:
     with pytest.raises(InvalidRequest) as caught:
         plan(PINGPONG, 10, to="ping")
