@@ -131,7 +131,12 @@ class FakeSlack:
         token: str = "xoxb-test-token",
         team: str = "T0TEST",
         bot_user: str = "U0BOT",
+        member_of: Iterable[str] | None = None,
     ) -> None:
+        """`member_of`: the channels the bot was invited to; outside them posts and updates are
+        refused as Slack refuses them (`not_in_channel`, or `channel_not_found` for a channel
+        or DM the bot cannot see). None: the bot is in every channel, for tests about other
+        things."""
         self.token = token
         self.team = team
         self.bot_user = bot_user
@@ -142,6 +147,7 @@ class FakeSlack:
         self._injected: defaultdict[str, deque[_Reply]] = defaultdict(deque)
         self._messages: defaultdict[str, dict[str, JsonObject]] = defaultdict(dict)
         self._channels: dict[str, JsonObject] = {}
+        self._member_of: set[str] | None = None if member_of is None else set(member_of)
         self._users: dict[str, JsonObject] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._files: dict[str, _File] = {}
@@ -237,6 +243,12 @@ class FakeSlack:
         with self._changed:
             self._channels[channel_id] = {"name": name, "members": list(members)}
 
+    def invite(self, channel_id: str) -> None:
+        """`/invite @canary-bot` in `channel_id`: the bot may post there from now on."""
+        with self._changed:
+            if self._member_of is not None:
+                self._member_of.add(channel_id)
+
     def set_user(self, user_id: str, name: str, tz: str = "UTC") -> None:
         with self._changed:
             self._users[user_id] = {"name": name, "tz": tz}
@@ -329,8 +341,17 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _check_member(self, channel: str) -> None:
+        """Slack's answer to a bot writing where it was not invited."""
+        if self._member_of is None or channel in self._member_of:
+            return
+        if channel in self._channels and not channel.startswith("D"):
+            raise _Refusal("not_in_channel")
+        raise _Refusal("channel_not_found")
+
     def _chat_post_message(self, body: JsonObject) -> JsonObject:
         channel = _required(body, "channel", "channel_not_found")
+        self._check_member(channel)
         _require_content(body)
         message = self._post(channel, body)
         return {"channel": channel, "ts": message["ts"], "message": message}
@@ -338,6 +359,7 @@ class FakeSlack:
     def _chat_update(self, body: JsonObject) -> JsonObject:
         channel = _required(body, "channel", "channel_not_found")
         ts = _required(body, "ts", "message_not_found")
+        self._check_member(channel)
         message = self._messages.get(channel, {}).get(ts)
         if message is None:
             raise _Refusal("message_not_found")

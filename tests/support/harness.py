@@ -77,14 +77,16 @@ class Bot:
             self.url, body, timestamp=timestamp, signature=signature, headers=headers
         )
 
-    def command(self, text: str, *, user: str = "U1", trigger: str | None = None) -> str:
-        """The form body of `/canary <text>` typed by `user` in CHANNEL."""
+    def command(
+        self, text: str, *, user: str = "U1", trigger: str | None = None, channel: str = CHANNEL
+    ) -> str:
+        """The form body of `/canary <text>` typed by `user` in `channel`."""
         self._triggers += 1
         return urllib.parse.urlencode(
             {
                 "token": "ignored",
                 "team_id": "T0TEST",
-                "channel_id": CHANNEL,
+                "channel_id": channel,
                 "user_id": user,
                 "command": "/canary",
                 "text": text,
@@ -227,7 +229,7 @@ def running_bot(tmp_path: Path, redis_url: str, **extra: object) -> Iterator[Bot
     """The bot in HTTP mode, with weather at 100/0 in the sandbox and a fake Slack.
 
     `extra` are more settings by their environment name, e.g. CANARY_POLICY_FILE."""
-    with SandboxApiServer() as cluster, FakeSlack(token=TOKEN) as slack:
+    with SandboxApiServer() as cluster, FakeSlack(token=TOKEN, member_of=(CHANNEL,)) as slack:
         seed(cluster, load_yaml_documents([seed_file("weather")]))
         cluster.mutate(
             "default",
