@@ -20,7 +20,7 @@ import itertools
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
@@ -311,7 +311,8 @@ class Engine:
     ) -> Rollout:
         """Store a new rollout with its first effects pending (the per-VS lock is taken
         here, atomically), then carry them out."""
-        created = self.store.create(rollout.model_copy(update={"pending": tuple(effects)}))
+        pending = _with_audit_ids(effects, rollout.id, 1)
+        created = self.store.create(rollout.model_copy(update={"pending": pending}))
         return self._carry_out(created, None, first)
 
     # Events on a rollout
@@ -425,7 +426,8 @@ class Engine:
     ) -> Rollout:
         """Store the decision with its effects; they replace whatever was still pending, except
         the audit entry and notices of a change that already went live: those are kept, first."""
-        pending = new.model_copy(update={"pending": (*_owed(current), *effects)})
+        stamped = _with_audit_ids(effects, current.id, current.version + 1)
+        pending = new.model_copy(update={"pending": (*_owed(current), *stamped)})
         return self._save(pending, current.version, token)
 
     def _save(self, rollout: Rollout, expected: int, token: int | None) -> Rollout:
@@ -676,7 +678,8 @@ class Engine:
             rollout_id=rollout.id,
             channel=rollout.channel,
             detail=effect.detail,
-            effect_id=f"{rollout.id}@{rollout.version}.{offset}",  # a replay: not logged twice
+            # a replay, or a second writer carrying out what is owed: not logged twice
+            effect_id=effect.id or f"{rollout.id}@{rollout.version}.{offset}",
         )
 
     # Serializing writers
@@ -720,6 +723,17 @@ def _seen(event: Any, rollout: Rollout) -> int | None:
     """The live weight an event carries, when it differs from the record's."""
     found = event.found if isinstance(event, DriftDetected | WriteFailed) else None
     return found if found is not None and found != rollout.weight else None
+
+
+def _with_audit_ids(effects: Iterable[Effect], rollout_id: str, version: int) -> tuple[Effect, ...]:
+    """`effects` with each audit entry named by the record version that decides it (a decision
+    that fails to be saved is never carried out, so a name is never used twice)."""
+    return tuple(
+        e.model_copy(update={"id": f"{rollout_id}@{version}.{i}"})
+        if isinstance(e, Audit) and not e.id
+        else e
+        for i, e in enumerate(effects)
+    )
 
 
 def _owed(rollout: Rollout) -> tuple[Effect, ...]:

@@ -163,6 +163,9 @@ class Audit(_Frozen):
     weight_before: int
     weight_after: int
     detail: str = ""
+    # Given when the decision is recorded and kept while the entry is owed, whoever writes it:
+    # the trail holds each decision's entry once, even when two writers both carry it out.
+    id: str = ""
 
 
 Effect = Annotated[

@@ -38,11 +38,10 @@ T = TypeVar("T")
 # KEYS: per-VS stream, global stream. ARGV: max length, effect id or "", field, value, ...
 _AUDIT = """
 if ARGV[2] ~= '' then
-  local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  if last then
-    local fields = last[2]
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 64)) do
+    local fields = entry[2]
     for i = 1, #fields, 2 do
-      if fields[i] == 'effect' and fields[i + 1] == ARGV[2] then return last[1] end
+      if fields[i] == 'effect' and fields[i + 1] == ARGV[2] then return entry[1] end
     end
   end
 end
@@ -414,8 +413,9 @@ class RolloutStore:
     ) -> str:
         """Append one event to the VirtualService's stream and the global one, atomically.
 
-        With `effect_id`, an event whose id is already the stream's last entry is not written
-        again: the engine replays an audit effect after a crash, and the trail stays exact.
+        With `effect_id`, an event whose id is among the stream's last 64 entries is not written
+        again: the engine replays an audit effect after a crash, or two writers carry out the
+        same owed entry, and the trail stays exact.
         """
         entry = AuditEntry(
             id="",

@@ -485,3 +485,53 @@ def test_a_step_is_held_while_the_canarys_pods_are_gone_and_resume_takes_it_once
     replica.handle(rollout_id, Resume(actor="U1"))
     replica.handle(rollout_id, StepDue(step=0))
     assert store.load(rollout_id).weight == 20 and live_weights(cluster) == [80, 20]
+
+
+class BlockingNotes(Recorder):
+    """A notifier that holds the first `event` notice until released: a writer stopped in its
+    bookkeeping, after its change went live and before its audit entry."""
+
+    def __init__(self, event: str) -> None:
+        super().__init__()
+        self._event = event
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def notify(self, rollout: Any, message: Notify) -> None:
+        if message.event == self._event and not self.reached.is_set():
+            self.reached.set()
+            self.release.wait(30)
+        super().notify(rollout, message)
+
+
+def test_an_owed_audit_entry_carried_out_by_two_writers_is_logged_once_and_in_order(
+    replica: Engine, cluster: SandboxApiServer, store: RolloutStore, clock: Clock
+) -> None:
+    rollout_id = start(replica)
+    notes = BlockingNotes("set-weight")
+    mesh = KubeMesh(api_client_for(cluster.url), sleep=lambda _: None)
+    slow = Engine(store=store, traffic=KubeTraffic(mesh), notifier=notes, clock=clock)
+
+    def set_weight() -> None:
+        slow.set_weight(
+            namespace="default",
+            vs="weather",
+            to=None,
+            weight=30,
+            steps=STEPS,
+            actor="U2",
+            channel="C1",
+        )
+
+    with ThreadPoolExecutor(1) as pool:
+        human = pool.submit(set_weight)
+        assert notes.reached.wait(30)  # 30% is live; its notice and audit entry are owed
+        replica.act("default", "weather", Rollback(actor="UONCALL"))
+        notes.release.set()
+        human.result(30)
+    mesh.close()
+    trail = [(e.action, e.actor, e.weight_after) for e in store.history("default", "weather")]
+    assert trail.count(("set-weight", "U2", 30)) == 1
+    assert trail[-1] == ("rollback", "UONCALL", 0)
+    assert live_weights(cluster) == [100, 0]
+    assert store.load(rollout_id).phase is Phase.ROLLED_BACK
