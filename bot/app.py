@@ -185,6 +185,7 @@ def build(
         default_namespace=settings.namespace_for,
         gate=gate,
         book=book,
+        reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
     )
     bot = None
     if slack is not None:

@@ -39,6 +39,7 @@ from commands.names import service_name
 from policies import Change, Deny, NeedsApproval, is_user, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
+NEW_ROLLOUT = frozenset({Verb.START, Verb.SET_WEIGHT, Verb.MIRROR})
 USER_ERRORS = (
     MeshError,
     InvalidTransition,
@@ -66,6 +67,22 @@ class Asker:
     channel: str | None
 
 
+class Unreachable(Exception):
+    """The bot cannot post in the conversation the command came from: nothing is changed."""
+
+    def __init__(self, channel: str, error: str) -> None:
+        super().__init__(
+            f"I cannot post in this conversation ({error}), so nothing was changed: "
+            "the rollout's card and its news would reach nobody. Type `/invite @canary-bot` "
+            "in a channel, then run the command there."
+        )
+        self.channel, self.error = channel, error
+
+
+# A rollout's card is posted before its first traffic change (see `Dispatcher.reserve`).
+Reserve = Callable[[str, str, str, str], None]  # channel, namespace, vs, text
+
+
 @dataclass
 class Dispatcher:
     engine: Engine
@@ -75,6 +92,10 @@ class Dispatcher:
     default_steps: StepPlan = field(default_factory=StepPlan)
     gate: Gate | None = None  # the policy; None lets everyone do everything
     book: ApprovalBook | None = None
+    # Posts the card of a new rollout in the asker's channel before any traffic changes, and
+    # raises Unreachable if it cannot: checking by posting is the one check Slack cannot
+    # contradict a moment later (membership, archived channels, DMs, scopes all show in it).
+    reserve: Reserve | None = None
 
     def __post_init__(self) -> None:
         self.changes = Changes(
@@ -102,6 +123,8 @@ class Dispatcher:
             return self._change(command, namespace, asker, text, approved)
         except USER_ERRORS as e:
             return [Reply(f":warning: {e}")]
+        except Unreachable as e:
+            return [Reply(f":no_entry: {e}")]
 
     def change_for(self, command: Command, namespace: str) -> tuple[Change, str]:
         """What the command would change (weights before and after, a hash of the exact
@@ -118,8 +141,25 @@ class Dispatcher:
             held = self._check(proposal, asker, text)
             if held is not None:
                 return held
+        self._reserve(proposal, asker)
         rollout = self.changes.carry_out(proposal, asker.user, asker.channel)
         return _outcome(proposal, rollout)
+
+    def _reserve(self, proposal: Proposal, asker: Asker) -> None:
+        """A new rollout's card goes up first; an existing rollout already has its card."""
+        if self.reserve is None or asker.channel is None:
+            return
+        if proposal.command.verb not in NEW_ROLLOUT:
+            return
+        if self.store.active_for(proposal.namespace, proposal.vs) is not None:
+            return
+        change = proposal.change
+        weights = ""
+        if change.weight_before is not None and change.weight_after is not None:
+            weights = f" {change.weight_before}% → {change.weight_after}%"
+        service = service_name(proposal.vs, proposal.namespace)
+        text = f"{service}{weights}, asked by <@{asker.user}>: applying…"
+        self.reserve(asker.channel, proposal.namespace, proposal.vs, text)
 
     def _check(self, proposal: Proposal, asker: Asker, text: str) -> list[Reply] | None:
         assert self.gate is not None

@@ -32,7 +32,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.chat.approvals import APPROVAL_PREFIX, GateCards, parse_vote, summary_text
 from bot.chat.cards import FINAL_EVENTS, card_blocks, card_fallback_text, card_view, parse_action
-from bot.chat.dispatch import Asker, Dispatcher, Reply
+from bot.chat.dispatch import Asker, Dispatcher, Reply, Unreachable
 from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
@@ -45,7 +45,12 @@ from commands import Command, CommandError, Verb, parse
 from commands.model import SAFE
 
 log = logging.getLogger(__name__)
+# Errors from posts made while a slash command runs, for its asker (see SlackBot._run).
+_UNDELIVERED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "undelivered", default=None
+)
 CARD_TTL_S = 30 * 24 * 3600
+RESERVED_TTL_S = 10 * 60
 SEEN_TTL_S = 15 * 60
 # Rollback, abort and pause never wait: they get a lane of their own.
 URGENT_VERBS = SAFE
@@ -185,19 +190,26 @@ class SlackNotifier:
     def notify(self, rollout: Rollout, message: Notify) -> None:
         if rollout.channel is None:
             return  # started outside chat (the CLI): there is no channel to post in
-        ts = self.show_card(rollout)
+        try:
+            self._notify(rollout, message)
+        except SlackApiError as e:
+            undelivered = _UNDELIVERED.get()
+            if undelivered is not None:  # an asker is waiting on this: tell them
+                undelivered.append(str(e.response.get("error")))
+            raise
+
+    def _notify(self, rollout: Rollout, message: Notify) -> None:
+        channel, ts = str(rollout.channel), self.show_card(rollout)
         if message.event == "started":
             return
         if message.event == "approval-needed" and self.gates is not None:
             request, blocks = self.gates.open_gate(rollout)
-            posted = self.client.chat_postMessage(
-                channel=rollout.channel, blocks=blocks, text=message.text
-            )
+            posted = self.client.chat_postMessage(channel=channel, blocks=blocks, text=message.text)
             self.gates.card_posted(request.id, str(posted["ts"]))
         text = message.text
         if message.event == "health" and rollout.last_verdict is not None:
             text = health_table(rollout.last_verdict)
-        self.client.chat_postMessage(channel=rollout.channel, thread_ts=ts, text=text)
+        self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
         if message.event in FINAL_EVENTS and rollout.verdicts:
             self._post_chart_later(rollout, ts)
 
@@ -225,12 +237,24 @@ class SlackNotifier:
         except Exception as e:  # the thread already has the news; the chart is a picture of it
             log.warning("rollout %s: posted without its chart: %s", rollout.id, e)
 
+    def reserve(self, channel: str, namespace: str, vs: str, text: str) -> None:
+        """Post the card of a rollout about to start, before any traffic changes: if Slack
+        refuses (the bot is not in the channel, a DM it cannot open), nothing is changed."""
+        try:
+            posted = self.client.chat_postMessage(channel=channel, text=text)
+        except SlackApiError as e:
+            raise Unreachable(channel, str(e.response.get("error"))) from e
+        except SlackClientError as e:
+            raise Unreachable(channel, type(e).__name__) from e
+        ref = json.dumps((str(posted["channel"]), str(posted["ts"])))
+        self.store.cache_set(_reserved_key(channel, namespace, vs), ref, RESERVED_TTL_S)
+
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
         view = card_view(rollout, self.clock())
         blocks, text = card_blocks(view), card_fallback_text(view)
         with self._posting:
-            ref = self.card_ref(rollout.id)
+            ref = self.card_ref(rollout.id) or self._adopt(rollout)
             if ref is None:
                 posted = self.client.chat_postMessage(
                     channel=str(rollout.channel), blocks=blocks, text=text
@@ -240,6 +264,19 @@ class SlackNotifier:
                 return ref[1]
         self.client.chat_update(channel=ref[0], ts=ref[1], blocks=blocks, text=text)
         return ref[1]
+
+    def _adopt(self, rollout: Rollout) -> tuple[str, str] | None:
+        """The card `reserve` posted for this rollout, now its own."""
+        if rollout.channel is None:
+            return None
+        key = _reserved_key(rollout.channel, rollout.target.namespace, rollout.target.vs)
+        raw = self.store.cache_get(key)
+        if not raw:
+            return None
+        self.store.cache_set(key, "", 1)  # one rollout per reservation
+        self.store.cache_set(_card_key(rollout.id), raw, CARD_TTL_S)
+        channel, ts = json.loads(raw)
+        return str(channel), str(ts)
 
     def card_ref(self, rollout_id: str) -> tuple[str, str] | None:
         raw = self.store.cache_get(_card_key(rollout_id))
@@ -389,10 +426,31 @@ class SlackBot:
             )
 
     def _run(self, command: Command, asker: Asker, response_url: str, text: str) -> None:
-        for reply in self.dispatcher.run(command, asker, text=text):
-            self._reply(response_url, reply, asker)
+        undelivered: list[str] = []
+        token = _UNDELIVERED.set(undelivered)
+        try:
+            replies = self.dispatcher.run(command, asker, text=text)
+        finally:
+            _UNDELIVERED.reset(token)
+        # What goes to the channel first: an approval request is announced to its asker only
+        # once it is posted.
+        for reply in sorted(replies, key=lambda r: r.ephemeral):
+            if not self._reply(response_url, reply, asker):
+                break
+        if undelivered:
+            errors = ", ".join(sorted(set(undelivered)))
+            self._reply(
+                response_url,
+                Reply(
+                    f":warning: Done, but I could not post about it in the channel ({errors}): "
+                    "nobody else sees it. `/invite @canary-bot` in the channel, then "
+                    f"`/canary {command.service} status` shows where it stands."
+                ),
+            )
 
-    def _reply(self, response_url: str, reply: Reply, asker: Asker | None = None) -> None:
+    def _reply(self, response_url: str, reply: Reply, asker: Asker | None = None) -> bool:
+        """Send `reply`; False if it was for the channel and Slack refused it (the asker is
+        told so instead)."""
         try:
             if reply.ephemeral and response_url:
                 WebhookClient(response_url, timeout=SLACK_TIMEOUT_S).send(
@@ -408,7 +466,12 @@ class SlackBot:
                 if reply.approval is not None:
                     self.approvals.card_posted(reply.approval, str(posted["ts"]))
         except SlackApiError as e:
-            log.warning("could not reply in Slack: %s", e.response.get("error"))
+            error = str(e.response.get("error"))
+            log.warning("could not reply in Slack: %s", error)
+            if not reply.ephemeral and asker is not None:
+                self._reply(response_url, _not_posted(reply, error))
+                return False
+        return True
 
     def _first_delivery(self, key: str, ack: Ack | None) -> bool:
         try:
@@ -423,6 +486,15 @@ class SlackBot:
         return False
 
 
+def _not_posted(reply: Reply, error: str) -> Reply:
+    what = "the approval request" if reply.approval is not None else "that message"
+    return Reply(
+        f":no_entry: I could not post {what} in this conversation ({error}), so nobody can "
+        "act on it and nothing will change. Type `/invite @canary-bot` in a channel, then run "
+        "the command there."
+    )
+
+
 def _correlated(correlation: str, fn: Callable[[], None]) -> Callable[[], None]:
     """`fn`, run later in a worker with the request's correlation id in its log lines."""
     context = contextvars.copy_context()
@@ -432,3 +504,7 @@ def _correlated(correlation: str, fn: Callable[[], None]) -> Callable[[], None]:
 
 def _card_key(rollout_id: str) -> str:
     return f"card:{rollout_id}"
+
+
+def _reserved_key(channel: str, namespace: str, vs: str) -> str:
+    return f"card-reserved:{channel}:{namespace}/{vs}"

@@ -72,7 +72,9 @@ def canary_at_10(bot: Bot) -> dict[str, Any]:
     """Send 10% to the canary; its card, once posted."""
     assert bot.post(bot.command("weather 10%")) == 200
     bot.cluster.wait_for_request(lambda r: r.method == "PATCH" and r.succeeded)
-    bot.slack.wait_for(lambda c: c.method == "chat.postMessage" and "blocks" in c.body)
+    bot.slack.wait_for(
+        lambda c: c.method in ("chat.postMessage", "chat.update") and "blocks" in c.body
+    )
     [card] = bot.cards().values()
     bot.cluster.clear_log()
     return card
