@@ -166,7 +166,7 @@ def build(
         gate = Gate(policy, groups, clock)
     if notifier is None and slack is not None:
         gates = GateCards(book, store, clock) if gate is not None else None
-        notifier = SlackNotifier(slack, store, clock, gates=gates)
+        notifier = SlackNotifier(slack, store, clock, gates=gates, policy=policy)
     engine = Engine(
         store=store,
         traffic=KubeTraffic(mesh),

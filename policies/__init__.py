@@ -1,6 +1,14 @@
 """Policy files (YAML) and their pure evaluation: who may do what to which service, and when."""
 
-from policies.decide import READ_ONLY, approvers, decide, mention, rollout_defaults, staged_gates
+from policies.decide import (
+    READ_ONLY,
+    approvers,
+    decide,
+    mention,
+    rollout_defaults,
+    staged_gates,
+    to_alert,
+)
 from policies.errors import PolicyError, Problem
 from policies.explain import check, explain, summary
 from policies.load import load_policy
@@ -57,4 +65,5 @@ __all__ = [
     "rollout_defaults",
     "staged_gates",
     "summary",
+    "to_alert",
 ]

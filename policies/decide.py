@@ -366,6 +366,19 @@ def _allowed_because(ask: _Ask, counted: set[str]) -> str:
 # -- Words
 
 
+def to_alert(policy: Policy, target: Target) -> tuple[str, ...]:
+    """Who hears of a rollout of `target` that needs a human (approval, a pause the bot made,
+    an automatic rollback, drift): the rule's on-call, then everyone who may approve."""
+    placed = policy.match(target)
+    if placed is None:
+        return ()
+    rule = placed.rule
+    named = [rule.on_call] if rule.on_call else []
+    named += [s for requirement in rule.approvals for s in rule.approvers(requirement)]
+    named += rule.allow.who_may(Action.APPROVE)
+    return tuple(dict.fromkeys(named))
+
+
 def mention(principal: str) -> str:
     """How Slack shows a member (<@U…>) or a user group (<!subteam^S…>)."""
     return f"<@{principal}>" if is_user(principal) else f"<!subteam^{principal}>"

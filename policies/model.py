@@ -362,6 +362,8 @@ class Rule(_Schema):
     limits: Limits = Limits()
     freeze: tuple[FreezeWindow, ...] = ()
     rollout: RolloutSettings = RolloutSettings()
+    # Mentioned, with the starter and the approvers, when a rollout needs a human.
+    on_call: Principal | None = Field(default=None, alias="on-call")
 
     @model_validator(mode="after")
     def _approvals_can_be_met(self) -> Self:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from bot.chat.cards import escaped
 from bot.rollout.model import Rollout
 from bot.service.changes import plan_hash
 from bot.store.approvals import ApprovalBook, ApprovalRequest
@@ -201,11 +202,11 @@ def audit_vote(
 
 def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list[dict[str, Any]]:
     """The approval card: what is asked, the exact diff, who approved, the buttons."""
-    asked = f"{mention(request.requester)} asks: `/canary {request.command}`"
+    asked = f"{mention(request.requester)} asks: `/canary {escaped(request.command)}`"
     if request.kind == "gate":
         asked = (
             f"the rollout of {request.vs} (started by {mention(request.requester)}) waits: "
-            f"{request.diff}"
+            f"{escaped(request.diff)}"
         )
     lines = [f"*Approval needed* — {asked}"]
     if isinstance(decision, NeedsApproval):
@@ -221,7 +222,7 @@ def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list
     text = "\n".join(lines)
     blocks: list[dict[str, Any]] = [_section(text)]
     if request.diff and request.kind == "command":
-        blocks.append(_section(f"```{_clip(request.diff, 2800)}```"))
+        blocks.append(_section(f"```{escaped(request.diff, 2800)}```"))
     if request.status == "open":
         blocks.append(
             {

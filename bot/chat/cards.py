@@ -26,6 +26,7 @@ from slack_sdk.models.blocks import (
 
 from bot.rollout.model import ApplyWeight, Phase, Rollout, Verdict
 from commands.model import BUTTONS
+from policies import is_user
 
 __all__ = [
     "ACTION_PREFIX",
@@ -35,8 +36,10 @@ __all__ = [
     "card_fallback_text",
     "card_text",
     "card_view",
+    "escaped",
     "parse_action",
     "progress_bar",
+    "with_people",
 ]
 
 ACTION_PREFIX = "canary:"
@@ -46,6 +49,7 @@ FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "den
 _VALUE = re.compile(r"(?P<id>[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})")
 
 FILLED, EMPTY, ELLIPSIS = "▓", "░", "…"
+_BY_PERSON = re.compile(r"\bby ([UW][A-Z0-9]{2,})\b")
 
 # Block Kit limits (https://docs.slack.dev/reference/block-kit), and our own caps on names so
 # that the fixed parts of a section always fit.
@@ -215,8 +219,8 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
     if view.last_verdict is not None:
         blocks.append(_labelled_section("Last check", view.last_verdict))
     if view.reason is not None:
-        blocks.append(_labelled_section("Reason", view.reason))
-    started = f"Started by {_mrkdwn(view.started_by, NAME_MAX)}"
+        blocks.append(_labelled_section("Reason", view.reason, people=True))
+    started = f"Started by {_person(view.started_by)}"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=started)]))
     if view.buttons:
         blocks.append(ActionsBlock(elements=[_slack_button(b, view.value) for b in view.buttons]))
@@ -251,11 +255,27 @@ def _pending_text(view: CardView) -> str:
     return "" if view.pending is None else f" (setting {view.pending}%, not yet live)"
 
 
-def _labelled_section(label: str, raw: str) -> SectionBlock:
+def _labelled_section(label: str, raw: str, *, people: bool = False) -> SectionBlock:
     prefix = f"*{label}:* "
-    return SectionBlock(
-        text=MarkdownTextObject(text=prefix + _mrkdwn(raw, SECTION_MAX - len(prefix)))
-    )
+    limit = SECTION_MAX - len(prefix)
+    text = with_people(raw, limit) if people else _mrkdwn(raw, limit)
+    return SectionBlock(text=MarkdownTextObject(text=prefix + text))
+
+
+def with_people(raw: str, limit: int = SECTION_MAX) -> str:
+    """`raw` escaped for mrkdwn, with the people it names as who did something ("by U…",
+    IDs the bot itself wrote from Slack's user_id) turned into mentions. Whatever else is in
+    `raw` stays inert: `<`, `>` and `&` are escaped before the bot adds its own tokens."""
+    return _BY_PERSON.sub(lambda m: f"by <@{m[1]}>", _mrkdwn(raw, limit))
+
+
+def escaped(raw: str, limit: int = SECTION_MAX) -> str:
+    """Text someone typed, for mrkdwn: shown as typed, never a mention or a link."""
+    return _mrkdwn(raw, limit)
+
+
+def _person(who: str) -> str:
+    return f"<@{who}>" if is_user(who) else _mrkdwn(who, NAME_MAX)
 
 
 def _slack_button(button: Button, value: str) -> ButtonElement:

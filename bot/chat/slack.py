@@ -31,7 +31,14 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient
 
 from bot.chat.approvals import APPROVAL_PREFIX, GateCards, parse_vote, summary_text
-from bot.chat.cards import FINAL_EVENTS, card_blocks, card_fallback_text, card_view, parse_action
+from bot.chat.cards import (
+    FINAL_EVENTS,
+    card_blocks,
+    card_fallback_text,
+    card_view,
+    parse_action,
+    with_people,
+)
 from bot.chat.dispatch import Asker, Dispatcher, Reply, Unreachable
 from bot.chat.health_text import health_table
 from bot.chat.voting import Approvals
@@ -43,6 +50,8 @@ from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
 from commands import Command, CommandError, Verb, parse
 from commands.model import SAFE
+from policies import Policy, is_user, mention, to_alert
+from policies import Target as PolicyTarget
 
 log = logging.getLogger(__name__)
 # Errors from posts made while a slash command runs, for its asker (see SlackBot._run).
@@ -51,6 +60,9 @@ _UNDELIVERED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
 )
 CARD_TTL_S = 30 * 24 * 3600
 RESERVED_TTL_S = 10 * 60
+TEXT_MAX = 39_000  # chat.postMessage truncates text after 40,000 characters
+# Events that need a person now: they mention people and are broadcast from the thread.
+ALERTS = frozenset({"approval-needed", "auto-rollback", "drift"})
 SEEN_TTL_S = 15 * 60
 # Rollback, abort and pause never wait: they get a lane of their own.
 URGENT_VERBS = SAFE
@@ -180,8 +192,10 @@ class SlackNotifier:
         *,
         gates: GateCards | None = None,
         draw: Callable[[Rollout], bytes] = chart_png_isolated,
+        policy: Policy | None = None,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
+        self.policy = policy  # names the on-call and the approvers to alert
         self.gates = gates  # with a policy: gated steps get an approval card
         self._posting = threading.Lock()
         self._draw = draw
@@ -209,9 +223,22 @@ class SlackNotifier:
         text = message.text
         if message.event == "health" and rollout.last_verdict is not None:
             text = health_table(rollout.last_verdict)
-        self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+        text, alert = with_people(text, TEXT_MAX), needs_a_human(message)
+        if alert and (people := self.to_alert(rollout)):
+            text += "\n" + " ".join(mention(p) for p in people)
+        # A thread reply that needs someone is also sent to the channel: that notifies.
+        self.client.chat_postMessage(
+            channel=channel, thread_ts=ts, text=text, reply_broadcast=alert
+        )
         if message.event in FINAL_EVENTS and rollout.verdicts:
             self._post_chart_later(rollout, ts)
+
+    def to_alert(self, rollout: Rollout) -> tuple[str, ...]:
+        """The starter, the policy's on-call and approvers for this service."""
+        starter = (rollout.started_by,) if is_user(rollout.started_by) else ()
+        target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
+        named = to_alert(self.policy, target) if self.policy is not None else ()
+        return tuple(dict.fromkeys((*starter, *named)))
 
     def _post_chart_later(self, rollout: Rollout, ts: str) -> None:
         """Draw and upload the chart in the background: `notify` is on the engine's path."""
@@ -484,6 +511,13 @@ class SlackBot:
         if ack is not None:
             ack()  # a replay of a delivery we already took: answer it, do nothing
         return False
+
+
+def needs_a_human(message: Notify) -> bool:
+    """Approval needed, an automatic rollback, drift, or a pause nobody asked for."""
+    if message.event == "pause":
+        return "paused by " not in message.text
+    return message.event in ALERTS
 
 
 def _not_posted(reply: Reply, error: str) -> Reply:

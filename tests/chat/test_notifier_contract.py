@@ -106,6 +106,8 @@ def fields(match: re.Match[str] | None) -> Shown:
 
 
 def unescaped(mrkdwn: str) -> str:
+    """The text as shown: the people Slack mentions (<@U…>) as their IDs, entities decoded."""
+    mrkdwn = re.sub(r"<@([UW][A-Z0-9]+)>", r"\1", mrkdwn)
     return mrkdwn.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
@@ -123,7 +125,8 @@ def read_slack(message: dict[str, Any]) -> Shown:
     return shown | {
         "last_verdict": labelled.get("Last check"),
         "reason": labelled.get("Reason"),
-        "started_by": context["elements"][0]["text"].removeprefix("Started by "),
+        # Slack mentions the starter (<@U…>), so that it notifies; the shell prints the ID
+        "started_by": unescaped(context["elements"][0]["text"].removeprefix("Started by ")),
         "buttons": [e["action_id"].removeprefix("canary:") for e in actions],
     }
 
