@@ -263,6 +263,36 @@ def _button(label: str, verb: str, request: ApprovalRequest, style: str) -> dict
         "action_id": f"{APPROVAL_PREFIX}{verb}",
         "value": f"{request.id}:{request.plan_hash}",  # the vote is for the plan on the card
         "style": style,
+        "confirm": _confirm(verb, request, style),
+    }
+
+
+def _confirm(verb: str, request: ApprovalRequest, style: str) -> dict[str, Any]:
+    """The dialog before a vote: one stray tap on a phone must neither roll out nor stop one."""
+    what = (
+        f"the rollout of {request.vs}" if request.kind == "gate" else f"/canary {request.command}"
+    )
+    if verb == "approve":
+        title, text, yes = (
+            "Approve?",
+            f"Approve {what}? It runs once enough approvals are in.",
+            "Approve",
+        )
+    elif request.kind == "gate":
+        title, yes = "Deny and roll back?", "Deny"
+        text = f"Deny {what}? It is rolled back: its canary gets 0%."
+    else:
+        title, text, yes = "Deny?", f"Deny {what}? Nothing changes; the request is closed.", "Deny"
+
+    def plain(value: str, limit: int) -> dict[str, str]:
+        return {"type": "plain_text", "text": _clip(value, limit)}
+
+    return {
+        "title": plain(title, 100),
+        "text": plain(text, 300),
+        "confirm": plain(yes, 30),
+        "deny": plain("Cancel", 30),
+        "style": style,
     }
 
 

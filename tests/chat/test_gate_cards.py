@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from slack_sdk.models.blocks import Block
 
 from bot.chat.approvals import (
     Gate,
@@ -260,3 +261,25 @@ def test_a_vote_button_carries_the_request_and_the_plan_on_the_card(
 def test_a_foreign_vote_value_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="not an approval button value"):
         parse_vote(value)
+
+
+def confirms(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [b.to_dict() for b in Block.parse_all(blocks)] == blocks  # valid Block Kit
+    return {e["action_id"].removeprefix("approval:"): e["confirm"] for e in actions["elements"]}
+
+
+def test_approve_and_deny_ask_for_confirmation_first() -> None:
+    needs = NeedsApproval(count=1, sources=(SRE_GROUP,), have=0, reason="needs 1 approval")
+    dialogs = confirms(approval_blocks(command_request(), needs))
+    assert dialogs["approve"]["text"]["text"].startswith("Approve /canary weather 50%?")
+    assert dialogs["deny"]["text"]["text"].startswith("Deny /canary weather 50%? Nothing changes")
+    assert dialogs["deny"]["style"] == "danger" and dialogs["approve"]["style"] == "primary"
+
+
+def test_a_gates_deny_says_it_rolls_back(store: RolloutStore) -> None:
+    _, blocks = GateCards(ApprovalBook(store), store, lambda: T0).open_gate(waiting())
+    dialogs = confirms(blocks)
+    assert dialogs["deny"]["title"]["text"] == "Deny and roll back?"
+    assert "rolled back" in dialogs["deny"]["text"]["text"]
+    assert dialogs["approve"]["confirm"]["text"] == "Approve"
