@@ -713,6 +713,12 @@ class SandboxApiServer:
         with self._changed:
             return copy.deepcopy(self._store.select(plural, namespace))
 
+    def add_namespace(self, name: str) -> None:
+        """Make namespace `name` exist, where only the namespaces given exist."""
+        with self._changed:
+            if self._namespaces is not None:
+                self._namespaces |= {name}
+
     def put_object(self, obj: Mapping[str, Any]) -> JsonObject:
         """Create or replace `obj` (namespace "default" unless it names one), bumping the RV."""
         resource = RESOURCES_BY_KIND.get(str(obj.get("kind")))

@@ -13,10 +13,10 @@ import pytest
 from kubernetes import client
 
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import api_client_for
+from sandbox.kubeconfig import SANDBOX_TOKEN, SANDBOX_USER, api_client_for
 from sandbox.seeding import load_yaml_documents
 from tests.support.harness import seed_file
-from tests.support.kubeapi import RealKube, pytest_collection_finish, real_kube
+from tests.support.kubeapi import VIEWER, RealKube, pytest_collection_finish, real_kube
 
 __all__ = ["pytest_collection_finish", "real_kube"]
 
@@ -24,6 +24,9 @@ GROUP = "networking.istio.io"
 PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 # Small, so that a test can push a watch's starting point out of the sandbox's history.
 SANDBOX_HISTORY = 20
+# The sandbox's RBAC is by namespace: nobody may act in this one (on the real server a fresh
+# namespace does, where the viewer has no grant).
+SANDBOX_FORBIDDEN = "locked"
 
 
 @dataclass
@@ -33,16 +36,35 @@ class Cluster:
     kind: str  # "real" or "sandbox"
     api: client.ApiClient
     real: RealKube | None = None
+    sandbox: SandboxApiServer | None = None
 
     @property
     def objects(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
     def namespace(self) -> str:
-        """A fresh namespace (the sandbox takes any name without one being made)."""
+        """A fresh namespace, made on either server."""
         if self.real is not None:
             return self.real.new_namespace("t")
-        return f"t-{uuid.uuid4().hex[:8]}"
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        assert self.sandbox is not None
+        self.sandbox.add_namespace(name)
+        return name
+
+    def forbidden_namespace(self) -> str:
+        """A namespace where the viewer (VIEWER.token) may do nothing."""
+        return self.namespace() if self.real is not None else SANDBOX_FORBIDDEN
+
+    def client_for(self, token: str) -> client.ApiClient:
+        """A new ApiClient that sends `token`; the caller closes it."""
+        if self.real is not None:
+            return self.real.api_client(token)
+        assert self.sandbox is not None
+        configuration = client.Configuration(host=self.sandbox.url)
+        configuration.proxy = None
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        return client.ApiClient(configuration)
 
     def seed(self, stem: str, namespace: str) -> list[dict[str, Any]]:
         """Create the Istio objects of a bundled seed file in `namespace`, each through the API
@@ -106,7 +128,12 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         yield Cluster("real", api, kube)
         api.close()
         return
-    with SandboxApiServer(history_limit=SANDBOX_HISTORY) as server:
+    with SandboxApiServer(
+        history_limit=SANDBOX_HISTORY,
+        tokens={SANDBOX_TOKEN: SANDBOX_USER, VIEWER.token: VIEWER.name},
+        namespaces=(),
+        forbidden_namespaces=(SANDBOX_FORBIDDEN,),
+    ) as server:
         api = api_client_for(server.url)
-        yield Cluster("sandbox", api)
+        yield Cluster("sandbox", api, sandbox=server)
         api.close()
