@@ -280,6 +280,20 @@ def _patch_rejected(error: JsonPatchError) -> ApiError:
     return ApiError(422, message, details={"causes": [cause]})
 
 
+_DNS_SUBDOMAIN_PATTERN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_DNS_SUBDOMAIN = re.compile(_DNS_SUBDOMAIN_PATTERN)
+
+
+def _bad_name(name: str) -> str:
+    """The real server's words for a name that is not a DNS subdomain."""
+    return (
+        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+        "character (e.g. 'example.com', regex used for validation is "
+        f"'{_DNS_SUBDOMAIN_PATTERN}')"
+    )
+
+
 def _bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 
@@ -1124,6 +1138,8 @@ class SandboxApiServer:
         if not name:
             problem = ("metadata.name", "Required value: name or generateName is required")
             raise _invalid(route.resource, "", [problem], "FieldValueRequired")
+        if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+            raise _invalid(route.resource, name, [("metadata.name", _bad_name(name))])
         if metadata.get("resourceVersion"):
             raise _bad_request("resourceVersion should not be set on objects to be created")
         if self._namespaces is not None and route.namespace not in self._namespaces:

@@ -251,6 +251,23 @@ def test_an_object_the_schema_or_a_cel_rule_refuses_is_422(
     assert refusal(lambda: cluster.get_vs(namespace, "w")).status == 404
 
 
+def test_a_name_that_is_not_a_dns_subdomain_is_422(cluster: Cluster) -> None:
+    namespace = cluster.namespace()
+    body = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "Weather_1"},
+        "spec": {"hosts": ["w"]},
+    }
+    error = refusal(
+        lambda: cluster.objects.create_namespaced_custom_object(GROUP, "v1", namespace, VS, body)
+    )
+    assert error.status == 422
+    cause = status_of(error)["details"]["causes"][0]
+    assert cause["field"] == "metadata.name"
+    assert cause["message"].startswith('Invalid value: "Weather_1": a lowercase RFC 1123 subdomain')
+
+
 # --- Reads ------------------------------------------------------------------------------------
 
 
