@@ -450,8 +450,7 @@ def _final_state(h: History) -> list[str]:
     latest = _latest_records(h)
     if not latest:
         return []
-    saved_last = {r.id: at for at, r in h.versions}
-    rollout = max(latest.values(), key=lambda r: saved_last[r.id])
+    rollout = latest[_created_last(h)]
     found = [f"rollout {r.id} left with work unfinished" for r in latest.values() if r.pending]
     found += [f"rollout {r.id} left a write unconfirmed" for r in latest.values() if r.writing]
     bot_writes = [r.at for r in h.requests if _is_vs_patch(r) and r.succeeded]
@@ -464,6 +463,15 @@ def _final_state(h: History) -> list[str]:
     if audited and audited[-1].weight_after != live:
         found.append(f"last audit says {audited[-1].weight_after}% but {live}% is live")
     return found
+
+
+def _created_last(h: History) -> str:
+    """The rollout that owns the VirtualService at the end: the one created last (a rollout is
+    created only while no other is active). Not the one whose save returned last: a save whose
+    reply a Redis reset delayed returns after later rollouts' saves, though it was written
+    before them."""
+    created = {r.id: at for at, r in reversed(h.versions) if r.version == 1}
+    return max(created, key=created.__getitem__)
 
 
 def _latest_records(h: History) -> dict[str, Rollout]:
