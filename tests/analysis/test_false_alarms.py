@@ -1,0 +1,97 @@
+"""The judge looked at every 10 s of virtual time: identical versions seldom fail, a clearly
+worse canary is caught early, and the same harness shows fixed thresholds crying wolf."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from bot.health import sequential
+from bot.health.verdict import Figures, evaluate, outcome
+from policies.model import HealthThresholds
+from tests.analysis.traffic import Behaviour, Tally, serve
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+STEPS = (5, 25, 50)
+HOLD_S, LOOK_S = 300, 10
+THRESHOLDS = HealthThresholds()
+STABLE = Behaviour(error_rate=0.005)
+Judge = Callable[[Tally, Tally], str]
+
+
+def sequential_judge(canary: Tally, stable: Tally) -> str:
+    verdict = sequential.judge(
+        canary.counts(), stable.counts(), THRESHOLDS, at=AT, step=0, steps=len(STEPS)
+    )
+    return verdict.outcome
+
+
+def fixed_thresholds(canary: Tally, stable: Tally) -> str:
+    """Today's per-step rules (verdict.evaluate), asked at every look instead of once."""
+    figures = Figures(
+        canary=sequential._side(canary.counts()), stable=sequential._side(stable.counts())
+    )
+    return outcome(evaluate(figures, THRESHOLDS))
+
+
+def first_failure(
+    seed: int, judge: Judge, canary: Behaviour, *, rate: float, stable: Behaviour = STABLE
+) -> float | None:
+    """Seconds into the rollout of the first failing look, or None if it never fails."""
+    rng = np.random.default_rng(seed)
+    elapsed = 0
+    for weight in STEPS:
+        tallies = (Tally(), Tally())  # each step's looks count from the step's start
+        for _ in range(HOLD_S // LOOK_S):
+            serve(
+                rng,
+                LOOK_S,
+                rate=rate,
+                weight=weight,
+                canary=canary,
+                stable=stable,
+                tallies=tallies,
+                burst=0.5,
+            )
+            elapsed += LOOK_S
+            if judge(*tallies) == "fail":
+                return elapsed
+    return None
+
+
+def false_alarms(judge: Judge, runs: int) -> int:
+    same = Behaviour(error_rate=0.005)
+    return sum(first_failure(seed, judge, same, rate=40) is not None for seed in range(runs))
+
+
+@pytest.mark.slow
+def test_identical_versions_looked_at_every_10s_fail_at_most_alpha_of_the_time() -> None:
+    runs = 150
+    alarms = false_alarms(sequential_judge, runs)
+    # 90 looks a rollout; at most α of the rollouts, with room for the draw (P(Bin(150,
+    # 0.01) > 5) < 0.5 %)
+    assert alarms <= 5, f"{alarms} of {runs} healthy rollouts failed"
+
+
+@pytest.mark.slow
+def test_the_same_looks_with_fixed_thresholds_fail_healthy_rollouts_often() -> None:
+    runs = 40
+    alarms = false_alarms(fixed_thresholds, runs)
+    assert alarms >= 0.1 * runs, f"only {alarms} of {runs}: the harness would not see wolves"
+
+
+@pytest.mark.parametrize(
+    "worse",
+    [
+        Behaviour(error_rate=0.055),  # 5 points more errors
+        Behaviour(error_rate=0.005, latency_ms=100.0),  # twice as slow
+    ],
+    ids=["errors", "latency"],
+)
+def test_a_clearly_worse_canary_fails_within_the_first_step(worse: Behaviour) -> None:
+    for seed in range(10):
+        failed_at = first_failure(seed, sequential_judge, worse, rate=400)  # canary 20 rps
+        assert failed_at is not None and failed_at <= 60, (seed, failed_at)
