@@ -1,8 +1,9 @@
 """May this person do this to this service now? Pure: the clock and the approvals are arguments.
 
 The checks run in order and the first that objects decides: lowering traffic (rollback, pause,
-abort by whoever may roll back) → permission → staged-only → freeze → max_step → min_interval
-→ approvals. Lowering a weight is never held by a freeze, a limit or an approval.
+abort by whoever may roll back) → permission → synced from Git (`gitops: refuse`) → staged-only
+→ freeze → max_step → min_interval → approvals. Lowering a weight is never held by a freeze, a
+limit or an approval.
 """
 
 from __future__ import annotations
@@ -173,6 +174,15 @@ def _permitted(ask: _Ask) -> Decision | None:
     )
 
 
+def _synced_from_git(ask: _Ask) -> Decision | None:
+    if ask.rule.gitops != "refuse" or not ask.change.gitops:
+        return None
+    return Deny(
+        f"{ask.change.gitops} In {ask.rule.scope}, changes that a GitOps sync would undo are "
+        f"refused ({_rule_ref(ask.placed)}); nothing was changed."
+    )
+
+
 def _staged_only(ask: _Ask) -> Decision | None:
     if ask.action is not Action.SET_WEIGHT or not ask.raising or not ask.rule.limits.staged_only:
         return None
@@ -221,7 +231,15 @@ def _min_interval(ask: _Ask) -> Decision | None:
     )
 
 
-_CHECKS: tuple[Check, ...] = (_safe, _permitted, _staged_only, _frozen, _max_step, _min_interval)
+_CHECKS: tuple[Check, ...] = (
+    _safe,
+    _permitted,
+    _synced_from_git,
+    _staged_only,
+    _frozen,
+    _max_step,
+    _min_interval,
+)
 
 
 # -- Freeze windows

@@ -8,7 +8,7 @@ import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Self, TypedDict
+from typing import Annotated, Literal, Self, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -364,6 +364,9 @@ class Rule(_Schema):
     rollout: RolloutSettings = RolloutSettings()
     # Mentioned, with the starter and the approvers, when a rollout needs a human.
     on_call: Principal | None = Field(default=None, alias="on-call")
+    # An object Argo CD or Flux syncs from Git gets its change undone at the next sync: `warn`
+    # says so and goes ahead; `refuse` changes nothing and points at Git instead.
+    gitops: Literal["warn", "refuse"] = "warn"
 
     @model_validator(mode="after")
     def _approvals_can_be_met(self) -> Self:
@@ -469,6 +472,9 @@ class Change:
     weight_after: int | None = None
     last_change_at: datetime | None = None
     plan_hash: str = ""
+    # Why a GitOps tool would undo the change, and the command that makes it in Git instead;
+    # empty when no tool is known to sync the objects.
+    gitops: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from bot.rollout.model import (
     StepPlan,
 )
 from bot.rollout.transitions import InvalidTransition
-from bot.service.changes import Changes, Proposal
+from bot.service.changes import Changes, Proposal, gitops_warnings
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
@@ -143,7 +143,7 @@ class Dispatcher:
                 return held
         self._reserve(proposal, asker)
         rollout = self.changes.carry_out(proposal, asker.user, asker.channel)
-        return _outcome(proposal, rollout)
+        return _outcome(proposal, rollout) + [Reply(f":warning: {w}") for w in proposal.warnings]
 
     def _reserve(self, proposal: Proposal, asker: Asker) -> None:
         """A new rollout's card goes up first; an existing rollout already has its card."""
@@ -259,10 +259,11 @@ class Dispatcher:
         service = service_name(str(c.service), namespace)
         if plan.noop:
             return [Reply(f"{service} is already at {c.weight}%")]
+        warnings = "".join(f"\n:warning: {w}" for w in gitops_warnings(plan))
         return [
             Reply(
                 f"Plan for {service} at {c.weight}% ({plan.stable} → {plan.canary}), nothing "
-                f"applied:\n```{plan.diff}```"
+                f"applied:\n```{plan.diff}```{warnings}"
             )
         ]
 

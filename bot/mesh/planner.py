@@ -27,6 +27,7 @@ from bot.mesh.models import (
     VirtualService,
     fqdn,
 )
+from bot.mesh.owners import GitOps, gitops_of, refuse_controlled
 from bot.mesh.request import SplitRequest
 from bot.mesh.validation import (
     destination_rule_problems,
@@ -117,6 +118,7 @@ class TrafficPlan:
     diff: str
     subset_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # after the plan
     by: str = "subset"  # "host": stable and canary are two Services, and there is no subset
+    gitops: tuple[GitOps, ...] = ()  # the GitOps tools that would put the changed objects back
 
     def version_of(self, subset: str) -> str:
         """The value Istio's telemetry gives pods of `subset` in `destination_version`: their
@@ -172,7 +174,7 @@ def plan_split(
     `now` stamps the annotation; None leaves the stamp out (stable output)."""
     namespace = _raw_namespace(vs_raw) or request.namespace
     for raw in (vs_raw, dr_raw or {}):
-        _refuse_controlled(raw, namespace)
+        refuse_controlled(raw, namespace)
     _check_live(vs_raw, dr_raw, namespace, version)
     vs = VirtualService.parse(vs_raw)
     dr = None if dr_raw is None else DestinationRule.parse(dr_raw)
@@ -207,7 +209,13 @@ def plan_split(
         diff=render_diff([c for c in (dr_change, vs_change) if c is not None]),
         subset_labels={} if dr_edit is None else _subset_labels(dr_edit.doc),
         by=target.by,
+        gitops=_synced_from_git([c for c in (dr_change, vs_change) if c is not None and c.ops]),
     )
+
+
+def _synced_from_git(changes: list[ObjectChange]) -> tuple[GitOps, ...]:
+    found = (gitops_of(c.before, c.namespace) for c in changes)
+    return tuple(g for g in found if g is not None)
 
 
 # Where Istio's telemetry takes a workload's canonical revision (destination_version) from.
@@ -687,31 +695,6 @@ def _check_live(
         ensure_valid("DestinationRule", _raw_name(dr_raw), namespace, dr_problems, live=True)
     problems = virtual_service_problems(vs_raw, None, namespace=namespace, version=version)
     ensure_valid("VirtualService", _raw_name(vs_raw), namespace, problems, live=True)
-
-
-# What to use instead of the bot, for the controllers known to own VirtualServices.
-_INSTEAD = {
-    "argoproj.io": "drive the rollout with Argo Rollouts (kubectl argo rollouts promote|abort)",
-    "flagger.app": "drive the canary with Flagger (its Canary resource)",
-}
-
-
-def _refuse_controlled(raw: Mapping[str, Any], namespace: str) -> None:
-    """An object a controller owns is put back by that controller within seconds: changing it
-    would be reported as done and then silently undone."""
-    meta = raw.get("metadata")
-    owners = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
-    for owner in owners if isinstance(owners, list) else []:
-        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
-            continue
-        kind, name = str(raw.get("kind", "object")), _raw_name(raw)
-        group = str(owner.get("apiVersion", "")).split("/")[0]
-        instead = _INSTEAD.get(group, f"change it through its {owner.get('kind')}")
-        raise PlanError(
-            f"{kind} '{name}' in namespace '{namespace}' is managed by {owner.get('kind')} "
-            f"'{owner.get('name')}' ({owner.get('apiVersion')}), which would undo any change "
-            f"the bot made; nothing was changed; {instead}"
-        )
 
 
 def _raw_name(raw: Mapping[str, Any]) -> str:

@@ -76,6 +76,11 @@ class Proposal:
     def vs(self) -> str:
         return str(self.command.service)
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the asker should know although the change goes ahead."""
+        return () if self.resolved is None else gitops_warnings(self.resolved.planned.plan)
+
 
 class Changes:
     def __init__(
@@ -117,6 +122,7 @@ class Changes:
             weight_after=planned.live_weight if weight is None else weight,
             plan_hash=fingerprint,
             last_change_at=since,
+            gitops=" ".join(gitops_warnings(plan, certain=True)),
         )
         return Proposal(command, namespace, change, plan.diff, steps, resolved)
 
@@ -178,6 +184,12 @@ class Changes:
             last_change_at=since,
         )
         return Proposal(command, namespace, change)
+
+
+def gitops_warnings(plan: TrafficPlan, *, certain: bool = False) -> tuple[str, ...]:
+    """For each changed object a GitOps tool syncs (`certain`: known to sync, not only maybe):
+    that its sync will undo the change."""
+    return tuple(g.warning(plan.request) for g in plan.gitops if g.certain or not certain)
 
 
 def _wanted(command: Command, steps: StepPlan) -> tuple[int | None, int | None]:
