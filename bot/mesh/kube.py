@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -52,6 +53,32 @@ WATCH_S = 60  # a watch's server-side timeout; the client gives it 10 s more
 FIELD_MANAGER = "canary-bot"  # the name the API server keeps in managedFields for our writes
 TRANSIENT_TRIES = 3  # a 5xx or a dropped connection, tried again with the same precondition
 _TRANSIENT = (ApiException, HTTPError, ValueError, ApiError, NotFound, Forbidden)
+# Every call this adapter makes, by (API group, resource): each verb with the code path that
+# needs it. The chart's Role grants exactly these and nothing more (helm/canary-bot/templates/
+# _helpers.tpl, "canary-bot.rbacRules"); the tests hold the chart to this table, and the table to
+# what a real kube-apiserver logged the bot asking for.
+RBAC_VERBS: Mapping[tuple[str, str], Mapping[str, str]] = {
+    (GROUP, VS): {
+        "get": "plan, step checks and settle read the VirtualService (get_virtual_service)",
+        "list": "the resync finds canaries a lost rollout left (virtual_services)",
+        "patch": "every guarded write and fence (_patch)",
+    },
+    (GROUP, DR): {
+        "get": "a DestinationRule patch answered 409/422 reads it again (_patch)",
+        "list": "each plan reads the subsets; the watch lists first (destination_rules)",
+        "watch": "`serve` keeps DestinationRules current (_Informer)",
+        "patch": "a plan that adds the canary's subset (_patch)",
+    },
+    ("", PODS): {
+        "list": "a canary subset must select ready pods (ready_pods)",
+        "watch": "`serve` keeps Pods current (_Informer)",
+    },
+}
+# The Kubernetes RBAC authorizer's refusal: who may not do what, where.
+_REFUSAL = re.compile(
+    r'cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)" in API group "(?P<group>[^"]*)"'
+    r'(?: in the namespace "(?P<namespace>[^"]+)")?'
+)
 
 
 @dataclass(frozen=True)
@@ -101,12 +128,14 @@ class KubeMesh:
         self._api = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._apis = client.ApisApi(api_client)
+        self._authz = client.AuthorizationV1Api(api_client)
         self._attempts, self._backoff = attempts, backoff
         self._clock, self._sleep = clock, sleep
         self._version: str | None = None
         self._watch = watch_destination_rules  # and Pods: kept current by watches, not read
         self._check_pods = check_pods
         self._caches: dict[tuple[str, str], _Informer] = {}
+        self._allowed_in: set[str] = set()  # namespaces where a call of ours was allowed
         self._lock = threading.Lock()
         self._observe = observe  # (verb, seconds, HTTP status or None): the bot's metrics
         self._timeout = timeout  # (connect, read) seconds for every call
@@ -130,7 +159,7 @@ class KubeMesh:
         return self._get(VS, namespace, name)
 
     def virtual_services(self, namespace: str) -> list[Json]:
-        with _translated("list", VS, namespace, None), self._timed("list"):
+        with self._translated("list", VS, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(
                 GROUP, self.version, namespace, VS, _request_timeout=self._timeout
             )
@@ -247,6 +276,7 @@ class KubeMesh:
                         field_manager=FIELD_MANAGER,
                         _request_timeout=self._timeout,
                     )
+                self._allowed_in.add(change.namespace)
                 return cast(Json, result)
             except ApiException as e:
                 if e.status in (409, 422):
@@ -255,7 +285,7 @@ class KubeMesh:
                         raise Moved(_moved_message(change), live) from e
                 transient = e.status >= 500 or e.status == 409  # a 409 with nothing moved
                 if not transient or attempt == TRANSIENT_TRIES:
-                    raise _translate(e, "patch", plural, change.namespace, change.name) from e
+                    raise self._error(e, "patch", plural, change.namespace, change.name) from e
             except HTTPError as e:
                 if attempt == TRANSIENT_TRIES:
                     raise _unreachable(e) from e
@@ -263,21 +293,21 @@ class KubeMesh:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _get(self, plural: str, namespace: str, name: str) -> Json:
-        with _translated("get", plural, namespace, name), self._timed("get"):
+        with self._translated("get", plural, namespace, name), self._timed("get"):
             found = self._api.get_namespaced_custom_object(
                 GROUP, self.version, namespace, plural, name, _request_timeout=self._timeout
             )
         return cast(Json, found)
 
     def _list_destination_rules(self, namespace: str) -> Json:
-        with _translated("list", DR, namespace, None), self._timed("list"):
+        with self._translated("list", DR, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(
                 GROUP, self.version, namespace, DR, _request_timeout=self._timeout
             )
         return cast(Json, found)
 
     def _list_pods(self, namespace: str, selector: str | None = None) -> Json:
-        with _translated("list", PODS, namespace, None), self._timed("list"):
+        with self._translated("list", PODS, namespace, None), self._timed("list"):
             reply = self._core.list_namespaced_pod(
                 namespace,
                 label_selector=selector,
@@ -322,8 +352,46 @@ class KubeMesh:
         finally:
             self._observe(verb, time.perf_counter() - start, status)
 
+    @contextmanager
+    def _translated(
+        self, verb: str, plural: str, namespace: str, name: str | None
+    ) -> Iterator[None]:
+        """Turn the client's exceptions into the bot's, with messages that say what to do."""
+        try:
+            yield
+        except ApiException as e:
+            raise self._error(e, verb, plural, namespace, name) from e
+        except HTTPError as e:
+            raise _unreachable(e) from e
+        if namespace:
+            self._allowed_in.add(namespace)
+
+    def _error(
+        self, e: ApiException, verb: str, plural: str, namespace: str, name: str | None
+    ) -> Exception:
+        if e.status == 403:
+            return _forbidden(e, verb, plural, namespace, self._granted)
+        return _translate(e, verb, plural, namespace, name)
+
+    def _granted(self, namespace: str) -> bool:
+        """Whether the bot's ServiceAccount holds a grant of the chart's in `namespace`: a call
+        there was allowed before, or the API server's rules review lists one."""
+        if namespace in self._allowed_in:
+            return True
+        try:
+            review = self._authz.create_self_subject_rules_review(
+                client.V1SelfSubjectRulesReview(
+                    spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace)
+                ),
+                _request_timeout=self._timeout,
+            )
+        except (ApiException, HTTPError):
+            return False  # a server that cannot say, and nothing of ours was allowed there
+        rules = review.status.resource_rules if review.status is not None else None
+        return any(_grants_ours(rule) for rule in rules or [])
+
     def _discover_version(self) -> str:
-        with _translated("discover", "apis", "", None):
+        with self._translated("discover", "apis", "", None):
             groups = self._apis.get_api_versions(_request_timeout=self._timeout).groups
         offered = [v.version for g in groups if g.name == GROUP for v in g.versions]
         for version in PREFERRED_VERSIONS:
@@ -512,15 +580,12 @@ def _shares(splits: list[tuple[int, int]]) -> str:
     return ", ".join(f"{s}/{c}" for s, c in splits)
 
 
-@contextmanager
-def _translated(verb: str, plural: str, namespace: str, name: str | None) -> Iterator[None]:
-    """Turn the client's exceptions into the bot's, with messages that say what to do."""
-    try:
-        yield
-    except ApiException as e:
-        raise _translate(e, verb, plural, namespace, name) from e
-    except HTTPError as e:
-        raise _unreachable(e) from e
+def _grants_ours(rule: client.V1ResourceRule) -> bool:
+    """Whether an RBAC rule (of a rules review) allows some verb on a resource the bot uses."""
+    groups, resources = set(rule.api_groups or [""]), set(rule.resources or [])
+    return any(
+        {group, "*"} & groups and {resource, "*"} & resources for group, resource in RBAC_VERBS
+    )
 
 
 def _translate(
@@ -534,11 +599,6 @@ def _translate(
             f"{what} was not found in namespace '{namespace}'; check the name and the namespace "
             f"(kubectl -n {namespace} get {plural})"
         )
-    if e.status == 403:
-        return Forbidden(
-            f"the bot may not {verb} {plural} in namespace '{namespace}': {message}; grant its "
-            "ServiceAccount access to that namespace (Helm value rbac.namespaces)"
-        )
     if e.status == 422:
         return InvalidObject(
             f"the API server refused {what} in namespace '{namespace}': "
@@ -549,6 +609,40 @@ def _translate(
         f"the Kubernetes API answered {e.status} to {verb} {what} in namespace "
         f"'{namespace}': {message}"
     )
+
+
+def _forbidden(
+    e: ApiException, verb: str, plural: str, namespace: str, granted: Callable[[str], bool]
+) -> Forbidden:
+    """A 403, with the fix that fits: a namespace the bot's ServiceAccount has no grant in needs
+    adding to rbac.namespaces; one it has a grant in lacks a verb (a Role of an older chart)."""
+    refused = _refusal(e)
+    if refused is None:  # not the RBAC authorizer's words (an admission webhook's, say)
+        return Forbidden(
+            f"the bot may not {verb} {plural} in namespace '{namespace}': {_status_message(e)}; "
+            "the refusal names no missing RBAC grant: see the message for who refused and why"
+        )
+    verb, plural = refused["verb"], refused["resource"]  # as the authorizer saw the request
+    namespace = refused["namespace"] or namespace
+    head = f"the bot may not {verb} {plural} in namespace '{namespace}': {_status_message(e)}"
+    if namespace and granted(namespace):
+        return Forbidden(
+            f"{head}; the bot's ServiceAccount has a role in namespace '{namespace}', but it does "
+            f"not grant {verb} on {plural}, which the bot needs: upgrade the canary-bot chart "
+            "(helm upgrade), whose Role grants every verb the bot uses"
+        )
+    return Forbidden(
+        f"{head}; grant its ServiceAccount access to that namespace (Helm value rbac.namespaces)"
+    )
+
+
+def _refusal(e: ApiException) -> re.Match[str] | None:
+    """What the RBAC authorizer's 403 says was refused: verb, resource, group, namespace."""
+    try:
+        body = json.loads(e.body or "{}")
+    except ValueError:
+        return None
+    return _REFUSAL.search(str(body.get("message") or "")) if isinstance(body, dict) else None
 
 
 def _status_message(e: ApiException) -> str:

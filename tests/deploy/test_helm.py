@@ -16,6 +16,7 @@ import pytest
 from bot.app import Settings
 from policies import load_policy
 from tests.deploy.conftest import KUBE_VERSION, NAMESPACE, RELEASE, ROOT, Chart, Manifest
+from tests.support.chart_rbac import adapter_grants, grants
 
 FULLNAME = f"{RELEASE}-canary-bot"
 BOT_TOKEN, SIGNING_SECRET, APP_TOKEN = "xoxb-1-not-real", "signing-not-real", "xapp-1-not-real"
@@ -66,10 +67,17 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 ALL_SETS = pytest.mark.parametrize("name", VALUE_SETS)
 
+# Each resource with the verbs the bot calls (bot/mesh/kube.py, RBAC_VERBS): VirtualServices
+# are never watched.
 EXPECTED_RULES = [
     {
         "apiGroups": ["networking.istio.io"],
-        "resources": ["destinationrules", "virtualservices"],
+        "resources": ["virtualservices"],
+        "verbs": ["get", "list", "patch"],
+    },
+    {
+        "apiGroups": ["networking.istio.io"],
+        "resources": ["destinationrules"],
         "verbs": ["get", "list", "patch", "watch"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
@@ -154,7 +162,20 @@ def test_default_render_has_exactly_the_core_objects(chart: Chart) -> None:
     ]
 
 
-# --- RBAC: get/list/watch/patch on VirtualServices and DestinationRules, and nothing else ------
+# --- RBAC: the verbs the bot calls on VirtualServices, DestinationRules and Pods, nothing else ---
+
+
+@pytest.mark.parametrize("name", ["namespaces", "cluster-wide"])
+def test_the_chart_grants_exactly_the_verbs_the_kubernetes_adapter_calls(
+    chart: Chart, name: str
+) -> None:
+    """The chart against the table kept beside the calls (bot/mesh/kube.py, RBAC_VERBS): a verb
+    granted that no code path calls, or one called that is not granted, fails here."""
+    docs = render(chart, name)
+    roles = of_kind(docs, "Role") + of_kind(docs, "ClusterRole")
+    assert roles
+    for role in roles:
+        assert grants(role["rules"]) == adapter_grants()
 
 
 def test_a_role_per_namespace_grants_exactly_the_istio_rule(chart: Chart) -> None:

@@ -20,14 +20,16 @@ from kubernetes import client
 
 from bot import cli
 from bot.app import ConsoleNotifier, Parts, Settings, build
-from bot.mesh.errors import Forbidden
+from bot.mesh.errors import Forbidden, Moved
 from bot.mesh.kube import FIELD_MANAGER
+from bot.mesh.request import SplitRequest
 from bot.rollout.model import Phase, Rollout, StepDue, StepPlan
 from tests.support.chart_rbac import (
     AuditLog,
     Grant,
     Manifest,
     Request,
+    adapter_grants,
     apply_rbac,
     audited_kube_args,
     grants,
@@ -40,12 +42,14 @@ from tests.support.kubeapi import RealKube, build_binaries
 from .conftest import GROUP, Cluster
 
 ISTIO_KINDS = ("virtualservices", "destinationrules")
-# What the chart promises (helm/canary-bot/templates/_helpers.tpl, "canary-bot.rbacRules").
-CHART_GRANTS: set[Grant] = {
-    (GROUP, resource, verb)
-    for resource in ISTIO_KINDS
-    for verb in ("get", "list", "watch", "patch")
-} | {("", "pods", "list"), ("", "pods", "watch")}
+# What the chart promises (helm/canary-bot/templates/_helpers.tpl, "canary-bot.rbacRules"): the
+# verbs the bot calls, by the adapter's table (bot/mesh/kube.py, RBAC_VERBS). VirtualServices
+# are never watched.
+CHART_GRANTS: set[Grant] = (
+    {(GROUP, "virtualservices", verb) for verb in ("get", "list", "patch")}
+    | {(GROUP, "destinationrules", verb) for verb in ("get", "list", "watch", "patch")}
+    | {("", "pods", "list"), ("", "pods", "watch")}
+)
 # What any authenticated caller may do without the chart (the apiserver's bootstrap roles bound
 # to system:authenticated): ask what it may do, and read the public CA bundles.
 EVERYONE: set[Grant] = {
@@ -392,3 +396,147 @@ def test_the_service_account_may_do_exactly_what_the_chart_grants_and_no_more(
         "ClusterRoleBinding",
     }
     assert found_kinds == expected
+
+
+def relabel(admin: Cluster, namespace: str, pod: str, version: str) -> None:
+    body = {"metadata": {"labels": {"app": "weather", "version": version}}}
+    client.CoreV1Api(admin.api).patch_namespaced_pod(
+        pod, namespace, body, _content_type="application/merge-patch+json"
+    )
+
+
+def test_every_verb_the_chart_grants_is_one_the_bot_was_seen_using(
+    audited: Audited, redis_url: str
+) -> None:
+    """Nothing in the chart grants more than the bot uses: `serve`'s resync, a staged rollout,
+    and a plan that adds the canary's subset to the DestinationRule (refused once, because
+    someone edited the rule in between, then written) use every verb the chart grants, as the
+    apiserver's audit log records them, and no other."""
+    kube = audited.kube
+    weather = kube.new_namespace("weather")
+    installed = install(kube, cluster_wide=False, extra=(weather,))
+    admin = Cluster("real", kube.admin, kube)
+    admin.seed("weather", weather)
+    before = seen(audited, installed)
+    parts = bot(installed, redis_url, weather, serve=True)
+    try:
+        assert parts.engine.adopt_lost(weather) == []
+        assert roll_out(parts, weather).phase == Phase.PROMOTED  # v2 takes all traffic
+        relabel(admin, weather, "weather-v1-0", "v3")  # a ready pod of the next canary
+        wait_until(lambda: parts.mesh.ready_pods(weather, {"version": "v3"}) != [])
+        wanted = SplitRequest.build(vs="weather", namespace=weather, weight=10, to="v3")
+        plan = parts.mesh.plan(wanted)
+        assert plan.dr is not None  # it adds subset v3
+        admin.objects.patch_namespaced_custom_object(
+            GROUP,
+            "v1",
+            weather,
+            "destinationrules",
+            plan.dr.name,
+            {"metadata": {"annotations": {"edited-by": "someone-else"}}},
+        )
+        with pytest.raises(Moved):
+            parts.mesh.write(plan)
+        parts.mesh.apply(wanted)
+    finally:
+        parts.mesh.close()
+    assert routes(admin, weather) == [("v2", 90), ("v3", 10)]
+
+    requests = logged(audited, installed, before)
+    assert [r for r in requests if r.decision != "allow"] == []
+    used = {r.grant for r in requests if r.grant is not None}
+    assert used == CHART_GRANTS == adapter_grants()
+
+
+def without(kube: RealKube, install: Install, namespace: str, missing: Grant) -> None:
+    """The chart's Role in `namespace` with one grant taken out, as an older chart had it."""
+    group, resource, verb = missing
+    rbac = client.RbacAuthorizationV1Api(kube.admin)
+    role = rbac.read_namespaced_role(install.binding, namespace)
+    for rule in role.rules:
+        if group in rule.api_groups and resource in rule.resources:
+            rule.verbs = [v for v in rule.verbs if v != verb]
+    rbac.replace_namespaced_role(install.binding, namespace, role)
+    api = kube.api_client(install.token)
+    try:
+        wait_until(
+            lambda: rules_review(api, namespace) & CHART_GRANTS == CHART_GRANTS - {missing},
+            timeout=10,
+            what=f"the Role without {missing} to take effect",
+        )
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize(
+    ("missing", "subject"),
+    [
+        ((GROUP, "virtualservices", "get"), f'virtualservices.{GROUP} "weather"'),
+        (("", "pods", "list"), "pods"),
+        ((GROUP, "virtualservices", "patch"), f'virtualservices.{GROUP} "weather"'),
+    ],
+    ids=["vs-get-first-call", "pods-list", "vs-patch"],
+)
+def test_a_role_without_a_verb_the_bot_calls_gets_the_chart_upgrade_advice_and_nothing_changes(
+    audited: Audited,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    missing: Grant,
+    subject: str,
+) -> None:
+    """The chart's Role in a listed namespace less one verb (an out-of-date chart): the bot says
+    which verb on which resource is missing and that the chart needs upgrading, not that the
+    namespace needs listing. `get` of the VirtualService is the bot's first call there, so only
+    the apiserver's rules review can tell the namespace is granted."""
+    kube = audited.kube
+    weather = kube.new_namespace("weather")
+    installed = install(kube, cluster_wide=False, extra=(weather,))
+    admin = Cluster("real", kube.admin, kube)
+    admin.seed("weather", weather)
+    without(kube, installed, weather, missing)
+    objects = client.CustomObjectsApi(kube.admin)
+
+    def versions() -> dict[str, str]:
+        return {
+            kind: item["metadata"]["resourceVersion"]
+            for kind in ISTIO_KINDS
+            for item in objects.list_namespaced_custom_object(GROUP, "v1", weather, kind)["items"]
+        }
+
+    group, resource, verb = missing
+    advice = (
+        f"the bot may not {verb} {resource} in namespace '{weather}': {subject} is forbidden: "
+        f'User "{installed.username}" cannot {verb} resource "{resource}" in API group '
+        f'"{group}" in the namespace "{weather}"; the bot\'s ServiceAccount has a role in '
+        f"namespace '{weather}', but it does not grant {verb} on {resource}, which the bot "
+        "needs: upgrade the canary-bot chart (helm upgrade), whose Role grants every verb the "
+        "bot uses"
+    )
+    before, earlier = versions(), seen(audited, installed)
+    parts = bot(installed, redis_url, weather, serve=False)
+    try:
+        with pytest.raises(Forbidden) as refused:
+            parts.mesh.apply(SplitRequest.build(vs="weather", namespace=weather, weight=30))
+    finally:
+        parts.mesh.close()
+    assert str(refused.value) == advice
+
+    # `canary-bot rollout start weather.<namespace>`, as an operator sees it.
+    monkeypatch.setenv("KUBECONFIG", str(installed.kubeconfig))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for name in ("CANARY_KUBE_CONTEXT", "CANARY_POLICY_FILE", "PROMETHEUS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    cli.main(["rollout", "start", f"weather.{weather}", "--steps", "20,50,100"])
+    shown = capsys.readouterr()
+    assert advice in shown.out + shown.err, shown
+    assert "rbac.namespaces" not in shown.out + shown.err
+
+    assert versions() == before  # neither object was written, not even a fence
+    assert routes(admin, weather) == [("v1", 90), ("v2", 10)]
+    requests = logged(audited, installed, earlier)
+    refusals = {(r.grant, r.namespace, r.code) for r in requests if r.decision != "allow"}
+    assert refusals == {(missing, weather, 403)}
+    reviews = [r for r in requests if r.resource == "selfsubjectrulesreviews"]
+    # Asked only where nothing the bot did in the namespace had been allowed yet.
+    assert bool(reviews) == (verb == "get"), reviews

@@ -4,6 +4,7 @@ audit log: what the bot asked for, as the apiserver authorized it.
     docs = render_chart({"rbac": {"namespaces": [bot, "weather"]}}, release="rel", namespace=bot)
     apply_rbac(kube.admin, docs, namespace=bot)      # the ServiceAccount, Roles, bindings
     requests = AuditLog(path).requests(username)     # one `Request` per auditID
+    adapter_grants()                                 # what the bot's code calls: the chart's due
 
 `render_chart` runs the real helm (scripts/helm.sh, fetched once into .cache/helm);
 `audited_kube_args` are the kube-apiserver flags that write every request, at Metadata level,
@@ -22,6 +23,8 @@ from typing import Any
 
 import yaml
 from kubernetes import client
+
+from bot.mesh.kube import RBAC_VERBS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "canary-bot"
@@ -113,6 +116,14 @@ def grants(rules: Iterable[Mapping[str, Any]]) -> set[Grant]:
                 for verb in rule.get("verbs") or []:
                     found.add((group, resource, verb))
     return found
+
+
+def adapter_grants() -> set[Grant]:
+    """Every (apiGroup, resource, verb) the Kubernetes adapter calls, by its own table (each
+    verb there names the code path that calls it): what the chart must grant, and no more."""
+    return {
+        (group, resource, verb) for (group, resource), verbs in RBAC_VERBS.items() for verb in verbs
+    }
 
 
 def rules_review(api: client.ApiClient, namespace: str) -> set[Grant]:

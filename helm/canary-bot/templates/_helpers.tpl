@@ -66,10 +66,21 @@ first of rbac.namespaces (the bot can act nowhere else), else the release's name
 {{- toJson (uniq $namespaces) }}
 {{- end }}
 
-{{/* The one rule the bot needs; the tests pin it down. */}}
+{{/*
+Each resource with exactly the verbs the bot calls, and the code that calls each: the same table
+is RBAC_VERBS in bot/mesh/kube.py, and the tests hold the two together.
+VirtualServices: get (each plan, step check and settle reads one), list (the resync looks for
+canaries a lost rollout left), patch (every guarded write, and the fences). Never watched.
+DestinationRules: list and watch (the subsets a plan reads; `serve` keeps them current with a
+watch), patch (a plan that adds the canary's subset), get (that patch answered 409/422: read again).
+Pods: list and watch (a canary subset must select ready pods before traffic moves to it).
+*/}}
 {{- define "canary-bot.rbacRules" -}}
 - apiGroups: ["networking.istio.io"]
-  resources: ["virtualservices", "destinationrules"]
+  resources: ["virtualservices"]
+  verbs: ["get", "list", "patch"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["destinationrules"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
