@@ -15,6 +15,7 @@ from bot import runners
 from bot.mesh.errors import MeshError
 from bot.mesh.planner import TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest, parse_percent
+from commands import parse_cohort
 
 EXIT_USAGE = 2
 
@@ -60,6 +61,9 @@ def _add_plan(commands: Any) -> None:
     plan.add_argument("--to", help="the canary subset (needed when several could be)")
     plan.add_argument("--route", action="append", default=[], help="only this http route")
     plan.add_argument("--mirror", help="mirror this share of traffic to the canary (0 = off)")
+    plan.add_argument(
+        "--cohort", help="route a cohort to the canary: 'header x-beta=1', 'user jason', 'off'"
+    )
     plan.add_argument("-o", "--output", choices=("yaml", "patch", "diff"), default="yaml")
     plan.set_defaults(run=run_plan)
 
@@ -143,6 +147,7 @@ def run_plan(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         weight=_percent(args.weight, "weight"),
         mirror=_percent(args.mirror, "mirror"),
+        cohort=None if args.cohort is None else parse_cohort(args.cohort),
         to=args.to,
         routes=tuple(args.route),
     )

@@ -3,7 +3,7 @@
 from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
 from commands.help import help_text
 from commands.model import Command, Verb
-from commands.parse import MAX_LENGTH, CommandError, parse
+from commands.parse import MAX_LENGTH, CommandError, parse, parse_cohort
 
 __all__ = [
     "MAX_LENGTH",
@@ -13,6 +13,7 @@ __all__ = [
     "Verb",
     "help_text",
     "parse",
+    "parse_cohort",
     "parse_duration",
     "parse_service",
     "parse_steps",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from commands.model import Verb
 
 EXAMPLE_SERVICE = "weather"
+COHORT_EXAMPLE = "header x-beta=1 to v2"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,10 @@ _TOPICS: dict[Verb, _Topic] = {
     Verb.HISTORY: _Topic(forms=(("{service} history", "past rollouts: who did what, and when"),)),
     Verb.PLAN: _Topic(
         forms=(("{service} plan 25%", "show the change 25% would make, without making it"),),
-        details=("Takes `to <subset>` like a weight does.",),
+        details=(
+            "Takes `to <subset>` like a weight does.",
+            f"`/canary {{service}} plan cohort {COHORT_EXAMPLE}` shows a cohort's route.",
+        ),
     ),
     Verb.MIRROR: _Topic(
         forms=(
@@ -59,6 +63,23 @@ _TOPICS: dict[Verb, _Topic] = {
             ("{service} mirror off", "stop mirroring"),
         ),
         details=("Takes `to <subset>` like a weight does.",),
+    ),
+    Verb.COHORT: _Topic(
+        forms=(
+            (
+                "{service} cohort " + COHORT_EXAMPLE,
+                "send requests with header x-beta: 1 to the canary, everyone else as before",
+            ),
+            ("{service} cohort cookie user=jason", "the same for a cookie"),
+            ("{service} cohort user jason", "the same for one user (the `end-user` header)"),
+            ("{service} cohort off", "remove the cohort's route"),
+        ),
+        details=(
+            "The cohort gets a route of its own, named canary-bot-cohort, ahead of the "
+            "catch-all route; other routes stay as they are.",
+            "Names are letters, digits, '-' and '_'; values letters, digits and . _ @ : + -",
+            "Rollback and promotion remove the cohort's route too.",
+        ),
     ),
     Verb.LIST: _Topic(forms=(("list", "the rollouts going on now"),)),
     Verb.HELP: _Topic(forms=(("help", "this list"), ("help start", "more about one command"))),

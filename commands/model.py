@@ -8,6 +8,8 @@ from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
 
+from commands.cohort import CohortChange
+
 
 class Verb(StrEnum):
     SET_WEIGHT = "set-weight"
@@ -21,6 +23,7 @@ class Verb(StrEnum):
     HISTORY = "history"
     PLAN = "plan"
     MIRROR = "mirror"
+    COHORT = "cohort"
     LIST = "list"
     HELP = "help"
 
@@ -54,9 +57,12 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.ROLLBACK: VerbInfo(True, safe=True, button=True),
     Verb.ABORT: VerbInfo(True, safe=True),
     Verb.HISTORY: VerbInfo(False),
-    Verb.PLAN: VerbInfo(False, needs=frozenset({"service", "weight"}), may=_WEIGHTED),
+    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort"}),  # a weight or a cohort
     Verb.MIRROR: VerbInfo(
         True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED
+    ),
+    Verb.COHORT: VerbInfo(
+        True, raising=True, needs=frozenset({"service", "cohort"}), may=_WEIGHTED
     ),
     Verb.LIST: VerbInfo(False, needs=frozenset(), may=frozenset()),
     Verb.HELP: VerbInfo(False, needs=frozenset(), may=frozenset({"topic"})),
@@ -81,6 +87,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     interval_s: int | None = Field(default=None, ge=1)  # start (`every 5m`)
     mirror: int | None = Field(default=None, ge=0, le=100)  # 0 means `mirror off`
     topic: str | None = None  # help <topic>
+    cohort: CohortChange | None = None  # who goes to the canary first; "off" removes the route
 
     @property
     def mutating(self) -> bool:
@@ -96,4 +103,6 @@ class Command(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"{self.verb} needs {', '.join(missing)}")
         if extra := sorted(given - required - allowed):
             raise ValueError(f"{self.verb} does not take {', '.join(extra)}")
+        if self.verb is Verb.PLAN and self.weight is None and self.cohort is None:
+            raise ValueError("plan needs a weight or a cohort")
         return self

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import NamedTuple
 
+from commands.cohort import OFF, CohortChange, make_cohort
 from commands.grammar import (
     LABEL_RULE,
     GrammarError,
@@ -24,7 +25,7 @@ from commands.grammar import (
     shown,
     split_service,
 )
-from commands.help import EXAMPLE_SERVICE, HELP_TOPICS, example
+from commands.help import COHORT_EXAMPLE, EXAMPLE_SERVICE, HELP_TOPICS, example
 from commands.model import BARE, Command, Verb
 
 MAX_LENGTH = 300
@@ -38,7 +39,12 @@ _OPTION_VALUES = {
     "steps": "a list, like 5,10,25,50,100",
     "every": "a duration, like 5m",
 }
-_WITH_OPTIONS = {Verb.START: "to v2 steps 10,50,100 every 10m"}
+_WITH_OPTIONS = {Verb.START: "to v2 steps 10,50,100 every 10m", Verb.COHORT: ""}
+COHORT_KINDS = {
+    "header": "a header and its value (NAME=VALUE)",
+    "cookie": "a cookie and its value (NAME=VALUE)",
+    "user": "the user's ID",
+}
 
 
 class CommandError(GrammarError):
@@ -218,10 +224,72 @@ def _set_weight(target: _Target, words: list[str]) -> Command:
 def _plan(target: _Target, words: list[str]) -> Command:
     if not words:
         raise CommandError(f"`plan` needs a weight: {_usage(Verb.PLAN, target)}")
+    if words[0].lower() == Verb.COHORT:
+        cohort, to = _cohort_and_subset(target, words[1:], plan=True)
+        return Command(
+            verb=Verb.PLAN,
+            service=target.service,
+            namespace=target.namespace,
+            cohort=cohort,
+            to=to,
+        )
     weight, to = _weight_and_subset(Verb.PLAN, target, words)
     return Command(
         verb=Verb.PLAN, service=target.service, namespace=target.namespace, weight=weight, to=to
     )
+
+
+def _cohort(target: _Target, words: list[str]) -> Command:
+    cohort, to = _cohort_and_subset(target, words)
+    return Command(
+        verb=Verb.COHORT, service=target.service, namespace=target.namespace, cohort=cohort, to=to
+    )
+
+
+def _cohort_and_subset(
+    target: _Target, words: list[str], *, plan: bool = False
+) -> tuple[CohortChange, str | None]:
+    """`header x-beta=1 to v2`, `cookie user=jason`, `user jason`, or `off`."""
+    usage = _usage(Verb.COHORT, target)
+    if plan:
+        usage = f"`/canary {target.text} plan cohort {COHORT_EXAMPLE}`"
+    if not words:
+        raise CommandError(f"say who is in the cohort, like {usage}, or `cohort off`")
+    kind = words[0].lower()
+    if kind == OFF:
+        _nothing_after("cohort off", words[1:], f"`/canary {target.text} cohort off`")
+        return OFF, None
+    if kind not in COHORT_KINDS:
+        raise CommandError(
+            f"{shown(words[0])} is not a kind of cohort: use `header NAME=VALUE`, "
+            f"`cookie NAME=VALUE` or `user ID`, like {usage}"
+        )
+    if len(words) < 2 or words[1].lower() == "to":
+        raise CommandError(f"`{kind}` needs {COHORT_KINDS[kind]}, like {usage}")
+    name, value = _cohort_pair(kind, words[1], usage)
+    options = _options(words[2:], ("to",), usage)
+    try:
+        cohort = make_cohort(kind, name, value)
+    except ValueError as err:
+        raise CommandError(f"{err}, like {usage}") from err
+    return cohort, _subset(options.get("to"), usage)
+
+
+def parse_cohort(text: str) -> CohortChange:
+    """`header x-beta=1`, `cookie user=jason`, `user jason` or `off`, as the CLI takes it."""
+    words = _words(text)
+    if "to" in (w.lower() for w in words):
+        raise CommandError("name the canary with --to, not in the cohort")
+    return _cohort_and_subset(_EXAMPLE, words)[0]
+
+
+def _cohort_pair(kind: str, word: str, usage: str) -> tuple[str, str]:
+    if kind == "user":
+        return "", word
+    name, equals, value = word.partition("=")
+    if not equals or not name or not value:
+        raise CommandError(f"`{kind}` needs {COHORT_KINDS[kind]}, not {shown(word)}, like {usage}")
+    return name, value
 
 
 def _mirror(target: _Target, words: list[str]) -> Command:
@@ -256,6 +324,7 @@ _VERBS: dict[str, _Parser] = {
     Verb.START: _start,
     Verb.PLAN: _plan,
     Verb.MIRROR: _mirror,
+    Verb.COHORT: _cohort,
     **{verb.value: partial(_bare, verb) for verb in BARE},
 }
 

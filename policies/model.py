@@ -31,6 +31,7 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     ABORT = "abort"
     MIRROR = "mirror"
+    COHORT = "cohort"
     APPROVE = "approve"
 
 
@@ -133,6 +134,7 @@ class Permissions(_Schema):
     rollback: Principals = ()
     abort: Principals = ()
     mirror: Principals = ()
+    cohort: Principals = ()
     approve: Principals = ()
 
     def who_may(self, action: Action) -> tuple[str, ...]:

@@ -108,6 +108,7 @@ class CardView:
     started_by: str
     buttons: tuple[Button, ...]
     value: str
+    cohort: str | None = None  # the cohort routed to the canary, as typed after `cohort`
 
 
 # The description.
@@ -134,6 +135,7 @@ def card_view(rollout: Rollout, now: datetime) -> CardView:
         started_by=rollout.started_by,
         buttons=_buttons(rollout),
         value=f"{rollout.id}:{rollout.version}",
+        cohort=None if rollout.cohort is None else rollout.cohort.text,
     )
 
 
@@ -216,6 +218,8 @@ def _rollback_button(rollout: Rollout) -> Button:
 def card_blocks(view: CardView) -> list[dict[str, Any]]:
     """The card as Block Kit blocks, built (and so checked) by slack_sdk's models."""
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_summary_mrkdwn(view)))]
+    if view.cohort is not None:
+        blocks.append(_labelled_section("Cohort", f"{view.cohort} → {view.canary}"))
     if view.last_verdict is not None:
         blocks.append(_labelled_section("Last check", view.last_verdict))
     if view.reason is not None:
@@ -327,6 +331,8 @@ def card_text(view: CardView) -> str:
         f"{view.bar} {view.weight}% to {view.canary}{_pending_text(view)}",
         f"{view.phase} · {_step_line(view)}",
     ]
+    if view.cohort is not None:
+        lines.append(f"cohort: {view.cohort} → {view.canary}")
     if view.last_verdict is not None:
         lines.append(f"last check: {view.last_verdict}")
     if view.reason is not None:

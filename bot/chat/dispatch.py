@@ -23,6 +23,7 @@ from bot.chat.approvals import (
 )
 from bot.chat.cards import card_blocks, card_text, card_view
 from bot.chat.health_text import health_table
+from bot.mesh.cohort import live_cohort
 from bot.mesh.errors import MeshError
 from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout, Unrecorded
 from bot.rollout.model import (
@@ -30,7 +31,7 @@ from bot.rollout.model import (
     Rollout,
     StepPlan,
 )
-from bot.rollout.transitions import InvalidTransition
+from bot.rollout.transitions import InvalidTransition, cohort_text
 from bot.service.changes import Changes, Proposal, gitops_warnings
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
@@ -39,7 +40,8 @@ from commands.names import service_name
 from policies import Change, Deny, NeedsApproval, is_user, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
 
-NEW_ROLLOUT = frozenset({Verb.START, Verb.SET_WEIGHT, Verb.MIRROR})
+NEW_ROLLOUT = frozenset({Verb.START, Verb.SET_WEIGHT, Verb.MIRROR, Verb.COHORT})
+ONE_OFF = frozenset({Verb.SET_WEIGHT, Verb.MIRROR, Verb.COHORT})
 USER_ERRORS = (
     MeshError,
     InvalidTransition,
@@ -232,10 +234,12 @@ class Dispatcher:
             return [Reply(f"{card.text}\n\n{table}", blocks=[*(card.blocks or []), section])]
         plan = self.changes.preview(c.model_copy(update={"weight": 0}), namespace)
         weights = ", ".join(f"{s}%/{k}%" for s, k in (t.before for t in plan.touched))
+        cohort = live_cohort(plan.vs.before)
+        cohort_line = "" if cohort is None else f"; {cohort_text(cohort, plan.canary)}"
         return [
             Reply(
                 f"{service_name(str(c.service), namespace)}: no rollout going on; "
-                f"{plan.stable}/{plan.canary} at {weights}"
+                f"{plan.stable}/{plan.canary} at {weights}{cohort_line}"
             )
         ]
 
@@ -257,12 +261,13 @@ class Dispatcher:
     def _plan(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         plan = self.changes.preview(c, namespace)
         service = service_name(str(c.service), namespace)
+        wanted = f"at {c.weight}%" if c.cohort is None else cohort_text(c.cohort, plan.canary)
         if plan.noop:
-            return [Reply(f"{service} is already at {c.weight}%")]
+            return [Reply(f"{service} is already {wanted}")]
         warnings = "".join(f"\n:warning: {w}" for w in gitops_warnings(plan))
         return [
             Reply(
-                f"Plan for {service} at {c.weight}% ({plan.stable} → {plan.canary}), nothing "
+                f"Plan for {service} {wanted} ({plan.stable} → {plan.canary}), nothing "
                 f"applied:\n```{plan.diff}```{warnings}"
             )
         ]
@@ -283,7 +288,7 @@ def _outcome(proposal: Proposal, rollout: Rollout) -> list[Reply]:
     """What the asker is told beyond the card: what went wrong, as it really is, and for a
     staged start, which steps will wait for an approval."""
     c, wanted = proposal.command, proposal.change.weight_after
-    one_off_failed = rollout.phase is Phase.FAILED and c.verb in (Verb.SET_WEIGHT, Verb.MIRROR)
+    one_off_failed = rollout.phase is Phase.FAILED and c.verb in ONE_OFF
     if rollout.write_failed or rollout.writing is not None or one_off_failed:
         return [Reply(f":warning: {rollout.reason or 'the change did not go live'}")]
     if c.verb is Verb.SET_WEIGHT and rollout.weight != wanted:

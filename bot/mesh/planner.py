@@ -12,12 +12,13 @@ import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import yaml
 
+from bot.mesh.cohort import COHORT_ROUTE, cohort_change, cohort_index, cohort_route
 from bot.mesh.errors import AmbiguousCanary, InvalidObject, InvalidRequest, PlanError
 from bot.mesh.models import (
     Destination,
@@ -34,6 +35,7 @@ from bot.mesh.validation import (
     ensure_valid,
     virtual_service_problems,
 )
+from commands.cohort import Cohort, CohortChange
 from commands.names import service_name
 
 ANNOTATION = "canary-bot/last-applied"
@@ -350,8 +352,9 @@ class _Target:
         return traffic
 
     def roles(self, request: SplitRequest, last: LastApplied | None) -> tuple[str, str]:
-        """(stable, canary): from the bot's own record when it has one, else from the routes."""
-        traffic = self.traffic_by_subset(self.vs.spec.routes)
+        """(stable, canary): from the bot's own record when it has one, else from the routes
+        (the cohort's route, all of it to the canary, says nothing about which is stable)."""
+        traffic = self.traffic_by_subset(_shared_routes(self.vs))
         if not traffic:
             raise PlanError(
                 f"{self.where()} has no {self.vs.spec.kind} route to host '{self.dr.spec.host}' of "
@@ -362,7 +365,7 @@ class _Target:
         if last is not None and last.stable in traffic and last.stable != request.to:
             return last.stable, self.canary_subset(last.stable, request, last)
         # Catch-all routes carry the bulk of traffic; header-matched tester routes do not.
-        catch_all = [r for r in self.vs.spec.routes if "match" not in r.model_extra_keys()]
+        catch_all = [r for r in _shared_routes(self.vs) if "match" not in r.model_extra_keys()]
         traffic = self.traffic_by_subset(catch_all) or traffic
         if request.to is not None:
             traffic = {s: w for s, w in traffic.items() if s != request.to}
@@ -510,7 +513,12 @@ def _host_key(dest: Destination) -> str | None:
 def _primary_routes(vs: VirtualService) -> list[HTTPRoute]:
     """The catch-all routes (no match), or every route when each has a match."""
     catch_all = [r for r in vs.spec.routes if "match" not in r.model_extra_keys()]
-    return catch_all or vs.spec.routes
+    return catch_all or _shared_routes(vs)
+
+
+def _shared_routes(vs: VirtualService) -> list[HTTPRoute]:
+    """Every route but the bot's cohort route."""
+    return [r for r in vs.spec.routes if r.name != COHORT_ROUTE]
 
 
 def splits_by_host(
@@ -653,6 +661,12 @@ class _Editor:
         parent[key].append(copy.deepcopy(value))
         self.ops.append({"op": "add", "path": pointer((*path, "-")), "value": copy.deepcopy(value)})
 
+    def insert(self, path: tuple[str | int, ...], value: Any) -> None:
+        """Add `value` to a list at the index `path` ends with, before what is there."""
+        parent, key = self._parent(path)
+        parent.insert(key, copy.deepcopy(value))
+        self.ops.append({"op": "add", "path": pointer(path), "value": copy.deepcopy(value)})
+
     def remove(self, path: tuple[str | int, ...]) -> None:
         parent, key = self._parent(path)
         if _has(parent, key):
@@ -745,7 +759,39 @@ class _Splitter:
                 self.set_mirror(route, index, request.mirror)
             after = self.split_of(self.current(index), index)
             routes.append(TouchedRoute(index, route.name, reason, before, after))
-        return routes
+        cohort = cohort_change(request.weight, request.cohort, finalize=request.finalize)
+        return routes if cohort is None else self.set_cohort(cohort, routes)
+
+    def set_cohort(self, cohort: CohortChange, routes: list[TouchedRoute]) -> list[TouchedRoute]:
+        """Put the cohort's route ahead of the touched routes (or change it where it is), or
+        remove it; the touched routes' indexes follow theirs as they move."""
+        if self.kind != "http" and not isinstance(cohort, Cohort):
+            return routes  # no http routes, so no cohort route to remove
+        if self.kind != "http":
+            raise InvalidRequest(
+                f"{self.target.where()} has {self.kind} routes, and a cohort is picked by an "
+                "HTTP header; nothing was changed; set a weight instead"
+            )
+        at, shift = cohort_index(self.editor.doc["spec"]["http"]), 0
+        if not isinstance(cohort, Cohort):
+            if at is not None:
+                self.editor.remove(("spec", "http", at))
+                shift = -1
+        elif at is not None:
+            self.editor.set(("spec", "http", at), self.cohort_route(cohort, routes))
+        else:
+            at, shift = min(r.index for r in routes), 1
+            self.editor.insert(("spec", "http", at), self.cohort_route(cohort, routes))
+        return [
+            replace(r, index=r.index + shift) if at is not None and r.index >= at else r
+            for r in routes
+        ]
+
+    def cohort_route(self, cohort: Cohort, routes: list[TouchedRoute]) -> Json:
+        """The cohort's route, to the canary's destination (a copy of stable's, port kept)."""
+        route = self.editor.doc["spec"]["http"][routes[0].index]
+        stable = route["route"][self.stable_index(HTTPRoute.model_validate(route))]
+        return cohort_route(cohort, self.target.as_canary(stable["destination"], self.canary))
 
     def current(self, index: int) -> HTTPRoute:
         return HTTPRoute.model_validate(self.editor.doc["spec"][self.kind][index])

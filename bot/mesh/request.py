@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.mesh.errors import InvalidRequest
+from commands.cohort import CohortChange
 from commands.names import DNS1123_LABEL
 
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
@@ -28,6 +29,7 @@ class SplitRequest(BaseModel):
     stable: str | None = None  # a rollout knows its roles; chat commands leave it to the planner
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
+    cohort: CohortChange | None = None  # a cohort's route to the canary; "off" removes it
     finalize: bool = False  # promotion: the canary takes all traffic and becomes stable
     write: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")  # see LastApplied
     rollout: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")
@@ -50,9 +52,9 @@ class SplitRequest(BaseModel):
             request = cls(**fields)
         except ValidationError as e:
             raise InvalidRequest(_sentence(e)) from e
-        if request.weight is None and request.mirror is None:
+        if request.weight is None and request.mirror is None and request.cohort is None:
             raise InvalidRequest(
-                "say what to change: a canary weight, a mirror percentage, or both"
+                "say what to change: a canary weight, a mirror percentage or a cohort"
             )
         if request.finalize and (request.to is None or request.weight != 100):
             raise InvalidRequest("promotion needs the canary named and its weight at 100%")

@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
+from bot.mesh.cohort import cohort_change
 from bot.mesh.errors import MeshError, Moved
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
@@ -42,6 +43,7 @@ from bot.rollout.model import (
     Rollback,
     Rollout,
     Schedule,
+    SetCohort,
     SetMirror,
     SetWeight,
     StepDue,
@@ -62,6 +64,7 @@ from bot.rollout.ports import (
 )
 from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
+from commands.cohort import Cohort, CohortChange
 from commands.names import service_name
 
 log = logging.getLogger(__name__)
@@ -213,30 +216,58 @@ class Engine:
         namespace: str,
         vs: str,
         to: str | None,
-        mirror: int,
+        mirror: int | None,
         actor: str,
         channel: str | None,
         resolved: Resolved | None = None,
+        cohort: CohortChange | None = None,
     ) -> Rollout:
-        """Mirroring: on the active rollout, or as a one-off change with its own record."""
-        event = SetMirror(actor=actor, mirror=mirror)
+        """Mirroring (or a cohort): on the active rollout, or as a one-off change with its own
+        record."""
+        event: SetMirror | SetCohort = (
+            SetMirror(actor=actor, mirror=mirror or 0)
+            if cohort is None
+            else SetCohort(actor=actor, cohort=cohort)
+        )
         with self._serialized(f"{namespace}/{vs}", urgent=False):
             active = self.store.active_for(namespace, vs)
             if active is not None:
                 return self._handle(active.id, event, None, _first_for(resolved, active.id))
             resolved = self._new(resolved) or self._resolve(
-                namespace, vs, to, channel, weight=None, mirror=mirror
+                namespace, vs, to, channel, weight=None, mirror=mirror, cohort=cohort
             )
             rollout, effects = start_one_off(
                 rollout_id=resolved.rollout_id,
                 target=resolved.target,
-                actor=actor,
                 channel=channel,
                 live_weight=resolved.planned.live_weight,
-                mirror=mirror,
+                event=event,
                 now=self.clock(),
             )
             return self._open(rollout, effects, resolved.first)
+
+    def set_cohort(
+        self,
+        *,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        cohort: CohortChange,
+        actor: str,
+        channel: str | None,
+        resolved: Resolved | None = None,
+    ) -> Rollout:
+        """A cohort's route: on the active rollout, or as a one-off change with its own record."""
+        return self.set_mirror(
+            namespace=namespace,
+            vs=vs,
+            to=to,
+            mirror=None,
+            actor=actor,
+            channel=channel,
+            resolved=resolved,
+            cohort=cohort,
+        )
 
     def resolve(
         self,
@@ -247,17 +278,21 @@ class Engine:
         channel: str | None,
         weight: int | None,
         mirror: int | None = None,
+        cohort: CohortChange | None = None,
     ) -> Resolved:
         """Read the live objects once and plan the change, for a new rollout or the active one:
         what the policy decides on, and what is then written as it is."""
         active = self.store.active_for(namespace, vs)
         if active is None or not active.active:
-            return self._resolve(namespace, vs, to, channel, weight=weight, mirror=mirror)
+            return self._resolve(
+                namespace, vs, to, channel, weight=weight, mirror=mirror, cohort=cohort
+            )
         owner = Owner(self.ids(), active.id, active.channel)
         effect = ApplyWeight(
             weight=active.weight if weight is None else weight,
             previous=active.weight,
             mirror=mirror,
+            cohort=cohort,
         )
         planned = self.traffic.plan(active.target, effect, owner)
         return Resolved(owner, active.target, planned, new=False)
@@ -276,9 +311,12 @@ class Engine:
         *,
         weight: int | None,
         mirror: int | None,
+        cohort: CohortChange | None = None,
     ) -> Resolved:
         owner = Owner(self.ids(), self.ids(), channel)
-        target, planned = self.traffic.resolve(namespace, vs, to, weight, owner, mirror=mirror)
+        target, planned = self.traffic.resolve(
+            namespace, vs, to, weight, owner, mirror=mirror, cohort=cohort
+        )
         return Resolved(owner, target, planned, new=True)
 
     def adopt_lost(self, namespace: str) -> list[Rollout]:
@@ -753,12 +791,23 @@ def _first_for(resolved: Resolved | None, rollout_id: str) -> tuple[str, Planned
 
 
 def _landed(rollout: Rollout, write: Write) -> Rollout:
-    return rollout.model_copy(update={"weight": write.weight, "step": write.step, "writing": None})
+    head = rollout.pending[0] if rollout.pending else None
+    update = {"weight": write.weight, "step": write.step, "writing": None}
+    landed = rollout.model_copy(update=update)
+    return _with_cohort(landed, head) if isinstance(head, ApplyWeight) else landed
 
 
 def _live(rollout: Rollout, effect: ApplyWeight) -> Rollout:
     update = {"weight": effect.weight, "step": effect.step, "writing": None}
-    return rollout.model_copy(update=update)
+    return _with_cohort(rollout.model_copy(update=update), effect)
+
+
+def _with_cohort(rollout: Rollout, effect: ApplyWeight) -> Rollout:
+    """The cohort routed to the canary once `effect` is live."""
+    change = cohort_change(effect.written_weight, effect.cohort, finalize=effect.finalize)
+    if change is None:
+        return rollout
+    return rollout.model_copy(update={"cohort": change if isinstance(change, Cohort) else None})
 
 
 def _refusal(

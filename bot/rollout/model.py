@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from commands.cohort import Cohort, CohortChange
 from commands.names import service_name
 from commands.steps import steps_problem
 
@@ -115,6 +116,13 @@ class ApplyWeight(_Frozen):
     guard: bool = False  # a scheduled step: live weights other than `previous` are drift
     finalize: bool = False  # after 100%: the canary becomes the stable subset
     mirror: int | None = None  # also set mirroring to this percentage (0 removes it)
+    cohort: CohortChange | None = None  # also route this cohort to the canary ("off": remove)
+
+    @property
+    def written_weight(self) -> int | None:
+        """The weight the write sets; None when it changes only mirroring or the cohort."""
+        routing = self.mirror is not None or self.cohort is not None
+        return None if routing and self.weight == self.previous else self.weight
 
 
 class Write(_Frozen):
@@ -192,6 +200,7 @@ class Rollout(_Frozen):
     reason: str = ""  # why it is paused, failed or rolled back
     pending: tuple[Effect, ...] = ()  # effects decided but not yet carried out
     writing: Write | None = None  # a traffic change sent (or about to be), not yet confirmed
+    cohort: Cohort | None = None  # the cohort the bot last routed to the canary, once live
     version: int = 0  # bumped by the store on every write
 
     @property
@@ -290,6 +299,11 @@ class SetMirror(_Event):
     mirror: int = Field(ge=0, le=100)
 
 
+class SetCohort(_Event):
+    kind: Literal["set-cohort"] = "set-cohort"
+    cohort: CohortChange
+
+
 Event = Annotated[
     StepDue
     | HealthResult
@@ -303,6 +317,7 @@ Event = Annotated[
     | ApprovalGranted
     | ApprovalDenied
     | WriteFailed
-    | SetMirror,
+    | SetMirror
+    | SetCohort,
     Field(discriminator="kind"),
 ]

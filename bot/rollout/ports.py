@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol
 
 from bot.mesh.planner import LastApplied, TrafficPlan
 from bot.rollout.model import ApplyWeight, Notify, Rollout, Target, Verdict
+from commands.cohort import CohortChange
 
 
 class Owner(NamedTuple):
@@ -103,6 +104,7 @@ class Traffic(Protocol):
         write: Owner,
         *,
         mirror: int | None = None,
+        cohort: CohortChange | None = None,
     ) -> tuple[Target, Planned]: ...
 
     def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.mesh.cohort import COHORT_ROUTE
 from bot.mesh.errors import Moved
 from bot.mesh.kube import KubeMesh, wrote
 from bot.mesh.models import VirtualService
@@ -15,6 +16,7 @@ from bot.mesh.planner import (
 from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
 from bot.rollout.ports import Owner, Planned
+from commands.cohort import CohortChange
 
 FENCE_TRIES = 5
 
@@ -32,12 +34,19 @@ class KubeTraffic:
         write: Owner,
         *,
         mirror: int | None = None,
+        cohort: CohortChange | None = None,
     ) -> tuple[Target, Planned]:
         """The stable and canary subsets a rollout would move between, and the plan that would
-        set `weight` (and `mirror`) now: the engine writes that very plan when it is the first
-        thing to do."""
+        set `weight` (and `mirror`, or a `cohort`) now: the engine writes that very plan when
+        it is the first thing to do."""
         request = SplitRequest.build(
-            vs=vs, namespace=namespace, weight=weight, to=to, mirror=mirror, **write._asdict()
+            vs=vs,
+            namespace=namespace,
+            weight=weight,
+            to=to,
+            mirror=mirror,
+            cohort=cohort,
+            **write._asdict(),
         )
         plan = self.mesh.plan(request)
         target = Target(
@@ -54,15 +63,15 @@ class KubeTraffic:
         return target, _planned(plan)
 
     def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned:
-        mirror_only = effect.mirror is not None and effect.weight == effect.previous
         request = SplitRequest.build(
             vs=target.vs,
             namespace=target.namespace,
-            weight=None if mirror_only else effect.weight,
+            weight=effect.written_weight,
             to=target.canary,
             stable=target.stable,
             routes=target.routes,
             mirror=effect.mirror,
+            cohort=effect.cohort,
             finalize=effect.finalize,
             **write._asdict(),
         )
@@ -129,6 +138,8 @@ def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
     if last is not None and last.canary == target.canary and last.weights:
         return max(live_canary_weights(vs, last).values())
     for route in parsed.spec.routes:
+        if route.name == COHORT_ROUTE:
+            continue  # all of it goes to the canary, and it is only the cohort's
         names = [destination_name(d.destination, target.by) for d in route.route]
         if target.stable in names or target.canary in names:
             only = len(route.route) == 1

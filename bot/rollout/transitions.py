@@ -32,6 +32,7 @@ from bot.rollout.model import (
     Rollback,
     Rollout,
     Schedule,
+    SetCohort,
     SetMirror,
     SetWeight,
     StepDue,
@@ -39,6 +40,7 @@ from bot.rollout.model import (
     Target,
     WriteFailed,
 )
+from commands.cohort import OFF, Cohort, CohortChange
 
 Outcome = tuple[Rollout, list[Effect]]
 MOVABLE = (Phase.PROGRESSING, Phase.PAUSED, Phase.PENDING_APPROVAL)
@@ -139,38 +141,36 @@ def start_one_off(
     *,
     rollout_id: str,
     target: Target,
-    actor: str,
     channel: str | None,
     live_weight: int,
-    mirror: int,
+    event: SetMirror | SetCohort,
     now: datetime,
 ) -> Outcome:
-    """Mirroring set with no rollout going on: recorded and audited like any traffic change."""
-    what = "off" if mirror == 0 else f"{mirror}% of traffic"
-    rollout = Rollout(
+    """Mirroring or a cohort set with no rollout going on: recorded and audited like any
+    traffic change."""
+    created = Rollout(
         id=rollout_id,
         target=target,
         steps=StepPlan(),
         phase=Phase.APPLIED,
         step=-1,
         weight=live_weight,
-        started_by=actor,
+        started_by=event.actor,
         channel=channel,
         created_at=now,
         updated_at=now,
-        reason=f"mirroring to {target.canary} set to {what} by {actor}",
     )
-    return rollout, [
-        ApplyWeight(weight=live_weight, previous=live_weight, mirror=mirror),
-        Notify(event="mirror", text=f"{target.service}: {rollout.reason}"),
-        Audit(
-            action="mirror",
-            actor=actor,
-            weight_before=live_weight,
-            weight_after=live_weight,
-            detail=f"mirror {mirror}%",
-        ),
-    ]
+    if isinstance(event, SetCohort):
+        rollout, effects = _set_cohort(created, event, now, check=False)
+    else:
+        rollout, effects = _set_mirror(created, event, now, check=False)
+    return rollout.model_copy(update={"reason": _one_off_reason(effects)}), effects
+
+
+def _one_off_reason(effects: list[Effect]) -> str:
+    """A one-off change's record says what it did: its notice, without the service."""
+    text = next(e.text for e in effects if isinstance(e, Notify))
+    return text.split(": ", 1)[-1]
 
 
 def adopt(
@@ -459,8 +459,9 @@ def _advance(
     ]
 
 
-def _set_mirror(r: Rollout, e: SetMirror, now: datetime) -> Outcome:
-    _require(r, MOVABLE, "set mirroring of")
+def _set_mirror(r: Rollout, e: SetMirror, now: datetime, *, check: bool = True) -> Outcome:
+    if check:
+        _require(r, MOVABLE, "set mirroring of")
     what = "off" if e.mirror == 0 else f"{e.mirror}% of traffic"
     text = f"{r.target.service}: mirroring to {r.target.canary} set to {what} by {e.actor}"
     return r, [
@@ -476,6 +477,30 @@ def _set_mirror(r: Rollout, e: SetMirror, now: datetime) -> Outcome:
     ]
 
 
+def _set_cohort(r: Rollout, e: SetCohort, now: datetime, *, check: bool = True) -> Outcome:
+    if check:
+        _require(r, MOVABLE, "set the cohort of")
+    what = cohort_text(e.cohort, r.target.canary)
+    return r, [
+        ApplyWeight(weight=r.weight, previous=r.weight, step=r.step, cohort=e.cohort),
+        Notify(event="cohort", text=f"{r.target.service}: {what} by {e.actor}"),
+        Audit(
+            action="cohort",
+            actor=e.actor,
+            weight_before=r.weight,
+            weight_after=r.weight,
+            detail=f"cohort {e.cohort.text if isinstance(e.cohort, Cohort) else OFF}",
+        ),
+    ]
+
+
+def cohort_text(cohort: CohortChange, canary: str) -> str:
+    """`cohort header x-beta=1 sent to v2`, or `cohort route removed`."""
+    if isinstance(cohort, Cohort):
+        return f"cohort {cohort.text} sent to {canary}"
+    return "cohort route removed"
+
+
 def _write_failed(r: Rollout, e: WriteFailed, now: datetime) -> Outcome:
     """A write that did not go live is not a step taken: the weight stays what is live, and a
     human decides what next. `resume` retries the same step."""
@@ -484,6 +509,10 @@ def _write_failed(r: Rollout, e: WriteFailed, now: datetime) -> Outcome:
         r = r.model_copy(update={"weight": e.found})
     if e.effect.mirror is not None and wanted == r.weight:
         what = f"set mirroring to {e.effect.mirror}%"
+    elif e.effect.cohort is not None and wanted == r.weight:
+        what = "remove the cohort route"
+        if isinstance(e.effect.cohort, Cohort):
+            what = f"send cohort {e.effect.cohort.text} to {r.target.canary}"
     elif e.effect.finalize:
         what = "promote"
     elif wanted == 0 and r.weight != 0:
@@ -557,4 +586,5 @@ _HANDLERS: dict[type, Callable[[Rollout, Any, datetime], Outcome]] = {
     ApprovalDenied: _approval_denied,
     WriteFailed: _write_failed,
     SetMirror: _set_mirror,
+    SetCohort: _set_cohort,
 }

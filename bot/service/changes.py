@@ -103,7 +103,13 @@ class Changes:
         steps = self._steps_for(namespace, vs, command)
         weight, mirror = _wanted(command, steps)
         resolved = self.engine.resolve(
-            namespace, vs, to=command.to, channel=channel, weight=weight, mirror=mirror
+            namespace,
+            vs,
+            to=command.to,
+            channel=channel,
+            weight=weight,
+            mirror=mirror,
+            cohort=command.cohort,
         )
         planned = resolved.planned
         plan = planned.plan
@@ -115,6 +121,7 @@ class Changes:
             command.interval_s,
             [(t.index, t.before, t.after) for t in plan.touched],
             plan.dr.ops if plan.dr else None,
+            *([plan.vs.ops] if command.cohort is not None else []),
         )
         change = Change(
             action=command.verb.value,
@@ -128,8 +135,14 @@ class Changes:
 
     def preview(self, command: Command, namespace: str) -> TrafficPlan:
         """The plan the command's weight would make now; nothing is written or recorded."""
+        weight = command.weight or 0 if command.cohort is None else None
         resolved = self.engine.resolve(
-            namespace, str(command.service), to=command.to, channel=None, weight=command.weight or 0
+            namespace,
+            str(command.service),
+            to=command.to,
+            channel=None,
+            weight=weight,
+            cohort=command.cohort,
         )
         return resolved.planned.plan
 
@@ -144,6 +157,16 @@ class Changes:
                 vs=vs,
                 to=c.to,
                 steps=steps,
+                actor=actor,
+                channel=channel,
+                resolved=resolved,
+            )
+        if c.verb is Verb.COHORT and c.cohort is not None:
+            return self.engine.set_cohort(
+                namespace=ns,
+                vs=vs,
+                to=c.to,
+                cohort=c.cohort,
                 actor=actor,
                 channel=channel,
                 resolved=resolved,
@@ -196,6 +219,8 @@ def _wanted(command: Command, steps: StepPlan) -> tuple[int | None, int | None]:
     """(canary weight, mirror percentage) the command asks for; None leaves it as it is."""
     if command.verb is Verb.MIRROR:
         return None, int(command.mirror or 0)
+    if command.verb is Verb.COHORT:
+        return None, None
     if command.verb is Verb.START:
         return steps.weights[0], None
     return int(command.weight or 0), None

@@ -303,6 +303,7 @@ def example_text(verb: Verb) -> str:
         Verb.SET_WEIGHT: "weather 10%",
         Verb.PLAN: "weather plan 10%",
         Verb.MIRROR: "weather mirror 10%",
+        Verb.COHORT: "weather cohort header x-beta=1",
         Verb.LIST: "list",
         Verb.HELP: "help",
     }
