@@ -23,6 +23,7 @@ from bot.ops.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 RESYNC_JOB = "resync"
+ANALYSIS_JOB = "analysis"  # continuous analysis: looks at the held steps
 SHUTDOWN_WAIT_S = 20.0  # a step has every external call's deadline inside this
 
 
@@ -92,15 +93,15 @@ class StepScheduler:
 
     def clear(self) -> None:
         for job in self._scheduler.get_jobs():
-            if job.id != RESYNC_JOB:
+            if job.id not in (RESYNC_JOB, ANALYSIS_JOB):
                 job.remove()
 
-    def every(self, seconds: float, fn: Callable[[], None]) -> None:
+    def every(self, seconds: float, fn: Callable[[], None], *, job: str = RESYNC_JOB) -> None:
         self._scheduler.add_job(
-            lambda: self._watched("resync", fn),
+            lambda: self._watched(job, fn),
             "interval",
             seconds=seconds,
-            id=RESYNC_JOB,
+            id=job,
             replace_existing=True,
             next_run_time=datetime.now(UTC),
         )
