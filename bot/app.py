@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     kube_context: str | None = Field(default=None, alias="CANARY_KUBE_CONTEXT")
     default_namespace: str = Field(default="default", alias="CANARY_DEFAULT_NAMESPACE")
     lease_ttl_s: float = Field(default=5.0, gt=0, alias="CANARY_LEASE_TTL")
+    # Seconds between two comparisons of the VirtualServices with the records (one list per
+    # namespace), which finds a loss that kept the bot's mark in Redis (keys evicted, a
+    # failover to a stale copy); a Redis without the mark is compared on the next full pass
+    lost_check_s: float = Field(default=300.0, gt=0, alias="CANARY_LOST_CHECK")
     effect_delay_s: float = Field(default=0.0, ge=0, alias="CANARY_EFFECT_DELAY")
     # Refuse to move traffic to a canary subset that selects no ready pods (needs pods list and
     # watch in the namespace; the chart grants it).
@@ -400,6 +404,7 @@ class Server:
     def _elected(self, token: int) -> None:
         self.parts.metrics.leader.set(1)
         self._resyncs = 0  # the first resync after an election is a full one
+        self._lost_looked_at: float | None = None  # and compares the VirtualServices
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
         self.scheduler.resume()
@@ -438,7 +443,11 @@ class Server:
         else:
             for rollout_id in store.unfinished(utcnow() - STALE_PENDING):
                 self._ensure_job(self._recover(store.load(rollout_id)))
-        if not store.known() and self._adopt_lost():  # first start, or Redis lost its data
+        looked = self._lost_looked_at
+        due = looked is None or time.monotonic() - looked >= self.settings.lost_check_s
+        if (due or not store.known()) and self._adopt_lost():
+            # on election, periodically, and at once when Redis lost its data
+            self._lost_looked_at = time.monotonic()
             store.mark_known()
 
     def _recover(self, rollout: Rollout) -> Rollout:

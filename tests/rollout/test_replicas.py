@@ -150,3 +150,32 @@ def test_a_replica_takes_back_a_rollout_whose_record_redis_lost(
         assert back.returncode == 0, back.stderr
         assert weights(sandbox) == [100, 0]
         assert a.terminate() == 0
+
+
+def test_a_rollout_lost_while_redis_kept_the_bots_mark_is_found_by_the_periodic_look(
+    tmp_path: Path, sandbox: SandboxApiServer, redis_url: str
+) -> None:
+    """Keys evicted (or a failover to a stale copy) that left the bot's mark in place: the
+    check on a missing mark cannot see it; the periodic comparison of the VirtualServices
+    with the records does, and the canary comes back as a paused rollout with a Rollback."""
+    seed(sandbox, load_yaml_documents(WEATHER))
+    env = serve_env(
+        tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="a", CANARY_LOST_CHECK="1"
+    )
+    human = serve_env(tmp_path, kube_url=sandbox.url, redis_url=redis_url, user="human")
+    with serve(env, tmp_path / "a.log") as a:
+        a.wait_for_line("leading now")
+        started = cli(human, "rollout", "start", "weather", "--steps", "30,100", "--every", "1h")
+        assert started.returncode == 0, started.stderr
+        with redis.Redis.from_url(redis_url) as client:
+            assert client.exists("canary:epoch")
+            lost = [k for k in client.scan_iter("canary:*") if k != b"canary:epoch"]
+            client.delete(*lost)  # everything but the mark
+            assert client.exists("canary:epoch")
+        a.wait_for_line("lost its record", timeout=40)
+        status = cli(human, "rollout", "status", "weather")
+        assert "paused" in status.stdout and "30%" in status.stdout, status.stdout
+        back = cli(human, "rollout", "rollback", "weather", "--as", "UONCALL")
+        assert back.returncode == 0, back.stderr
+        assert weights(sandbox) == [100, 0]
+        assert a.terminate() == 0
