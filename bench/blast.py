@@ -1,0 +1,304 @@
+"""Blast radius of a bad canary, and false rollbacks of healthy ones, in virtual time.
+
+Seeded traffic is counted in 5-second ticks as Prometheus would count it (requests, 5xx,
+Istio's latency buckets; the judge sees data 15 s old, one scrape interval), for a staged
+rollout with the default steps (5, 10, 25, 50, 100 % every 5 minutes). The canary turns bad at
+a random moment inside a random step below 100 %: extra 5xx (5, 2 or 1 %), or twice as slow
+(p99 ×2). Three judges, on the same traffic:
+
+- sequential: the judge of continuous analysis (bot/health/sequential.py), a look every 10 s
+  over the step so far, rolled back after `failure_limit` (2) failing looks in a row, as
+  bot/rollout/analysis.py does;
+- per step: today's fixed thresholds (bot/health/verdict.py) over the last 5 minutes when the
+  step falls due, a failure retried a step later, rolled back after 2 failures;
+- flagger: the same thresholds over the last minute, checked every 60 s, rolled back after 5
+  failed checks (Flagger's interval and threshold).
+
+Reported: seconds from onset to the canary at 0 %, and bad requests served (5xx above
+stable's rate, or every slow canary request) until then; a bad canary promoted counts as
+missed. False rollbacks: healthy rollouts (both versions alike, bursty low traffic) rolled
+back, with a 95 % Wilson interval.
+
+    python bench/blast.py [--runs 5] [--rollouts 100] [--healthy 1000] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.health import sequential
+from bot.health.verdict import Figures, Side, evaluate, outcome
+from policies.model import HealthThresholds
+from sandbox.traffic import ISTIO_DURATION_BUCKETS_MS
+
+TICK = 5  # seconds of traffic counted at a time
+LAG = 3  # ticks: the judge sees data one scrape interval (15 s) old
+STEPS = (5, 10, 25, 50, 100)
+HOLD = 300 // TICK  # ticks a step is held (every 5m)
+BOUNDS = (*ISTIO_DURATION_BUCKETS_MS, math.inf)
+THRESHOLDS = HealthThresholds()
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+BASE_ERRORS = 0.001
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    error_rate: float = BASE_ERRORS
+    latency_ms: float = 50.0
+    spread: float = 0.3
+
+    def shares(self) -> np.ndarray:
+        edges = np.array(ISTIO_DURATION_BUCKETS_MS)
+        z = (np.log(edges) - math.log(self.latency_ms)) / (self.spread * math.sqrt(2))
+        cdf = 0.5 * (1 + np.vectorize(math.erf)(z))
+        shares = np.diff(np.concatenate(([0.0], cdf, [1.0])))
+        return np.clip(shares, 0, None) / np.clip(shares, 0, None).sum()
+
+
+@dataclass
+class Ticks:
+    """Per tick and version: requests, 5xx, bucket counts (non-cumulative)."""
+
+    requests: list[np.ndarray]
+    errors: list[np.ndarray]
+    buckets: list[np.ndarray]
+
+    @classmethod
+    def empty(cls) -> Ticks:
+        return cls([], [], [])
+
+    def counts(self, start: int, end: int, version: int) -> sequential.Counts:
+        start = max(start, 0)
+        if end <= start:
+            return sequential.Counts()
+        n = float(sum(r[version] for r in self.requests[start:end]))
+        x = float(sum(e[version] for e in self.errors[start:end]))
+        b = np.cumsum(sum(bk[version] for bk in self.buckets[start:end]))
+        return sequential.Counts(n, x, tuple(zip(BOUNDS, map(float, b), strict=True)))
+
+
+class Traffic:
+    """A rollout's traffic; the canary turns `bad` at second `onset` (None: never)."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        rate: float,
+        bad: Behaviour,
+        onset: float | None,
+        burst: float = 0.0,
+        good: Behaviour = Behaviour(),
+    ) -> None:
+        self.rng, self.rate, self.bad, self.onset, self.burst = rng, rate, bad, onset, burst
+        self.good, self.ticks = good, Ticks.empty()
+        self.bad_served = 0.0
+        self._shares = {good: good.shares(), bad: bad.shares()}
+
+    def serve(self, tick: int, weight: int) -> None:
+        rng, seconds = self.rng, float(TICK)
+        scale = rng.gamma(1 / self.burst, self.burst) if self.burst else 1.0
+        total = int(rng.poisson(self.rate * seconds * scale))
+        canary = int(rng.binomial(total, weight / 100))
+        start = tick * TICK
+        bad_part = 0.0 if self.onset is None else min(max(start + TICK - self.onset, 0), TICK)
+        bad = int(rng.binomial(canary, bad_part / TICK))
+        parts = ((canary - bad, self.good), (bad, self.bad), (total - canary, self.good))
+        drawn = [self._draw(n, b) for n, b in parts]
+        self.ticks.requests.append(np.array([canary, total - canary]))
+        self.ticks.errors.append(np.array([drawn[0][0] + drawn[1][0], drawn[2][0]]))
+        self.ticks.buckets.append(np.array([drawn[0][1] + drawn[1][1], drawn[2][1]]))
+        if self.bad.error_rate > self.good.error_rate:
+            self.bad_served += bad * (self.bad.error_rate - self.good.error_rate)
+        elif self.bad.latency_ms > self.good.latency_ms:
+            self.bad_served += bad
+
+    def _draw(self, n: int, behaviour: Behaviour) -> tuple[int, np.ndarray]:
+        errors = int(self.rng.binomial(n, behaviour.error_rate))
+        return errors, self.rng.multinomial(n, self._shares[behaviour])
+
+
+# The judges: each says, at the end of a tick, "fail", "pass", "inconclusive" or None (no
+# check now); `step_start` is the tick the step went live.
+
+Judge = Callable[[Ticks, int, int, int], str | None]
+
+
+def sequential_look(ticks: Ticks, tick: int, step_start: int, held: int) -> str | None:
+    if (tick + 1) % 2:  # every 10 s
+        return None
+    seen = tick + 1 - LAG
+    start = max(step_start, seen - max(held, 6))  # the step so far, at least 30 s
+    canary, stable = ticks.counts(start, seen, 0), ticks.counts(start, seen, 1)
+    verdict = sequential.judge(canary, stable, THRESHOLDS, at=AT, step=0, steps=len(STEPS))
+    return verdict.outcome
+
+
+def fixed(window: int) -> Callable[[Ticks, int], str]:
+    def judge(ticks: Ticks, tick: int) -> str:
+        seen = tick + 1 - LAG
+        canary, stable = ticks.counts(seen - window, seen, 0), ticks.counts(seen - window, seen, 1)
+        figures = Figures(canary=_side(canary), stable=_side(stable))
+        return outcome(evaluate(figures, THRESHOLDS))
+
+    return judge
+
+
+def _side(counts: sequential.Counts) -> Side:
+    if counts.requests <= 0:
+        return Side()
+    return Side(counts.requests, counts.errors, sequential.quantile(0.99, counts.buckets))
+
+
+@dataclass
+class Result:
+    rolled_back_at: float | None  # seconds into the rollout; None: promoted
+    bad_served: float
+
+
+def run_sequential(traffic: Traffic) -> Result:
+    """Looks every 10 s; a step falls due after its hold and advances on a pass."""
+    tick, fails = 0, 0
+    for weight in STEPS:
+        start, due = tick, tick + HOLD
+        while True:
+            traffic.serve(tick, weight)
+            tick += 1
+            verdict = sequential_look(traffic.ticks, tick - 1, start, tick - start - LAG)
+            fails = fails + 1 if verdict == "fail" else (0 if verdict == "pass" else fails)
+            if fails >= 2:
+                return Result(tick * TICK, traffic.bad_served)
+            if tick >= due and verdict is not None:
+                if verdict == "pass":
+                    break
+                due = tick + HOLD  # inconclusive: held again
+    return Result(None, traffic.bad_served)
+
+
+def run_fixed(traffic: Traffic, every: int, window: int, limit: int) -> Result:
+    """A check every `every` ticks over the last `window`; `limit` failures roll back; a
+    pass at the end of a step's hold advances."""
+    judge = fixed(window)
+    tick, fails, step = 0, 0, 0
+    start = 0
+    while step < len(STEPS):
+        traffic.serve(tick, STEPS[step])
+        tick += 1
+        if (tick - start) % every:
+            continue
+        verdict = judge(traffic.ticks, tick - 1)
+        if verdict == "fail":
+            fails += 1
+            if fails >= limit:
+                return Result(tick * TICK, traffic.bad_served)
+        elif verdict == "pass" and tick - start >= HOLD:
+            step, start = step + 1, tick
+            if every == HOLD:
+                fails = 0
+    return Result(None, traffic.bad_served)
+
+
+JUDGES: dict[str, Callable[[Traffic], Result]] = {
+    "sequential": run_sequential,
+    "per step": lambda t: run_fixed(t, every=HOLD, window=HOLD, limit=2),
+    "flagger": lambda t: run_fixed(t, every=60 // TICK, window=60 // TICK, limit=5),
+}
+
+SCENARIOS = {
+    "5% errors": Behaviour(error_rate=BASE_ERRORS + 0.05),
+    "2% errors": Behaviour(error_rate=BASE_ERRORS + 0.02),
+    "1% errors": Behaviour(error_rate=BASE_ERRORS + 0.01),
+    "p99 x2": Behaviour(latency_ms=100.0),
+}
+
+
+def blast(seed: int, rollouts: int, canary_rps: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per scenario and judge: median seconds to 0 %, median bad requests, misses."""
+    figures: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, bad in SCENARIOS.items():
+        figures[name] = {}
+        plan = np.random.default_rng(seed)
+        cases = [(int(plan.integers(0, 4)), float(plan.uniform(0, 300))) for _ in range(rollouts)]
+        for judge, run in JUDGES.items():
+            seconds, served, missed = [], [], 0
+            for i, (step, into) in enumerate(cases):
+                onset = step * 300 + into  # steps are held 5 minutes
+                rate = canary_rps * 100 / STEPS[step]
+                traffic = Traffic(np.random.default_rng([seed, i]), rate, bad, onset)
+                result = run(traffic)
+                if result.rolled_back_at is None or result.rolled_back_at < onset:
+                    missed += result.rolled_back_at is None
+                    continue
+                seconds.append(result.rolled_back_at - onset)
+                served.append(result.bad_served)
+            figures[name][judge] = {
+                "seconds": statistics.median(seconds) if seconds else None,
+                "bad": statistics.median(served) if served else None,
+                "missed": missed,
+            }
+    return figures
+
+
+def false_rollbacks(seed: int, rollouts: int) -> dict[str, Any]:
+    """Healthy rollouts (both at 0.5 % 5xx, alike latency), bursty, 2 canary rps at 5 %."""
+    same = Behaviour(error_rate=0.005)
+    figures = {}
+    for judge, run in JUDGES.items():
+        rolled = 0
+        for i in range(rollouts):
+            traffic = Traffic(
+                np.random.default_rng([seed, 10_000 + i]), 40.0, same, None, 1.0, good=same
+            )
+            rolled += run(traffic).rolled_back_at is not None
+        low, high = wilson(rolled, rollouts)
+        figures[judge] = {"rolled_back": rolled, "of": rollouts, "ci95": [low, high]}
+    return figures
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rollouts", type=int, default=100, help="bad rollouts per scenario")
+    parser.add_argument("--healthy", type=int, default=1000)
+    parser.add_argument("--rps", type=float, nargs="*", default=[20.0, 2.0])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    began = time.monotonic()
+    runs = []
+    for seed in range(args.runs):
+        run = {
+            "blast": {f"{rps:g} rps": blast(seed, args.rollouts, rps) for rps in args.rps},
+            "false_rollbacks": false_rollbacks(seed, args.healthy) if args.healthy else {},
+        }
+        runs.append(run)
+        print(json.dumps(run))
+    report = {
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "runs": runs,
+        "cpu_s": round(time.monotonic() - began, 1),
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
