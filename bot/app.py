@@ -25,6 +25,7 @@ from slack_sdk import WebClient
 from bot.chat.approvals import ApprovalBook, Gate, GateCards, GroupDirectory, group_ids
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
+from bot.chat.links import Links, check_template
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
 from bot.health.check import HealthCheck, QueryClient
 from bot.health.client import PrometheusClient, PrometheusError, Vector
@@ -94,6 +95,20 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", alias="CANARY_HTTP_HOST")
     http_port: int = Field(default=3000, ge=0, le=65535, alias="CANARY_HTTP_PORT")
     workers: int = Field(default=8, ge=1, le=256, alias="CANARY_WORKERS")
+    # Links on the card to the service in Istio's add-ons: URL templates with {namespace},
+    # {service}, {vs}, {stable} and {canary} in them (bot/chat/links.py); unset: no link
+    grafana_url: str | None = Field(default=None, alias="CANARY_GRAFANA_URL")
+    kiali_url: str | None = Field(default=None, alias="CANARY_KIALI_URL")
+    jaeger_url: str | None = Field(default=None, alias="CANARY_JAEGER_URL")
+
+    @field_validator("grafana_url", "kiali_url", "jaeger_url")
+    @classmethod
+    def _link_template(cls, template: str | None) -> str | None:
+        return None if not template else check_template(template)
+
+    @property
+    def links(self) -> Links:
+        return Links(grafana=self.grafana_url, kiali=self.kiali_url, jaeger=self.jaeger_url)
 
     @field_validator("prometheus_url", "slack_api_url")
     @classmethod
@@ -170,7 +185,9 @@ def build(
         gate = Gate(policy, groups, clock)
     if notifier is None and slack is not None:
         gates = GateCards(book, store, clock) if gate is not None else None
-        notifier = SlackNotifier(slack, store, clock, gates=gates, policy=policy)
+        notifier = SlackNotifier(
+            slack, store, clock, gates=gates, policy=policy, links=settings.links
+        )
     engine = Engine(
         store=store,
         traffic=KubeTraffic(mesh),
@@ -190,6 +207,7 @@ def build(
         gate=gate,
         book=book,
         reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
+        links=settings.links,
     )
     bot = None
     if slack is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bot.chat.cards import escaped
+from bot.chat.phone import phone_diff
 from bot.rollout.model import Rollout
 from bot.service.changes import plan_hash
 from bot.store.approvals import ApprovalBook, ApprovalRequest
@@ -222,7 +223,7 @@ def approval_blocks(request: ApprovalRequest, decision: Decision | None) -> list
     text = "\n".join(lines)
     blocks: list[dict[str, Any]] = [_section(text)]
     if request.diff and request.kind == "command":
-        blocks.append(_section(f"```{escaped(request.diff, 2800)}```"))
+        blocks.append(_section(f"```{escaped(phone_diff(request.diff), 2800)}```"))
     if request.status == "open":
         blocks.append(
             {

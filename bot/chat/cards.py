@@ -24,6 +24,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.chat.links import Links
+from bot.chat.phone import slack_time
 from bot.rollout.model import ApplyWeight, Phase, Rollout, Verdict
 from commands.model import BUTTONS
 from policies import is_user
@@ -103,19 +105,22 @@ class CardView:
     step: int
     steps: int
     next_step_in: str | None
+    next_step_at: datetime | None
     last_verdict: str | None
     reason: str | None
     started_by: str
     buttons: tuple[Button, ...]
     value: str
+    links: tuple[tuple[str, str], ...] = ()  # (label, URL): the service in Grafana, Kiali…
     cohort: str | None = None  # the cohort routed to the canary, as typed after `cohort`
 
 
 # The description.
 
 
-def card_view(rollout: Rollout, now: datetime) -> CardView:
-    """What the card of `rollout` shows at `now`. The reason is shown whenever one is set."""
+def card_view(rollout: Rollout, now: datetime, links: Links | None = None) -> CardView:
+    """What the card of `rollout` shows at `now`. The reason is shown whenever one is set;
+    `links` are the observability add-ons' URL templates, if any are set."""
     target = rollout.target
     return CardView(
         service=target.vs,
@@ -130,11 +135,13 @@ def card_view(rollout: Rollout, now: datetime) -> CardView:
         step=max(rollout.step + 1, 0),
         steps=len(rollout.steps.weights),
         next_step_in=_next_step_in(rollout, now),
+        next_step_at=rollout.next_step_at if rollout.phase is Phase.PROGRESSING else None,
         last_verdict=_verdict_text(rollout.last_verdict),
         reason=rollout.reason or None,
         started_by=rollout.started_by,
         buttons=_buttons(rollout),
         value=f"{rollout.id}:{rollout.version}",
+        links=links.for_target(target) if links is not None else (),
         cohort=None if rollout.cohort is None else rollout.cohort.text,
     )
 
@@ -216,8 +223,11 @@ def _rollback_button(rollout: Rollout) -> Button:
 
 
 def card_blocks(view: CardView) -> list[dict[str, Any]]:
-    """The card as Block Kit blocks, built (and so checked) by slack_sdk's models."""
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_summary_mrkdwn(view)))]
+    """The card as Block Kit blocks, built (and so checked) by slack_sdk's models: short lines
+    and section fields that read on a phone, the next step's time in the reader's zone."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_summary_mrkdwn(view)), fields=_fields(view))
+    ]
     if view.cohort is not None:
         blocks.append(_labelled_section("Cohort", f"{view.cohort} → {view.canary}"))
     if view.last_verdict is not None:
@@ -226,9 +236,22 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
         blocks.append(_labelled_section("Reason", view.reason, people=True))
     started = f"Started by {_person(view.started_by)}"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=started)]))
+    if view.links:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_links_mrkdwn(view))]))
     if view.buttons:
         blocks.append(ActionsBlock(elements=[_slack_button(b, view.value) for b in view.buttons]))
     return [block.to_dict() for block in blocks]
+
+
+def _links_mrkdwn(view: CardView) -> str:
+    """Each add-on as a link labelled with its name; `&`, `<` and `>` in a URL are escaped as
+    Slack asks, and `|` percent-encoded so it cannot end the address early."""
+    return " · ".join(f"<{_link_url(url)}|{label}>" for label, url in view.links)
+
+
+def _link_url(url: str) -> str:
+    escaped_url = url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped_url.replace("|", "%7C")
 
 
 def card_fallback_text(view: CardView) -> str:
@@ -246,13 +269,21 @@ def card_fallback_text(view: CardView) -> str:
 def _summary_mrkdwn(view: CardView) -> str:
     service, namespace = _mrkdwn(view.service, NAME_MAX), _mrkdwn(view.namespace, NAME_MAX)
     stable, canary = _mrkdwn(view.stable, NAME_MAX), _mrkdwn(view.canary, NAME_MAX)
-    return "\n".join(
-        (
-            f"*{service}* in {namespace} · {stable} → {canary}",
-            f"`{view.bar}` *{view.weight}%* to {canary}{_pending_text(view)}",
-            f"{view.phase_emoji} *{view.phase}* · {_step_line(view)}",
-        )
-    )
+    lines = [
+        f"*{service}* in {namespace} · {stable} → {canary}",
+        f"`{view.bar}` *{view.weight}%* to {canary}",
+    ]
+    if view.pending is not None:
+        lines.append(f"_setting {view.pending}%, not yet live_")
+    return "\n".join(lines)
+
+
+def _fields(view: CardView) -> list[MarkdownTextObject]:
+    shown = [f"{view.phase_emoji} *{view.phase}*", f"step {view.step} of {view.steps}"]
+    if view.next_step_in is not None:
+        at = f" · {slack_time(view.next_step_at)}" if view.next_step_at is not None else ""
+        shown.append(f"next step {view.next_step_in}{at}")
+    return [MarkdownTextObject(text=text) for text in shown]
 
 
 def _pending_text(view: CardView) -> str:
@@ -338,6 +369,7 @@ def card_text(view: CardView) -> str:
     if view.reason is not None:
         lines.append(f"reason: {view.reason}")
     lines.append(f"started by {view.started_by}")
+    lines += [f"{label.lower()}: {url}" for label, url in view.links]
     if view.buttons:
         lines.append(" ".join(f"[{button.action}]" for button in view.buttons))
     return "\n".join(_printable(line) for line in lines)

@@ -7,7 +7,7 @@ the asker should see (ephemeral) or what the channel should be told outside a ro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,9 @@ from bot.chat.approvals import (
     summary_text,
 )
 from bot.chat.cards import card_blocks, card_text, card_view
-from bot.chat.health_text import health_table
+from bot.chat.health_text import health_blocks, health_table
+from bot.chat.links import Links
+from bot.chat.phone import phone_diff, slack_date
 from bot.mesh.cohort import live_cohort
 from bot.mesh.errors import MeshError
 from bot.rollout.engine import AlwaysHealthy, Busy, Engine, NoActiveRollout, Unrecorded
@@ -98,6 +100,7 @@ class Dispatcher:
     # raises Unreachable if it cannot: checking by posting is the one check Slack cannot
     # contradict a moment later (membership, archived channels, DMs, scopes all show in it).
     reserve: Reserve | None = None
+    links: Links | None = None  # the add-ons a card links to
 
     def __post_init__(self) -> None:
         self.changes = Changes(
@@ -229,9 +232,8 @@ class Dispatcher:
         active = self.store.active_for(namespace, str(c.service))
         if active is not None:
             card = self.card_reply(active)
-            table = self._fresh_check(active)
-            section = {"type": "section", "text": {"type": "mrkdwn", "text": table[:2900]}}
-            return [Reply(f"{card.text}\n\n{table}", blocks=[*(card.blocks or []), section])]
+            table, blocks = self._fresh_check(active)
+            return [Reply(f"{card.text}\n\n{table}", blocks=[*(card.blocks or []), *blocks])]
         plan = self.changes.preview(c.model_copy(update={"weight": 0}), namespace)
         weights = ", ".join(f"{s}%/{k}%" for s, k in (t.before for t in plan.touched))
         cohort = live_cohort(plan.vs.before)
@@ -243,20 +245,22 @@ class Dispatcher:
             )
         ]
 
-    def _fresh_check(self, rollout: Rollout) -> str:
-        """A health check made now, shown but not stored (it decides nothing)."""
+    def _fresh_check(self, rollout: Rollout) -> tuple[str, list[dict[str, Any]]]:
+        """A health check made now, shown but not stored (it decides nothing): as a table
+        for a terminal and as blocks for Slack."""
         health = self.engine.health
         if isinstance(health, AlwaysHealthy):
-            return "Now: no health checks are configured (set PROMETHEUS_URL)"
-        return f"Now: {health_table(health.check(rollout, self.clock()))}"
+            text = "Now: no health checks are configured (set PROMETHEUS_URL)"
+            return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+        verdict = health.check(rollout, self.clock())
+        return f"Now: {health_table(verdict)}", health_blocks(verdict, lead="Now: ")
 
     def _history(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         entries = self.store.history(namespace, str(c.service), count=20)
         service = service_name(str(c.service), namespace)
         if not entries:
             return [Reply(f"{service}: nothing in the audit trail yet")]
-        lines = [_history_line(e) for e in entries]
-        return [Reply(f"*{service}*, last {len(lines)} events:\n" + "\n".join(lines))]
+        return [Reply(history_text(service, entries))]
 
     def _plan(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
         plan = self.changes.preview(c, namespace)
@@ -268,7 +272,7 @@ class Dispatcher:
         return [
             Reply(
                 f"Plan for {service} {wanted} ({plan.stable} → {plan.canary}), nothing "
-                f"applied:\n```{plan.diff}```{warnings}"
+                f"applied:\n```{phone_diff(plan.diff)}```{warnings}"
             )
         ]
 
@@ -280,7 +284,7 @@ class Dispatcher:
         return Reply("\n".join(card_text(card_view(r, now)).splitlines()[0] for r in active))
 
     def card_reply(self, rollout: Rollout) -> Reply:
-        view = card_view(rollout, self.clock())
+        view = card_view(rollout, self.clock(), self.links)
         return Reply(card_text(view), blocks=card_blocks(view))
 
 
@@ -315,10 +319,16 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
+def history_text(service: str, entries: Sequence[AuditEntry]) -> str:
+    """The audit trail, a line per event, each time shown in the reader's own zone."""
+    lines = [_history_line(e) for e in entries]
+    return f"*{service}*, last {len(lines)} events:\n" + "\n".join(lines)
+
+
 def _history_line(entry: AuditEntry) -> str:
     weights = ""
     if entry.weight_before is not None and entry.weight_after is not None:
         weights = f" {entry.weight_before}% → {entry.weight_after}%"
     who = f"<@{entry.actor}>" if is_user(entry.actor) else entry.actor
     detail = f" ({entry.detail})" if entry.detail else ""
-    return f"`{entry.at:%Y-%m-%d %H:%M:%S}` {entry.action}{weights} by {who}{detail}"
+    return f"{slack_date(entry.at, seconds=True)} {entry.action}{weights} by {who}{detail}"

@@ -18,6 +18,7 @@ from typing import TextIO
 from bot.chat.cards import FINAL_EVENTS, card_text, card_view
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
+from bot.chat.phone import plain_dates
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
 from bot.rollout.model import Notify, Rollout
@@ -100,7 +101,8 @@ class Shell:
             self._show(reply)
 
     def _show(self, reply: Reply) -> None:
-        self.write(f"(only you) {reply.text}" if reply.ephemeral else reply.text)
+        text = plain_dates(reply.text)
+        self.write(f"(only you) {text}" if reply.ephemeral else text)
         if reply.approval is not None:
             self.write(
                 f"  approve with `:click approve {reply.approval}` or deny with "

@@ -40,7 +40,8 @@ from bot.chat.cards import (
     with_people,
 )
 from bot.chat.dispatch import Asker, Dispatcher, Reply, Unreachable
-from bot.chat.health_text import health_table
+from bot.chat.health_text import health_blocks, health_head
+from bot.chat.links import Links
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
 from bot.ops.logs import correlation_id
@@ -193,8 +194,10 @@ class SlackNotifier:
         gates: GateCards | None = None,
         draw: Callable[[Rollout], bytes] = chart_png_isolated,
         policy: Policy | None = None,
+        links: Links | None = None,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
+        self.links = links  # the observability add-ons the card links to
         self.policy = policy  # names the on-call and the approvers to alert
         self.gates = gates  # with a policy: gated steps get an approval card
         self._posting = threading.Lock()
@@ -220,15 +223,16 @@ class SlackNotifier:
             request, blocks = self.gates.open_gate(rollout)
             posted = self.client.chat_postMessage(channel=channel, blocks=blocks, text=message.text)
             self.gates.card_posted(request.id, str(posted["ts"]))
-        text = message.text
+        text, blocks = message.text, list[dict[str, Any]]()
         if message.event == "health" and rollout.last_verdict is not None:
-            text = health_table(rollout.last_verdict)
+            text = health_head(rollout.last_verdict)
+            blocks = health_blocks(rollout.last_verdict)
         text, alert = with_people(text, TEXT_MAX), needs_a_human(message)
         if alert and (people := self.to_alert(rollout)):
             text += "\n" + " ".join(mention(p) for p in people)
         # A thread reply that needs someone is also sent to the channel: that notifies.
         self.client.chat_postMessage(
-            channel=channel, thread_ts=ts, text=text, reply_broadcast=alert
+            channel=channel, thread_ts=ts, text=text, blocks=blocks or None, reply_broadcast=alert
         )
         if message.event in FINAL_EVENTS and rollout.verdicts:
             self._post_chart_later(rollout, ts)
@@ -278,7 +282,7 @@ class SlackNotifier:
 
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
-        view = card_view(rollout, self.clock())
+        view = card_view(rollout, self.clock(), self.links)
         blocks, text = card_blocks(view), card_fallback_text(view)
         with self._posting:
             ref = self.card_ref(rollout.id) or self._adopt(rollout)

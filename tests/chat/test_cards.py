@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import product
 from typing import Any
@@ -176,11 +176,22 @@ def test_the_card_reads_well() -> None:
             "[pause] [promote] [rollback]",
         ]
     )
-    assert card_blocks(view)[0]["text"]["text"] == (
-        "*weather* in default · v1 → v2\n"
-        "`▓▓▓░░░░░░░` *30%* to v2\n"
-        "🔄 *progressing* · step 3 of 5 · next step in 25s"
-    )
+    summary = card_blocks(view)[0]
+    assert summary["text"]["text"] == "*weather* in default · v1 → v2\n`▓▓▓░░░░░░░` *30%* to v2"
+    at = int((NOW + timedelta(seconds=25)).timestamp())
+    assert [field["text"] for field in summary["fields"]] == [
+        "🔄 *progressing*",
+        "step 3 of 5",
+        f"next step in 25s · <!date^{at}^{{time}}|03:00 UTC>",
+    ]
+
+
+def test_a_weight_not_yet_live_is_said_on_a_line_of_its_own() -> None:
+    view = replace(card_view(rollout(), NOW), pending=50)
+    assert card_blocks(view)[0]["text"]["text"].splitlines()[1:] == [
+        "`▓▓▓░░░░░░░` *30%* to v2",
+        "_setting 50%, not yet live_",
+    ]
 
 
 def test_fallback_text_carries_the_gist() -> None:

@@ -182,8 +182,8 @@ def test_plan_shows_the_diff_and_writes_nothing(bot: Bot) -> None:
 
     assert reply.ephemeral
     assert reply.text.startswith("Plan for weather at 30% (v1 → v2), nothing applied:\n```")
-    assert "-      weight: 90\n+      weight: 70" in reply.text
-    assert "-      weight: 10\n+      weight: 30" in reply.text
+    assert "-  weight: 90\n+  weight: 70" in reply.text
+    assert "-  weight: 10\n+  weight: 30" in reply.text
     assert bot.cluster.writes() == []
     assert bot.weights() == [90, 10]
     assert bot.parts.store.active_for("default", "weather") is None
@@ -203,10 +203,13 @@ def test_history_lists_each_event_with_its_time_weights_and_who(bot: Bot) -> Non
 
     [reply] = bot.say("weather history")
 
+    first, then = int(T0.timestamp()), int(T0.timestamp()) + 90
     assert reply.text.splitlines() == [
         "*weather*, last 2 events:",
-        "`2026-12-01 03:00:00` set-weight 10% → 20% by <@U0ALICE00>",
-        "`2026-12-01 03:01:30` rollback 20% → 0% by deploy-script (rolled back by deploy-script)",
+        f"<!date^{first}^{{date_short_pretty}} {{time_secs}}|2026-12-01 03:00:00 UTC> "
+        "set-weight 10% → 20% by <@U0ALICE00>",
+        f"<!date^{then}^{{date_short_pretty}} {{time_secs}}|2026-12-01 03:01:30 UTC> "
+        "rollback 20% → 0% by deploy-script (rolled back by deploy-script)",
     ]
 
 
@@ -356,9 +359,14 @@ def test_a_staged_start_with_no_gated_step_says_nothing_beyond_its_card(bot: Bot
     assert bot.weights() == [80, 20]
 
 
-def test_a_plan_is_stamped_with_the_bots_clock(bot: Bot) -> None:
+def test_a_plan_is_stamped_with_the_bots_clock_and_shown_without_the_stamp(bot: Bot) -> None:
+    planned = bot.parts.dispatcher.changes.preview(parse("weather plan 30%"), "default")
+    assert f'"at":"{T0.isoformat()}"' in planned.diff
     [reply] = bot.say("weather plan 30%")
-    assert f'"at":"{T0.isoformat()}"' in reply.text
+    shown = reply.text.split("```")[1].splitlines()
+    assert "canary-bot/last-applied" not in reply.text and T0.isoformat() not in reply.text
+    assert "-  weight: 90" in shown and "+  weight: 70" in shown
+    assert max(len(line) for line in shown) <= 40
 
 
 def test_history_names_an_actor_that_is_no_slack_id_as_it_is(bot: Bot) -> None:

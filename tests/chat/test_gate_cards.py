@@ -165,7 +165,7 @@ def test_an_open_card_shows_the_ask_the_reason_the_diff_and_both_buttons() -> No
     text = text_of(blocks)
     assert text.startswith(f"*Approval needed* — <@{REQUESTER}> asks: `/canary weather 50%`")
     assert "needs 1 approval" in text
-    assert "```-      weight: 10\n+      weight: 50```" in text
+    assert "```-weight: 10\n+weight: 50```" in text  # shown at phone width
     [actions] = [b for b in blocks if b["type"] == "actions"]
     assert [(e["action_id"], e["value"], e["style"]) for e in actions["elements"]] == [
         ("approval:approve", "abc123:0f1e2d", "primary"),

@@ -83,10 +83,14 @@ def expected(view: CardView) -> Shown:
 
 _PENDING = r"(?: \(setting (?P<pending>\d+)%, not yet live\))?"
 _STEP = r"step (?P<step>\d+) of (?P<steps>\d+)(?: · next step (?P<next_step_in>.+))?"
+# Slack: the summary's lines, then its fields one to a line (phase, step, next step and when)
 _SLACK_SUMMARY = re.compile(
     r"\*(?P<service>[^*]+)\* in (?P<namespace>\S+) · (?P<stable>\S+) → (?P<canary>\S+)\n"
-    rf"`(?P<bar>[▓░]+)` \*(?P<weight>\d+)%\* to \S+{_PENDING}\n"
-    rf"(?P<emoji>\S+) \*(?P<phase>[a-z-]+)\* · {_STEP}"
+    r"`(?P<bar>[▓░]+)` \*(?P<weight>\d+)%\* to \S+"
+    r"(?:\n_setting (?P<pending>\d+)%, not yet live_)?\n"
+    r"(?P<emoji>\S+) \*(?P<phase>[a-z-]+)\*\n"
+    r"step (?P<step>\d+) of (?P<steps>\d+)"
+    r"(?:\nnext step (?P<next_step_in>.+) · <!date\^\d+\^\{time\}\|\d\d:\d\d UTC>)?"
 )
 _SHELL_HEAD = re.compile(
     r"(?P<emoji>\S+) (?P<service>\S+) in (?P<namespace>\S+) · (?P<stable>\S+) → (?P<canary>\S+)\n"
@@ -114,7 +118,8 @@ def unescaped(mrkdwn: str) -> str:
 def read_slack(message: dict[str, Any]) -> Shown:
     """What a Slack card shows, from its blocks."""
     blocks = message["blocks"]
-    shown = fields(_SLACK_SUMMARY.fullmatch(blocks[0]["text"]["text"]))
+    summary = [blocks[0]["text"]["text"], *(f["text"] for f in blocks[0]["fields"])]
+    shown = fields(_SLACK_SUMMARY.fullmatch("\n".join(summary)))
     labelled = {}
     for block in blocks[1:]:
         if block["type"] == "section":

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import Block
 
+from bot.chat.health_text import health_head
 from bot.chat.slack import SlackNotifier, web_client
 from bot.health.chart import ChartError, chart_png, chart_png_isolated
 from bot.health.verdict import Figures, Side, judge
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
 from bot.store.redis_store import RolloutStore, connect
 from policies.model import HealthThresholds
-from tests.health import agrees, table_rows
+from tests.chat.phone import render_blocks, too_wide
 from tests.support.fake_slack import FakeSlack
 
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -82,10 +87,11 @@ def test_health_tables_go_in_the_thread_and_the_chart_at_the_end(
     ts = next(iter(slack.messages("C1")))
     replies = [c.body for c in slack.calls_to("chat.postMessage")[1:]]
     assert all(r["thread_ts"] == ts for r in replies)
-    table = replies[0]["text"]
-    assert "metric" in table and "success rate" in table and "95.0%" in table
-    assert "canary" in table and "stable" in table and "threshold" in table
-    assert table_rows(table) == [list(row) for row in first.rows] and agrees(table)
+    check = replies[0]
+    assert check["text"] == health_head(first) and "95.0%" in json.dumps(check["blocks"])
+    assert block_rows(check["blocks"]) == [list(row) for row in first.rows]
+    assert agrees_with_rows(check["blocks"])
+    assert too_wide(render_blocks(check["blocks"])) == []
     assert replies[1]["text"] == "weather back on v1"
     assert all(c.body["ts"] == ts for c in slack.calls_to("chat.update"))
     [upload] = slack.calls_to("upload")
@@ -109,11 +115,33 @@ def test_the_thread_table_shows_the_thresholds_the_verdict_was_judged_with(
     assert judged.outcome == "fail"
     assert verdict(0, 100.0, 350.0, stable_p99=340.0).outcome == "pass"  # as the defaults judge
     notifier.notify(rollout(Phase.PROGRESSING, (judged,)), Notify(event="health", text="fail"))
-    [_, reply] = [c.body["text"] for c in slack.calls_to("chat.postMessage")]
-    assert reply.startswith("❌ health check at step 1: fail — canary p99 350 ms is above 300 ms")
-    assert table_rows(reply) == [list(row) for row in judged.rows]
-    assert ["p99 latency", "350 ms", "340 ms", "≤ 300 ms", "fail"] in table_rows(reply)
-    assert agrees(reply) and "500 ms" not in reply
+    [_, reply] = [c.body for c in slack.calls_to("chat.postMessage")]
+    assert reply["text"].startswith(
+        "❌ health check at step 1: fail — canary p99 350 ms is above 300 ms"
+    )
+    assert block_rows(reply["blocks"]) == [list(row) for row in judged.rows]
+    assert ["p99 latency", "350 ms", "340 ms", "≤ 300 ms", "fail"] in block_rows(reply["blocks"])
+    assert agrees_with_rows(reply["blocks"]) and "500 ms" not in json.dumps(reply["blocks"])
+
+
+def block_rows(blocks: list[dict[str, Any]]) -> list[list[str]]:
+    """The rows of a health check posted as blocks: metric, canary, stable, threshold, status;
+    the blocks are valid Block Kit."""
+    assert [b.to_dict() for b in Block.parse_all(blocks)] == blocks
+    rows = []
+    for section in blocks[1:]:
+        title = re.fullmatch(r"\S+ \*(?P<metric>.+)\* (?P<status>[a-z]+)", section["text"]["text"])
+        assert title is not None, section
+        figures = [f["text"].split("_ ", 1)[1] for f in section["fields"]]
+        rows.append([title["metric"], *figures, title["status"]])
+    return rows
+
+
+def agrees_with_rows(blocks: list[dict[str, Any]]) -> bool:
+    """Whether the one line above the rows says what the rows say."""
+    statuses = {row[-1] for row in block_rows(blocks)}
+    said = next((s for s in ("fail", "inconclusive") if s in statuses), "pass")
+    return f": {said} — " in blocks[0]["text"]["text"]
 
 
 def assert_valid_png(data: bytes) -> None:

@@ -65,7 +65,7 @@ def test_an_approval_for_a_plan_that_changed_is_not_counted_and_the_card_shows_t
         return "\n".join(b["text"]["text"] for b in card_now(bot, ts)["blocks"] if "text" in b)
 
     # The card is posted again after the voter is answered: wait for it to show the new diff.
-    wait_until(lambda: "-      weight: 90\n+      weight: 50" in card_text())
+    wait_until(lambda: "-  weight: 90\n+  weight: 50" in card_text())
     assert "Approved by" not in card_text()  # the approval for the old plan is gone
     renewed = request_id(card_now(bot, ts))
     assert renewed != shown and renewed.split(":")[0] == shown.split(":")[0]
