@@ -245,8 +245,8 @@ class FaultProxy:
                 link.swallowed = True
                 self._swallowed += len(data)
                 return
-        if faults.latency:
-            link.closing.wait(faults.latency)
+        if faults.latency and link.closing.wait(faults.latency):
+            return  # reset while the bytes were on their way: they are lost
         if not to_client or faults.trickle is None:
             sink.sendall(data)
             return
