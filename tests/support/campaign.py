@@ -4,7 +4,10 @@ One schedule is a seeded sequence of operations on one service, run against the 
 server and a real Redis by two replicas of the engine: humans' commands (from either replica,
 sometimes two at once), the leader's scheduled steps, the lease moving, a replica frozen right
 before or right after it sends a write (and let go later), 500s and 409 storms and hand edits
-in the API, Redis connections reset. Health verdicts come from the seed. Everything that
+in the API, writes that land but are never answered (or are cut off, or swallowed whole), a
+replica killed at a write and replaced, Redis connections reset and Redis pausing its writes
+longer than the clients wait, a health check that hangs while humans act. Health verdicts
+come from the seed. Everything that
 happened is kept (every record version the store wrote, every request the API server saw,
 the audit trail, every answer a human got) and the invariants are checked on that history.
 A failing schedule names its seed; `run_schedule(seed)` replays it.
@@ -63,9 +66,16 @@ OPS = (
     ("api-409", 2),
     ("hand-edit", 2),
     ("redis-reset", 2),
+    ("kill", 2),
+    ("api-hang", 1),
+    ("api-drop", 1),
+    ("api-black-hole", 1),
+    ("redis-pause", 1),
+    ("health-hang", 2),
 )
 WEIGHTS = (0, 5, 15, 25, 35, 45, 60, 75)
 JOIN_S = 20.0
+READ_TIMEOUT_S = 0.5  # the replicas' deadline for an answer from the API server and from Redis
 
 
 class RecordingStore(RolloutStore):
@@ -87,13 +97,20 @@ class RecordingStore(RolloutStore):
         return stored
 
 
+class Killed(BaseException):
+    """The replica's process died here: nothing after this point of its thread runs (a
+    BaseException, so no `except Exception` of the engine's can carry on for it)."""
+
+
 class FreezingTraffic(KubeTraffic):
     """The real adapter; when told to, the next write waits right before or right after it is
-    sent, as a replica frozen by SIGSTOP at that boundary would."""
+    sent, as a replica frozen by SIGSTOP at that boundary would; or, told to kill, the replica
+    dies there when let go."""
 
     def __init__(self, mesh: KubeMesh) -> None:
         super().__init__(mesh)
         self.freeze: str | None = None  # "before" or "after" the next write
+        self.kill = False  # when let go, die instead of going on
         self.frozen = threading.Event()
         self.thawed = threading.Event()
 
@@ -108,14 +125,28 @@ class FreezingTraffic(KubeTraffic):
     def _wait(self) -> None:
         self.frozen.set()
         self.thawed.wait(JOIN_S)
+        if self.kill:
+            raise Killed
 
 
 class ScriptedHealth:
+    """Verdicts from the seed. Told to hang, the next check waits until let go, as one against
+    a Prometheus that trickles its answer does until its deadline, and is then inconclusive."""
+
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
+        self.hang = False
+        self.hanging = threading.Event()
+        self.released = threading.Event()
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         outcome = self._rng.choices(("pass", "fail", "inconclusive"), (70, 15, 15))[0]
+        if self.hang:
+            self.hang = False
+            self.hanging.set()
+            self.released.wait(JOIN_S)
+            self.hanging.clear()
+            outcome = "inconclusive"
         return Verdict(outcome=outcome, at=now, step=rollout.step, summary="scripted")
 
 
@@ -156,6 +187,7 @@ class History:
     audit: list[Any] = field(default_factory=list)
     live: dict[str, Any] = field(default_factory=dict)
     hung: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)  # urgent commands that waited on a check
 
 
 class World:
@@ -189,22 +221,29 @@ class Schedule:
         world.admin.set("canary:leader:token", self.token)
         self.records = RolloutStore(connect(world.redis_url))  # what the checks read
         self.replicas = [self._replica(i) for i in range(2)]
+        self.dead: list[Engine] = []  # killed replicas, their connections closed at the end
         self.threads: list[tuple[str, threading.Thread]] = []
         self._count = 0
 
     def _replica(self, index: int) -> Engine:
         mesh = KubeMesh(
-            api_client_for(self.world.cluster.url), sleep=lambda _: None, timeout=(1.0, 2.0)
+            api_client_for(self.world.cluster.url),
+            sleep=lambda _: None,
+            timeout=(1.0, READ_TIMEOUT_S),
         )
-        return Engine(
-            store=RecordingStore(connect(self.world.redis_url), self.history.versions),
+        engine = Engine(
+            store=RecordingStore(
+                connect(self.world.redis_url, timeout=READ_TIMEOUT_S), self.history.versions
+            ),
             traffic=FreezingTraffic(mesh),
             notifier=_Silent(),
             clock=self.clock,
             health=ScriptedHealth(random.Random(self.rng.random())),
-            fencing=lambda: self.token if self.leader == index else None,
             mutex=(400, 3.0),
         )
+        # the token while this very process leads: a dead one's never comes back
+        engine.fencing = lambda: self.token if self.replicas[self.leader] is engine else None
+        return engine
 
     # Running
 
@@ -218,14 +257,14 @@ class Schedule:
 
     def _finish(self) -> None:
         self.world.cluster.clear_faults()
-        for engine in self.replicas:
-            _traffic(engine).thawed.set()
+        self.world.admin.client_unpause()
+        self._thaw()
         for name, thread in self.threads:
             thread.join(JOIN_S)
             if thread.is_alive():
                 self.history.hung.append(name)
         self._recover_all(self.replicas[self.leader])
-        for engine in self.replicas:
+        for engine in (*self.replicas, *self.dead):
             _traffic(engine).mesh.close()
         h = self.history
         h.requests = list(self.world.cluster.requests)
@@ -243,15 +282,25 @@ class Schedule:
                 answer.result = fn()
             except Exception as e:  # every answer is kept, errors included
                 answer.error = f"{type(e).__name__}: {e}"
+            except Killed:
+                answer.error = "killed"
 
         thread = threading.Thread(target=body, name=name, daemon=True)
         thread.start()
         self.threads.append((name, thread))
+        urgent = op in ("Rollback", "Pause")
         deadline = time.monotonic() + JOIN_S
         while thread.is_alive() and time.monotonic() < deadline:
-            if any(_traffic(e).frozen.is_set() for e in self.replicas):
+            if any(_traffic(e).frozen.is_set() for e in self._all()):
                 return  # frozen at a write: it goes on in the background until thawed
+            if not urgent and any(_health(e).hanging.is_set() for e in self._all()):
+                return  # behind a hung health check, as it may be; it goes on when let go
             thread.join(0.005)
+        if thread.is_alive() and any(_health(e).hanging.is_set() for e in self._all()):
+            self.history.blocked.append(name)  # rollback and pause must never wait for one
+
+    def _all(self) -> list[Engine]:
+        return [*self.replicas, *self.dead]
 
     def _actor(self) -> str:
         self._count += 1
@@ -320,17 +369,36 @@ class Schedule:
         fn = lambda: leader.step_due(active.id, step)  # noqa: E731
         self._in_thread(f"step {step} of {active.id}", fn, "step", "canary-bot", None)
 
-    def _freeze(self) -> None:
+    def _freeze(self) -> FreezingTraffic:
         traffic = _traffic(self._engine())
         traffic.frozen.clear()
         traffic.thawed.clear()
         traffic.freeze = self.rng.choice(("before", "after"))
+        return traffic
 
     def _thaw(self) -> None:
-        for engine in self.replicas:
+        for engine in self._all():
+            _health(engine).released.set()
+        for index, engine in enumerate(list(self.replicas)):
             traffic = _traffic(engine)
-            traffic.freeze = None
+            dies = traffic.kill and traffic.frozen.is_set()
+            traffic.freeze, traffic.kill = None, dies
             traffic.thawed.set()
+            if dies:
+                self._replace(index)
+
+    def _kill(self) -> None:
+        """The next write of one replica is its last: it dies right before or right after
+        sending it (when next let go), and a new replica takes its place."""
+        traffic = self._freeze()
+        traffic.kill = True
+
+    def _replace(self, index: int) -> None:
+        """A new process in place of a dead one; if the dead one led, the lease has moved."""
+        self.dead.append(self.replicas[index])
+        self.replicas[index] = self._replica(index)
+        if index == self.leader:
+            self._lease()
 
     def _lease(self) -> None:
         """The lease moves to the other replica, which takes over as a newly elected leader
@@ -345,6 +413,10 @@ class Schedule:
             self.history.takeovers[old] = time.time()
 
     def _recover_all(self, engine: Engine) -> bool:
+        # Run here, in the schedule's own thread: a freeze (or kill) armed on this replica
+        # waits for its next write of another kind
+        traffic = _traffic(engine)
+        armed, traffic.freeze = traffic.freeze, None
         try:
             for rollout in self.records.list_active():
                 if rollout.pending or rollout.writing is not None:
@@ -352,6 +424,8 @@ class Schedule:
         except Exception as e:  # a takeover that fails is retried by the next resync
             self.history.answers.append(Answer("recover", "canary-bot", None, error=str(e)))
             return False
+        finally:
+            traffic.freeze = traffic.freeze or armed
         return True
 
     def _api_500(self) -> None:
@@ -378,10 +452,44 @@ class Schedule:
     def _redis_reset(self) -> None:
         self.world.admin.client_kill_filter(_type="normal", skipme=True)
 
+    def _redis_pause(self) -> None:
+        """Redis takes no writes for a while (a failover's CLIENT PAUSE), sometimes longer than
+        the clients wait for an answer."""
+        self.world.admin.client_pause(self.rng.randint(100, 1_200), all=False)
+
+    def _api_hang(self) -> None:
+        """The next write lands but is answered only after the client gave up waiting."""
+        answer_after = READ_TIMEOUT_S + 0.3
+        self.world.cluster.hang_next(
+            1, answer_after, method="PATCH", path_contains="virtualservices"
+        )
+
+    def _api_drop(self) -> None:
+        """The next write's connection is cut without an answer, after it took effect or not."""
+        applied = self.rng.random() < 0.5
+        self.world.cluster.drop_next(
+            1, applied=applied, method="PATCH", path_contains="virtualservices"
+        )
+
+    def _api_black_hole(self) -> None:
+        """The next write is swallowed: never handled, never answered."""
+        self.world.cluster.black_hole(1, method="PATCH", path_contains="virtualservices")
+
+    def _health_hang(self) -> None:
+        health = _health(self._engine())
+        health.released.clear()
+        health.hang = True
+
 
 class _Silent:
     def notify(self, rollout: Rollout, message: Any) -> None:
         return None
+
+
+def _health(engine: Engine) -> ScriptedHealth:
+    health = engine.health
+    assert isinstance(health, ScriptedHealth)
+    return health
 
 
 def _traffic(engine: Engine) -> FreezingTraffic:
@@ -399,6 +507,7 @@ def violations(h: History) -> list[str]:
     recorded = _recorded_writes(h)
     landed = _landed_writes(h)
     found += [f"hung: {name}" for name in h.hung]
+    found += [f"waited behind a hung health check: {name}" for name in h.blocked]
     for write_id, at in landed:
         if write_id not in recorded:
             found.append(f"write {write_id} went live but was never recorded")
