@@ -17,6 +17,7 @@ from bot.mesh.kube import KubeMesh
 from bot.rollout.engine import Engine
 from bot.rollout.model import Phase, StepDue, StepPlan
 from bot.rollout.traffic import KubeTraffic
+from bot.store.errors import StoreUnavailable
 from bot.store.redis_store import RolloutStore, connect
 from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import api_client_for
@@ -119,3 +120,36 @@ def test_a_redis_reset_anywhere_in_a_step_loses_none_of_its_effects(
             assert "step" in notes.events(), where
         finally:
             cluster.stop()
+
+
+def test_a_redis_that_never_answers_fails_a_command_with_a_clear_error_and_changes_nothing(
+    proxy: FaultProxy, redis_url: str, cluster: SandboxApiServer
+) -> None:
+    """The bot's own store (its default deadline) against a Redis that takes the bytes and
+    never answers: the command fails, saying what to check, instead of hanging the worker,
+    and no traffic moves without a record."""
+    redis.Redis.from_url(redis_url).flushdb()
+    store = RolloutStore(connect(proxy.url))
+    with api_client_for(cluster.url) as api:
+        mesh = KubeMesh(api, sleep=lambda _: None)
+        engine = Engine(store=store, traffic=KubeTraffic(mesh), notifier=Recorder(), clock=Clock())
+        engine.start(
+            namespace="default", vs="weather", to=None, steps=STEPS, actor="U1", channel="C1"
+        )
+        before = cluster.get_object("default", "virtualservices", "weather")
+        proxy.black_hole()
+        with pytest.raises(
+            StoreUnavailable, match=r"did not answer in time.*check that Redis is up"
+        ):
+            engine.set_weight(
+                namespace="default",
+                vs="weather",
+                to=None,
+                weight=50,
+                steps=STEPS,
+                actor="U2",
+                channel="C1",
+            )
+        proxy.clear_faults()
+        mesh.close()
+    assert cluster.get_object("default", "virtualservices", "weather") == before
