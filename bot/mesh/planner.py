@@ -419,6 +419,8 @@ class _Target:
         others = [s for s in self.dr.subset_names() if s != stable]
         if len(others) == 1:
             return others[0]
+        if len(beside := self._beside(stable, others)) == 1:
+            return beside[0]  # any other canary would be refused as a third destination
         asked = f"/canary {service_name(self.vs.name, self.namespace)} {_asked(request)}%"
         if not others:
             raise PlanError(
@@ -431,6 +433,17 @@ class _Target:
             f"`{asked} to {self._idlest(others)}`",
             others,
         )
+
+    def _beside(self, stable: str, subsets: list[str]) -> list[str]:
+        """The `subsets` that already take traffic in a catch-all route to stable."""
+        routes = [
+            r
+            for r in _shared_routes(self.vs)
+            if "match" not in r.model_extra_keys()
+            and any(self.key(d.destination) == stable for d in r.route)
+        ]
+        traffic = self.traffic_by_subset(routes)
+        return [s for s in subsets if traffic.get(s)]
 
     def _idlest(self, subsets: list[str]) -> str:
         """The subset to suggest as the canary: the last one no route sends traffic to (a
