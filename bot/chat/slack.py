@@ -73,12 +73,15 @@ RATE_LIMIT_BUDGET_S = 10.0
 
 
 def web_client(
-    token: str, base_url: str | None = None, *, sleep: Callable[[float], None] = time.sleep
+    token: str,
+    base_url: str | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = SLACK_TIMEOUT_S,
 ) -> WebClient:
-    """A WebClient that waits out Slack's rate limits (429 + Retry-After), within a budget."""
-    client = WebClient(
-        token=token, timeout=SLACK_TIMEOUT_S, base_url=base_url or WebClient.BASE_URL
-    )
+    """A WebClient that waits out Slack's rate limits (429 + Retry-After), within a budget,
+    and gives up on a call not answered within `timeout` seconds."""
+    client = WebClient(token=token, timeout=timeout, base_url=base_url or WebClient.BASE_URL)
     client.retry_handlers.append(RateLimitRetry(RATE_LIMIT_BUDGET_S, sleep))
     return client
 
