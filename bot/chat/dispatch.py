@@ -131,6 +131,23 @@ class Dispatcher:
         except Unreachable as e:
             return [Reply(f":no_entry: {e}")]
 
+    def actions_for(self, user: str, rollout: Rollout, actions: Sequence[str]) -> list[str]:
+        """Which of the card's `actions` on `rollout` the policy lets `user` take now (or ask
+        approval for), asked as the command each button stands for would ask it."""
+        if self.gate is None:
+            return list(actions)
+        target = rollout.target
+        kept = []
+        for action in actions:
+            command = Command(verb=Verb(action), service=target.vs, namespace=target.namespace)
+            try:
+                change = self.changes.propose(command, target.namespace, None).change
+            except USER_ERRORS:
+                continue  # the rollout moved on since it was read: that button is gone too
+            if not isinstance(self.gate.decide(user, change, target.namespace, target.vs), Deny):
+                kept.append(action)
+        return kept
+
     def change_for(self, command: Command, namespace: str) -> tuple[Change, str]:
         """What the command would change (weights before and after, a hash of the exact
         plan) and the diff to show an approver."""

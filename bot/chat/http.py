@@ -233,6 +233,7 @@ class _Scope(_Slack):
     assistant_thread: Annotated[_Scope | None, NOT_NULL] = None
     view: Annotated[_Scope | None, NOT_NULL] = None
     function_data: Annotated[_Scope | None, NOT_NULL] = None
+    type: Id | None = None
 
 
 class _Action(_Slack):
@@ -242,8 +243,9 @@ class _Action(_Slack):
 
 
 class _Envelope(_Scope):
-    """The requests the bot serves: `/canary`, a press of a button on its cards, Slack's
-    ssl_check. Fields the bot reads are typed; all others are kept."""
+    """The requests the bot serves: `/canary`, a press of a button on its cards, the App Home
+    opened (an Events API callback), Slack's ssl_check and url_verification. Fields the bot
+    reads are typed; all others are kept."""
 
     type: Id | None = None
     command: Id | None = None
@@ -254,16 +256,21 @@ class _Envelope(_Scope):
     user: _Named | None = None
     channel: _Named | None = None
     actions: Annotated[list[_Action], Field(min_length=1)] | None = None
+    challenge: Annotated[str, StringConstraints(max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _served(self) -> Self:
         if self.type == "block_actions":
             served = self.user is not None and self.user.id is not None and bool(self.actions)
+        elif self.type == "event_callback":
+            served = self.event is not None and self.event.type == "app_home_opened"
+        elif self.type == "url_verification":
+            served = self.challenge is not None
         elif self.type is None:
             command = self.command is not None and self.user_id is not None
             served = command or (self.ssl_check is not None and self.token is not None)
         else:
             served = False
         if not served:
-            raise ValueError("neither a /canary command nor a button press")
+            raise ValueError("neither a /canary command, a button press nor the App Home")
         return self

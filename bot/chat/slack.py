@@ -41,6 +41,7 @@ from bot.chat.cards import (
 )
 from bot.chat.dispatch import Asker, Dispatcher, Reply, Unreachable
 from bot.chat.health_text import health_blocks, health_head
+from bot.chat.home import home_view, with_actions
 from bot.chat.links import Links
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png_isolated
@@ -356,6 +357,7 @@ class SlackBot:
         self.app.command("/canary")(self._on_command)
         self.app.action(re.compile(r"^canary:"))(self._on_button)
         self.app.action(re.compile(r"^approval:"))(self._on_approval)
+        self.app.event("app_home_opened")(self._on_home_opened)
         self.approvals = Approvals(dispatcher)
 
     def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
@@ -395,25 +397,64 @@ class SlackBot:
         if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}:{asker.user}", None):
             return
         response_url = str(body.get("response_url", ""))
+        home = (body.get("view") or {}).get("type") == "home"
         log.info("%s pressed by %s on rollout %s", verb, asker.user, rollout_id)
         self.workers.submit(
             _correlated(
                 str(body.get("trigger_id", "")),
-                lambda: self._press(verb, rollout_id, asker, response_url),
+                lambda: self._press(verb, rollout_id, asker, response_url, home=home),
             ),
             urgent=verb in URGENT_VERBS,
         )
 
-    def _press(self, verb: str, rollout_id: str, asker: Asker, response_url: str) -> None:
-        """A button is the command it stands for, so the policy applies to it the same way."""
+    def _press(
+        self, verb: str, rollout_id: str, asker: Asker, response_url: str, *, home: bool = False
+    ) -> None:
+        """A button is the command it stands for, so the policy applies to it the same way.
+        Pressed in the App Home, which has no response_url, the answer is shown at the top of
+        the home tab, published again with the rollout as it now stands."""
         try:
             target = self.store.load(rollout_id).target
         except StoreError as e:
-            self._reply(response_url, Reply(f":warning: {e}"))
+            self._answer_press(response_url, asker, Reply(f":warning: {e}"), home=home)
             return
         command = Command(verb=Verb(verb), service=target.vs, namespace=target.namespace)
         self._count(verb, "pressed")
-        self._run(command, asker, response_url, f"{target.service} {verb}")
+        if not home:
+            self._run(command, asker, response_url, f"{target.service} {verb}")
+            return
+        replies = self.dispatcher.run(command, asker, text=f"{target.service} {verb}")
+        told = [r.text for r in replies if r.ephemeral]
+        done = f"{target.service}: {verb} done." if not told else "\n".join(told)
+        self.publish_home(asker.user, notice=done)
+
+    def _answer_press(self, response_url: str, asker: Asker, reply: Reply, *, home: bool) -> None:
+        if home:
+            self.publish_home(asker.user, notice=reply.text)
+        else:
+            self._reply(response_url, reply)
+
+    def _on_home_opened(self, ack: Ack, event: dict[str, Any]) -> None:
+        ack()
+        if event.get("tab") != "home" or not is_user(str(event.get("user", ""))):
+            return
+        user = str(event["user"])
+        self.workers.submit(_correlated("", lambda: self.publish_home(user)))
+
+    def publish_home(self, user: str, *, notice: str | None = None) -> None:
+        """Publish `user`'s home tab: each active rollout they may act on, with the buttons
+        the policy lets them press."""
+        dispatcher, now = self.dispatcher, self.dispatcher.clock()
+        cards = []
+        for rollout in self.store.list_active():
+            view = card_view(rollout, now, dispatcher.links)
+            allowed = dispatcher.actions_for(user, rollout, [b.action for b in view.buttons])
+            if (shown := with_actions(view, allowed)) is not None:
+                cards.append(shown)
+        try:
+            self.client.views_publish(user_id=user, view=home_view(cards, notice=notice))
+        except SlackApiError as e:
+            log.warning("could not publish the home tab of %s: %s", user, e.response.get("error"))
 
     def _on_approval(self, ack: Ack, body: dict[str, Any]) -> None:
         ack()

@@ -22,8 +22,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.chat.approvals import approval_blocks
+from bot.chat.cards import card_view
 from bot.chat.dispatch import history_text
 from bot.chat.health_text import health_blocks
+from bot.chat.home import home_view, with_actions
 from bot.chat.links import Links
 from bot.chat.slack import SlackNotifier, web_client
 from bot.health.verdict import Figures, Side, judge
@@ -175,7 +177,18 @@ MADE: dict[str, Callable[[dict[str, dict[str, Any]]], dict[str, Any]]] = {
     "approval-card-gate": lambda _: {"blocks": approval_blocks(approval_request("gate"), None)},
     "health-table": lambda _: {"blocks": health_blocks(checked(2, 900.0), lead="Now: ")},
     "history": lambda _: {"text": history()},
+    "app-home": lambda _: home(),
 }
+
+
+def home() -> dict[str, Any]:
+    """The Home tab of an on-call engineer who may pause and roll back, not promote."""
+    running = rollout(Phase.PROGRESSING, (checked(2, 260.0),))
+    view = with_actions(
+        card_view(running, T0 + timedelta(minutes=15), LINKS), ["pause", "rollback"]
+    )
+    assert view is not None
+    return home_view([view], notice="weather.prod: pause done.")
 
 
 @pytest.mark.parametrize("name", MADE)

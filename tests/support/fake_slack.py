@@ -26,6 +26,9 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+
 from sandbox.loopback import TrackingHTTPServer
 
 _log = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ UPLOAD = "upload"
 # Form fields that slack_sdk sends as JSON strings; other form values stay strings.
 _JSON_FORM_FIELDS = frozenset({"attachments", "blocks", "files", "metadata", "unfurls", "view"})
 _MESSAGE_FIELDS = ("text", "blocks", "attachments", "metadata", "files")
+VIEW_MAX_BLOCKS = 100
+VIEW_MAX_BYTES = 250_000
 _TS_EPOCH = 1_700_000_000
 _TS_STEPS_PER_SECOND = 10_000  # ts counts up in steps of 100 µs: 1700000000.000100, .000200, ...
 
@@ -151,6 +156,7 @@ class FakeSlack:
         self._users: dict[str, JsonObject] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._files: dict[str, _File] = {}
+        self._homes: dict[str, JsonObject] = {}
         self._serial = itertools.count(1)
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -320,6 +326,7 @@ class FakeSlack:
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "views.publish": self._views_publish,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
             "users.info": self._users_info,
@@ -371,6 +378,21 @@ class FakeSlack:
             "text": message["text"],
             "message": copy.deepcopy(message),
         }
+
+    def _views_publish(self, body: JsonObject) -> JsonObject:
+        """A user's Home tab, checked as Slack checks it: a home view of at most 100 valid
+        Block Kit blocks, 250 kB in all."""
+        user = _required(body, "user_id", "invalid_arguments")
+        view = _view_of(body.get("view"))
+        published = {**view, "id": f"V{next(self._serial):08d}", "team_id": self.team}
+        published |= {"bot_id": self.bot_id, "hash": self._next_ts()}
+        self._homes[user] = copy.deepcopy(published)
+        return {"view": published}
+
+    def home(self, user: str) -> JsonObject | None:
+        """The Home tab `user` sees now: the view last published for them."""
+        with self._changed:
+            return copy.deepcopy(self._homes.get(user))
 
     def _chat_post_ephemeral(self, body: JsonObject) -> JsonObject:
         _required(body, "channel", "channel_not_found")
@@ -513,6 +535,39 @@ def _required(body: JsonObject, name: str, error: str) -> str:
     if value is None or value == "":
         raise _Refusal(error)
     return str(value)
+
+
+def _view_of(raw: Any) -> JsonObject:
+    """The `view` argument of views.publish, refused as Slack refuses it."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise _Refusal("invalid_arguments") from None
+    if not isinstance(raw, dict) or raw.get("type") != "home":
+        raise _Refusal("invalid_arguments")
+    if len(json.dumps(raw).encode()) > VIEW_MAX_BYTES:
+        raise _Refusal("view_too_large")
+    blocks = raw.get("blocks")
+    if not isinstance(blocks, list) or len(blocks) > VIEW_MAX_BLOCKS:
+        raise _Refusal("invalid_arguments")
+    too_long = len(str(raw.get("private_metadata", ""))) > 3000
+    if too_long or len(str(raw.get("callback_id", ""))) > 255:
+        raise _Refusal("invalid_arguments")
+    _check_blocks(blocks)
+    return raw
+
+
+def _check_blocks(blocks: list[Any]) -> None:
+    """Each block as slack_sdk's models read it back, and within their limits."""
+    try:
+        parsed = Block.parse_all(blocks)
+        for block in parsed:
+            block.validate_json()
+    except (SlackObjectFormationError, TypeError, KeyError, AttributeError):
+        raise _Refusal("invalid_blocks") from None
+    if [block.to_dict() for block in parsed] != blocks:
+        raise _Refusal("invalid_blocks")
 
 
 def _require_content(body: JsonObject) -> None:
