@@ -78,7 +78,7 @@ def web_client(
     base_url: str | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
-    timeout: float = SLACK_TIMEOUT_S,
+    timeout: int = SLACK_TIMEOUT_S,
 ) -> WebClient:
     """A WebClient that waits out Slack's rate limits (429 + Retry-After), within a budget,
     and gives up on a call not answered within `timeout` seconds."""

@@ -23,7 +23,7 @@ from tests.support.harness import seed_file
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 STEPS = StepPlan(weights=(10, 100), interval_s=30)
-DEADLINE_S = 0.5  # the bot's is 10 s (SLACK_TIMEOUT_S); shortened so the test is quick
+DEADLINE_S = 1  # the bot's is 10 s (SLACK_TIMEOUT_S); shortened so the test is quick
 
 
 @pytest.fixture
