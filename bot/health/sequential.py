@@ -179,7 +179,9 @@ def judge(
     ]
     verdict = conclude(rows, figures, at=at, step=step)
     numbers = {**verdict.figures, **_confidences(rows)}
-    return verdict.model_copy(update={"figures": numbers, "summary": _summary(verdict, rows)})
+    summary = _summary(verdict, rows)
+    final = verdict.outcome == "fail"  # each test's error is bounded over every look
+    return verdict.model_copy(update={"figures": numbers, "summary": summary, "final": final})
 
 
 def _side(counts: Counts) -> Side:

@@ -101,6 +101,9 @@ class Verdict(_Frozen):
     figures: dict[str, float | None] = Field(default_factory=dict)
     # As judged, one per check: metric, canary, stable, threshold, status. Empty in old records.
     rows: tuple[tuple[str, str, str, str, str], ...] = ()
+    # A failure the judge stands by however often it looks (an anytime-valid test): rolled
+    # back at once, with no retry after another interval
+    final: bool = False
 
 
 # Effects: what a transition asks the engine to do, in order.

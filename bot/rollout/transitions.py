@@ -260,10 +260,13 @@ def _reported(effects: list[Effect], report: Notify) -> list[Effect]:
 def _after_failure(r: Rollout, e: HealthResult, now: datetime, report: Notify) -> Outcome:
     failures = r.failures + 1
     r = r.model_copy(update={"failures": failures})
-    if failures >= r.steps.failure_limit:
-        reason = (
-            f"{failures} failed health checks in a row at {r.weight}%: {e.verdict.summary}"
-        ).rstrip(": ")
+    if e.verdict.final or failures >= r.steps.failure_limit:
+        checks = (
+            "a failed health check"
+            if failures == 1
+            else f"{failures} failed health checks in a row"
+        )
+        reason = f"{checks} at {r.weight}%: {e.verdict.summary}".rstrip(": ")
         new, effects = _end(r, Phase.FAILED, e.actor, "auto-rollback", reason)
         return new, _reported(effects, report)
     return _retry(r, now, report)

@@ -116,10 +116,12 @@ def test_a_canary_that_turns_bad_inside_a_step_is_rolled_back_before_the_step_en
     final = rig.engine.store.load(started.id)
     assert (final.phase, final.weight) == (Phase.FAILED, 0)
     assert {v.step for v in final.verdicts} == {0}  # judged, and rolled back, at 20 %
-    assert "failed health checks in a row at 20%" in final.reason
+    assert final.reason.startswith("a failed health check at 20%: ")
     assert "sure it is worse" in final.verdicts[-1].summary
-    assert [v.outcome for v in final.verdicts] == ["fail"] * STEPS.failure_limit
-    assert after[-STEPS.failure_limit :] == ["fail"] * STEPS.failure_limit
+    # the judge's failure is final: the first failing look rolls back, whatever failure_limit
+    assert STEPS.failure_limit > 1
+    assert [v.outcome for v in final.verdicts] == ["fail"] and final.verdicts[-1].final
+    assert after[-1:] == ["fail"] and after.count("fail") == 1
     assert "auto-rollback" in rig.notes.events()
     assert len(rig.client.asked) == 2 * (len(before) + len(after))  # two queries a look
 

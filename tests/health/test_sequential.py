@@ -46,12 +46,13 @@ def test_a_canary_with_many_more_errors_fails_saying_how_sure_in_words() -> None
     )
     assert verdict.figures["sure_errors_vs_stable"] > 0.999
     assert verdict.figures["canary_requests"] == 400
+    assert verdict.final  # it stands however often it is looked at: no retry is waited for
 
 
 def test_as_good_as_stable_with_enough_requests_passes_and_says_how_unsure() -> None:
     canary = counts(400, 1, 10, 200, 396, 400)
     verdict = judge(canary, STABLE, HealthThresholds(), at=AT, step=1, steps=5)
-    assert verdict.outcome == "pass"
+    assert verdict.outcome == "pass" and not verdict.final
     assert verdict.summary.startswith("healthy: errors 0.2 % vs 0.2 %, 0 % sure it is worse")
 
 

@@ -196,6 +196,21 @@ def test_failures_up_to_the_limit_roll_back_automatically() -> None:
     assert isinstance(audit, Audit) and audit.action == "auto-rollback"
 
 
+def test_a_failure_the_judge_stands_by_rolls_back_at_once() -> None:
+    """A sequential judge's failure holds however often it looks: no second check is waited
+    for, whatever the failure limit."""
+    final = HealthResult(
+        verdict=Verdict(outcome="fail", at=T0, step=1, summary="errors 4.1 % vs 0.2 %", final=True)
+    )
+    outcome = transition(at_step(1), final, T0)
+    rollout, effects = outcome
+    assert (rollout.phase, landed(outcome).weight) == (Phase.FAILED, 0)
+    assert rollout.reason == "a failed health check at 50%: errors 4.1 % vs 0.2 %"
+    assert effects[0] == ApplyWeight(weight=0, previous=50)
+    audit = effects[-1]
+    assert isinstance(audit, Audit) and audit.action == "auto-rollback"
+
+
 def test_a_pass_resets_the_failure_count() -> None:
     rollout, _ = transition(at_step(0, failures=1, inconclusive=2), verdict("pass", 0), T0)
     assert (rollout.failures, rollout.inconclusive) == (0, 0)
