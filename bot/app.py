@@ -39,10 +39,20 @@ from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
 from bot.rollout.ports import Health, Notifier, Scheduler
 from bot.rollout.scheduler import StepScheduler
 from bot.rollout.traffic import KubeTraffic
+from bot.service.drills import Drills, Tell
+from bot.store.drills import DrillStore
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
-from policies import HealthThresholds, Policy, PolicyError, Problem, load_policy, rollout_defaults
+from policies import (
+    HealthThresholds,
+    Policy,
+    PolicyError,
+    Problem,
+    drill_limits,
+    load_policy,
+    rollout_defaults,
+)
 from policies import Target as PolicyTarget
 
 log = logging.getLogger(__name__)
@@ -143,6 +153,7 @@ class Parts:
     policy: Policy | None
     dispatcher: Dispatcher
     slack: SlackBot | None
+    drills: Drills | None = None
 
 
 def utcnow() -> datetime:
@@ -162,13 +173,15 @@ def build(
     fencing: Callable[[], int | None] = lambda: None,
     watch: bool = False,
     watchdog: Watchdog | None = None,
+    tell: Tell | None = None,
 ) -> Parts:
     """The composition root: every part built with its collaborators, in order, and nothing
     patched in afterwards. Clients not given are made from the settings (`mesh`, the
     Kubernetes adapter, from `kube_api`)."""
     policy = load_policy_file(settings.policy_file)  # first: a bad policy stops everything
     metrics = Metrics()
-    store = RolloutStore(redis if redis is not None else connect(settings.redis_url))
+    client = redis if redis is not None else connect(settings.redis_url)
+    store = RolloutStore(client)
     if mesh is None:
         api = kube_api or from_kubeconfig(settings.kubeconfig, settings.kube_context)
         mesh = KubeMesh(
@@ -199,6 +212,16 @@ def build(
         metrics=metrics,
         health=health_check(settings, metrics, policy),
     )
+    drills = Drills(
+        mesh=mesh,
+        book=DrillStore(client),
+        rollouts=store,
+        tell=tell or _channel_poster(slack),
+        clock=clock,
+        limits=lambda ns, vs: (
+            None if policy is None else drill_limits(policy, PolicyTarget(ns, vs))
+        ),
+    )
     dispatcher = Dispatcher(
         engine=engine,
         store=store,
@@ -207,6 +230,7 @@ def build(
         gate=gate,
         book=book,
         reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
+        drills=drills,
         links=settings.links,
     )
     bot = None
@@ -220,7 +244,19 @@ def build(
             workers=Workers(settings.workers, watchdog=watchdog),
             on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
         )
-    return Parts(store, mesh, engine, metrics, policy, dispatcher, bot)
+    return Parts(store, mesh, engine, metrics, policy, dispatcher, bot, drills)
+
+
+def _channel_poster(slack: WebClient | None) -> Tell:
+    """Posts a line in a channel (a drill's start and end); with no Slack, logs it."""
+
+    def post(channel: str | None, text: str) -> None:
+        if slack is None or channel is None:
+            log.info("%s", text)
+            return
+        slack.chat_postMessage(channel=channel, text=text)
+
+    return post
 
 
 def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) -> Health | None:
@@ -448,6 +484,16 @@ class Server:
                 self._pick_up_due()
         except StoreError as e:
             log.warning("resync: %s", e)
+        self._end_drills()
+
+    def _end_drills(self) -> None:
+        """Drills whose time is up, or whose rollout ended, are taken off by the leader."""
+        if self.parts.drills is None:
+            return
+        try:
+            self.parts.drills.expire_due()
+        except (StoreError, MeshError, Busy) as e:
+            log.warning("resync: drills left for the next pass: %s", e)
 
     def _rebuild(self) -> None:
         """Right after an election, every active rollout: its job, and its unfinished work.

@@ -81,10 +81,26 @@ _TOPICS: dict[Verb, _Topic] = {
             "Rollback and promotion remove the cohort's route too.",
         ),
     ),
+    Verb.FAULT: _Topic(
+        forms=(
+            ("{service} fault delay 7s 10%", "delay 10% of requests by 7s, for a while"),
+            ("{service} fault abort 500 5%", "answer 5% of requests with HTTP 500"),
+            ("{service} retries 3 per-try 2s", "retry failed requests 3 times, 2s each"),
+            ("{service} timeout 10s", "give up on requests after 10s"),
+            ("{service} fault off", "end the service's drills now"),
+        ),
+        details=(
+            "Drills go on the service's catch-all route and end on their own: add `for 10m`, "
+            "else the policy's default; the policy sets the longest too.",
+            "Off unless the policy allows them (`drills:` in the rule, and `fault` in allow).",
+            "The bot removes exactly what it added when the time is up, and says so here; a "
+            "rollback or a promotion ends them too.",
+        ),
+    ),
     Verb.LIST: _Topic(forms=(("list", "the rollouts going on now"),)),
     Verb.HELP: _Topic(forms=(("help", "this list"), ("help start", "more about one command"))),
 }
-_ALIASES = {"weight": Verb.SET_WEIGHT}
+_ALIASES = {"weight": Verb.SET_WEIGHT, "retries": Verb.FAULT, "timeout": Verb.FAULT}
 HELP_TOPICS = frozenset({*(verb.value for verb in Verb), *_ALIASES})
 _HEADER = (
     "*Canary rollouts* — the service is `name` or `name.namespace` "
@@ -92,10 +108,11 @@ _HEADER = (
 )
 
 
-def example(verb: Verb, service: str = EXAMPLE_SERVICE, *, options: str = "") -> str:
-    """The first form of `verb`, ready to quote: `/canary weather 10%`, plus any `options`."""
-    form = _TOPICS[verb].forms[0][0]
-    return _command(f"{form} {options}".rstrip(), service)
+def example(verb: Verb, service: str = EXAMPLE_SERVICE, *, options: str = "", form: int = 1) -> str:
+    """The first (or `form`th) form of `verb`, ready to quote: `/canary weather 10%`, plus any
+    `options`."""
+    form_text = _TOPICS[verb].forms[form - 1][0]
+    return _command(f"{form_text} {options}".rstrip(), service)
 
 
 def summary(verb: Verb) -> str:

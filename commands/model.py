@@ -9,6 +9,7 @@ from typing import Self
 from pydantic import BaseModel, Field, model_validator
 
 from commands.cohort import CohortChange
+from commands.drill import DrillChange
 
 
 class Verb(StrEnum):
@@ -24,6 +25,7 @@ class Verb(StrEnum):
     PLAN = "plan"
     MIRROR = "mirror"
     COHORT = "cohort"
+    FAULT = "fault"  # fault drills: also written `retries …` and `timeout …`
     LIST = "list"
     HELP = "help"
 
@@ -64,6 +66,7 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.COHORT: VerbInfo(
         True, raising=True, needs=frozenset({"service", "cohort"}), may=_WEIGHTED
     ),
+    Verb.FAULT: VerbInfo(True, raising=True, needs=frozenset({"service", "drill"})),
     Verb.LIST: VerbInfo(False, needs=frozenset(), may=frozenset()),
     Verb.HELP: VerbInfo(False, needs=frozenset(), may=frozenset({"topic"})),
 }
@@ -88,6 +91,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     mirror: int | None = Field(default=None, ge=0, le=100)  # 0 means `mirror off`
     topic: str | None = None  # help <topic>
     cohort: CohortChange | None = None  # who goes to the canary first; "off" removes the route
+    drill: DrillChange | None = None  # a fault drill; "off" ends the service's drills now
 
     @property
     def mutating(self) -> bool:

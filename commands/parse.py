@@ -12,9 +12,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from commands.cohort import OFF, CohortChange, make_cohort
+from commands.drill import MAX_ATTEMPTS, MAX_DELAY_S, Drill, DrillChange
 from commands.grammar import (
     LABEL_RULE,
     GrammarError,
@@ -34,12 +35,17 @@ _ECHO = "/canary"  # some clients send the slash command along with its text
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _PLAIN_WEIGHT = re.compile(r"([0-9]{1,3})%?")
 _FRACTION = re.compile(r"[0-9]*[.,][0-9]+|[0-9]+[.,][0-9]*")
+_SHARE = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,2})?)%?")
 _OPTION_VALUES = {
     "to": "a subset, like v2",
     "steps": "a list, like 5,10,25,50,100",
     "every": "a duration, like 5m",
 }
-_WITH_OPTIONS = {Verb.START: "to v2 steps 10,50,100 every 10m", Verb.COHORT: ""}
+_WITH_OPTIONS = {
+    Verb.START: "to v2 steps 10,50,100 every 10m",
+    Verb.COHORT: "",
+    Verb.FAULT: "for 10m",
+}
 COHORT_KINDS = {
     "header": "a header and its value (NAME=VALUE)",
     "cookie": "a cookie and its value (NAME=VALUE)",
@@ -124,7 +130,7 @@ def _scoped(words: list[str], services: list[str]) -> Command:
     word = rest[0].lower()
     if _looks_like_weight(word):
         return _set_weight(target, rest)
-    parser = _VERBS.get(word)
+    parser = _VERBS.get(word) or _DRILL_WORDS.get(word)
     if parser is None:
         raise _unknown_verb(word, _suggested(target, services))
     return parser(target, rest[1:])
@@ -320,11 +326,99 @@ def _start(target: _Target, words: list[str]) -> Command:
     )
 
 
+def _fault(target: _Target, words: list[str]) -> Command:
+    """`fault delay 7s 10%`, `fault abort 500 5%`, each with `for 10m` or not; `fault off`."""
+    usage = _usage(Verb.FAULT, target)
+    kind = words[0].lower() if words else ""
+    if kind == OFF:
+        _nothing_after("fault off", words[1:], f"`/canary {target.text} fault off`")
+        return _drill_command(target, OFF)
+    if kind not in ("delay", "abort"):
+        raise CommandError(
+            f"say which fault: `fault delay 7s 10%` or `fault abort 500 5%`, like {usage}"
+        )
+    if len(words) < 3:
+        raise CommandError(f"`fault {kind}` needs {_FAULT_VALUES[kind]}, like {usage}")
+    share = _share(words[2], usage)
+    if kind == "delay":
+        fields = {"seconds": _drill_seconds(words[1], "delay", usage), "percent": share}
+    else:
+        fields = {"status": _status(words[1], usage), "percent": share}
+    return _drill_command(target, _drill(kind, fields, words[3:], usage))
+
+
+def _retries(target: _Target, words: list[str]) -> Command:
+    """`retries 3 per-try 2s`, with `for 10m` or not."""
+    usage = example(Verb.FAULT, target.text, form=3)
+    if len(words) < 3 or words[1].lower() != "per-try":
+        raise CommandError(f"`retries` needs a number of attempts and a per-try timeout: {usage}")
+    attempts = words[0]
+    if not (attempts.isascii() and attempts.isdigit() and 1 <= int(attempts) <= MAX_ATTEMPTS):
+        raise CommandError(
+            f"{shown(attempts)} is not a number of attempts: use 1 to {MAX_ATTEMPTS}, like {usage}"
+        )
+    fields = {"attempts": int(attempts), "seconds": _drill_seconds(words[2], "per-try", usage)}
+    return _drill_command(target, _drill("retries", fields, words[3:], usage))
+
+
+def _timeout(target: _Target, words: list[str]) -> Command:
+    """`timeout 10s`, with `for 10m` or not."""
+    usage = example(Verb.FAULT, target.text, form=4)
+    if not words:
+        raise CommandError(f"`timeout` needs a duration: {usage}")
+    fields = {"seconds": _drill_seconds(words[0], "timeout", usage)}
+    return _drill_command(target, _drill("timeout", fields, words[1:], usage))
+
+
+def _drill(kind: str, fields: dict[str, Any], rest: list[str], usage: str) -> Drill:
+    if rest and rest[0].lower() != "for":
+        raise CommandError(f"{shown(rest[0])} is unexpected there: write it like {usage}")
+    if rest and len(rest) != 2:
+        raise CommandError(f"`for` needs a duration, like 10m, and nothing after it: {usage}")
+    with _explained(usage):
+        for_s = parse_duration(rest[1]) if rest else None
+    return Drill.model_validate({"kind": kind, **fields, "for_s": for_s})
+
+
+def _drill_command(target: _Target, drill: DrillChange) -> Command:
+    return Command(verb=Verb.FAULT, service=target.service, namespace=target.namespace, drill=drill)
+
+
+def _drill_seconds(word: str, what: str, usage: str) -> int:
+    with _explained(usage):
+        seconds = parse_duration(word)
+    if seconds > MAX_DELAY_S:
+        raise CommandError(f"a {what} of {shown(word)} is too long: at most 5m, like {usage}")
+    return seconds
+
+
+def _status(word: str, usage: str) -> int:
+    if not (word.isascii() and word.isdigit() and 200 <= int(word) <= 599):
+        raise CommandError(f"{shown(word)} is not an HTTP status: use 200 to 599, like {usage}")
+    return int(word)
+
+
+def _share(word: str, usage: str) -> float:
+    found = _SHARE.fullmatch(word)
+    if found is None or not 0 < float(found.group(1)) <= 100:
+        raise CommandError(
+            f"{shown(word)} is not a share of requests: use more than 0% and up to 100%, "
+            f"like {usage}"
+        )
+    return float(found.group(1))
+
+
+_FAULT_VALUES = {
+    "delay": "a delay and a share of requests",
+    "abort": "a status and a share of requests",
+}
+_DRILL_WORDS: dict[str, _Parser] = {"retries": _retries, "timeout": _timeout}
 _VERBS: dict[str, _Parser] = {
     Verb.START: _start,
     Verb.PLAN: _plan,
     Verb.MIRROR: _mirror,
     Verb.COHORT: _cohort,
+    Verb.FAULT: _fault,
     **{verb.value: partial(_bare, verb) for verb in BARE},
 }
 

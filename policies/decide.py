@@ -26,6 +26,7 @@ from policies.model import (
     Change,
     Decision,
     Deny,
+    DrillSettings,
     FreezeWindow,
     HealthThresholds,
     NeedsApproval,
@@ -231,8 +232,24 @@ def _min_interval(ask: _Ask) -> Decision | None:
     )
 
 
+def _drills_on(ask: _Ask) -> Decision | None:
+    if ask.action is not Action.FAULT or ask.rule.drills is not None:
+        return None
+    return Deny(
+        f"fault drills are off in {ask.rule.scope} ({_rule_ref(ask.placed)}); ask the platform "
+        "team to turn them on with `drills: {default: 10m, max: 1h}` in the rule"
+    )
+
+
+def drill_limits(policy: Policy, target: Target) -> DrillSettings | None:
+    """How long `target`'s fault drills last by default and at most; None when they are off."""
+    placed = policy.match(target)
+    return None if placed is None else placed.rule.drills
+
+
 _CHECKS: tuple[Check, ...] = (
     _safe,
+    _drills_on,
     _permitted,
     _synced_from_git,
     _staged_only,

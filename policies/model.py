@@ -32,6 +32,7 @@ class Action(StrEnum):
     ABORT = "abort"
     MIRROR = "mirror"
     COHORT = "cohort"
+    FAULT = "fault"
     APPROVE = "approve"
 
 
@@ -135,6 +136,7 @@ class Permissions(_Schema):
     abort: Principals = ()
     mirror: Principals = ()
     cohort: Principals = ()
+    fault: Principals = ()
     approve: Principals = ()
 
     def who_may(self, action: Action) -> tuple[str, ...]:
@@ -353,6 +355,22 @@ class RolloutSettings(_Schema):
         return self
 
 
+class DrillSettings(_Schema):
+    """Fault drills on, for the services a rule matches: how long one lasts when the command
+    does not say (`default`), and at most (`max`)."""
+
+    default: Duration = timedelta(minutes=10)
+    max: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> Self:
+        if self.default > self.max:
+            raise ValueError("drills.default is longer than drills.max; shorten it")
+        if self.max > timedelta(days=1):
+            raise ValueError("drills.max is at most 1d; shorten it")
+        return self
+
+
 class Rule(_Schema):
     """What applies to the VirtualServices whose namespace and name match the globs."""
 
@@ -364,6 +382,7 @@ class Rule(_Schema):
     limits: Limits = Limits()
     freeze: tuple[FreezeWindow, ...] = ()
     rollout: RolloutSettings = RolloutSettings()
+    drills: DrillSettings | None = None  # fault drills are off unless a rule turns them on
     # Mentioned, with the starter and the approvers, when a rollout needs a human.
     on_call: Principal | None = Field(default=None, alias="on-call")
     # An object Argo CD or Flux syncs from Git gets its change undone at the next sync: `warn`

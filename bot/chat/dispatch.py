@@ -7,6 +7,7 @@ the asker should see (ephemeral) or what the channel should be told outside a ro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -35,6 +36,7 @@ from bot.rollout.model import (
 )
 from bot.rollout.transitions import InvalidTransition, cohort_text
 from bot.service.changes import Changes, Proposal, gitops_warnings
+from bot.service.drills import Drills
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
@@ -100,6 +102,7 @@ class Dispatcher:
     # raises Unreachable if it cannot: checking by posting is the one check Slack cannot
     # contradict a moment later (membership, archived channels, DMs, scopes all show in it).
     reserve: Reserve | None = None
+    drills: Drills | None = None  # fault drills; None: not offered
     links: Links | None = None  # the add-ons a card links to
 
     def __post_init__(self) -> None:
@@ -107,7 +110,7 @@ class Dispatcher:
             engine=self.engine, store=self.store, clock=self.clock, steps_for=self._steps
         )
         self._reads: dict[Verb, Callable[[Command, str, Asker], list[Reply]]] = {
-            Verb.STATUS: self._status,
+            Verb.STATUS: self._status_and_drills,
             Verb.HISTORY: self._history,
             Verb.PLAN: self._plan,
         }
@@ -158,6 +161,8 @@ class Dispatcher:
         self, command: Command, namespace: str, asker: Asker, text: str, approved: bool
     ) -> list[Reply]:
         """Read once, decide on that plan, and run that very plan."""
+        if command.verb is Verb.FAULT:
+            return self._drill(command, namespace, asker)
         proposal = self.changes.propose(command, namespace, asker.channel)
         if self.gate is not None and not approved:
             held = self._check(proposal, asker, text)
@@ -166,6 +171,19 @@ class Dispatcher:
         self._reserve(proposal, asker)
         rollout = self.changes.carry_out(proposal, asker.user, asker.channel)
         return _outcome(proposal, rollout) + [Reply(f":warning: {w}") for w in proposal.warnings]
+
+    def _drill(self, command: Command, namespace: str, asker: Asker) -> list[Reply]:
+        """A fault drill: planned once, decided on, then recorded with its end and written."""
+        if self.drills is None:
+            return [Reply(":warning: fault drills are not available in this bot")]
+        proposal = self.drills.propose(command, namespace, asker.user, asker.channel)
+        if self.gate is not None:
+            decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
+            if isinstance(decision, Deny):
+                return [Reply(f":no_entry: {decision.reason}")]
+            if isinstance(decision, NeedsApproval):
+                return [Reply(f":no_entry: {decision.reason}; a drill does not wait for one")]
+        return [Reply(self.drills.carry_out(proposal))]
 
     def _reserve(self, proposal: Proposal, asker: Asker) -> None:
         """A new rollout's card goes up first; an existing rollout already has its card."""
@@ -262,6 +280,16 @@ class Dispatcher:
             )
         ]
 
+    def _status_and_drills(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        """The status, and the service's fault drills going on with their end."""
+        first, *rest = self._status(c, namespace, asker)
+        lines = self.drills.lines(namespace, str(c.service)) if self.drills else []
+        if not lines:
+            return [first, *rest]
+        blocks = None if first.blocks is None else [*first.blocks, *map(_section, lines)]
+        text = "\n".join([first.text, *lines])
+        return [dataclasses.replace(first, text=text, blocks=blocks), *rest]
+
     def _fresh_check(self, rollout: Rollout) -> tuple[str, list[dict[str, Any]]]:
         """A health check made now, shown but not stored (it decides nothing): as a table
         for a terminal and as blocks for Slack."""
@@ -303,6 +331,10 @@ class Dispatcher:
     def card_reply(self, rollout: Rollout) -> Reply:
         view = card_view(rollout, self.clock(), self.links)
         return Reply(card_text(view), blocks=card_blocks(view))
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _outcome(proposal: Proposal, rollout: Rollout) -> list[Reply]:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from bot.mesh.cohort import COHORT_ROUTE, cohort_change, cohort_index, cohort_route
+from bot.mesh.drills import drill_field, field_at, field_name
 from bot.mesh.errors import AmbiguousCanary, InvalidObject, InvalidRequest, PlanError
 from bot.mesh.models import (
     Destination,
@@ -36,6 +37,7 @@ from bot.mesh.validation import (
     virtual_service_problems,
 )
 from commands.cohort import Cohort, CohortChange
+from commands.drill import Drill
 from commands.names import service_name
 
 ANNOTATION = "canary-bot/last-applied"
@@ -890,6 +892,68 @@ def _next_subset(stable: str) -> str:
 
 def _shown_destination(dest: Destination) -> str:
     return dest.host if dest.subset is None else f"{dest.host} subset '{dest.subset}'"
+
+
+def plan_drill(
+    vs_raw: Mapping[str, Any], request: SplitRequest, *, version: str = "v1"
+) -> TrafficPlan:
+    """Add `request.drill` to the service's catch-all routes, or take `request.end_drill` off
+    them where it is still as the bot added it. Nothing but those fields changes."""
+    namespace = _raw_namespace(vs_raw) or request.namespace
+    refuse_controlled(vs_raw, namespace)
+    _check_live(vs_raw, None, namespace, version)
+    vs = VirtualService.parse(vs_raw)
+    where = f"VirtualService '{vs.name}' in namespace '{namespace}'"
+    editor = _Editor(vs_raw)
+    if vs.spec.kind != "http" and request.end_drill is None:
+        raise InvalidRequest(
+            f"{where} has {vs.spec.kind} routes, and Istio injects faults, retries and "
+            "timeouts into http routes only; nothing was changed"
+        )
+    primary = [id(r) for r in _primary_routes(vs)]
+    indexes = [i for i, r in enumerate(vs.spec.http) if id(r) in primary]
+    for index in indexes:
+        route = editor.doc["spec"]["http"][index]
+        if request.drill is not None:
+            _add_drill(editor, index, route, request.drill, where)
+        elif request.end_drill is not None:
+            _remove_drill(editor, index, route, request.end_drill)
+    _check_planned(editor.doc, None, namespace, version)
+    change = _change("VirtualService", vs.name, namespace, vs_raw, editor)
+    return TrafficPlan(
+        request=request,
+        host="",
+        stable="",
+        canary="",
+        vs=change,
+        dr=None,
+        touched=(),
+        diff=render_diff([change]),
+    )
+
+
+def _add_drill(editor: _Editor, index: int, route: Json, drill: Drill, where: str) -> None:
+    path, value = drill_field(drill)
+    found = field_at(route, path)
+    if found is not None:
+        raise InvalidRequest(
+            f"route {HTTPRoute.model_validate(route).label(index)} of {where} already has a "
+            f"{field_name(path)} ({json.dumps(found)}); a drill is added only where there is "
+            "none, so that ending it takes away exactly what it added; nothing was changed"
+        )
+    if len(path) == 2 and path[0] not in route:
+        editor.set(("spec", "http", index, path[0]), {path[1]: value})
+    else:
+        editor.set(("spec", "http", index, *path), value)
+
+
+def _remove_drill(editor: _Editor, index: int, route: Json, drill: Drill) -> None:
+    path, value = drill_field(drill)
+    if field_at(route, path) != value:
+        return  # gone already, or changed by someone since: theirs now
+    editor.remove(("spec", "http", index, *path))
+    if len(path) == 2 and route.get(path[0]) == {}:
+        editor.remove(("spec", "http", index, path[0]))
 
 
 def _annotate(editor: _Editor, vs: VirtualService, last: LastApplied) -> None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.mesh.errors import InvalidRequest
 from commands.cohort import CohortChange
+from commands.drill import Drill
 from commands.names import DNS1123_LABEL
 
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
@@ -30,6 +31,8 @@ class SplitRequest(BaseModel):
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
     cohort: CohortChange | None = None  # a cohort's route to the canary; "off" removes it
+    drill: Drill | None = None  # a fault drill to add to the touched routes
+    end_drill: Drill | None = None  # a drill to take off them, where it is still as added
     finalize: bool = False  # promotion: the canary takes all traffic and becomes stable
     write: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")  # see LastApplied
     rollout: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")
@@ -52,7 +55,8 @@ class SplitRequest(BaseModel):
             request = cls(**fields)
         except ValidationError as e:
             raise InvalidRequest(_sentence(e)) from e
-        if request.weight is None and request.mirror is None and request.cohort is None:
+        asked = (request.weight, request.mirror, request.cohort, request.drill, request.end_drill)
+        if all(value is None for value in asked):
             raise InvalidRequest(
                 "say what to change: a canary weight, a mirror percentage or a cohort"
             )

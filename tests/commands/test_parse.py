@@ -304,6 +304,7 @@ def example_text(verb: Verb) -> str:
         Verb.PLAN: "weather plan 10%",
         Verb.MIRROR: "weather mirror 10%",
         Verb.COHORT: "weather cohort header x-beta=1",
+        Verb.FAULT: "weather fault delay 7s 10%",
         Verb.LIST: "list",
         Verb.HELP: "help",
     }
