@@ -35,10 +35,11 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from bot.mesh.schema import schema_errors, served_versions
+from bot.mesh.schema import served_versions
 from sandbox.fields import (
     managed_fields_after,
     manager_from_user_agent,
+    prune_nulls,
     prune_unknown,
     strict_decoding_error,
     unknown_field_warnings,
@@ -52,6 +53,7 @@ from sandbox.jsonpatch import (
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.loopback import TrackingHTTPServer
 from sandbox.seeding import load_yaml_documents, seed
+from sandbox.validation import Cause, schema_causes, with_not_checked
 
 _log = logging.getLogger(__name__)
 
@@ -261,16 +263,23 @@ def _too_large_resource_version(asked: int, current: int) -> ApiError:
     return ApiError(504, message, details={"causes": [cause], "retryAfterSeconds": 1})
 
 
-def _invalid(
-    resource: Resource, name: str, problems: list[tuple[str, str]], cause: str = "FieldValueInvalid"
-) -> ApiError:
-    """422 for `problems`, each a field path and what is wrong with it."""
-    causes = [{"reason": cause, "message": message, "field": path} for path, message in problems]
-    lines = [f"{c['field']}: {c['message']}" for c in causes]
+def _invalid(resource: Resource, name: str, causes: list[Cause]) -> ApiError:
+    """422 for `causes`, each a field path (or none, `<nil>`) and what is wrong there."""
+    lines = [f"{c.field}: {c.message}" for c in causes]
     summary = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
     message = f'{resource.kind}.{resource.group} "{name}" is invalid: {summary}'
-    details = {"name": name, "group": resource.group, "kind": resource.kind, "causes": causes}
-    return ApiError(422, message, details=details)
+    details = {"name": name} if name else {}
+    details |= {"group": resource.group, "kind": resource.kind}
+    return ApiError(422, message, details=details | {"causes": [c.as_json() for c in causes]})
+
+
+def _update_without_resource_version(resource: Resource, name: str) -> ApiError:
+    """The real server's 422 for a PUT without metadata.resourceVersion: unlike a schema's 422,
+    it names the resource by its plural."""
+    cause = Cause("metadata.resourceVersion", "Invalid value: 0: must be specified for an update")
+    message = f'{resource.qualified} "{name}" is invalid: {cause.field}: {cause.message}'
+    details = {"name": name, "group": resource.group, "kind": resource.plural}
+    return ApiError(422, message, details=details | {"causes": [cause.as_json()]})
 
 
 def _patch_rejected(error: JsonPatchError) -> ApiError:
@@ -348,7 +357,7 @@ class _Request:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body) if self.body else None
+            return json.loads(self.body, parse_float=_number) if self.body else None
         except ValueError as error:
             raise _bad_request(f"the request body is not valid JSON: {error}") from error
 
@@ -357,6 +366,13 @@ class _Request:
         if not isinstance(body, dict):
             raise _bad_request("the request body must be a JSON object")
         return body
+
+
+def _number(text: str) -> float | int:
+    """A JSON number with a fraction or an exponent, as the real server keeps it: a float64,
+    which it writes back without the `.0` when it is whole (`100.0` is `100`)."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 1e21 else value
 
 
 @dataclass(frozen=True)
@@ -597,22 +613,6 @@ def _parse_revision(text: str) -> int | None:
     if not text.isdigit():
         raise _bad_request(f"resourceVersion {text!r} is not a valid resource version")
     return int(text)
-
-
-def _field_path(pointer: str) -> str:
-    """`/spec/http/0/route` as Kubernetes writes field paths: `spec.http[0].route`."""
-    path = ""
-    for token in pointer.strip("/").split("/"):
-        path += f"[{token}]" if token.isdigit() else f".{token}"
-    return path.lstrip(".")
-
-
-def _schema_problems(obj: JsonObject, kind: str, version: str) -> list[tuple[str, str]]:
-    problems = []
-    for line in schema_errors(obj, kind, version):
-        pointer, _, message = line.partition(": ")
-        problems.append((_field_path(pointer), f"Invalid value: {message}"))
-    return problems
 
 
 def _next_generation(current: JsonObject, updated: JsonObject) -> int:
@@ -1136,10 +1136,11 @@ class SandboxApiServer:
         metadata = candidate["metadata"]
         name = metadata.get("name")
         if not name:
-            problem = ("metadata.name", "Required value: name or generateName is required")
-            raise _invalid(route.resource, "", [problem], "FieldValueRequired")
+            required = "Required value: name or generateName is required"
+            causes = [Cause("metadata.name", required, "FieldValueRequired")]
+            raise _invalid(route.resource, "", with_not_checked(causes))
         if not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
-            raise _invalid(route.resource, name, [("metadata.name", _bad_name(name))])
+            raise _invalid(route.resource, name, [Cause("metadata.name", _bad_name(name))])
         if metadata.get("resourceVersion"):
             raise _bad_request("resourceVersion should not be set on objects to be created")
         if self._namespaces is not None and route.namespace not in self._namespaces:
@@ -1160,11 +1161,7 @@ class SandboxApiServer:
     def _replace(self, route: _Route, request: _Request) -> _Reply:
         body = self._check_identity(route, request.json_object())
         if not body["metadata"].get("resourceVersion"):
-            problem = (
-                "metadata.resourceVersion",
-                "Invalid value: 0x0: must be specified for an update",
-            )
-            raise _invalid(route.resource, route.name or "", [problem])
+            raise _update_without_resource_version(route.resource, route.name or "")
         return self._update(route, request, lambda _current: body)
 
     def _patch(self, route: _Route, request: _Request) -> _Reply:
@@ -1223,10 +1220,12 @@ class SandboxApiServer:
     def _prune(
         self, route: _Route, request: _Request, obj: JsonObject
     ) -> tuple[tuple[str, str], ...]:
-        """Drop, in place, the fields the CRD does not describe: the Warning headers that name
-        them, or 400 if the request asked for Strict field validation."""
+        """Drop, in place, the fields the CRD does not describe (and the nulls it does not
+        allow): the Warning headers that name them, or 400 if the request asked for Strict field
+        validation."""
         if not route.resource.has_schema:
             return ()
+        prune_nulls(obj, route.resource.kind, route.version)
         dropped = prune_unknown(obj, route.resource.kind, route.version)
         if not dropped or request.field_validation == "Ignore":
             return ()
@@ -1296,9 +1295,9 @@ class SandboxApiServer:
     def _validate(self, route: _Route, obj: JsonObject, name: str) -> None:
         if not route.resource.has_schema:
             return
-        problems = _schema_problems(obj, route.resource.kind, route.version)
-        if problems:
-            raise _invalid(route.resource, name, problems)
+        causes = schema_causes(obj, route.resource.kind, route.version)
+        if causes:
+            raise _invalid(route.resource, name, causes)
 
     def _commit(
         self, route: _Route, request: _Request, key: Key, obj: JsonObject, event_type: str

@@ -1,6 +1,6 @@
 """What a real API server does to an object's fields on the way in: it prunes the fields a CRD's
-structural schema does not describe (and names each one in a warning), and it keeps
-`metadata.managedFields`, which field manager set which fields.
+structural schema does not describe (and names each one in a warning) and the nulls it does not
+allow (silently), and it keeps `metadata.managedFields`, which field manager set which fields.
 
 Both follow kube-apiserver v1.37 as seen from a client (tests/kube/DIVERGENCES.md): the
 unknown-field paths are written `spec.http[0].route[0].colour`; ownership is the `Update`
@@ -57,7 +57,7 @@ _ROOT = frozenset({"apiVersion", "kind", "metadata"})
 
 
 @cache
-def _schema(kind: str, version: str) -> JsonObject:
+def crd_schema(kind: str, version: str) -> JsonObject:
     """The openAPIV3Schema of `kind` at `version`, from the CRDs the bot bundles."""
     text = resources.files("bot.mesh").joinpath(f"crds/{KINDS[kind]}.json").read_text("utf-8")
     schema: JsonObject = json.loads(text)["versions"][version]
@@ -68,7 +68,7 @@ def prune_unknown(obj: JsonObject, kind: str, version: str) -> list[str]:
     """Drop from `obj`, in place, every field the CRD's schema for `kind` at `version` does not
     describe (and every unknown `metadata` field); the dropped paths, metadata's first, then in
     order, as the real server lists them."""
-    schema = _schema(kind, version)
+    schema = crd_schema(kind, version)
     dropped_meta: list[str] = []
     metadata = obj.get("metadata")
     if isinstance(metadata, dict):
@@ -108,6 +108,34 @@ def _prune(value: Any, schema: Mapping[str, Any], path: str, dropped: list[str])
         elif not keep_unknown:
             del value[key]
             dropped.append(f"{path}.{key}")
+
+
+def prune_nulls(obj: JsonObject, kind: str, version: str) -> None:
+    """Drop from `obj`, in place, every null the CRD's schema does not allow (a field that is
+    not `nullable`): the real server takes `"weight": null` as no weight, without a word."""
+    properties = crd_schema(kind, version).get("properties") or {}
+    for key in ("spec", "status"):
+        if key in properties:
+            _prune_nulls(obj.get(key), properties[key])
+
+
+def _prune_nulls(value: Any, schema: Mapping[str, Any]) -> None:
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for item in value:
+            _prune_nulls(item, schema["items"])
+        return
+    if not isinstance(value, dict):
+        return
+    properties = schema.get("properties") or {}
+    extra = schema.get("additionalProperties")
+    for key in list(value):
+        member = properties.get(key, extra if isinstance(extra, Mapping) else None)
+        if member is None:
+            continue
+        if value[key] is None and not member.get("nullable") and "default" not in member:
+            del value[key]
+        else:
+            _prune_nulls(value[key], member)
 
 
 def unknown_field_warnings(paths: list[str]) -> tuple[tuple[str, str], ...]:

@@ -110,15 +110,11 @@ def test_a_weight_given_as_a_string_is_refused_with_422(cluster: Cluster) -> Non
     causes = status["details"]["causes"]  # type: ignore[index]
     assert causes[0]["field"] == "spec.http[0].route[1].weight"
     assert 'VirtualService.networking.istio.io "weather" is invalid' in str(status["message"])
-    if cluster.kind == "real":
-        assert causes[0]["reason"] == "FieldValueTypeInvalid"
-        assert "in body must be of type integer" in causes[0]["message"]
-        # ...and a second cause with field "<nil>": the CRD's CEL rules were not run
-        # (DIVERGENCES.md); the sandbox gives the one cause.
-        assert [c["field"] for c in causes[1:]] == ["<nil>"]
-        assert "some validation rules were not checked" in causes[1]["message"]
-    else:
-        assert len(causes) == 1
+    assert causes[0]["reason"] == "FieldValueTypeInvalid"
+    assert "in body must be of type integer" in causes[0]["message"]
+    # ...and a second cause with field "<nil>": the CRD's CEL rules were not run
+    assert [c["field"] for c in causes[1:]] == ["<nil>"]
+    assert "some validation rules were not checked" in causes[1]["message"]
 
 
 def test_a_watch_from_an_expired_resource_version_is_gone_410(cluster: Cluster) -> None:
