@@ -144,8 +144,14 @@ def test_a_drill_takes_off_only_what_it_added(
         assert timed.drill.kind == "timeout" and route["timeout"] == "20s"
 
 
-def test_a_rollback_ends_the_drills_that_went_along_with_it(
-    cluster: SandboxApiServer, api_client: Any, redis_url: str, policy_file: Path
+@pytest.mark.parametrize(("verb", "ended"), [("rollback", "rolled back"), ("promote", "promoted")])
+def test_the_end_of_a_rollout_ends_the_drills_that_went_along_with_it(
+    cluster: SandboxApiServer,
+    api_client: Any,
+    redis_url: str,
+    policy_file: Path,
+    verb: str,
+    ended: str,
 ) -> None:
     clock, told = Clock(), []
     with replica(api_client, redis_url, policy_file, clock, told) as parts:
@@ -156,12 +162,12 @@ def test_a_rollback_ends_the_drills_that_went_along_with_it(
             "attempts": 3,
             "perTryTimeout": "2s",
         }
-        say(parts, "weather rollback")
+        say(parts, f"weather {verb}")
         clock.now = T0 + timedelta(seconds=1)
-        [ended] = parts.drills.expire_due()
-        assert ended.drill.kind == "retries"
+        [gone] = parts.drills.expire_due()
+        assert gone.drill.kind == "retries"
         assert "retries" not in live(cluster)["spec"]["http"][0]
-    assert told[-1] == "C1: weather: retries 3 per-try 2s removed (the rollout was rolled back)"
+    assert told[-1] == f"C1: weather: retries 3 per-try 2s removed (the rollout was {ended})"
 
 
 @pytest.mark.parametrize(
