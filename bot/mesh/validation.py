@@ -19,6 +19,7 @@ def virtual_service_problems(
     vs = VirtualService.parse(raw)
     for index, route in enumerate(vs.spec.http):
         problems += _weight_problems(route, index)
+    problems += _sni_problems(raw)
     if dr is not None:
         problems += _subset_problems(vs, dr, namespace)
     return problems
@@ -55,6 +56,30 @@ def _weight_problems(route: HTTPRoute, index: int) -> list[str]:
     if len(weights) > 1 and sum(weights) == 0:
         return [f"{where}: the weights {weights} are all 0, so the route sends traffic nowhere"]
     return []
+
+
+def _sni_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Istio's rule for tls routes (istioctl validate, istiod's webhook): every SNI host a
+    match names falls within one of the VirtualService's hosts ("*.example.com" within "*")."""
+    spec = raw.get("spec") or {}
+    hosts = [str(h) for h in spec.get("hosts") or []]
+    problems = []
+    for index, route in enumerate(spec.get("tls") or []):
+        for m, match in enumerate((route or {}).get("match") or []):
+            for sni in (match or {}).get("sniHosts") or []:
+                if not any(_within(str(sni), h) for h in hosts):
+                    problems.append(
+                        f"/spec/tls/{index}/match/{m}/sniHosts: SNI host '{sni}' is not within "
+                        f"any of the VirtualService's hosts ({', '.join(hosts)})"
+                    )
+    return problems
+
+
+def _within(name: str, host: str) -> bool:
+    """Istio's host.Name.SubsetOf: a name matches itself, or the suffix of a wildcard host."""
+    if name.startswith("*"):
+        return host.startswith("*") and len(name) >= len(host) and name[1:].endswith(host[1:])
+    return name.endswith(host[1:]) if host.startswith("*") else name == host
 
 
 def _subset_problems(vs: VirtualService, dr: DestinationRule, namespace: str) -> list[str]:
