@@ -54,7 +54,8 @@ _TOPICS: dict[Verb, _Topic] = {
         forms=(("{service} plan 25%", "show the change 25% would make, without making it"),),
         details=(
             "Takes `to <subset>` like a weight does.",
-            f"`/canary {{service}} plan cohort {COHORT_EXAMPLE}` shows a cohort's route.",
+            f"`/canary {{service}} plan cohort {COHORT_EXAMPLE}` shows a cohort's route, and "
+            "`/canary {service} plan fault delay 7s 10%` a drill's change.",
         ),
     ),
     Verb.MIRROR: _Topic(

@@ -59,7 +59,7 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.ROLLBACK: VerbInfo(True, safe=True, button=True),
     Verb.ABORT: VerbInfo(True, safe=True),
     Verb.HISTORY: VerbInfo(False),
-    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort"}),  # a weight or a cohort
+    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill"}),  # one of them
     Verb.MIRROR: VerbInfo(
         True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED
     ),
@@ -107,6 +107,6 @@ class Command(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"{self.verb} needs {', '.join(missing)}")
         if extra := sorted(given - required - allowed):
             raise ValueError(f"{self.verb} does not take {', '.join(extra)}")
-        if self.verb is Verb.PLAN and self.weight is None and self.cohort is None:
-            raise ValueError("plan needs a weight or a cohort")
+        if self.verb is Verb.PLAN and (self.weight, self.cohort, self.drill) == (None, None, None):
+            raise ValueError("plan needs a weight, a cohort or a drill")
         return self

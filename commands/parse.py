@@ -239,6 +239,16 @@ def _plan(target: _Target, words: list[str]) -> Command:
             cohort=cohort,
             to=to,
         )
+    drilled = {Verb.FAULT.value: _fault, **_DRILL_WORDS}.get(words[0].lower())
+    if drilled is not None:
+        drill = drilled(target, words[1:]).drill
+        if not isinstance(drill, Drill):
+            raise CommandError(
+                f"`fault off` has nothing to plan: `/canary {target.text} fault off`"
+            )
+        return Command(
+            verb=Verb.PLAN, service=target.service, namespace=target.namespace, drill=drill
+        )
     weight, to = _weight_and_subset(Verb.PLAN, target, words)
     return Command(
         verb=Verb.PLAN, service=target.service, namespace=target.namespace, weight=weight, to=to

@@ -308,6 +308,9 @@ class Dispatcher:
         return [Reply(history_text(service, entries))]
 
     def _plan(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
+        if c.drill is not None and self.drills is not None:
+            drill = self.drills.propose(c, namespace, asker.user, asker.channel)
+            return [Reply(f"Plan for {drill.title}, nothing applied:\n```{drill.diff}```")]
         plan = self.changes.preview(c, namespace)
         service = service_name(str(c.service), namespace)
         wanted = f"at {c.weight}%" if c.cohort is None else cohort_text(c.cohort, plan.canary)

@@ -75,6 +75,15 @@ class DrillProposal:
         return str(self.command.service)
 
     @property
+    def title(self) -> str:
+        """`ratings: fault delay 7s 10% for 10m`."""
+        if self.record is None:
+            return service_name(self.vs, self.namespace)
+        return (
+            f"{self.record.service}: {self.record.drill.text} for {_span(self.record.drill.for_s)}"
+        )
+
+    @property
     def diff(self) -> str:
         return "" if self.plan is None else self.plan.diff
 

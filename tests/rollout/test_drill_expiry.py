@@ -219,3 +219,15 @@ def test_a_second_drill_of_a_kind_is_refused_and_fault_off_ends_them(
         [off] = say(parts, "weather fault off")
         assert off == "weather: 1 drill(s) ended"
         assert live(cluster)["spec"] == before
+
+
+def test_plan_shows_a_drills_change_and_writes_nothing(
+    cluster: SandboxApiServer, api_client: Any, redis_url: str, policy_file: Path
+) -> None:
+    with replica(api_client, redis_url, policy_file, Clock(), []) as parts:
+        cluster.clear_log()
+        [reply] = say(parts, "weather plan fault delay 7s 10%")
+        assert reply.startswith("Plan for weather: fault delay 7s 10% for 10m, nothing applied")
+        assert "+    fault:" in reply and "fixedDelay: 7s" in reply
+        assert [r for r in cluster.requests if r.is_write] == []
+        assert parts.drills is not None and parts.drills.book.all() == []
