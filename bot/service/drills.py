@@ -11,8 +11,8 @@ Taking a drill off removes exactly the field it added, and only while it is stil
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from bot.mesh.errors import Moved
 from bot.mesh.planner import TrafficPlan, plan_drill
 from bot.mesh.request import SplitRequest
 from bot.rollout.drills import DrillRecord
+from bot.rollout.engine import Busy
 from bot.rollout.model import Phase
 from bot.rollout.ports import Store
 from bot.store.errors import RolloutNotFound
@@ -252,8 +253,16 @@ class Drills:
 
     # Bookkeeping
 
-    def _lock(self, namespace: str, vs: str) -> AbstractContextManager[bool]:
-        return self.rollouts.mutex(f"{namespace}/{vs}", ttl_ms=MUTEX[0], wait_s=MUTEX[1])
+    @contextmanager
+    def _lock(self, namespace: str, vs: str) -> Iterator[None]:
+        """The engine's lock on the service: one writer at a time, drills and rollouts alike."""
+        with self.rollouts.mutex(f"{namespace}/{vs}", ttl_ms=MUTEX[0], wait_s=MUTEX[1]) as held:
+            if not held:
+                raise Busy(
+                    "another change to this service is still being applied; nothing was done; "
+                    "try again in a moment"
+                )
+            yield
 
     def _audit(self, record: DrillRecord, action: str, detail: str) -> None:
         self.rollouts.audit(
