@@ -121,7 +121,7 @@ class Changes:
             command.interval_s,
             [(t.index, t.before, t.after) for t in plan.touched],
             plan.dr.ops if plan.dr else None,
-            *([plan.vs.ops] if command.cohort is not None else []),
+            *([_route_ops(plan)] if command.cohort is not None else []),
         )
         change = Change(
             action=command.verb.value,
@@ -213,6 +213,12 @@ def gitops_warnings(plan: TrafficPlan, *, certain: bool = False) -> tuple[str, .
     """For each changed object a GitOps tool syncs (`certain`: known to sync, not only maybe):
     that its sync will undo the change."""
     return tuple(g.warning(plan.request) for g in plan.gitops if g.certain or not certain)
+
+
+def _route_ops(plan: TrafficPlan) -> list[dict[str, Any]]:
+    """The plan's changes to the routes, without the annotation (its write id and time differ
+    on every read), so the same change keeps the same fingerprint."""
+    return [op for op in plan.vs.ops if str(op["path"]).startswith("/spec/")]
 
 
 def _wanted(command: Command, steps: StepPlan) -> tuple[int | None, int | None]:

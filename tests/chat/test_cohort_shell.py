@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.mesh.cohort import COHORT_ROUTE
+from commands import parse
 from sandbox.apiserver import SandboxApiServer
 from tests.chat.test_shell_unit import Terminal, terminal
 
@@ -44,3 +45,12 @@ def test_with_no_rollout_status_reads_the_cohort_from_the_cluster(term: Terminal
     assert status.endswith("v1/v2 at 90%/10%; cohort cookie user=jason sent to v2")
     term.type("weather cohort off")
     assert routes(term) == [None]
+
+
+def test_the_same_cohort_has_the_same_fingerprint_for_approvers(term: Terminal) -> None:
+    dispatcher = term.parts.dispatcher
+    first, diff = dispatcher.change_for(parse("weather cohort user jason"), "default")
+    again, _ = dispatcher.change_for(parse("weather cohort user jason"), "default")
+    other, _ = dispatcher.change_for(parse("weather cohort user alice"), "default")
+    assert first.plan_hash == again.plan_hash != other.plan_hash
+    assert "end-user" in diff and term.cluster.requests[-1].method == "GET"
