@@ -52,6 +52,7 @@ from sandbox.jsonpatch import (
 )
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.loopback import TrackingHTTPServer
+from sandbox.paging import decode_continue, page_of, parse_limit
 from sandbox.seeding import load_yaml_documents, seed
 from sandbox.validation import Cause, schema_causes, with_not_checked
 
@@ -315,6 +316,14 @@ def _unsupported_media_type(content_type: str) -> ApiError:
     return ApiError(415, message)
 
 
+def _continue_expired() -> ApiError:
+    message = (
+        "The provided continue parameter is too old to display a consistent list result. You "
+        "can start a new list without the continue parameter."
+    )
+    return ApiError(410, message)
+
+
 def _expired(since: int, oldest: int) -> ApiError:
     return ApiError(410, f"too old resource version: {since} ({oldest})")
 
@@ -494,6 +503,29 @@ class _Store:
             if kind == plural and namespace in (None, ns)
         ]
 
+    def select_at(
+        self, revision: int, plural: str, namespace: str | None
+    ) -> list[tuple[Key, JsonObject]] | None:
+        """The objects as they were at `revision`, in key order; None if that is older than
+        the history remembers."""
+        if revision < self.forgotten_through:
+            return None
+        state = {
+            key: obj
+            for key, obj in self.objects.items()
+            if key[0] == plural and namespace in (None, key[1])
+        }
+        for key, event in reversed(self.history):
+            if event.revision <= revision:
+                break
+            if key[0] != plural or namespace not in (None, key[1]):
+                continue
+            if event.previous is None:
+                state.pop(key, None)
+            else:
+                state[key] = event.previous
+        return sorted(state.items())
+
     def events_after(self, revision: int, plural: str, namespace: str | None) -> list[_Event]:
         events: list[_Event] = []
         for (kind, ns, _), event in reversed(self.history):
@@ -554,6 +586,10 @@ class _Selector:
 
     labels: tuple[_Requirement, ...] = ()
     fields: tuple[tuple[str, str, bool], ...] = ()  # (field, value, must equal)
+
+    @property
+    def empty(self) -> bool:
+        return not self.labels and not self.fields
 
     def matches(self, obj: JsonObject) -> bool:
         metadata = obj.get("metadata") or {}
@@ -1118,16 +1154,43 @@ class SandboxApiServer:
         selector = _parse_selector(request.query)
         if _is_watch(request):
             return self._watch_plan(route, request, selector)
+        return self._list(route, request, selector)
+
+    def _list(self, route: _Route, request: _Request, selector: _Selector) -> _Reply:
+        """The objects `selector` chooses, in pages if asked (sandbox/paging.py)."""
         asked = _parse_revision(request.query.get("resourceVersion", ""))
+        try:
+            limit = parse_limit(request.query.get("limit", ""))
+            token = request.query.get("continue", "")
+            going_on = decode_continue(token) if token else None
+        except ValueError as error:
+            raise _bad_request(str(error)) from error
+        if request.query.get("resourceVersion") == "0":
+            limit = 0  # served from the watch cache, whole
         with self._changed:
             if asked is not None and asked > self._store.revision:
                 raise _too_large_resource_version(asked, self._store.revision)
-            objects = self._store.select(route.resource.plural, route.namespace)
-            items = [_present(o, route) for o in objects if selector.matches(o)]
-            revision = self._store.revision
+            revision = going_on.revision if going_on else self._store.revision
+            stored = self._store.select_at(revision, route.resource.plural, route.namespace)
+            if stored is None:
+                raise _continue_expired()
+        keyed = [
+            (f"/{ns}/{name}" if route.namespace is None else f"/{name}", obj)
+            for (_, ns, name), obj in stored
+        ]
+        start = going_on.start if going_on else ""
+        page = page_of(keyed, selector.matches, limit=limit, start=start, revision=revision)
+        metadata: JsonObject = {"resourceVersion": str(revision)}
+        if page.next is not None:
+            metadata["continue"] = page.next.encode()
+            if selector.empty:
+                metadata["remainingItemCount"] = page.remaining
+        elif route.resource.group:  # a custom resource's list always says it (as "")
+            metadata["continue"] = ""
         listing: JsonObject = {"apiVersion": route.resource.api_version(route.version)}
+        items = [_present(obj, route) for obj in page.items]
         listing |= {"kind": f"{route.resource.kind}List", "items": items}
-        return _Reply(200, listing | {"metadata": {"resourceVersion": str(revision)}})
+        return _Reply(200, listing | {"metadata": metadata})
 
     # Writes
 

@@ -4,12 +4,14 @@ test here fixed an entry of tests/kube/DIVERGENCES.md."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from .conftest import GROUP, Cluster
-from .test_contract import refusal, status_of
+from .test_contract import raw, refusal, status_of
 
 VS = "virtualservices"
 NOT_CHECKED = {
@@ -168,3 +170,71 @@ def test_a_put_without_a_resource_version_is_422_naming_the_plural(cluster: Clus
     assert status_of(error)["message"] == (
         f'{VS}.{GROUP} "w" is invalid: metadata.resourceVersion: {cause["message"]}'
     )
+
+
+# --- Lists in pages (#17) ---------------------------------------------------------------------
+
+
+def names(listing: dict[str, Any]) -> list[str]:
+    return [item["metadata"]["name"] for item in listing["items"]]
+
+
+def test_a_list_with_a_limit_comes_in_pages_each_as_of_the_first(cluster: Cluster) -> None:
+    """`limit` and `continue`: pages in name order, a token while more are left (and how many),
+    and every page as things stood at the first one, whatever was written in between."""
+    namespace = cluster.namespace()
+    for name in "abcde":
+        create(cluster, namespace, virtual_service(name))
+
+    def listed(**query: Any) -> dict[str, Any]:
+        found: dict[str, Any] = cluster.objects.list_namespaced_custom_object(
+            GROUP, "v1", namespace, VS, **query
+        )
+        return found
+
+    first = listed(limit=2)
+    assert names(first) == ["a", "b"]
+    assert first["metadata"]["remainingItemCount"] == 3
+    revision = first["metadata"]["resourceVersion"]
+
+    cluster.objects.patch_namespaced_custom_object(
+        GROUP, "v1", namespace, VS, "c", {"metadata": {"labels": {"late": "yes"}}}
+    )
+    cluster.objects.delete_namespaced_custom_object(GROUP, "v1", namespace, VS, "d")
+    create(cluster, namespace, virtual_service("f"))
+
+    second = listed(limit=2, _continue=first["metadata"]["continue"])
+    assert names(second) == ["c", "d"]  # as they were: c unlabelled, d not yet deleted
+    assert "labels" not in second["items"][0]["metadata"]
+    assert second["metadata"]["resourceVersion"] == revision
+    assert second["metadata"]["remainingItemCount"] == 1
+    last = listed(limit=2, _continue=second["metadata"]["continue"])
+    assert names(last) == ["e"]  # f was made after the first page
+    assert last["metadata"]["continue"] == ""
+    assert "remainingItemCount" not in last["metadata"]
+
+    assert names(listed()) == ["a", "b", "c", "e", "f"]
+    assert names(listed(limit=0)) == ["a", "b", "c", "e", "f"]
+    chosen = listed(limit=1, label_selector="late=yes")  # a full page, and keys left after it
+    assert names(chosen) == ["c"]
+    assert "remainingItemCount" not in chosen["metadata"]
+    rest = listed(limit=1, label_selector="late=yes", _continue=chosen["metadata"]["continue"])
+    assert (names(rest), rest["metadata"]["continue"]) == ([], "")
+
+
+def answer(cluster: Cluster, path: str, **query: str) -> tuple[int, dict[str, Any]]:
+    """The status and body of a GET sent with the client's credentials, error or not."""
+    try:
+        reply = raw(cluster, "GET", path, **query)
+    except client.ApiException as error:
+        return error.status, status_of(error)
+    return reply.status, json.loads(reply.data)
+
+
+def test_a_bad_limit_or_continue_token_is_400(cluster: Cluster) -> None:
+    path = f"/apis/{GROUP}/v1/namespaces/{cluster.namespace()}/{VS}"
+    code, status = answer(cluster, path, limit="x")
+    assert (code, status["message"]) == (400, 'strconv.ParseInt: parsing "x": invalid syntax')
+    code, status = answer(cluster, path, limit="2", **{"continue": "garbage"})
+    assert code == 400
+    assert status["message"].startswith("invalid continue token: continue key is not valid: ")

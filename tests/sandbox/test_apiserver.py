@@ -204,6 +204,46 @@ def test_list_filters_by_label_selector(objects: Any):
     assert [item["metadata"]["name"] for item in listing["items"]] == ["news"]
 
 
+def test_a_paged_list_across_namespaces_goes_by_namespace_then_name(
+    objects: Any, sandbox: SandboxApiServer
+):
+    for namespace, name in (("prod", "a"), ("default", "b"), ("default", "c")):
+        sandbox.put_object(
+            virtual_service(name) | {"metadata": {"name": name, "namespace": namespace}}
+        )
+    first = objects.list_cluster_custom_object(GROUP, "v1", VS, limit=2)
+    assert [i["metadata"]["name"] for i in first["items"]] == ["b", "c"]
+    assert first["metadata"]["remainingItemCount"] == 1
+    rest = objects.list_cluster_custom_object(
+        GROUP, "v1", VS, limit=2, _continue=first["metadata"]["continue"]
+    )
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["a"]
+    assert rest["metadata"]["continue"] == ""
+
+
+def test_a_continue_token_older_than_the_history_is_410():
+    with SandboxApiServer(history_limit=3) as server, api_client_for(server.url) as api:
+        objects = client.CustomObjectsApi(api)
+        for name in "abc":
+            objects.create_namespaced_custom_object(
+                GROUP, "v1", "default", VS, virtual_service(name)
+            )
+        first = objects.list_namespaced_custom_object(GROUP, "v1", "default", VS, limit=1)
+        for n in range(4):  # the first page's revision falls out of the history
+            objects.patch_namespaced_custom_object(
+                GROUP, "v1", "default", VS, "a", {"metadata": {"labels": {"n": str(n)}}}
+            )
+        with pytest.raises(ApiException) as caught:
+            objects.list_namespaced_custom_object(
+                GROUP, "v1", "default", VS, limit=1, _continue=first["metadata"]["continue"]
+            )
+    assert caught.value.status == 410
+    assert status_of(caught.value)["reason"] == "Expired"
+    assert status_of(caught.value)["message"].startswith(
+        "The provided continue parameter is too old to display a consistent list result."
+    )
+
+
 def test_missing_objects_are_not_found(objects: Any):
     calls = [
         lambda: get_vs(objects, "ghost"),
