@@ -1,10 +1,12 @@
 """No traffic to a canary whose pods are not ready, on the real kube-apiserver and the sandbox:
-Pod objects with their status written as a kubelet would (there is none)."""
+Pod objects with their status written as a kubelet would (there is none). A staged rollout
+whose canary pods disappear mid-rollout has its next step held, with nothing written."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -12,6 +14,10 @@ from kubernetes import client
 from bot.mesh.errors import NoReadyPods
 from bot.mesh.kube import KubeMesh
 from bot.mesh.request import SplitRequest
+from bot.rollout.engine import Engine
+from bot.rollout.model import Notify, Phase, Resume, Rollout, StepDue, StepPlan
+from bot.rollout.traffic import KubeTraffic
+from bot.store.redis_store import RolloutStore, connect
 from tests.support.harness import wait_until
 from tests.support.kubeapi import RealKube
 
@@ -80,3 +86,89 @@ def test_a_pod_that_is_not_ready_does_not_count(real_kube: RealKube) -> None:
     finally:
         mesh.close()
         api.close()
+
+
+# ---- a staged rollout whose canary disappears ----------------------------------------------
+
+STEPS = StepPlan(weights=(10, 20, 30, 40, 100), interval_s=30)
+READY = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+
+
+class Notes:
+    """The notifier: what the engine told the channel."""
+
+    def __init__(self) -> None:
+        self.told: list[Notify] = []
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        self.told.append(message)
+
+
+def written(cluster: Cluster, namespace: str) -> tuple[str, str]:
+    """The resourceVersions of the weather VirtualService and DestinationRule: any write moves
+    them (a fence or an annotation as much as a weight)."""
+    dr = cluster.objects.get_namespaced_custom_object(
+        "networking.istio.io", "v1", namespace, "destinationrules", "weather-service"
+    )
+    vs = cluster.get_vs(namespace, "weather")
+    return vs["metadata"]["resourceVersion"], dr["metadata"]["resourceVersion"]
+
+
+def put_back(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> None:
+    """A pod like `pod` again, Ready (its status written as a kubelet would, on the real
+    server)."""
+    core = client.CoreV1Api(cluster.api)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod["metadata"]["name"], "labels": pod["metadata"]["labels"]},
+        "spec": pod["spec"],
+        "status": READY,
+    }
+    core.create_namespaced_pod(namespace, body)
+    if cluster.kind == "real":
+        core.patch_namespaced_pod_status(pod["metadata"]["name"], namespace, {"status": READY})
+
+
+def test_a_step_is_held_when_the_canarys_pods_disappear_mid_rollout(
+    cluster: Cluster, mesh: KubeMesh, redis_url: str
+) -> None:
+    namespace = cluster.namespace()
+    cluster.seed("weather", namespace)  # v1 at 90, v2 at 10, every pod Ready
+    now = [NOW]
+    notes = Notes()
+    store = RolloutStore(connect(redis_url))
+    engine = Engine(store=store, traffic=KubeTraffic(mesh), notifier=notes, clock=lambda: now[0])
+    rollout = engine.start(
+        namespace=namespace, vs="weather", to=None, steps=STEPS, actor="U1", channel="C1"
+    )
+    assert (rollout.phase, rollout.weight) == (Phase.PROGRESSING, 10)  # 10% was live already
+
+    core = client.CoreV1Api(cluster.api)
+    canary = core.list_namespaced_pod(namespace, label_selector="version=v2").items
+    assert [p.metadata.name for p in canary] == ["weather-v2-0"]
+    gone = [cluster.api.sanitize_for_serialization(p) for p in canary]
+    for pod in gone:  # unscheduled, so deleted at once (its answer is a Status, not a Pod)
+        name = pod["metadata"]["name"]
+        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, _preload_content=False)
+    assert core.list_namespaced_pod(namespace, label_selector="version=v2").items == []
+    wait_until(lambda: not mesh.ready_pods(namespace, {"version": "v2"}))
+    before = written(cluster, namespace)
+
+    now[0] += timedelta(seconds=STEPS.interval_s)
+    held = engine.handle(rollout.id, StepDue(step=0))
+    assert (held.phase, held.weight) == (Phase.PAUSED, 10)
+    assert f"subset 'v2' selects no ready pods (labels version=v2) in namespace '{namespace}'" in (
+        held.reason
+    )
+    assert (store.load(rollout.id).phase, store.load(rollout.id).weight) == (Phase.PAUSED, 10)
+    assert written(cluster, namespace) == before  # nothing was written, not even a fence
+    assert weights(cluster, namespace) == [90, 10]
+    assert any("selects no ready pods" in n.text for n in notes.told), notes.told
+
+    for pod in gone:  # the canary is back: resuming takes the held step
+        put_back(cluster, namespace, pod)
+    wait_until(lambda: mesh.ready_pods(namespace, {"version": "v2"}) == ["weather-v2-0"])
+    engine.handle(rollout.id, Resume(actor="U1"))
+    engine.handle(rollout.id, StepDue(step=0))
+    assert store.load(rollout.id).weight == 20 and weights(cluster, namespace) == [80, 20]
