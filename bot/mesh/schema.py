@@ -12,7 +12,11 @@ from typing import Any
 
 import jsonschema
 
-KINDS = {"VirtualService": "virtualservice", "DestinationRule": "destinationrule"}
+KINDS = {
+    "VirtualService": "virtualservice",
+    "DestinationRule": "destinationrule",
+    "HTTPRoute": "httproute",  # gateway.networking.k8s.io
+}
 
 
 @cache
