@@ -101,7 +101,7 @@ class Resource:
 
     @property
     def has_schema(self) -> bool:
-        return self.kind in ("VirtualService", "DestinationRule")
+        return self.kind in ("VirtualService", "DestinationRule", "HTTPRoute")
 
     @property
     def has_status_subresource(self) -> bool:
@@ -120,7 +120,11 @@ RESOURCES = {
 }
 # The core kinds the bot reads: Pods, to tell whether a subset selects any that are ready.
 CORE_RESOURCES = {"pods": Resource("pods", "Pod", ("po",), group="")}
-RESOURCES_BY_KIND = {r.kind: r for r in (*RESOURCES.values(), *CORE_RESOURCES.values())}
+# The Gateway API's HTTPRoutes (gateway.networking.k8s.io/v1), the other kind the bot splits.
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_RESOURCES = {"httproutes": Resource("httproutes", "HTTPRoute", (), group=GATEWAY_GROUP)}
+_SERVED = (RESOURCES, CORE_RESOURCES, GATEWAY_RESOURCES)
+RESOURCES_BY_KIND = {r.kind: r for served in _SERVED for r in served.values()}
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
@@ -822,6 +826,8 @@ class SandboxApiServer:
 
     def _stored_as(self, plural: str) -> str:
         """The API version a kind is kept in: core kinds in v1, Istio's in the first served."""
+        if plural in GATEWAY_RESOURCES:
+            return f"{GATEWAY_GROUP}/v1"
         return "v1" if plural in CORE_RESOURCES else f"{GROUP}/{self._versions[0]}"
 
     # Injection: latency and faults. Each fault takes the next `n` requests that match `method`
@@ -1023,6 +1029,8 @@ class SandboxApiServer:
             version, rest, served = "v1", parts[2:], CORE_RESOURCES
         elif len(parts) >= 4 and parts[:2] == ["apis", GROUP] and parts[2] in self._versions:
             version, rest, served = parts[2], parts[3:], RESOURCES
+        elif len(parts) >= 4 and parts[1:3] == [GATEWAY_GROUP, "v1"]:
+            version, rest, served = "v1", parts[3:], GATEWAY_RESOURCES
         else:
             raise _no_such_path()
         namespace = None

@@ -78,7 +78,7 @@ def prune_unknown(obj: JsonObject, kind: str, version: str) -> list[str]:
     dropped: list[str] = []
     properties = schema.get("properties") or {}
     for key in list(obj):
-        if key in properties:
+        if key in properties and key not in _ROOT:  # metadata is ObjectMeta, whatever it says
             _prune(obj[key], properties[key], key, dropped)
         elif key not in _ROOT:
             del obj[key]

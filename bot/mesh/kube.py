@@ -24,6 +24,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from bot.mesh import httproute
 from bot.mesh.errors import (
     ApiError,
     Conflict,
@@ -34,18 +35,14 @@ from bot.mesh.errors import (
     NoReadyPods,
     NotFound,
 )
-from bot.mesh.models import VirtualService
-from bot.mesh.planner import (
-    ObjectChange,
-    TrafficPlan,
-    plan_traffic,
-    read_last_applied,
-)
+from bot.mesh.httproute import is_http_route, last_applied, plan_http_route
+from bot.mesh.planner import ObjectChange, TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest
 
 GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 VS, DR, PODS = "virtualservices", "destinationrules", "pods"
+ROUTES = httproute.PLURAL  # the Gateway API's HTTPRoutes, read when no VirtualService is named so
 Json = dict[str, Any]
 FENCE_ANNOTATION = "canary-bot/fence"
 TIMEOUT = (3.05, 10.0)  # seconds to connect, and to wait for each answer
@@ -73,7 +70,13 @@ RBAC_VERBS: Mapping[tuple[str, str], Mapping[str, str]] = {
         "list": "a canary subset must select ready pods (ready_pods)",
         "watch": "`serve` keeps Pods current (_Informer)",
     },
+    (httproute.GROUP, ROUTES): {
+        "get": "a service with no VirtualService of its name is its HTTPRoute (get_route)",
+        "list": "the resync finds canaries a lost rollout left on HTTPRoutes (http_routes)",
+        "patch": "every guarded write and fence of an HTTPRoute (_patch)",
+    },
 }
+_KINDS = {"VirtualService": VS, "DestinationRule": DR, httproute.KIND: ROUTES}
 # The Kubernetes RBAC authorizer's refusal: who may not do what, where.
 _REFUSAL = re.compile(
     r'cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)" in API group "(?P<group>[^"]*)"'
@@ -158,6 +161,28 @@ class KubeMesh:
     def get_virtual_service(self, namespace: str, name: str) -> Json:
         return self._get(VS, namespace, name)
 
+    def get_route(self, namespace: str, name: str) -> Json:
+        """The VirtualService `name`, or else the Gateway API HTTPRoute of that name (when
+        neither is there, the VirtualService's NotFound)."""
+        try:
+            return self._get(VS, namespace, name)
+        except NotFound as missing:
+            try:
+                return self._get(ROUTES, namespace, name)
+            except NotFound:
+                raise missing from None
+
+    def http_routes(self, namespace: str) -> list[Json]:
+        """The namespace's HTTPRoutes; none where the cluster serves no Gateway API."""
+        try:
+            with self._translated("list", ROUTES, namespace, None), self._timed("list"):
+                found = self._api.list_namespaced_custom_object(
+                    *self._where(ROUTES), namespace, ROUTES, _request_timeout=self._timeout
+                )
+        except NotFound:
+            return []
+        return cast(list[Json], cast(Json, found)["items"])
+
     def virtual_services(self, namespace: str) -> list[Json]:
         with self._translated("list", VS, namespace, None), self._timed("list"):
             found = self._api.list_namespaced_custom_object(
@@ -182,7 +207,9 @@ class KubeMesh:
 
     def plan(self, request: SplitRequest) -> TrafficPlan:
         """The plan against the live objects, read now, without writing anything."""
-        vs = self.get_virtual_service(request.namespace, request.vs)
+        vs = self.get_route(request.namespace, request.vs)
+        if is_http_route(vs):
+            return plan_http_route(vs, request, now=self._clock())
         drs = self.destination_rules(request.namespace)
         plan = plan_traffic(vs, drs, request, now=self._clock(), version=self.version)
         if self._check_pods and _raises_canary(plan):
@@ -214,7 +241,7 @@ class KubeMesh:
             result = self._patch(change)
             if change.kind == "DestinationRule" and self._watch:
                 self._cache(DR, change.namespace).put(result)
-            written = result if change.kind == "VirtualService" else written
+            written = result if change.kind != "DestinationRule" else written
         return written
 
     def fence(self, vs: Json, fence_id: str) -> Json:
@@ -230,9 +257,8 @@ class KubeMesh:
             }
         else:
             op = {"op": "add", "path": "/metadata/annotations/canary-bot~1fence", "value": fence_id}
-        change = ObjectChange(
-            "VirtualService", str(meta["name"]), str(meta["namespace"]), vs, vs, (op,)
-        )
+        kind = str(vs.get("kind") or "VirtualService")
+        change = ObjectChange(kind, str(meta["name"]), str(meta["namespace"]), vs, vs, (op,))
         return self._patch(change)
 
     def apply(self, request: SplitRequest, *, expect: int | None = None) -> Applied:
@@ -261,13 +287,12 @@ class KubeMesh:
         )
 
     def _patch(self, change: ObjectChange) -> Json:
-        plural = VS if change.kind == "VirtualService" else DR
+        plural = _KINDS[change.kind]
         for attempt in range(1, TRANSIENT_TRIES + 1):
             try:
                 with self._timed("patch"):
                     result = self._api.patch_namespaced_custom_object(
-                        GROUP,
-                        self.version,
+                        *self._where(plural),
                         change.namespace,
                         plural,
                         change.name,
@@ -295,9 +320,15 @@ class KubeMesh:
     def _get(self, plural: str, namespace: str, name: str) -> Json:
         with self._translated("get", plural, namespace, name), self._timed("get"):
             found = self._api.get_namespaced_custom_object(
-                GROUP, self.version, namespace, plural, name, _request_timeout=self._timeout
+                *self._where(plural), namespace, plural, name, _request_timeout=self._timeout
             )
         return cast(Json, found)
+
+    def _where(self, plural: str) -> tuple[str, str]:
+        """The API group and version `plural` is read and written at."""
+        if plural == ROUTES:
+            return httproute.GROUP, httproute.VERSION
+        return GROUP, self.version
 
     def _list_destination_rules(self, namespace: str) -> Json:
         with self._translated("list", DR, namespace, None), self._timed("list"):
@@ -535,7 +566,7 @@ def _revision(obj: Mapping[str, Any]) -> int:
 
 def wrote(vs: Json, write_id: str) -> bool:
     """Whether `vs` carries the bot's record of the write `write_id`: it landed."""
-    last = read_last_applied(VirtualService.parse(vs))
+    last = last_applied(vs)
     return last is not None and last.write == write_id
 
 
@@ -591,7 +622,7 @@ def _grants_ours(rule: client.V1ResourceRule) -> bool:
 def _translate(
     e: ApiException, verb: str, plural: str, namespace: str, name: str | None
 ) -> Exception:
-    kind = {VS: "VirtualService", DR: "DestinationRule"}.get(plural, plural)
+    kind = {plural: kind for kind, plural in _KINDS.items()}.get(plural, plural)
     what = f"{kind} '{name}'" if name else f"{plural}"
     message = _status_message(e)
     if e.status == 404:

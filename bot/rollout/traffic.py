@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.mesh import httproute
 from bot.mesh.cohort import COHORT_ROUTE
 from bot.mesh.errors import Moved
 from bot.mesh.kube import KubeMesh, wrote
@@ -92,16 +93,19 @@ class KubeTraffic:
 
     def observe(self, target: Target) -> int | None:
         """The canary's live weight, read afresh, when the bot's annotation says where to look."""
-        return _canary_weight(self.mesh.get_virtual_service(target.namespace, target.vs), target)
+        return _canary_weight(self.mesh.get_route(target.namespace, target.vs), target)
 
     def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]:
-        """The VirtualServices whose annotation says the bot left canary traffic on them."""
+        """The VirtualServices and HTTPRoutes whose annotation says the bot left canary traffic
+        on them."""
         found = []
-        for vs in self.mesh.virtual_services(namespace):
-            last = read_last_applied(VirtualService.parse(vs))
+        for vs in self.mesh.virtual_services(namespace) + self.mesh.http_routes(namespace):
+            last = httproute.last_applied(vs)
             if last is None or last.canary is None:
                 continue
-            if any(live_canary_weights(vs, last).values()):
+            http_route = httproute.is_http_route(vs)
+            live = httproute.live_canary_weights if http_route else live_canary_weights
+            if any(live(vs, last).values()):
                 found.append((str(vs["metadata"]["name"]), last))
         return found
 
@@ -114,7 +118,7 @@ class KubeTraffic:
         moves the object on, so the write, which tests an earlier version, can never land.
         """
         for _ in range(FENCE_TRIES):
-            live = self.mesh.get_virtual_service(target.namespace, target.vs)
+            live = self.mesh.get_route(target.namespace, target.vs)
             if wrote(live, write_id):
                 return True, _canary_weight(live, target)
             try:
@@ -133,6 +137,8 @@ def _canary_weight(vs: dict[str, object], target: Target) -> int | None:
     """The canary's weight in the routes the bot last wrote (its annotation says which), or
     else in the first http route that sends traffic to the stable or the canary subset (the
     canary alone, as a promotion leaves it, has it all)."""
+    if httproute.is_http_route(vs):
+        return httproute.canary_weight(vs, target.stable, target.canary)
     parsed = VirtualService.parse(vs)
     last = read_last_applied(parsed)
     if last is not None and last.canary == target.canary and last.weights:
