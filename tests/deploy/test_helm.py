@@ -81,6 +81,11 @@ EXPECTED_RULES = [
         "verbs": ["get", "list", "patch", "watch"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {
+        "apiGroups": ["gateway.networking.k8s.io"],
+        "resources": ["httproutes"],
+        "verbs": ["get", "list", "patch"],
+    },
 ]
 
 

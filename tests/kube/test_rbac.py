@@ -49,7 +49,18 @@ CHART_GRANTS: set[Grant] = (
     {(GROUP, "virtualservices", verb) for verb in ("get", "list", "patch")}
     | {(GROUP, "destinationrules", verb) for verb in ("get", "list", "watch", "patch")}
     | {("", "pods", "list"), ("", "pods", "watch")}
+    | {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "list", "patch")}
 )
+GATEWAY = "gateway.networking.k8s.io"
+ROUTE = {  # an HTTPRoute attached to a Service's waypoint, splitting two Services
+    "apiVersion": f"{GATEWAY}/v1",
+    "kind": "HTTPRoute",
+    "metadata": {"name": "checkout"},
+    "spec": {
+        "parentRefs": [{"group": "", "kind": "Service", "name": "checkout", "port": 80}],
+        "rules": [{"backendRefs": [{"name": "checkout-stable", "port": 80}]}],
+    },
+}
 # What any authenticated caller may do without the chart (the apiserver's bootstrap roles bound
 # to system:authenticated): ask what it may do, and read the public CA bundles.
 EVERYONE: set[Grant] = {
@@ -438,6 +449,11 @@ def test_every_verb_the_chart_grants_is_one_the_bot_was_seen_using(
         with pytest.raises(Moved):
             parts.mesh.write(plan)
         parts.mesh.apply(wanted)
+        # A service with no VirtualService of its name: its HTTPRoute is read and patched.
+        admin.objects.create_namespaced_custom_object(GATEWAY, "v1", weather, "httproutes", ROUTE)
+        parts.mesh.apply(
+            SplitRequest.build(vs="checkout", namespace=weather, weight=10, to="checkout-canary")
+        )
     finally:
         parts.mesh.close()
     assert routes(admin, weather) == [("v2", 90), ("v3", 10)]

@@ -85,6 +85,9 @@ Pods: list and watch (a canary subset must select ready pods before traffic move
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "patch"]
 {{- end }}
 
 {{/* The Secret with the Slack credentials: yours, or "<fullname>-slack" (created by you or the chart). */}}
