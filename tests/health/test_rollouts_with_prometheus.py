@@ -21,7 +21,7 @@ from sandbox.kubeconfig import api_client_for
 from sandbox.prometheus import PrometheusServer
 from sandbox.seeding import load_yaml_documents, seed
 from sandbox.traffic import TrafficSimulator, VersionProfile
-from tests.support.harness import seed_file
+from tests.support.harness import seed_file, wait_until
 
 from ..rollout.conftest import Recorder
 
@@ -58,6 +58,21 @@ class Rig:
             time.sleep(max(0.0, (rollout.next_step_at - datetime.now(UTC)).total_seconds()))
             self.engine.handle(rollout_id, StepDue(step=rollout.step))
         raise AssertionError("the rollout did not settle")
+
+    def wait_for_errors_over_the_window(self, version: str) -> None:
+        """Until Prometheus has a whole window of `version` with errors in it: a check made
+        sooner judges the healthy traffic from before as well, and may pass."""
+        since = time.time()
+        query = f'istio_requests_total{{destination_version="{version}",response_code=~"5.."}}'
+        self.prometheus.wait_for_series(query)
+        wait_until(
+            lambda: (
+                time.time() - since > WINDOW.total_seconds()
+                and self.prometheus.query(f"sum(increase({query}[{int(WINDOW.total_seconds())}s]))")
+            ),
+            timeout=30,
+            what=f"a window of {version}'s errors in Prometheus",
+        )
 
     def thread(self) -> list[str]:
         return [m.text for _, m in self.notes.messages if m.event == "health"]
@@ -106,6 +121,7 @@ def test_a_healthy_canary_is_promoted(rig: Rig) -> None:
 
 def test_five_percent_errors_roll_back_after_the_failure_limit(rig: Rig) -> None:
     rig.simulator.set_profile("v2", VersionProfile(error_rate=0.05, latency_ms=40))
+    rig.wait_for_errors_over_the_window("v2")
     final = rig.drive(rig.start())
     assert (final.phase, final.weight) == (Phase.FAILED, 0)
     assert [v.outcome for v in final.verdicts] == ["fail", "fail"]
