@@ -27,17 +27,19 @@ from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.links import Links, check_template
 from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
+from bot.health.analysis import SequentialCheck
 from bot.health.check import HealthCheck, QueryClient
 from bot.health.client import PrometheusClient, PrometheusError, Vector
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
 from bot.ops.watchdog import Watchdog
+from bot.rollout.analysis import Analyst
 from bot.rollout.engine import Busy, Engine
 from bot.rollout.leader import Leadership
 from bot.rollout.model import Notify, Phase, Rollout, Target, Verdict
 from bot.rollout.ports import Health, Notifier, Scheduler
-from bot.rollout.scheduler import StepScheduler
+from bot.rollout.scheduler import ANALYSIS_JOB, StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.service.drills import Drills, Tell
 from bot.store.drills import DrillStore
@@ -57,6 +59,7 @@ from policies import Target as PolicyTarget
 
 log = logging.getLogger(__name__)
 RESYNC_S = 1.0
+ANALYSIS_TICK_S = 1.0  # how often the held steps are gone over for looks that are due
 FULL_RESYNC_EVERY = 10  # resyncs: a full pass also finishes effects a crash left behind
 STALE_PENDING = timedelta(seconds=5)
 
@@ -95,6 +98,12 @@ class Settings(BaseSettings):
     thresholds: HealthThresholds = Field(
         default_factory=HealthThresholds, alias="CANARY_THRESHOLDS"
     )
+    # `sequential`: anytime-valid tests over each step so far (bot/health/sequential.py);
+    # `thresholds`: the fixed thresholds over a look-back window, once per step
+    judge: Literal["sequential", "thresholds"] = Field(default="sequential", alias="CANARY_JUDGE")
+    # Seconds between looks at a held step's canary (continuous analysis); 0: only when the
+    # step falls due
+    analysis_s: int = Field(default=10, ge=0, le=3600, alias="CANARY_ANALYSIS")
 
     @property
     def health_window(self) -> timedelta | None:
@@ -264,6 +273,13 @@ def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) ->
     if settings.prometheus_url is None:
         return None
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
+    if settings.judge == "sequential":
+        return SequentialCheck(
+            client,
+            settings.thresholds if policy is None else _thresholds_of(policy),
+            service=_host,
+            reporter=settings.health_reporter,
+        )
     if policy is not None:
         return PolicyHealth(client, policy, settings)
     return HealthCheck(
@@ -277,6 +293,13 @@ def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) ->
 
 def _host(target: Target) -> str:
     return target.host or target.vs
+
+
+def _thresholds_of(policy: Policy) -> Callable[[Target], HealthThresholds]:
+    def thresholds(target: Target) -> HealthThresholds:
+        return rollout_defaults(policy, PolicyTarget(target.namespace, target.vs))[1]
+
+    return thresholds
 
 
 class PolicyHealth:
@@ -367,6 +390,9 @@ class Server:
             watchdog=self.watchdog,
         )
         self.engine = self.parts.engine
+        self.analyst = Analyst(
+            self.engine, self.parts.store.due, every=timedelta(seconds=settings.analysis_s)
+        )
         self.leadership = Leadership(
             lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
         )
@@ -461,6 +487,8 @@ class Server:
         self._lost_looked_at: float | None = None  # and compares the VirtualServices
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
+        if self.settings.prometheus_url and self.settings.analysis_s:
+            self.scheduler.every(ANALYSIS_TICK_S, self.analyst.run, job=ANALYSIS_JOB)
         self.scheduler.resume()
 
     def _deposed(self) -> None:

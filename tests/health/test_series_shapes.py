@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from bot.app import Settings, health_check
+from bot.health.analysis import SequentialCheck
 from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient
 from bot.health.promql import UnsafeLabel, requests_by_class
@@ -81,6 +82,11 @@ def test_ambient_mode_reads_the_waypoints_reports(
 ) -> None:
     scraped_twice(prometheus, exporter, "waypoint")
     settings = Settings(PROMETHEUS_URL=prometheus.url, CANARY_HEALTH_REPORTER="waypoint")
+    sequential = health_check(settings, Metrics(), None)
+    assert isinstance(sequential, SequentialCheck)
+    canary, stable = sequential.counts(sequential.subject(PODINFO), WINDOW, datetime.now(UTC))
+    assert canary.requests and stable.requests and canary.buckets and stable.buckets
+    settings = settings.model_copy(update={"judge": "thresholds"})
     check = health_check(settings, Metrics(), None)
     assert isinstance(check, HealthCheck)
     figures = check.figures(check.subject(PODINFO), WINDOW, datetime.now(UTC))
