@@ -36,6 +36,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bot.mesh.schema import served_versions
+from sandbox import rbac
 from sandbox.fields import (
     managed_fields_after,
     manager_from_user_agent,
@@ -53,6 +54,7 @@ from sandbox.jsonpatch import (
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.loopback import TrackingHTTPServer
 from sandbox.paging import decode_continue, page_of, parse_limit
+from sandbox.rbac import Attributes, Rbac
 from sandbox.seeding import load_yaml_documents, seed
 from sandbox.validation import Cause, schema_causes, with_not_checked
 
@@ -120,6 +122,12 @@ RESOURCES = {
 }
 # The core kinds the bot reads: Pods, to tell whether a subset selects any that are ready.
 CORE_RESOURCES = {"pods": Resource("pods", "Pod", ("po",), group="")}
+# RBAC's own kinds, and the review that tells a caller what it may do.
+RBAC_RESOURCES = {
+    plural: Resource(plural, kind, (), group=rbac.GROUP) for plural, kind in rbac.KINDS.items()
+}
+REVIEW_GROUP = "authorization.k8s.io"
+RULES_REVIEW = Resource("selfsubjectrulesreviews", "SelfSubjectRulesReview", (), REVIEW_GROUP)
 # The Gateway API's HTTPRoutes (gateway.networking.k8s.io/v1), the other kind the bot splits.
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_RESOURCES = {"httproutes": Resource("httproutes", "HTTPRoute", (), group=GATEWAY_GROUP)}
@@ -162,7 +170,8 @@ class LoggedRequest:
 
     @property
     def is_write(self) -> bool:
-        return self.method in _WRITE_METHODS
+        """A request that may change what is stored (a rules review, though a POST, cannot)."""
+        return self.method in _WRITE_METHODS and f"/{REVIEW_GROUP}/" not in self.path
 
     @property
     def dry_run(self) -> bool:
@@ -243,12 +252,21 @@ def _conflict(resource: Resource, name: str) -> ApiError:
 
 
 def _forbidden(
-    resource: Resource, name: str | None, verb: str, namespace: str, user: str = SERVICE_ACCOUNT
+    resource: Resource,
+    name: str | None,
+    verb: str,
+    namespace: str | None,
+    user: str = SERVICE_ACCOUNT,
+    *,
+    subresource: str | None = None,
 ) -> ApiError:
+    """The RBAC authorizer's 403, in its words."""
     subject = f'{resource.qualified} "{name}"' if name else resource.qualified
+    plural = f"{resource.plural}/{subresource}" if subresource else resource.plural
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
     message = (
         f'{subject} is forbidden: User "{user}" cannot {verb} resource '
-        f'"{resource.plural}" in API group "{resource.group}" in the namespace "{namespace}"'
+        f'"{plural}" in API group "{resource.group}" {scope}'
     )
     return ApiError(403, message, details=_details(resource, name))
 
@@ -684,6 +702,7 @@ class SandboxApiServer:
         tokens: Mapping[str, str] | None = None,
         namespaces: Iterable[str] | None = None,
         bookmark_interval: float = BOOKMARK_INTERVAL,
+        admins: Iterable[str] | None = None,
     ) -> None:
         self._versions = tuple(versions)
         unknown = set(self._versions) - set(served_versions("VirtualService"))
@@ -692,6 +711,7 @@ class SandboxApiServer:
         self._forbidden = frozenset(forbidden_namespaces)
         self._tokens = dict(tokens) if tokens is not None else None
         self._namespaces = frozenset(namespaces) if namespaces is not None else None
+        self._rbac = Rbac.with_admins(admins) if admins is not None else None
         self._bookmark_interval = bookmark_interval
         self._port = port
         # One lock guards the store, the log and the injections; waiting on it wakes watchers.
@@ -1015,6 +1035,8 @@ class SandboxApiServer:
             and parts[:1] != ["sandbox"]
         ):
             raise _unauthorized()
+        if parts[:2] == ["apis", rbac.GROUP] or parts[:2] == ["apis", REVIEW_GROUP]:
+            return self._access_control(parts, request)
         discovery = self._discovery(parts)
         if discovery is not None:
             if request.method != "GET":
@@ -1053,12 +1075,45 @@ class SandboxApiServer:
             raise _method_not_allowed(request.method)
         if route.subresource is not None and verb not in ("get", "update", "patch"):
             raise _method_not_allowed(request.method)
+        verb = "watch" if _is_watch(request) else verb
         if route.namespace in self._forbidden:
-            verb = "watch" if _is_watch(request) else verb
-            user = self._tokens.get(request.user, "") if self._tokens is not None else ""
-            namespace = route.namespace or ""
-            raise _forbidden(route.resource, route.name, verb, namespace, user or SERVICE_ACCOUNT)
+            user = self._user(request) or SERVICE_ACCOUNT
+            raise _forbidden(route.resource, route.name, verb, route.namespace, user)
+        self._authorize(
+            request,
+            verb,
+            route.resource,
+            route.namespace,
+            route.name,
+            subresource=route.subresource,
+        )
         return operation
+
+    def _user(self, request: _Request) -> str:
+        """Who sent `request`: its token's user; without tokens, the bot's ServiceAccount."""
+        return self._tokens.get(request.user, "") if self._tokens is not None else SERVICE_ACCOUNT
+
+    def _authorize(
+        self,
+        request: _Request,
+        verb: str,
+        resource: Resource,
+        namespace: str | None,
+        name: str | None,
+        *,
+        subresource: str | None = None,
+    ) -> None:
+        """403 unless RBAC (if on) lets the request's user do `verb`."""
+        if self._rbac is None:
+            return
+        user = self._user(request)
+        plural = f"{resource.plural}/{subresource}" if subresource else resource.plural
+        with self._changed:
+            allowed = self._rbac.allows(
+                Attributes(user, verb, resource.group, plural, namespace, name)
+            )
+        if not allowed:
+            raise _forbidden(resource, name, verb, namespace, user, subresource=subresource)
 
     def _operation_table(self) -> dict[tuple[bool, str], tuple[str, _Operation]]:
         """(names an object?, HTTP method) -> (Kubernetes verb, the method serving it)."""
@@ -1070,6 +1125,82 @@ class SandboxApiServer:
             (True, "PATCH"): ("patch", self._patch),
             (True, "DELETE"): ("delete", self._delete),
         }
+
+    # Access control: Roles, RoleBindings and the rules review (sandbox/rbac.py)
+
+    def _access_control(self, parts: list[str], request: _Request) -> _Reply:
+        if parts[2:] == ["v1", RULES_REVIEW.plural] and parts[1] == REVIEW_GROUP:
+            if request.method != "POST":
+                raise _method_not_allowed(request.method)
+            return self._rules_review(request)
+        rest = parts[3:] if parts[2:3] == ["v1"] and parts[1] == rbac.GROUP else []
+        if len(rest) not in (3, 4) or rest[0] != "namespaces" or rest[2] not in RBAC_RESOURCES:
+            raise _no_such_path()
+        namespace, resource = rest[1], RBAC_RESOURCES[rest[2]]
+        name = rest[3] if len(rest) == 4 else None
+        verbs = {(False, "GET"): "list", (False, "POST"): "create"}
+        verbs |= {(True, "GET"): "get", (True, "DELETE"): "delete"}
+        verb = verbs.get((name is not None, request.method))
+        if verb is None:
+            raise _method_not_allowed(request.method)
+        self._authorize(request, verb, resource, namespace, name)
+        with self._changed:
+            return self._rbac_operation(verb, resource, namespace, name, request)
+
+    def _rbac_operation(
+        self, verb: str, resource: Resource, namespace: str, name: str | None, request: _Request
+    ) -> _Reply:
+        if self._rbac is None:
+            raise _no_such_path()
+        plural, api_version = resource.plural, f"{rbac.GROUP}/v1"
+        if verb == "list":
+            items = self._rbac.list(plural, namespace)
+            listing = {"apiVersion": api_version, "kind": f"{resource.kind}List"}
+            metadata = {"resourceVersion": str(self._store.revision)}
+            return _Reply(200, listing | {"items": items, "metadata": metadata})
+        if verb == "create":
+            obj = request.json_object()
+            metadata = _checked_metadata(
+                _Route("v1", resource, namespace, None), obj.get("metadata") or {}
+            )
+            name = str(metadata.get("name") or "")
+            if not name:
+                required = "Required value: name or generateName is required"
+                raise _invalid(
+                    resource, "", [Cause("metadata.name", required, "FieldValueRequired")]
+                )
+            if self._rbac.get(plural, namespace, name) is not None:
+                raise _already_exists(resource, name)
+            metadata |= {"uid": str(uuid.uuid4()), "creationTimestamp": _now()}
+            metadata["resourceVersion"] = str(self._store.revision)
+            created = obj | {"apiVersion": api_version, "kind": resource.kind, "metadata": metadata}
+            if not request.dry_run:
+                self._rbac.put(plural, namespace, created)
+            return _Reply(201, created)
+        found = self._rbac.get(plural, namespace, name or "")
+        if found is None:
+            raise _not_found(resource, name or "")
+        if verb == "delete" and not request.dry_run:
+            self._rbac.delete(plural, namespace, name or "")
+            status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+            return _Reply(
+                200, status | {"details": _details(resource, name, uid=found["metadata"]["uid"])}
+            )
+        return _Reply(200, found)
+
+    def _rules_review(self, request: _Request) -> _Reply:
+        """What the caller may do in the namespace it names: every rule bound to it there (all
+        of them with RBAC off)."""
+        body = request.json_object()
+        namespace = str((body.get("spec") or {}).get("namespace") or "")
+        if self._rbac is not None:
+            with self._changed:
+                status = self._rbac.review(self._user(request), namespace)
+        else:
+            status = Rbac.with_admins([""]).review("", namespace)
+        review: JsonObject = {"apiVersion": f"{REVIEW_GROUP}/v1", "kind": RULES_REVIEW.kind}
+        review |= {"metadata": {}, "spec": {"namespace": namespace}, "status": status}
+        return _Reply(201, review)
 
     # Discovery
 

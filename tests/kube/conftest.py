@@ -24,8 +24,8 @@ GROUP = "networking.istio.io"
 PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 # Small, so that a test can push a watch's starting point out of the sandbox's history.
 SANDBOX_HISTORY = 20
-# The sandbox's RBAC is by namespace: nobody may act in this one (on the real server a fresh
-# namespace does, where the viewer has no grant).
+# Nobody may act in this sandbox namespace (on the real server a fresh namespace does, where the
+# viewer has no grant); elsewhere the sandbox's RBAC decides for the viewer by its Roles.
 SANDBOX_FORBIDDEN = "locked"
 
 
@@ -133,6 +133,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         tokens={SANDBOX_TOKEN: SANDBOX_USER, VIEWER.token: VIEWER.name},
         namespaces=(),
         forbidden_namespaces=(SANDBOX_FORBIDDEN,),
+        admins=(SANDBOX_USER,),
     ) as server:
         api = api_client_for(server.url)
         yield Cluster("sandbox", api, sandbox=server)

@@ -10,6 +10,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.support.chart_rbac import rules_review
+from tests.support.harness import wait_until
+from tests.support.kubeapi import VIEWER
+
 from .conftest import GROUP, Cluster
 from .test_contract import raw, refusal, status_of
 
@@ -238,3 +242,95 @@ def test_a_bad_limit_or_continue_token_is_400(cluster: Cluster) -> None:
     code, status = answer(cluster, path, limit="2", **{"continue": "garbage"})
     assert code == 400
     assert status["message"].startswith("invalid continue token: continue key is not valid: ")
+
+
+# --- RBAC by user, verb and resource (#13) ----------------------------------------------------
+
+
+def test_rbac_allows_the_verbs_a_role_grants_and_refuses_the_rest_in_its_words(
+    cluster: Cluster,
+) -> None:
+    """A Role granting get, list and patch of VirtualServices (not watch, not their status, not
+    DestinationRules), bound to the viewer: each call as RBAC decides, the rules review says
+    so, and another namespace stays closed."""
+    namespace = cluster.namespace()
+    create(cluster, namespace, virtual_service("w"))
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api)
+    rules = [{"apiGroups": [GROUP], "resources": [VS], "verbs": ["get", "list", "patch"]}]
+    rbac_api.create_namespaced_role(namespace, {"metadata": {"name": "vs-editor"}, "rules": rules})
+    subject = {"kind": "User", "name": VIEWER.name, "apiGroup": "rbac.authorization.k8s.io"}
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "vs-editor"}
+    binding = {"metadata": {"name": "vs-editor"}, "roleRef": role_ref, "subjects": [subject]}
+    rbac_api.create_namespaced_role_binding(namespace, binding)
+    elsewhere = cluster.namespace()
+
+    def forbidden(verb: str, where: str, what: str = f'{VS}.{GROUP} "w"', plural: str = VS) -> str:
+        return (
+            f'{what} is forbidden: User "{VIEWER.name}" cannot {verb} resource "{plural}" in '
+            f'API group "{GROUP}" in the namespace "{where}"'
+        )
+
+    with cluster.client_for(VIEWER.token) as api:
+        objects = client.CustomObjectsApi(api)
+        wait_until(
+            lambda: (GROUP, VS, "patch") in rules_review(api, namespace),
+            timeout=10,
+            what="the viewer's Role to take effect",
+        )
+        assert {grant for grant in rules_review(api, elsewhere) if grant[0] == GROUP} == set()
+        assert objects.get_namespaced_custom_object(GROUP, "v1", namespace, VS, "w")
+        assert names(objects.list_namespaced_custom_object(GROUP, "v1", namespace, VS)) == ["w"]
+        labels = {"metadata": {"labels": {"by": "viewer"}}}
+        patched = objects.patch_namespaced_custom_object(GROUP, "v1", namespace, VS, "w", labels)
+        assert patched["metadata"]["labels"] == {"by": "viewer"}
+
+        refusals = {
+            "watch": lambda: raw_as(
+                api, f"/apis/{GROUP}/v1/namespaces/{namespace}/{VS}", watch="1"
+            ),
+            "create": lambda: objects.create_namespaced_custom_object(
+                GROUP, "v1", namespace, VS, virtual_service("x")
+            ),
+            "delete": lambda: objects.delete_namespaced_custom_object(
+                GROUP, "v1", namespace, VS, "w"
+            ),
+            "patch status": lambda: objects.patch_namespaced_custom_object_status(
+                GROUP, "v1", namespace, VS, "w", {"status": {}}
+            ),
+            "get dr": lambda: objects.get_namespaced_custom_object(
+                GROUP, "v1", namespace, "destinationrules", "w"
+            ),
+            "get elsewhere": lambda: objects.get_namespaced_custom_object(
+                GROUP, "v1", elsewhere, VS, "w"
+            ),
+            "list everywhere": lambda: objects.list_cluster_custom_object(GROUP, "v1", VS),
+        }
+        messages = {}
+        for what, call in refusals.items():
+            error = refusal(call)
+            assert error.status == 403, what
+            messages[what] = status_of(error)["message"]
+    assert messages == {
+        "watch": forbidden("watch", namespace, f"{VS}.{GROUP}"),
+        "create": forbidden("create", namespace, f"{VS}.{GROUP}"),
+        "delete": forbidden("delete", namespace),
+        "patch status": forbidden("patch", namespace, plural=f"{VS}/status"),
+        "get dr": forbidden("get", namespace, f'destinationrules.{GROUP} "w"', "destinationrules"),
+        "get elsewhere": forbidden("get", elsewhere),
+        "list everywhere": (
+            f'{VS}.{GROUP} is forbidden: User "{VIEWER.name}" cannot list resource "{VS}" in '
+            f'API group "{GROUP}" at the cluster scope'
+        ),
+    }
+
+
+def raw_as(api: client.ApiClient, path: str, **query: str) -> Any:
+    """A GET sent with `api`'s credentials; raises ApiException for an error answer."""
+    config = api.configuration
+    headers = {"Authorization": config.get_api_key_with_prefix("BearerToken")}
+    url = f"{config.host}{path}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
+    reply = api.call_api("GET", url, header_params=headers)
+    reply.read()
+    if reply.status >= 400:
+        raise client.ApiException(http_resp=reply)
+    return reply

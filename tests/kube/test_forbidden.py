@@ -3,10 +3,9 @@ bot has no grant in needs rbac.namespaces; a namespace it has a Role in, that la
 calls (the Role of an older chart), needs the chart upgraded. Checked in the words the asker
 reads in chat, and nothing changes in the cluster.
 
-The sandbox has no RBAC of its own beyond namespaces it forbids to everyone; a Role without
-`patch` is played there by refusing every PATCH of VirtualServices in the namespace with the real
-authorizer's 403. The real server has a Role that grants the chart's rules less `patch` on
-VirtualServices (a SelfSubjectRulesReview tells when it is in force).
+Both servers have a Role that grants the chart's rules less `patch` on VirtualServices (a
+SelfSubjectRulesReview tells when it is in force); the sandbox decides by its Roles as the real
+RBAC authorizer does (sandbox/rbac.py).
 """
 
 from __future__ import annotations
@@ -99,18 +98,7 @@ def versions(cluster: Cluster, namespace: str) -> dict[str, str]:
 
 def grant_all_but_patch_on_virtual_services(cluster: Cluster, namespace: str) -> None:
     """A Role for the viewer with the chart's rules (the adapter's table) less `patch` on
-    VirtualServices: on the real server a Role and RoleBinding, on the sandbox a refusal of
-    every PATCH of a VirtualService there, in the real authorizer's words."""
-    if cluster.sandbox is not None:
-        cluster.sandbox.fail_next(
-            100,
-            403,
-            method="PATCH",
-            path_contains=f"/namespaces/{namespace}/{VS}/",
-            reason="Forbidden",
-            message=refusal("patch", namespace),
-        )
-        return
+    VirtualServices, and a RoleBinding, on either server."""
     rules = [
         {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}
         for (group, resource), verbs in RBAC_VERBS.items()
