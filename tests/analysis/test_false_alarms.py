@@ -69,11 +69,11 @@ def false_alarms(judge: Judge, runs: int) -> int:
 
 @pytest.mark.slow
 def test_identical_versions_looked_at_every_10s_fail_at_most_alpha_of_the_time() -> None:
-    runs = 150
+    runs = 60
     alarms = false_alarms(sequential_judge, runs)
-    # 90 looks a rollout; at most α of the rollouts, with room for the draw (P(Bin(150,
-    # 0.01) > 5) < 0.5 %)
-    assert alarms <= 5, f"{alarms} of {runs} healthy rollouts failed"
+    # 90 looks a rollout; at most α of the rollouts, with room for the draw (P(Bin(60,
+    # 0.01) > 3) < 0.3 %). bench/blast.py counts 1,000 and more, with an interval.
+    assert alarms <= 3, f"{alarms} of {runs} healthy rollouts failed"
 
 
 @pytest.mark.slow
