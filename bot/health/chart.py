@@ -1,4 +1,5 @@
-"""The end-of-rollout chart: canary vs stable success rate and p99 over the rollout's life.
+"""The end-of-rollout chart: the canary's weight step by step, and canary vs stable success rate
+and p99 over the rollout's life with the hard limits they were judged against.
 
 Drawn from the figures each health check kept on the rollout record, so it costs no query.
 Uses matplotlib's object API on the Agg canvas: no display, no global pyplot state. Drawing
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 DRAW_DEADLINE_S = 30.0
 COLOURS = {"canary": "#d9534f", "stable": "#337ab7"}
 MARKERS = {"pass": "o", "fail": "X", "inconclusive": "s"}
+LIMIT_COLOUR = "#555555"
 
 
 class ChartError(Exception):
@@ -54,15 +56,21 @@ def chart_png(rollout: Rollout) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    figure = Figure(figsize=(8, 5.5), dpi=100)
+    figure = Figure(figsize=(8, 7.5), dpi=100)
     FigureCanvasAgg(figure)
-    success, latency = figure.subplots(2, 1, sharex=True)
+    weight, success, latency = figure.subplots(
+        3, 1, sharex=True, gridspec_kw={"height_ratios": (1, 2, 2)}
+    )
     verdicts = [v for v in rollout.verdicts if v.figures]
     start = rollout.created_at
     times = [(v.at - start).total_seconds() for v in verdicts]
+    _staircase(weight, rollout)
     for side in ("canary", "stable"):
         _plot(success, times, verdicts, f"{side}_success_rate", side)
         _plot(latency, times, verdicts, f"{side}_p99_ms", side)
+    _limit(success, times, verdicts, "min_success_rate", "min success rate")
+    _limit(latency, times, verdicts, "max_p99_ms", "max p99")
+    weight.set_ylabel("canary weight (%)")
     success.set_ylabel("success rate (%)")
     latency.set_ylabel("p99 latency (ms)")
     latency.set_xlabel("seconds since the rollout started")
@@ -72,7 +80,7 @@ def chart_png(rollout: Rollout) -> bytes:
         f"{target.service}: {target.stable} → {target.canary}, "
         f"{rollout.phase.value} at {rollout.weight}%"
     )
-    for axes in (success, latency):
+    for axes in (weight, success, latency):
         axes.grid(alpha=0.3)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -86,6 +94,42 @@ def _plot(axes: Axes, times: list[float], verdicts: list[Verdict], key: str, sid
     axes.plot(xs, ys, color=COLOURS[side], label=side, linewidth=1.5)
     for t, y, outcome in shown:
         axes.scatter([t], [y], color=COLOURS[side], marker=MARKERS[outcome])
+
+
+def staircase(rollout: Rollout) -> list[tuple[float, int]]:
+    """(seconds since the start, canary weight): the weight at each check (its step's), then
+    where the rollout ended."""
+    start, weights = rollout.created_at, rollout.steps.weights
+    points = [
+        ((v.at - start).total_seconds(), weights[v.step])
+        for v in rollout.verdicts
+        if 0 <= v.step < len(weights)
+    ]
+    return [*points, ((rollout.updated_at - start).total_seconds(), rollout.weight)]
+
+
+def _staircase(axes: Axes, rollout: Rollout) -> None:
+    points = staircase(rollout)
+    xs, ys = [t for t, _ in points], [w for _, w in points]
+    axes.step(xs, ys, where="post", color=COLOURS["canary"], linewidth=1.5)
+    axes.set_ylim(-5, 105)
+
+
+def _limit(axes: Axes, times: list[float], verdicts: list[Verdict], key: str, label: str) -> None:
+    """The hard limit each check was judged against (a flat line unless the policy changed)."""
+    shown = [(t, v.figures.get(key)) for t, v in zip(times, verdicts, strict=True)]
+    points = [(t, y) for t, y in shown if y is not None and math.isfinite(y)]
+    if points:
+        axes.step(
+            [t for t, _ in points],
+            [y for _, y in points],
+            where="post",
+            label=label,
+            color=LIMIT_COLOUR,
+            linestyle="--",
+            linewidth=1.0,
+        )
+        axes.legend(loc="lower left")
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.health.verdict import NONE, Check, Figures, Side, conclude
+from bot.health.verdict import NONE, Check, Figures, Side, conclude, with_limits
 from bot.rollout.model import Verdict
 from policies.model import HealthThresholds
 
@@ -178,7 +178,7 @@ def judge(
         _p99_ceiling(canary, thresholds, tests, alpha),
     ]
     verdict = conclude(rows, figures, at=at, step=step)
-    numbers = {**verdict.figures, **_confidences(rows)}
+    numbers = {**with_limits(verdict, thresholds).figures, **_confidences(rows)}
     summary = _summary(verdict, rows)
     final = verdict.outcome == "fail"  # each test's error is bounded over every look
     return verdict.model_copy(update={"figures": numbers, "summary": summary, "final": final})

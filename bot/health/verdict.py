@@ -99,7 +99,15 @@ class Check:
 
 def judge(figures: Figures, thresholds: HealthThresholds, *, at: datetime, step: int) -> Verdict:
     """The verdict of the standard checks alone (`HealthCheck` adds the custom ones)."""
-    return conclude(evaluate(figures, thresholds), figures, at=at, step=step)
+    verdict = conclude(evaluate(figures, thresholds), figures, at=at, step=step)
+    return with_limits(verdict, thresholds)
+
+
+def with_limits(verdict: Verdict, thresholds: HealthThresholds) -> Verdict:
+    """The verdict with the hard limits it was judged against among its figures (the chart
+    draws them)."""
+    limits = {"min_success_rate": thresholds.min_success_rate, "max_p99_ms": thresholds.max_p99_ms}
+    return verdict.model_copy(update={"figures": {**verdict.figures, **limits}})
 
 
 def conclude(checks: Sequence[Check], figures: Figures, *, at: datetime, step: int) -> Verdict:
