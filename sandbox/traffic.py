@@ -7,6 +7,13 @@ it mirrors), and records every request as the destination sidecar would:
 Each version has an error rate and a latency distribution that a test or the demo can change
 while it runs. Prometheus scrapes `/metrics` (text format 0.0.4, as Envoy serves it).
 
+Requests go as Istio's routing sends them: the first http route with a match that holds takes a
+request (first match wins). Simulated requests carry no headers unless a `RequestShare` says a
+share of them carries some (a cohort's header, cookie or `end-user`); the simulator counts which
+version each share reached. It judges the matches the bot writes and plain ones (headers by
+exact, prefix or regex, withoutHeaders, uri against the path "/"); a match on anything else
+never holds, and a request no route takes goes as the route carrying the traffic sends it.
+
 Request counts and error counts are deterministic (fractional requests carry over from tick to
 tick, so a 1% version gets exactly 1% of the traffic and a 2% error rate fails exactly every
 50th request); latencies are drawn from a lognormal distribution.
@@ -18,10 +25,11 @@ import bisect
 import json
 import math
 import random
+import re
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -66,6 +74,10 @@ _SOURCE_WORKLOAD = ("istio-ingressgateway", "istio-system")
 _UNKNOWN_VERSION = "unknown"  # what Istio reports for a pod without a version label
 _CATCH_UP_TICKS = 5  # after a stall, simulate at most this many ticks' worth of traffic
 _FETCH_TIMEOUT_S = 1.0
+_PATH = "/"  # every simulated request's path
+# What an HTTPMatchRequest may hold and still be judged here; other conditions never hold.
+_JUDGED_MATCH_KEYS = frozenset({"name", "headers", "withoutHeaders", "uri", "ignoreUriCase"})
+REST = "rest"  # the name of the requests no RequestShare claims
 _SERVE_POLL_S = 0.05
 
 
@@ -90,17 +102,51 @@ class VersionProfile:
         return [rng.lognormvariate(mu, self.spread) for _ in range(count)]
 
 
+@dataclass(frozen=True)
+class RequestShare:
+    """A share of the simulated requests that carry `headers` (lower-case names), counted
+    under `name` (default: the headers as `name=value`)."""
+
+    headers: Mapping[str, str]
+    share: float
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"a share of the requests is between 0 and 1, not {self.share}")
+        if any(key != key.lower() for key in self.headers):
+            raise ValueError(f"header names are lower-case, as HTTP/2 sends them: {self.headers}")
+        if not self.name:
+            named = ",".join(f"{k}={v}" for k, v in self.headers.items())
+            object.__setattr__(self, "name", named)
+
+    @classmethod
+    def cookie(cls, name: str, value: str, share: float) -> RequestShare:
+        """Requests whose Cookie header holds `name=value` among other cookies."""
+        return cls({"cookie": f"session=7; {name}={value}; theme=dark"}, share, f"{name}={value}")
+
+    @classmethod
+    def user(cls, user: str, share: float) -> RequestShare:
+        """Requests of a signed-in user, as Bookinfo's productpage tells the services."""
+        return cls({"end-user": user}, share, f"end-user={user}")
+
+
 # --- Which versions get the traffic ---------------------------------------------------------
 
 
-def route_weights(vs: Mapping[str, Any], service: str, namespace: str) -> dict[str, float]:
-    """Percent of `service`'s traffic per subset ("" for a destination with no subset).
+def route_weights(
+    vs: Mapping[str, Any],
+    service: str,
+    namespace: str,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Percent of `service`'s requests with `headers` per subset ("" for no subset).
 
-    Taken from the route that carries the service's traffic (see `carrying_route`). A lone
-    destination takes 100%; otherwise weights are normalised over the service's destinations.
-    Empty if no route sends traffic to the service.
+    Taken from the route that takes those requests (see `request_route`). A lone destination
+    takes 100%; otherwise weights are normalised over the service's destinations. Empty if
+    that route sends nothing to the service.
     """
-    route = carrying_route(vs, service, namespace)
+    route = request_route(vs, service, namespace, headers or {})
     if route is None:
         return {}
     lone = len(route.get("route") or []) == 1
@@ -113,12 +159,16 @@ def route_weights(vs: Mapping[str, Any], service: str, namespace: str) -> dict[s
     return {s: 100.0 * w / total for s, w in weights.items()} if total else {}
 
 
-def mirrored_weights(vs: Mapping[str, Any], service: str, namespace: str) -> dict[str, float]:
-    """Percent of `service`'s traffic copied to a mirror subset of it by the carrying route.
-
-    The mirror's sidecar reports those copies as requests like any other.
+def mirrored_weights(
+    vs: Mapping[str, Any],
+    service: str,
+    namespace: str,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Percent of `service`'s requests with `headers` copied to a mirror subset of it by the
+    route that takes them. The mirror's sidecar reports those copies as requests like any other.
     """
-    route = carrying_route(vs, service, namespace)
+    route = request_route(vs, service, namespace, headers or {})
     mirror = route.get("mirror") if route is not None else None
     if route is None or not _is_host_of(mirror, service, namespace):
         return {}
@@ -139,6 +189,56 @@ def carrying_route(vs: Mapping[str, Any], service: str, namespace: str) -> Mappi
     """
     routes = [r for r in _http_routes(vs) if _service_destinations(r, service, namespace)]
     return next((r for r in routes if _is_catch_all(r)), routes[0] if routes else None)
+
+
+def request_route(
+    vs: Mapping[str, Any], service: str, namespace: str, headers: Mapping[str, str]
+) -> Mapping[str, Any] | None:
+    """The http route that takes a request to "/" with `headers`: the first whose match holds
+    (Istio's first match wins), else the carrying route (the request matches a condition the
+    simulator does not judge)."""
+    taking = next((r for r in _http_routes(vs) if route_matches(r, headers)), None)
+    return taking if taking is not None else carrying_route(vs, service, namespace)
+
+
+def route_matches(route: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """Whether an http route takes a request to "/" with `headers`: it has no match, or one of
+    its HTTPMatchRequests holds (the conditions within one all hold)."""
+    matches = route.get("match")
+    if not matches:
+        return True
+    return any(_match_holds(m, headers) for m in matches if isinstance(m, Mapping))
+
+
+def _match_holds(match: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    if not set(match) <= _JUDGED_MATCH_KEYS:
+        return False
+    wanted, unwanted = match.get("headers") or {}, match.get("withoutHeaders") or {}
+    uri = match.get("uri")
+    return (
+        all(_header_holds(headers, name, rule) for name, rule in wanted.items())
+        and not any(_header_holds(headers, name, rule) for name, rule in unwanted.items())
+        and (uri is None or string_matches(uri, _PATH, fold=bool(match.get("ignoreUriCase"))))
+    )
+
+
+def _header_holds(headers: Mapping[str, str], name: str, rule: Any) -> bool:
+    value = headers.get(name.lower())
+    return value is not None and isinstance(rule, Mapping) and string_matches(rule, value)
+
+
+def string_matches(rule: Mapping[str, Any], value: str, *, fold: bool = False) -> bool:
+    """Istio's StringMatch: exact, prefix or regex (RE2, the whole value); an empty one holds
+    for any value that is there."""
+    if fold:
+        value = value.lower()
+    if "exact" in rule:
+        return value == (str(rule["exact"]).lower() if fold else str(rule["exact"]))
+    if "prefix" in rule:
+        return value.startswith(str(rule["prefix"]).lower() if fold else str(rule["prefix"]))
+    if "regex" in rule:
+        return re.fullmatch(str(rule["regex"]), value) is not None
+    return not rule
 
 
 def _http_routes(vs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -231,9 +331,9 @@ class _Carry:
     """Fractional amounts owed per key, paid out in whole units."""
 
     def __init__(self) -> None:
-        self._owed: dict[str, float] = {}
+        self._owed: dict[Hashable, float] = {}
 
-    def take(self, key: str, amount: float) -> int:
+    def take(self, key: Hashable, amount: float) -> int:
         owed = self._owed.get(key, 0.0) + amount
         whole = math.floor(owed + 1e-9)  # 0.1 * 10 is 0.9999999999999999, owed 1
         self._owed[key] = owed - whole
@@ -261,14 +361,39 @@ def _metrics_handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler
 
 # --- The simulator ---------------------------------------------------------------------------
 
+# Percent of the whole rate per version, by (share name, mirrored copies or not).
+_Split = dict[tuple[str, bool], dict[str, float]]
+
+
+def _with_rest(shares: Sequence[RequestShare]) -> tuple[RequestShare, ...]:
+    """`shares` and the requests they leave over, which carry no headers."""
+    rest = 1.0 - sum(share.share for share in shares)
+    if rest < -1e-9:
+        raise ValueError(f"the shares of the requests add up to more than all of them: {shares}")
+    names = [share.name for share in shares]
+    if REST in names:
+        raise ValueError(f"{REST!r} names the requests no share claims")
+    if len(set(names)) < len(names):
+        raise ValueError(f"each share of the requests needs its own name: {names}")
+    return (*shares, RequestShare({}, max(0.0, rest), REST))
+
+
+def _total(split: _Split) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for weights in split.values():
+        for version, percent in weights.items():
+            totals[version] = totals.get(version, 0.0) + percent
+    return totals
+
 
 class TrafficSimulator:
     """Requests to `service` split by VirtualService `vs`'s live weights, served as metrics.
 
     `api` is the sandbox API server's base URL, or a callable returning the VirtualService.
     `rate` is the service's requests per second in all. Versions not in `versions` behave as
-    `VersionProfile()`. `app` is the pods' app label (default: `service` without "-service"),
-    and workloads are named `{app}-{version}`. `start()` returns self; also a context manager.
+    `VersionProfile()`. `shares` are the requests that carry headers (a cohort's); the rest
+    carry none. `app` is the pods' app label (default: `service` without "-service"), and
+    workloads are named `{app}-{version}`. `start()` returns self; also a context manager.
     """
 
     def __init__(
@@ -281,6 +406,7 @@ class TrafficSimulator:
         rate: float = 50.0,
         versions: Mapping[str, VersionProfile] | None = None,
         seed: int | None = None,
+        shares: Sequence[RequestShare] = (),
         tick: float = 0.2,
         app: str | None = None,
         port: int = 0,
@@ -290,11 +416,14 @@ class TrafficSimulator:
         self._app = app or service.removesuffix("-service")
         self._rate, self._tick, self._port = rate, tick, port
         self._profiles = dict(versions or {})
+        self._shares = _with_rest(shares)
         self._rng = random.Random(seed)  # noqa: S311 - simulated latencies, not secrets
         self._lock = threading.Lock()
         self._weights: dict[str, float] = {}
+        self._split: _Split = {}
         self._requests_owed, self._errors_owed = _Carry(), _Carry()
         self._counts: dict[str, int] = {}
+        self._reached: dict[str, dict[str, int]] = {}
         self._metrics = IstioMetrics()
         self._registry = CollectorRegistry(auto_describe=True)
         self._registry.register(self._metrics)
@@ -370,9 +499,15 @@ class TrafficSimulator:
             self._rate = rate
 
     def counts(self) -> dict[str, int]:
-        """Requests simulated per version so far."""
+        """Requests simulated per version so far (mirrored copies included)."""
         with self._lock:
             return dict(self._counts)
+
+    def reached(self) -> dict[str, dict[str, int]]:
+        """Requests per version so far, by the share that sent them (`REST` for the requests
+        with no headers); mirrored copies left out."""
+        with self._lock:
+            return {share: dict(counts) for share, counts in self._reached.items()}
 
     def weights(self) -> dict[str, float]:
         """Percent of the rate each version served at the last tick (mirrored copies added)."""
@@ -384,13 +519,18 @@ class TrafficSimulator:
 
         The background thread calls this every tick; tests may call it directly.
         """
-        weights = self._live_weights()
+        split = self._live_split()
         with self._lock:
-            self._weights = weights
-            for version, percent in weights.items():
-                count = self._requests_owed.take(version, self._rate * seconds * percent / 100)
-                if count:
-                    self._serve(version, count)
+            self._weights = _total(split)
+            for (share, mirrored), weights in split.items():
+                for version, percent in weights.items():
+                    owed = self._rate * seconds * percent / 100
+                    count = self._requests_owed.take((share, mirrored, version), owed)
+                    if count:
+                        self._serve(version, count)
+                    if count and not mirrored:
+                        reached = self._reached.setdefault(share, {})
+                        reached[version] = reached.get(version, 0) + count
 
     # Internals
 
@@ -401,17 +541,26 @@ class TrafficSimulator:
             self.simulate(min(now - last, _CATCH_UP_TICKS * self._tick))
             last = now
 
-    def _live_weights(self) -> dict[str, float]:
-        """Percent of the rate each version serves; the last split if the VS cannot be read."""
+    def _live_split(self) -> _Split:
+        """Percent of the rate each version serves, by share and whether mirrored; the last
+        split if the VS cannot be read."""
         try:
             vs = self._read_virtual_service()
         except (OSError, ValueError, LookupError):
-            return self.weights()
-        served = self._by_version(route_weights(vs, self._service, self._namespace))
-        mirrored = self._by_version(mirrored_weights(vs, self._service, self._namespace))
-        for version, percent in mirrored.items():
-            served[version] = served.get(version, 0.0) + percent
-        return served
+            with self._lock:
+                return self._split
+        split: _Split = {}
+        for share in self._shares:
+            args = (vs, self._service, self._namespace, share.headers)
+            for mirrored, weights in (
+                (False, route_weights(*args)),
+                (True, mirrored_weights(*args)),
+            ):
+                by_version = self._by_version(weights)
+                split[share.name, mirrored] = {v: w * share.share for v, w in by_version.items()}
+        with self._lock:
+            self._split = split
+        return split
 
     def _read_virtual_service(self) -> Mapping[str, Any]:
         if callable(self._source):

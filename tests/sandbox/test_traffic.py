@@ -11,12 +11,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from bot.mesh.cohort import cohort_route
+from commands.cohort import Cohort
 from sandbox.apiserver import SandboxApiServer
 from sandbox.seeding import bundled_seed_paths, load_yaml_documents, seed
 from sandbox.traffic import (
+    REST,
+    RequestShare,
     TrafficSimulator,
     VersionProfile,
     mirrored_weights,
+    route_matches,
     route_weights,
 )
 from tests.support.harness import wait_until
@@ -317,6 +322,187 @@ def test_mirrored_weights() -> None:
     mirrored["spec"]["http"][0]["mirrorPercentage"] = {"value": 0.5}
     assert mirrored_weights(mirrored, "reviews", "default") == {"v2": 0.5}
     assert mirrored_weights(mirrored, "ratings", "default") == {}
+
+
+# Which route takes a request: Istio's first match wins
+
+BETA = {"x-beta": "1"}
+
+
+@pytest.mark.parametrize(
+    ("match", "headers", "taken"),
+    [
+        pytest.param(None, {}, True, id="no-match-takes-all"),
+        pytest.param([{}], {}, True, id="empty-match"),
+        pytest.param([{"uri": {"prefix": "/"}}], {}, True, id="uri-prefix-slash"),
+        pytest.param([{"uri": {"exact": "/api"}}], {}, False, id="another-path"),
+        pytest.param([{"uri": {"regex": "/.*"}}], {}, True, id="uri-regex"),
+        pytest.param([{"headers": {"x-beta": {"exact": "1"}}}], BETA, True, id="exact"),
+        pytest.param(
+            [{"headers": {"x-beta": {"exact": "1"}}}], {"x-beta": "10"}, False, id="not-exact"
+        ),
+        pytest.param([{"headers": {"x-beta": {"exact": "1"}}}], {}, False, id="header-missing"),
+        pytest.param([{"headers": {"X-Beta": {"exact": "1"}}}], BETA, True, id="names-any-case"),
+        pytest.param(
+            [{"headers": {"x-beta": {"prefix": "1"}}}], {"x-beta": "12"}, True, id="prefix"
+        ),
+        pytest.param(
+            [{"headers": {"x-beta": {"regex": "1|2"}}}], {"x-beta": "2"}, True, id="regex"
+        ),
+        pytest.param(
+            [{"headers": {"x-beta": {"regex": "1"}}}], {"x-beta": "12"}, False, id="regex-whole"
+        ),
+        pytest.param([{"headers": {"x-beta": {}}}], {"x-beta": ""}, True, id="present"),
+        pytest.param([{"withoutHeaders": {"x-beta": {}}}], BETA, False, id="without"),
+        pytest.param([{"withoutHeaders": {"x-beta": {}}}], {}, True, id="without-absent"),
+        pytest.param(
+            [{"headers": {"x-beta": {"exact": "1"}, "end-user": {"exact": "jason"}}}],
+            BETA,
+            False,
+            id="all-conditions-of-one-match",
+        ),
+        pytest.param(
+            [
+                {"headers": {"end-user": {"exact": "jason"}}},
+                {"headers": {"x-beta": {"exact": "1"}}},
+            ],
+            BETA,
+            True,
+            id="any-of-the-matches",
+        ),
+        pytest.param([{"method": {"exact": "GET"}}], {}, False, id="unjudged-condition"),
+    ],
+)
+def test_route_matches(
+    match: list[dict[str, Any]] | None, headers: dict[str, str], taken: bool
+) -> None:
+    route = {"route": [destination("reviews", "v1")]} | ({"match": match} if match else {})
+    assert route_matches(route, headers) is taken
+
+
+CANARY = {"host": "reviews", "subset": "v2"}
+
+
+@pytest.mark.parametrize(
+    ("cohort", "headers", "taken"),
+    [
+        (Cohort(by="header", name="x-beta", value="1"), BETA, True),
+        (Cohort(by="header", name="x-beta", value="1"), {"x-beta": "2"}, False),
+        (Cohort(by="user", name="end-user", value="jason"), {"end-user": "jason"}, True),
+        (Cohort(by="user", name="end-user", value="jason"), {"end-user": "jasonb"}, False),
+        (
+            Cohort(by="cookie", name="beta", value="1"),
+            RequestShare.cookie("beta", "1", 0).headers,
+            True,
+        ),
+        (Cohort(by="cookie", name="beta", value="1"), {"cookie": "beta=1"}, True),
+        (Cohort(by="cookie", name="beta", value="1"), {"cookie": "a=b;beta=1"}, True),
+        (Cohort(by="cookie", name="beta", value="1"), {"cookie": "beta=10"}, False),
+        (Cohort(by="cookie", name="beta", value="1"), {"cookie": "xbeta=1"}, False),
+        (Cohort(by="cookie", name="beta", value="1"), {"x-beta": "1"}, False),
+    ],
+)
+def test_the_bots_cohort_routes_take_their_cohort_only(
+    cohort: Cohort, headers: dict[str, str], taken: bool
+) -> None:
+    assert route_matches(cohort_route(cohort, CANARY), headers) is taken
+
+
+def test_each_request_goes_by_the_first_route_that_takes_it() -> None:
+    cohort = cohort_route(Cohort(by="header", name="x-beta", value="1"), CANARY)
+    catch_all = {"route": [destination("reviews", "v1", 90), destination("reviews", "v2", 10)]}
+    vs = virtual_service(cohort, catch_all)
+
+    assert route_weights(vs, "reviews", "default", BETA) == {"v2": 100.0}
+    assert route_weights(vs, "reviews", "default", {"x-beta": "0"}) == {"v1": 90.0, "v2": 10.0}
+    assert route_weights(vs, "reviews", "default") == {"v1": 90.0, "v2": 10.0}
+    elsewhere = {**TESTERS, "route": [destination("ratings", "v1")]}
+    assert (
+        route_weights(
+            virtual_service(elsewhere, catch_all), "reviews", "default", {"end-user": "jason"}
+        )
+        == {}
+    )
+
+
+def test_a_request_no_route_takes_goes_by_the_carrying_route() -> None:
+    api_only = {"match": [{"uri": {"prefix": "/api"}}], "route": [destination("reviews", "v3")]}
+    assert route_weights(virtual_service(api_only), "reviews", "default", BETA) == {"v3": 100.0}
+
+
+def add_cohort_route(api: SandboxApiServer, match: list[dict[str, Any]]) -> None:
+    def edit(vs: dict[str, Any]) -> None:
+        canary = {"destination": {"host": "weather-service", "subset": "v2"}}
+        vs["spec"]["http"].insert(0, {"name": "beta", "match": match, "route": [canary]})
+
+    api.mutate("default", VS, "weather", edit)
+
+
+def test_only_the_share_with_the_header_reaches_the_cohort_route(
+    weather: SandboxApiServer, make_simulator: Callable[..., TrafficSimulator]
+) -> None:
+    set_weights(weather, 100, 0)
+    add_cohort_route(weather, [{"headers": {"x-beta": {"exact": "1"}}}])
+    simulator = make_simulator(rate=100.0, shares=[RequestShare(BETA, 0.2)])
+
+    simulator.simulate(10)
+
+    assert simulator.reached() == {"x-beta=1": {"v2": 200}, REST: {"v1": 800}}
+    assert simulator.counts() == {"v1": 800, "v2": 200}
+    assert simulator.weights() == {"v1": 80.0, "v2": 20.0}
+    by_version = {
+        s.labels["destination_version"]: s.value
+        for s in scrape(simulator)
+        if s.name == "istio_requests_total"
+    }
+    assert by_version == {"v1": 800, "v2": 200}
+
+
+def test_shares_by_cookie_and_user_each_go_their_own_way(
+    weather: SandboxApiServer, make_simulator: Callable[..., TrafficSimulator]
+) -> None:
+    add_cohort_route(weather, [{"headers": {"end-user": {"exact": "jason"}}}])
+    shares = [RequestShare.user("jason", 0.1), RequestShare.cookie("beta", "1", 0.3)]
+    simulator = make_simulator(rate=100.0, shares=shares)
+
+    simulator.simulate(10)
+
+    assert simulator.reached() == {
+        "end-user=jason": {"v2": 100},
+        "beta=1": {"v1": 270, "v2": 30},
+        REST: {"v1": 540, "v2": 60},
+    }
+
+
+def test_mirrored_copies_are_counted_per_version_but_not_as_reached(
+    sandbox: SandboxApiServer,
+) -> None:
+    seed(sandbox, seed_file("bookinfo-reviews-mirroring.yaml"))
+    with TrafficSimulator(
+        api=sandbox.url, namespace="default", vs="reviews", service="reviews", rate=10.0, tick=3600
+    ) as simulator:
+        simulator.simulate(10)
+    assert simulator.counts() == {"v1": 100, "v2": 100}
+    assert simulator.reached() == {REST: {"v1": 100}}
+
+
+@pytest.mark.parametrize(
+    ("shares", "said"),
+    [
+        ([RequestShare(BETA, 0.6), RequestShare({"x-alpha": "1"}, 0.5)], "more than all"),
+        ([RequestShare(BETA, 0.1), RequestShare(BETA, 0.1)], "its own name"),
+        ([RequestShare(BETA, 0.1, REST)], "no share claims"),
+    ],
+)
+def test_impossible_shares_are_refused(shares: list[RequestShare], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        TrafficSimulator(api=lambda: {}, namespace="d", vs="w", service="s", shares=shares)
+
+
+@pytest.mark.parametrize(("headers", "share"), [(BETA, 1.5), ({"X-Beta": "1"}, 0.1)])
+def test_impossible_request_shares_are_refused(headers: dict[str, str], share: float) -> None:
+    with pytest.raises(ValueError, match=r"share|lower-case"):
+        RequestShare(headers, share)
 
 
 # The metrics, as Istio exposes them
