@@ -51,6 +51,7 @@ from policies import (
     Policy,
     PolicyError,
     Problem,
+    analysis_every,
     drill_limits,
     load_policy,
     rollout_defaults,
@@ -102,7 +103,7 @@ class Settings(BaseSettings):
     # `thresholds`: the fixed thresholds over a look-back window, once per step
     judge: Literal["sequential", "thresholds"] = Field(default="sequential", alias="CANARY_JUDGE")
     # Seconds between looks at a held step's canary (continuous analysis); 0: only when the
-    # step falls due
+    # step falls due. A policy rule's `rollout.analysis` overrides it for its services
     analysis_s: int = Field(default=10, ge=0, le=3600, alias="CANARY_ANALYSIS")
 
     @property
@@ -302,6 +303,19 @@ def _thresholds_of(policy: Policy) -> Callable[[Target], HealthThresholds]:
     return thresholds
 
 
+def _analysis_of(policy: Policy | None) -> Callable[[Target], timedelta | None] | None:
+    """Each service's interval between looks, as its policy rule sets it (None: not set)."""
+    if policy is None:
+        return None
+    return lambda target: analysis_every(policy, PolicyTarget(target.namespace, target.vs))
+
+
+def _looks(settings: Settings, policy: Policy | None) -> bool:
+    """Whether any held step is looked at: by CANARY_ANALYSIS, or by a rule of the policy."""
+    rules = policy.rules if policy is not None else ()
+    return bool(settings.analysis_s) or any(p.rule.rollout.analysis for p in rules)
+
+
 class PolicyHealth:
     """Health checks with the thresholds (and custom checks) the policy sets for each service."""
 
@@ -391,7 +405,10 @@ class Server:
         )
         self.engine = self.parts.engine
         self.analyst = Analyst(
-            self.engine, self.parts.store.due, every=timedelta(seconds=settings.analysis_s)
+            self.engine,
+            self.parts.store.due,
+            every=timedelta(seconds=settings.analysis_s),
+            every_for=_analysis_of(self.parts.policy),
         )
         self.leadership = Leadership(
             lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
@@ -487,7 +504,7 @@ class Server:
         self._lost_looked_at: float | None = None  # and compares the VirtualServices
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
-        if self.settings.prometheus_url and self.settings.analysis_s:
+        if self.settings.prometheus_url and _looks(self.settings, self.parts.policy):
             self.scheduler.every(ANALYSIS_TICK_S, self.analyst.run, job=ANALYSIS_JOB)
         self.scheduler.resume()
 

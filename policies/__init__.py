@@ -2,6 +2,7 @@
 
 from policies.decide import (
     READ_ONLY,
+    analysis_every,
     approvers,
     decide,
     drill_limits,
@@ -58,6 +59,7 @@ __all__ = [
     "Rule",
     "StepPlanFields",
     "Target",
+    "analysis_every",
     "approvers",
     "check",
     "decide",

@@ -84,6 +84,12 @@ def rollout_defaults(policy: Policy, target: Target) -> tuple[StepPlanFields, He
     return fields, settings.health
 
 
+def analysis_every(policy: Policy, target: Target) -> timedelta | None:
+    """How often `target`'s held steps are looked at (zero: never); None when no rule says."""
+    placed = policy.match(target)
+    return None if placed is None else placed.rule.rollout.analysis
+
+
 def staged_gates(policy: Policy, target: Target, weights: Sequence[int]) -> tuple[int, ...]:
     """The steps of a staged rollout that wait for an approval before they are applied.
 

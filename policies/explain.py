@@ -175,10 +175,17 @@ def _freeze(window: FreezeWindow) -> str:
 def _rollout(settings: RolloutSettings) -> str:
     gates = f", gates at {', '.join(map(str, settings.gates))}%" if settings.gates else ""
     return (
-        f"steps {', '.join(map(str, settings.steps))}% every {_duration(settings.every)}{gates}; "
+        f"steps {', '.join(map(str, settings.steps))}% every {_duration(settings.every)}{gates}"
+        f"{_looks(settings.analysis)}; "
         f"rollback after {_plural(settings.failure_limit, 'failed check')}, "
         f"pause after {settings.inconclusive_limit} inconclusive"
     )
+
+
+def _looks(analysis: timedelta | None) -> str:
+    if analysis is None:
+        return ""
+    return f", looked at every {_duration(analysis)}" if analysis else ", no looks in between"
 
 
 def _health(h: HealthThresholds) -> str:

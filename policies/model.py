@@ -18,6 +18,7 @@ from commands.steps import steps_problem
 from policies import _freeze, _globs
 
 DEFAULT_STEPS = (5, 10, 25, 50, 100)
+MAX_ANALYSIS = timedelta(hours=1)  # as CANARY_ANALYSIS
 
 
 class Action(StrEnum):
@@ -90,6 +91,19 @@ def _duration(value: object) -> timedelta:
     return span
 
 
+def _analysis(value: object) -> timedelta:
+    """How often a held step is looked at: a duration, or 0 / `off` (zero: no looks)."""
+    if value == 0 or re.fullmatch(r"off|(?:0+[dhms]?)+", str(value).strip().lower()):
+        return timedelta(0)
+    try:
+        return _duration(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an analysis interval; write a duration, e.g. 10s, "
+            "or off to judge each step only when it falls due"
+        ) from None
+
+
 def _glob(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a name or glob as text, got {value!r}; quote it")
@@ -114,6 +128,7 @@ def _time_zone(value: object) -> str:
 Principal = Annotated[str, BeforeValidator(_principal)]
 Principals = tuple[Principal, ...]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+AnalysisEvery = Annotated[timedelta, BeforeValidator(_analysis)]
 Glob = Annotated[str, BeforeValidator(_glob)]
 TimeZone = Annotated[str, BeforeValidator(_time_zone)]
 Weekday = Annotated[str, BeforeValidator(lambda v: str(v).lower())]
@@ -325,6 +340,9 @@ class RolloutSettings(_Schema):
 
     steps: tuple[int, ...] = DEFAULT_STEPS
     every: Duration = timedelta(minutes=5)
+    # Seconds between looks at a held step's canary; zero: only when the step falls due;
+    # unset: CANARY_ANALYSIS
+    analysis: AnalysisEvery | None = None
     gates: tuple[int, ...] = ()
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=3, ge=1)
@@ -344,6 +362,23 @@ class RolloutSettings(_Schema):
         if every > timedelta(days=1):
             raise ValueError("every is at most 1d; shorten it")
         return every
+
+    @field_validator("analysis")
+    @classmethod
+    def _at_most_an_hour(cls, analysis: timedelta | None) -> timedelta | None:
+        if analysis is not None and analysis > MAX_ANALYSIS:
+            raise ValueError("analysis is at most 1h; shorten it, or write off")
+        return analysis
+
+    @model_validator(mode="after")
+    def _looks_within_a_step(self) -> Self:
+        if self.analysis and self.analysis >= self.every:
+            look, step = (int(d.total_seconds()) for d in (self.analysis, self.every))
+            raise ValueError(
+                f"analysis ({look}s) is not shorter than every ({step}s), so no look would come "
+                "before the step's own check; shorten analysis (e.g. 10s) or write analysis: off"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gates_are_steps(self) -> Self:

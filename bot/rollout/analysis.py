@@ -15,29 +15,42 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from bot.rollout.engine import Engine
-from bot.rollout.model import HealthResult, Notify, Phase, Rollout, Verdict
+from bot.rollout.model import HealthResult, Notify, Phase, Rollout, Target, Verdict
 
 log = logging.getLogger(__name__)
 DEFAULT_EVERY = timedelta(seconds=10)
 Due = Callable[[datetime], Iterable[tuple[str, datetime]]]
+Every = Callable[[Target], timedelta | None]
 
 
 class Analyst:
-    """Looks at held steps. `due(until)` lists (rollout id, next step) of scheduled rollouts."""
+    """Looks at held steps. `due(until)` lists (rollout id, next step) of scheduled rollouts.
 
-    def __init__(self, engine: Engine, due: Due, *, every: timedelta = DEFAULT_EVERY) -> None:
-        self.engine, self.due, self.every = engine, due, every
+    `every_for(target)` is a service's own interval (the policy's), None for `every`; zero
+    means no looks. It is asked once per held step and remembered while the step is held.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        due: Due,
+        *,
+        every: timedelta = DEFAULT_EVERY,
+        every_for: Every | None = None,
+    ) -> None:
+        self.engine, self.due, self.every, self.every_for = engine, due, every, every_for
         self._looked: dict[str, datetime] = {}
         self._judged: dict[tuple[str, int], str] = {}
+        self._every: dict[str, timedelta] = {}
 
     def run(self) -> None:
-        """The scheduler's tick: a look at every held step not looked at for `every`."""
+        """The scheduler's tick: a look at every held step not looked at for its interval."""
         now = self.engine.clock()
         held = [rollout_id for rollout_id, at in self.due(now + timedelta(days=2)) if at > now]
         self._forget(set(held))
         for rollout_id in held:
-            last = self._looked.get(rollout_id)
-            if last is not None and now - last < self.every:
+            last, every = self._looked.get(rollout_id), self._interval(rollout_id)
+            if not every or (last is not None and now - last < every):
                 continue
             self._looked[rollout_id] = now
             try:
@@ -63,6 +76,18 @@ class Analyst:
             self._tell_change(rollout, verdict)
         return verdict
 
+    def _interval(self, rollout_id: str) -> timedelta:
+        if self.every_for is None:
+            return self.every
+        if rollout_id not in self._every:
+            try:
+                own = self.every_for(self.engine.store.load(rollout_id).target)
+            except Exception:  # asked again at the next tick
+                log.exception("could not read rollout %s", rollout_id)
+                return timedelta(0)
+            self._every[rollout_id] = self.every if own is None else own
+        return self._every[rollout_id]
+
     def _tell_change(self, rollout: Rollout, verdict: Verdict) -> None:
         before = self._judged.get((rollout.id, rollout.step))
         self._judged[(rollout.id, rollout.step)] = verdict.outcome
@@ -79,6 +104,7 @@ class Analyst:
     def _forget(self, held: set[str]) -> None:
         self._looked = {k: v for k, v in self._looked.items() if k in held}
         self._judged = {k: v for k, v in self._judged.items() if k[0] in held}
+        self._every = {k: v for k, v in self._every.items() if k in held}
 
 
 def _held(rollout: Rollout, now: datetime) -> bool:
