@@ -29,10 +29,18 @@ _TOPICS: dict[Verb, _Topic] = {
         forms=(
             ("{service} start", "step up 5, 10, 25, 50, 100%, checking health before each step"),
             ("{service} start to v2 steps 10,50,100 every 10m", "your own subset, steps and pace"),
+            (
+                "{service} start cohort header x-beta=1",
+                "first only that cohort goes to the canary, then the steps",
+            ),
         ),
         details=(
             "Options come in any order, each at most once: `to <subset>`, "
             "`steps <list climbing to 100>`, `every <30s|5m|1h>`.",
+            "`cohort header NAME=VALUE`, `cohort cookie NAME=VALUE` or `cohort user ID` right "
+            "after `start` makes the first step the cohort's: its route to the canary and 0% "
+            "for everyone else, checked like any step; the route stays until the rollout is "
+            "promoted or rolled back.",
             "Failing health checks roll back; inconclusive ones pause and ask a human.",
         ),
     ),

@@ -51,7 +51,7 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.SET_WEIGHT: VerbInfo(
         True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED
     ),
-    Verb.START: VerbInfo(True, raising=True, may=_WEIGHTED | {"steps", "interval_s"}),
+    Verb.START: VerbInfo(True, raising=True, may=_WEIGHTED | {"steps", "interval_s", "cohort"}),
     Verb.STATUS: VerbInfo(False),
     Verb.PAUSE: VerbInfo(True, safe=True, button=True),
     Verb.RESUME: VerbInfo(True, raising=True, button=True),

@@ -321,7 +321,11 @@ def _mirror(target: _Target, words: list[str]) -> Command:
 
 
 def _start(target: _Target, words: list[str]) -> Command:
+    """`start [cohort header x-beta=1] [to v2] [steps 10,50,100] [every 10m]`."""
     usage = _usage(Verb.START, target)
+    cohort = None
+    if words and words[0].lower() == Verb.COHORT:
+        cohort, words = _first_cohort(target, words[1:])
     options = _options(words, ("to", "steps", "every"), usage)
     with _explained(usage):
         steps = check_steps(parse_steps(options["steps"])) if "steps" in options else None
@@ -333,7 +337,18 @@ def _start(target: _Target, words: list[str]) -> Command:
         to=_subset(options.get("to"), usage),
         steps=steps,
         interval_s=interval_s,
+        cohort=cohort,
     )
+
+
+def _first_cohort(target: _Target, words: list[str]) -> tuple[CohortChange, list[str]]:
+    """The cohort a rollout starts with (`header x-beta=1`), and the words after it."""
+    usage = f"`/canary {target.text} start cohort {COHORT_EXAMPLE.split(' to ')[0]}`"
+    if not words or words[0].lower() == OFF:
+        raise CommandError(f"say who is in the cohort the rollout starts with, like {usage}")
+    taken = 1 if words[0].lower() not in COHORT_KINDS or len(words) < 2 else 2
+    cohort, _ = _cohort_and_subset(target, words[:taken])
+    return cohort, words[taken:]
 
 
 def _fault(target: _Target, words: list[str]) -> Command:

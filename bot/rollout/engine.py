@@ -163,7 +163,13 @@ class Engine:
         the policy decide on the plan), is the plan the first step writes."""
         with self._serialized(f"{namespace}/{vs}", urgent=False):
             resolved = self._new(resolved) or self._resolve(
-                namespace, vs, to, channel, weight=steps.weights[0], mirror=None
+                namespace,
+                vs,
+                to,
+                channel,
+                weight=steps.weights[0],
+                mirror=None,
+                cohort=steps.cohort,
             )
             rollout, effects = start(
                 rollout_id=resolved.rollout_id,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from commands.cohort import Cohort, CohortChange
 from commands.names import service_name
@@ -63,21 +63,37 @@ class Target(_Frozen):
 
 
 class StepPlan(_Frozen):
-    """The weights to walk through, how long to wait between them, and which need a go-ahead."""
+    """The weights to walk through, how long to wait between them, and which need a go-ahead.
+
+    With a `cohort` the first step is that cohort's: the cohort's route to the canary and 0%
+    for everyone else (the weights start with that 0), checked like any step."""
 
     weights: tuple[int, ...] = DEFAULT_WEIGHTS
     interval_s: int = Field(default=300, ge=1, le=86_400)
     gates: tuple[int, ...] = ()  # weights that wait for an approval before they are applied
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=3, ge=1)
+    cohort: Cohort | None = None
 
-    @field_validator("weights")
+    @model_validator(mode="before")
     @classmethod
-    def _climbing_to_100(cls, weights: tuple[int, ...]) -> tuple[int, ...]:
-        problem = steps_problem(weights)
+    def _cohort_step_first(cls, fields: Any) -> Any:
+        if not isinstance(fields, dict) or fields.get("cohort") is None:
+            return fields
+        weights = tuple(fields.get("weights") or DEFAULT_WEIGHTS)
+        return fields | {"weights": weights if weights[:1] == (0,) else (0, *weights)}
+
+    @model_validator(mode="after")
+    def _climbing_to_100(self) -> StepPlan:
+        problem = steps_problem(self.weighted)
         if problem is not None:
             raise ValueError(problem)
-        return weights
+        return self
+
+    @property
+    def weighted(self) -> tuple[int, ...]:
+        """The weight steps, after the cohort's step if there is one."""
+        return self.weights[1:] if self.cohort is not None else self.weights
 
     @model_validator(mode="after")
     def _gates_are_steps(self) -> StepPlan:

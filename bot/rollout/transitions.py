@@ -450,12 +450,13 @@ def _advance(
             "reason": "",
         }
     )
-    text = (
-        f"{r.target.service}: {weight}% to {r.target.canary} "
-        f"(step {index + 1} of {len(r.steps.weights)})"
-    )
+    cohort = r.steps.cohort if index == 0 else None  # the cohort's step: its route, and 0%
+    what = f"{weight}% to {r.target.canary}"
+    if cohort is not None:
+        what = f"{cohort_text(cohort, r.target.canary)}, {what}"
+    text = f"{r.target.service}: {what} (step {index + 1} of {len(r.steps.weights)})"
     return moved, [
-        ApplyWeight(weight=weight, previous=r.weight, step=index, guard=True),
+        ApplyWeight(weight=weight, previous=r.weight, step=index, guard=True, cohort=cohort),
         Schedule(at=at, step=index),
         Notify(event="step", text=text),
         Audit(action="step", actor=actor, weight_before=r.weight, weight_after=weight),
@@ -572,7 +573,8 @@ def _started_text(r: Rollout) -> str:
 
 
 def _steps_text(steps: StepPlan) -> str:
-    return ",".join(map(str, steps.weights))
+    weights = ",".join(map(str, steps.weighted))
+    return weights if steps.cohort is None else f"cohort {steps.cohort.text}, then {weights}"
 
 
 _HANDLERS: dict[type, Callable[[Rollout, Any, datetime], Outcome]] = {
