@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.rollout.model import Phase, Rollout
+from tests.support.approvals import POLICY
 from tests.support.harness import (
     CHANNEL,
     Bot,
@@ -19,20 +20,6 @@ from tests.support.harness import (
     vote,
     wait_until,
 )
-
-POLICY = """
-rules:
-  - name: production
-    namespace: "*"
-    allow:
-      set-weight: [U0REQ00001, S0SRE00000]
-      rollback: [U0REQ00001, S0SRE00000]
-      approve: [S0SRE00000]
-    approvals:
-      - count: 2
-        from: [S0SRE00000]
-        above_weight: 25
-"""
 
 
 @pytest.fixture

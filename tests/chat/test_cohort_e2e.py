@@ -13,12 +13,7 @@ import pytest
 from bot.mesh.cohort import COHORT_ROUTE
 from bot.mesh.planner import ANNOTATION
 from tests.support.harness import Bot, flat, responses_to, wait_until
-
-
-def live(bot: Bot) -> dict[str, Any]:
-    vs = bot.cluster.get_object("default", "virtualservices", "weather")
-    assert vs is not None
-    return vs
+from tests.support.live_routes import cohort_route, live
 
 
 def spec_and_labels(vs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -26,10 +21,6 @@ def spec_and_labels(vs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     meta = vs["metadata"]
     notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION}
     return copy.deepcopy(vs["spec"]), {"labels": meta.get("labels"), "annotations": notes}
-
-
-def cohort_route(bot: Bot) -> dict[str, Any] | None:
-    return next((r for r in live(bot)["spec"]["http"] if r.get("name") == COHORT_ROUTE), None)
 
 
 def told(bot: Bot, reply: str) -> list[str]:

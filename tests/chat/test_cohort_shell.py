@@ -10,7 +10,7 @@ import pytest
 from bot.mesh.cohort import COHORT_ROUTE
 from commands import parse
 from sandbox.apiserver import SandboxApiServer
-from tests.chat.test_shell_unit import Terminal, terminal
+from tests.support.terminal import Terminal, terminal
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import REST, RequestShare, TrafficSimulator
 from tests.conftest import ScrapedTraffic
 from tests.support.harness import Bot, wait_until
-
-from .test_cohort_e2e import cohort_route
+from tests.support.live_routes import cohort_route
 
 pytestmark = pytest.mark.slow
 BETA = RequestShare({"x-beta": "1"}, 0.25)

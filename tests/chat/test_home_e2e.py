@@ -21,9 +21,9 @@ from bot.chat.home import BLOCKS_MAX, home_view
 from bot.chat.slack import web_client
 from bot.rollout.model import Phase
 from tests.chat.phone import render_blocks, too_wide
-from tests.chat.test_snapshots import T0, rollout
 from tests.support.fake_slack import FakeSlack, SlackCall
 from tests.support.harness import Bot, flat, running_bot, signed_post, wait_until
+from tests.support.sample_rollout import T0, rollout
 
 DEV, ONCALL, STRANGER, VIEWER = "U0DEV00001", "U0ONCALL01", "U0XXX00009", "U0VIEWER1"
 POLICY = f"""

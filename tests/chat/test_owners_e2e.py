@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from sandbox.apiserver import SandboxApiServer
-
-from .test_dispatch import REQUESTER, Bot, make_bot, seeded
+from tests.support.dispatch import REQUESTER, Bot, make_bot, seeded
 
 TRACKING = "argocd.argoproj.io/tracking-id"
 POLICY = f"""

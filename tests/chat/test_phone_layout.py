@@ -12,8 +12,8 @@ import pytest
 
 from bot.chat.phone import phone_diff, plain_dates, slack_date, slack_time
 from tests.chat.phone import render_blocks, too_wide
-from tests.chat.test_reach_e2e import POLICY
 from tests.support.harness import Bot, approval_card, responses_to, running_bot, wait_until
+from tests.support.reach import POLICY
 
 ANNOTATED = """\
 --- VirtualService default/weather (live)

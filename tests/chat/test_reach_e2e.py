@@ -18,20 +18,9 @@ from tests.support.harness import (
     running_bot,
     wait_until,
 )
+from tests.support.reach import POLICY
 
 OTHER, DM = "C0OTHER", "D0ALICE"
-POLICY = """
-rules:
-  - name: production
-    namespace: "*"
-    allow:
-      set-weight: [U0REQ00001]
-      approve: [S0SRE00000]
-    approvals:
-      - count: 1
-        from: [S0SRE00000]
-        above_weight: 0
-"""
 
 
 def told(bot: Bot, reply: str) -> list[str]:

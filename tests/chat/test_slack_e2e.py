@@ -11,8 +11,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from tests.support.fake_slack import FakeSlack
-from tests.support.harness import (  # CHANNEL, running_bot: the vote tests import them from here
-    CHANNEL,  # noqa: F401
+from tests.support.harness import (
     MALFORMED,
     SECRET,
     Bot,

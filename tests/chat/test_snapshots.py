@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,17 @@ from bot.chat.home import home_view, with_actions
 from bot.chat.links import Links
 from bot.chat.slack import SlackNotifier, web_client
 from bot.health.verdict import Figures, Side, judge
-from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, Verdict
+from bot.rollout.model import Notify, Phase, Verdict
 from bot.store.approvals import ApprovalRequest
 from bot.store.redis_store import AuditEntry, RolloutStore, connect
 from policies import NeedsApproval
 from policies.model import HealthThresholds
 from tests.chat.phone import render_blocks, render_message, too_wide
 from tests.support.fake_slack import FakeSlack
+from tests.support.sample_rollout import ALICE, SRE, T0, rollout
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
-T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
-ALICE, SRE = "U0ALICE01", "U0SRE0002"
 LINKS = Links(
     grafana="https://grafana.example.com/d/istio?var-service={service}.{namespace}",
     kiali="https://kiali.example.com/kiali/console/namespaces/{namespace}/services/{service}",
@@ -85,28 +84,6 @@ def checked(verdict_step: int, p99: float) -> Verdict:
     )
     at = T0 + timedelta(minutes=5 * (verdict_step + 1))
     return judge(figures, HealthThresholds(), at=at, step=verdict_step)
-
-
-def rollout(
-    phase: Phase, verdicts: tuple[Verdict, ...] = (), reason: str = "", *, id: str = "r-8d1e"
-) -> Rollout:
-    return Rollout(
-        id=id,
-        target=Target(
-            namespace="prod", vs="weather", stable="v1", canary="v2", host="weather-service"
-        ),
-        steps=StepPlan(weights=(5, 10, 25, 50, 100), interval_s=300),
-        phase=phase,
-        step=2,
-        weight=25,
-        started_by=ALICE,
-        channel="C0CANARY",
-        created_at=T0,
-        updated_at=T0 + timedelta(minutes=15),
-        next_step_at=T0 + timedelta(minutes=19) if phase is Phase.PROGRESSING else None,
-        verdicts=verdicts,
-        reason=reason,
-    )
 
 
 @pytest.fixture

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from .test_approvals_e2e import POLICY, approval_card, request_id
-from .test_slack_e2e import CHANNEL, Bot, button_value, flat, running_bot, wait_until
+from tests.support.approvals import POLICY
+from tests.support.harness import (
+    CHANNEL,
+    Bot,
+    approval_card,
+    button_value,
+    flat,
+    request_id,
+    running_bot,
+    wait_until,
+)
 
 REQUESTER, SRE, STRANGER = "U0REQ00001", "U0SRE00002", "U0XXX00009"
 

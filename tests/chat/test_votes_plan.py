@@ -8,8 +8,18 @@ from typing import Any
 
 import pytest
 
-from .test_approvals_e2e import POLICY, approval_card, request_id, responses_to, vote
-from .test_slack_e2e import CHANNEL, Bot, flat, running_bot, wait_until
+from tests.support.approvals import POLICY
+from tests.support.harness import (
+    CHANNEL,
+    Bot,
+    approval_card,
+    flat,
+    request_id,
+    responses_to,
+    running_bot,
+    vote,
+    wait_until,
+)
 
 REQUESTER, FIRST, SECOND = "U0REQ00001", "U0SRE00002", "U0SRE00003"
 

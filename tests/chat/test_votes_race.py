@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.store.approvals import APPROVED, DENIED, OPEN, ApprovalBook
-
-from .test_approvals_e2e import POLICY
-from .test_slack_e2e import CHANNEL, Bot, running_bot, wait_until
+from tests.support.approvals import POLICY
+from tests.support.harness import CHANNEL, Bot, running_bot, wait_until
 
 REQUESTER = "U0REQ00001"
 FIRST = "U0SRE00002"  # approves before the race: one of the two approvals needed

@@ -8,9 +8,17 @@ from pathlib import Path
 import pytest
 
 from bot.rollout.model import Phase
-
-from .test_approvals_e2e import approval_card, request_id, responses_to, vote
-from .test_slack_e2e import CHANNEL, Bot, flat, running_bot, wait_until
+from tests.support.harness import (
+    CHANNEL,
+    Bot,
+    approval_card,
+    flat,
+    request_id,
+    responses_to,
+    running_bot,
+    vote,
+    wait_until,
+)
 
 POLICY = """
 rules:

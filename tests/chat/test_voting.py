@@ -18,8 +18,16 @@ from bot.chat.voting import OWN_APPROVAL, PLAN_CHANGED, Approvals, RequestClosed
 from bot.rollout.model import Phase, StepDue
 from bot.store.approvals import APPROVED, DENIED, OPEN, ApprovalBook, ApprovalRequest
 from sandbox.apiserver import SandboxApiServer
-
-from .test_dispatch import OTHER_SRE, POLICY, REQUESTER, SRE, STRANGER, Bot, make_bot, seeded
+from tests.support.dispatch import (
+    OTHER_SRE,
+    POLICY,
+    REQUESTER,
+    SRE,
+    STRANGER,
+    Bot,
+    make_bot,
+    seeded,
+)
 
 NOT_YOURS = "You may not approve or deny changes to this service (see the policy)."
 
