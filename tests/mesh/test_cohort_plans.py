@@ -15,24 +15,10 @@ from bot.mesh.planner import ANNOTATION, TrafficPlan, plan_split, plan_traffic
 from bot.mesh.request import SplitRequest
 from bot.mesh.validation import virtual_service_problems
 from commands.cohort import OFF, Cohort, make_cohort
-from tests.mesh.conftest import seed_docs
+from tests.support.cohort_routes import REVIEWS, REVIEWS_DR, WEATHER, WEATHER_DR
 
 BETA = make_cohort("header", "x-beta", "1")
 JASON = make_cohort("user", "", "jason")
-
-
-def seeded(kind: str, name: str, stem: str) -> dict[str, Any]:
-    [doc] = [d for s, d in seed_docs(kind) if s == stem and d["metadata"]["name"] == name]
-    found = copy.deepcopy(doc)
-    found["metadata"].setdefault("namespace", "default")
-    found["metadata"]["resourceVersion"] = "7"
-    return found
-
-
-WEATHER = seeded("VirtualService", "weather", "weather")
-WEATHER_DR = seeded("DestinationRule", "weather-service", "weather")
-REVIEWS = seeded("VirtualService", "reviews", "bookinfo-virtual-service-all-v1")
-REVIEWS_DR = seeded("DestinationRule", "reviews", "bookinfo-destination-rule-all")
 
 
 def plan(vs: dict[str, Any], dr: dict[str, Any], **fields: Any) -> TrafficPlan:

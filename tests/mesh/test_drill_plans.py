@@ -14,7 +14,7 @@ from bot.mesh.request import SplitRequest
 from commands import parse
 from commands.cohort import make_cohort
 from commands.drill import Drill
-from tests.mesh.test_cohort_plans import REVIEWS, REVIEWS_DR, WEATHER
+from tests.support.cohort_routes import REVIEWS, REVIEWS_DR, WEATHER
 
 DELAY = Drill(kind="delay", seconds=7, percent=10)
 ABORT = Drill(kind="abort", status=500, percent=5)

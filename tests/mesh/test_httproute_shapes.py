@@ -12,9 +12,9 @@ from bot.mesh.errors import AmbiguousCanary, InvalidObject, InvalidRequest, Plan
 from bot.mesh.httproute import canary_weight, last_applied, plan_http_route
 from bot.mesh.request import SplitRequest
 from commands.cohort import Cohort
+from tests.support.route_invariants import assert_route_invariants
 
 from .conftest import NOW
-from .test_httproute_corpus import assert_route_invariants
 
 EVERY_PATH = [{"path": {"type": "PathPrefix", "value": "/"}}]
 

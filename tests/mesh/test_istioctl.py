@@ -43,10 +43,11 @@ from tests.support.istioctl import (
     istioctl,
     validate_each,
 )
+from tests.support.istioctl_disagreements import DISAGREEMENTS
+from tests.support.seed_cases import CASES, WEIGHTS, dr_for
+from tests.support.strategies import destination_rule, requests, virtual_service
 
 from .conftest import NOW, seed_docs
-from .test_planner_properties import destination_rule, requests, virtual_service
-from .test_planner_seeds import CASES, WEIGHTS, dr_for
 
 __all__ = ["istioctl"]  # the session fixture, used by name
 
@@ -210,25 +211,6 @@ def seed_report(istioctl: Path) -> SeedReport:
     live = {p.id: found[i] for i, p in enumerate(plans)}
     planned = {p.id: found[len(plans) + i] for i, p in enumerate(plans)}
     return SeedReport(by_plan, live, planned)
-
-
-# Where istioctl disagrees with the planner: "validate:<plan id>" or "analyze:<plan id>" -> the
-# disagreement. test_istioctl_shapes.py's corpus plans are named by their VirtualService
-# ("<file>#<index>:<name>"), which stands for each of its plans.
-_REMOVED_FIELD = (
-    "the live VirtualService has http[].websocketUpgrade, a field Istio no longer has, which "
-    "istioctl refuses (as any field it does not know); the planner keeps fields it does not "
-    "know, as a newer Istio's may be, and leaves this one as it was. A real API server prunes "
-    "it (the CRD does not describe it: tests/kube/DIVERGENCES.md #1), so it is never live there"
-)
-DISAGREEMENTS: dict[str, str] = {
-    "validate:istio+istio/tests__testdata__config__rule-websocket-route.yaml#1:websocket-route": (
-        _REMOVED_FIELD
-    ),
-    "validate:istio+istio/tests__testdata__config__rule-websocket-route.yaml#2:websocket-route2": (
-        _REMOVED_FIELD
-    ),
-}
 
 
 def _cases(kind: str) -> list[Any]:

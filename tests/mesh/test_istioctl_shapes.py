@@ -8,9 +8,9 @@ objects did not: the live objects are analyzed too, so a finding already there (
 VirtualService naming a Gateway of a file we do not have) stays its author's.
 
 Every plan of every source goes to istioctl in one `validate` run and one `analyze` run.
-Where istioctl and the planner disagree, the plan is listed in test_istioctl.DISAGREEMENTS
-(as "validate:<id>" or "analyze:<id>") with the reason, and the listed disagreement must still
-be there (else the entry goes).
+Where istioctl and the planner disagree, the plan is listed in DISAGREEMENTS
+(tests/support/istioctl_disagreements.py, as "validate:<id>" or "analyze:<id>") with the reason,
+and the listed disagreement must still be there (else the entry goes).
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ from hypothesis import strategies as st
 from bot.mesh.errors import InvalidObject, MeshError
 from bot.mesh.planner import TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest
+from tests.support import corpus
+from tests.support import host_shapes as host
+from tests.support import tcp_tls_shapes as tcp
+from tests.support.host_strategies import virtual_service as host_virtual_service
 from tests.support.istioctl import (
     BUILD_TIMEOUT,
     Finding,
@@ -39,13 +43,9 @@ from tests.support.istioctl import (
     istioctl,
     validate_each,
 )
+from tests.support.istioctl_disagreements import DISAGREEMENTS
 
-from . import test_corpus as corpus
-from . import test_host_shapes as host
-from . import test_tcp_tls_shapes as tcp
 from .conftest import NOW
-from .test_host_shapes_properties import virtual_service as host_virtual_service
-from .test_istioctl import DISAGREEMENTS
 
 __all__ = ["istioctl"]  # the session fixture, used by name
 

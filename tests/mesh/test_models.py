@@ -8,9 +8,9 @@ from hypothesis import given
 from bot.mesh.errors import InvalidObject
 from bot.mesh.models import DestinationRule, VirtualService, fqdn
 from bot.mesh.schema import schema_errors, served_versions
+from tests.support.strategies import destination_rule, virtual_service
 
 from .conftest import seed_docs
-from .test_planner_properties import destination_rule, virtual_service
 
 
 @pytest.mark.parametrize(("stem", "doc"), seed_docs("VirtualService"))

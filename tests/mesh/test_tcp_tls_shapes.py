@@ -6,80 +6,13 @@ at its delegate."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 
 from bot.mesh.errors import InvalidRequest, PlanError
-from bot.mesh.planner import plan_traffic
-from bot.mesh.request import SplitRequest
+from tests.support.tcp_tls_shapes import TCP_DR, TCP_ECHO, TLS_DR, TLS_NGINX, dest, plan
 
-from .conftest import NOW
 from .invariants import assert_plan_invariants
-
-
-def dest(host: str, subset: str, weight: int) -> dict[str, Any]:
-    return {
-        "destination": {"host": host, "port": {"number": 9000}, "subset": subset},
-        "weight": weight,
-    }
-
-
-def rule(name: str, host: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "DestinationRule",
-        "metadata": {"name": name, "namespace": "istio-io-tcp-traffic-shifting"},
-        "spec": {
-            "host": host,
-            "subsets": [
-                {"name": "v1", "labels": {"version": "v1"}},
-                {"name": "v2", "labels": {"version": "v2"}},
-            ],
-        },
-    }
-
-
-# istio.io, Tasks › Traffic Management › TCP Traffic Shifting (tcp-echo at 80/20).
-TCP_ECHO = {
-    "apiVersion": "networking.istio.io/v1",
-    "kind": "VirtualService",
-    "metadata": {"name": "tcp-echo", "namespace": "istio-io-tcp-traffic-shifting"},
-    "spec": {
-        "hosts": ["*"],
-        "gateways": ["tcp-echo-gateway"],
-        "tcp": [
-            {
-                "match": [{"port": 31400}],
-                "route": [dest("tcp-echo", "v1", 80), dest("tcp-echo", "v2", 20)],
-            }
-        ],
-    },
-}
-TCP_DR = rule("tcp-echo-destination", "tcp-echo")
-# TLS passthrough: the route must match on SNI, so every tls route has a match.
-TLS_NGINX = {
-    "apiVersion": "networking.istio.io/v1",
-    "kind": "VirtualService",
-    "metadata": {"name": "nginx", "namespace": "istio-io-tcp-traffic-shifting"},
-    "spec": {
-        "hosts": ["nginx.example.com"],
-        "gateways": ["mygateway"],
-        "tls": [
-            {
-                "match": [{"port": 443, "sniHosts": ["nginx.example.com"]}],
-                "route": [dest("my-nginx", "v1", 100)],
-            }
-        ],
-    },
-}
-TLS_DR = rule("my-nginx", "my-nginx")
-
-
-def plan(vs: Any, drs: list[Any], weight: int | None = 50, **fields: Any) -> Any:
-    ns = vs["metadata"]["namespace"]
-    request = SplitRequest.build(vs=vs["metadata"]["name"], namespace=ns, weight=weight, **fields)
-    return plan_traffic(vs, drs, request, now=NOW)
 
 
 @pytest.mark.parametrize("weight", [0, 20, 50, 100])
