@@ -17,6 +17,7 @@ from bot.app import Settings
 from policies import load_policy
 from tests.deploy.conftest import KUBE_VERSION, NAMESPACE, RELEASE, ROOT, Chart, Manifest
 from tests.support.chart_rbac import adapter_grants, grants
+from tests.support.helm import container, env_of, of_kind, one, pod_spec
 
 FULLNAME = f"{RELEASE}-canary-bot"
 BOT_TOKEN, SIGNING_SECRET, APP_TOKEN = "xoxb-1-not-real", "signing-not-real", "xapp-1-not-real"
@@ -91,30 +92,6 @@ EXPECTED_RULES = [
 
 def render(chart: Chart, name: str) -> list[Manifest]:
     return chart.render(name, VALUE_SETS[name])
-
-
-def of_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs: list[Manifest], kind: str) -> Manifest:
-    found = of_kind(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return found[0]
-
-
-def pod_spec(docs: list[Manifest]) -> dict[str, Any]:
-    spec: dict[str, Any] = one(docs, "Deployment")["spec"]["template"]["spec"]
-    return spec
-
-
-def container(docs: list[Manifest]) -> dict[str, Any]:
-    (only,) = pod_spec(docs)["containers"]
-    return dict(only)
-
-
-def env_of(docs: list[Manifest]) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in container(docs)["env"]}
 
 
 def normalized(rule: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import KUBE_VERSION, ROOT, Chart, Manifest
-from tests.deploy.test_helm import container, env_of, of_kind, one, pod_spec
+from tests.support.helm import container, env_of, of_kind, one, pod_spec
 
 READMES = [ROOT / "README.md", ROOT / "helm" / "canary-bot" / "README.md"]
 

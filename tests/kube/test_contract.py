@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from kubernetes import client
@@ -17,6 +16,7 @@ from bot.mesh.errors import Forbidden, NotFound
 from bot.mesh.kube import FIELD_MANAGER, KubeMesh, _Informer
 from bot.mesh.request import SplitRequest
 from tests.support.harness import wait_until
+from tests.support.kube_calls import raw, refusal, status_of
 from tests.support.kubeapi import VIEWER
 
 from .conftest import GROUP, SANDBOX_HISTORY, Cluster
@@ -42,17 +42,6 @@ def seeded(cluster: Cluster) -> tuple[str, dict[str, Any]]:
     return namespace, next(o for o in created if o["kind"] == "VirtualService")
 
 
-def refusal(call: Any) -> client.ApiException:
-    with pytest.raises(client.ApiException) as caught:
-        call()
-    return caught.value
-
-
-def status_of(error: client.ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(error.body)
-    return body
-
-
 def patch(cluster: Cluster, namespace: str, body: Any, content_type: str, **kw: Any) -> Any:
     return cluster.objects.patch_namespaced_custom_object(
         GROUP, "v1", namespace, VS, "weather", body, _content_type=content_type, **kw
@@ -65,20 +54,6 @@ def label(cluster: Cluster, namespace: str, value: str) -> dict[str, Any]:
         cluster, namespace, {"metadata": {"labels": {"edit": value}}}, MERGE_PATCH
     )
     return found
-
-
-def raw(cluster: Cluster, method: str, path: str, body: Any = None, **query: str) -> Any:
-    """The response to a request sent with the client's credentials, headers and all."""
-    config = cluster.api.configuration
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "Authorization": config.get_api_key_with_prefix("BearerToken"),
-    }
-    url = f"{config.host}{path}?{urlencode(query)}"
-    reply = cluster.api.call_api(method, url, header_params=headers, body=body)
-    reply.read()
-    return reply
 
 
 def watch_lines(cluster: Cluster, namespace: str, **query: str) -> list[dict[str, Any]]:

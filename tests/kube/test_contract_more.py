@@ -12,10 +12,10 @@ from kubernetes import client
 
 from tests.support.chart_rbac import rules_review
 from tests.support.harness import wait_until
+from tests.support.kube_calls import raw, refusal, status_of
 from tests.support.kubeapi import VIEWER
 
 from .conftest import GROUP, Cluster
-from .test_contract import raw, refusal, status_of
 
 VS = "virtualservices"
 NOT_CHECKED = {

@@ -17,7 +17,7 @@ from bot.rollout.model import (
 )
 from bot.rollout.transitions import InvalidTransition, start_one_off, transition
 from commands.cohort import OFF, make_cohort
-from tests.rollout.test_transitions import T0, TARGET, at_step
+from tests.support.transitions import T0, TARGET, at_step
 
 BETA = make_cohort("header", "x-beta", "1")
 

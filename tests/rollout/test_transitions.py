@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,43 +23,14 @@ from bot.rollout.model import (
     Promote,
     Resume,
     Rollback,
-    Rollout,
     Schedule,
     SetWeight,
     StepDue,
     StepPlan,
-    Target,
     Verdict,
 )
 from bot.rollout.transitions import InvalidTransition, start, start_manual, transition
-
-T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
-TARGET = Target(namespace="default", vs="weather", stable="v1", canary="v2")
-STEPS = StepPlan(weights=(10, 50, 100), interval_s=60)
-
-
-def started(steps: StepPlan = STEPS, live: int = 0) -> Rollout:
-    return landed(
-        start(
-            rollout_id="r1",
-            target=TARGET,
-            steps=steps,
-            actor="U1",
-            channel="C1",
-            live_weight=live,
-            now=T0,
-        )
-    )
-
-
-def landed(outcome: tuple[Rollout, list[Any]]) -> Rollout:
-    """The record once its traffic change is live, as the engine records it then: a decision
-    alone never changes the live weight."""
-    rollout, effects = outcome
-    apply = next((e for e in effects if isinstance(e, ApplyWeight)), None)
-    if apply is None:
-        return rollout
-    return rollout.model_copy(update={"weight": apply.weight, "step": apply.step})
+from tests.support.transitions import STEPS, T0, TARGET, at_step, landed, started
 
 
 def kinds(effects: list[Any]) -> list[str]:
@@ -68,19 +39,6 @@ def kinds(effects: list[Any]) -> list[str]:
 
 def verdict(outcome: str, step: int, summary: str = "") -> HealthResult:
     return HealthResult(verdict=Verdict(outcome=outcome, at=T0, step=step, summary=summary))
-
-
-def at_step(index: int, phase: Phase = Phase.PROGRESSING, **extra: Any) -> Rollout:
-    weight = STEPS.weights[index]
-    return started().model_copy(
-        update={
-            "step": index,
-            "weight": weight,
-            "phase": phase,
-            "next_step_at": T0 if phase is Phase.PROGRESSING else None,
-            **extra,
-        }
-    )
 
 
 def test_start_applies_the_first_step_and_schedules_the_next() -> None:
