@@ -43,3 +43,36 @@ def test_the_product_installs_no_analysis_library_it_does_not_use() -> None:
             line for line in module.read_text(encoding="utf-8").splitlines() if "import" in line
         ]
         assert not [line for line in imports if "scipy" in line], module
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_no_test_module_is_imported_by_another_module_of_the_tests() -> None:
+    """What several test modules share lives in tests/support/ (or a conftest.py): importing a
+    test module would make pytest's collection of one depend on the other."""
+    found = []
+    for path in sorted(TESTS.rglob("*.py")):
+        package = path.relative_to(TESTS.parent).parent.parts
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for module in _imported(node, package):
+                if _is_test_module(module):
+                    found.append(f"{path.relative_to(TESTS.parent)}:{node.lineno} {module}")
+    assert found == []
+
+
+def _imported(node: ast.AST, package: tuple[str, ...]) -> list[str]:
+    """Every module `node` may import, dotted: a `from X import name` may import X.name."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = list(package[: len(package) - node.level + 1]) if node.level else []
+    base += node.module.split(".") if node.module else []
+    return [".".join(base), *(".".join([*base, alias.name]) for alias in node.names)]
+
+
+def _is_test_module(dotted: str) -> bool:
+    """As pytest finds them by default: test_*.py and *_test.py."""
+    name = dotted.rsplit(".", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test")

@@ -1,1 +1,3 @@
-"""Harnesses for the tests: fault injection, child processes, the history of a run."""
+"""What several test modules share: harnesses (fault injection, child processes, the history of
+a run, the running bot), builders, constants and Hypothesis strategies. No test module imports
+another (tests/test_structure.py)."""
