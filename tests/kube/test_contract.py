@@ -434,7 +434,7 @@ def test_a_watch_that_asks_for_bookmarks_gets_one_where_the_initial_events_end(
     elsewhere, _ = seeded(cluster)
     moved = label(cluster, elsewhere, "elsewhere")["metadata"]["resourceVersion"]
     events = watch_lines(
-        cluster, namespace, resourceVersion="0", timeoutSeconds="3", allowWatchBookmarks="true"
+        cluster, namespace, resourceVersion="0", timeoutSeconds="5", allowWatchBookmarks="true"
     )
     assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"], events
     assert events[0]["object"]["metadata"]["name"] == "weather"
