@@ -202,6 +202,8 @@ def _buttons(rollout: Rollout) -> tuple[Button, ...]:
 def _promote_button(rollout: Rollout) -> Button:
     service, canary = rollout.target.service, rollout.target.canary
     text = f"Send all traffic for {service} to {canary} and make {canary} the stable subset?"
+    if rollout.target.by == "host":  # two Services: the canary's takes all, no subset moves
+        text = f"Send all traffic for {service} to the {canary} Service?"
     return Button(
         "promote", "Promote", "primary", (f"Promote {service}?", text, "Promote", "Cancel")
     )

@@ -357,6 +357,22 @@ def test_promote_asks_first_naming_the_service() -> None:
     assert (confirm["confirm"]["text"], confirm["deny"]["text"]) == ("Promote", "Cancel")
 
 
+def test_promote_of_a_host_based_canary_names_services_not_subsets() -> None:
+    two_services = Target(
+        namespace="default",
+        vs="weather",
+        stable="weather-stable",
+        canary="weather-canary",
+        by="host",
+    )
+    made = rollout(Phase.PAUSED).model_copy(update={"target": two_services})
+    buttons = buttons_of(card_blocks(card_view(made, NOW)))
+    [promote] = [b for b in buttons if b["action_id"] == ACTION_PREFIX + "promote"]
+    text = promote["confirm"]["text"]["text"]
+    assert text == "Send all traffic for weather to the weather-canary Service?"
+    assert "subset" not in text
+
+
 def test_confirm_names_the_namespace_outside_default() -> None:
     confirm = confirm_of(Phase.PROGRESSING, "rollback", namespace="prod")
     assert confirm["title"]["text"] == "Roll back weather.prod?"
