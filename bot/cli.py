@@ -13,6 +13,7 @@ import yaml
 
 from bot import runners
 from bot.mesh.errors import MeshError
+from bot.mesh.httproute import plan_http_route
 from bot.mesh.planner import TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest, parse_percent
 from commands import parse_cohort
@@ -152,10 +153,14 @@ def run_plan(args: argparse.Namespace) -> int:
         routes=tuple(args.route),
     )
     objects = _read_objects(args.files)
-    vs = _find_virtual_service(objects, request)
-    ns = request.namespace
-    drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o, ns) == ns]
-    plan = plan_traffic(vs, drs, request, now=None)
+    route = _find(objects, request, "HTTPRoute")
+    if route is not None and _find(objects, request, "VirtualService") is None:
+        plan = plan_http_route(route, request, now=None)  # as the bot: no VS, its HTTPRoute
+    else:
+        vs = _find_virtual_service(objects, request)
+        ns = request.namespace
+        drs = [o for o in objects if o["kind"] == "DestinationRule" and _ns(o, ns) == ns]
+        plan = plan_traffic(vs, drs, request, now=None)
     sys.stdout.write(render(plan, args.output))
     return 0
 
@@ -181,9 +186,12 @@ def _read_objects(paths: Sequence[Path]) -> list[dict[str, Any]]:
     objects = []
     for path in paths:
         for doc in _load(path):
-            if isinstance(doc, dict) and doc.get("kind") in ("VirtualService", "DestinationRule"):
+            if isinstance(doc, dict) and doc.get("kind") in _KINDS:
                 objects.append(doc)  # as written: no namespace added where the file has none
     return objects
+
+
+_KINDS = ("VirtualService", "DestinationRule", "HTTPRoute")
 
 
 def _load(path: Path) -> list[Any]:
@@ -196,18 +204,25 @@ def _load(path: Path) -> list[Any]:
 
 
 def _find_virtual_service(objects: list[dict[str, Any]], request: SplitRequest) -> dict[str, Any]:
+    found = _find(objects, request, "VirtualService")
+    if found is None:
+        where = f"'{request.vs}' in namespace '{request.namespace}'"
+        raise CliError(f"no VirtualService or HTTPRoute {where} in the files given")
+    return found
+
+
+def _find(objects: list[dict[str, Any]], request: SplitRequest, kind: str) -> dict[str, Any] | None:
+    """The one object of `kind` named as the request says, if the files have it."""
     found = [
         o
         for o in objects
-        if o["kind"] == "VirtualService"
+        if o["kind"] == kind
         and (_name(o), _ns(o, request.namespace)) == (request.vs, request.namespace)
     ]
-    where = f"VirtualService '{request.vs}' in namespace '{request.namespace}'"
-    if not found:
-        raise CliError(f"no {where} in the files given")
     if len(found) > 1:
+        where = f"{kind} '{request.vs}' in namespace '{request.namespace}'"
         raise CliError(f"{where} appears {len(found)} times in the files given; pass only one")
-    return found[0]
+    return found[0] if found else None
 
 
 def _name(obj: dict[str, Any]) -> Any:

@@ -78,7 +78,10 @@ BAD = [
     (["--weight", "10.5"], "weight '10.5' is not a whole number"),
     (["--weight", "ten"], "weight 'ten' is not a whole number"),
     (["--weight", "１０"], "not a whole number"),
-    (["--weight", "10", "--vs", "climate"], "no VirtualService 'climate' in namespace 'default'"),
+    (
+        ["--weight", "10", "--vs", "climate"],
+        "no VirtualService or HTTPRoute 'climate' in namespace 'default'",
+    ),
     (["--weight", "10", "--vs", "Weather!"], "vs: 'Weather!' is not a valid name"),
     (["--weight", "10", "--to", "V2"], "to: 'V2' is not a valid name"),
     (["--weight", "10", "--namespace", "prod_1"], "namespace: 'prod_1' is not a valid name"),
@@ -149,3 +152,52 @@ def test_console_script_is_installed() -> None:
     )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "error: weight '101' is over 100; use a whole number from 0 to 100\n"
+
+
+CHECKOUT_ROUTE = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: checkout
+  namespace: default
+spec:
+  parentRefs:
+  - name: shop-gateway
+  rules:
+  - backendRefs:
+    - name: checkout-stable
+      port: 8080
+      weight: 100
+    - name: checkout-canary
+      port: 8080
+      weight: 0
+"""
+
+
+def test_an_httproute_is_planned_when_no_virtual_service_has_the_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """As the bot does: a service with no VirtualService of its name is its HTTPRoute."""
+    path = tmp_path / "checkout.yaml"
+    path.write_text(CHECKOUT_ROUTE, encoding="utf-8")
+    code, out, err = run(capsys, str(path), "--vs", "checkout", "--weight", "10")
+    assert (code, err) == (0, "")
+    [route] = list(yaml.safe_load_all(out))
+    assert route["kind"] == "HTTPRoute"
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends] == [
+        ("checkout-stable", 90),
+        ("checkout-canary", 10),
+    ]
+    code, out, _ = run(capsys, str(path), "--vs", "checkout", "--weight", "10", "-o", "patch")
+    [patch] = json.loads(out)
+    assert code == 0 and patch["kind"] == "HTTPRoute" and patch["name"] == "checkout"
+
+
+def test_neither_a_virtual_service_nor_an_httproute_of_the_name_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, WEATHER, "--vs", "nothing", "--weight", "10")
+    assert (code, out) == (2, "")
+    expected = "no VirtualService or HTTPRoute 'nothing' in namespace 'default' in the files given"
+    assert err == f"error: {expected}\n"
