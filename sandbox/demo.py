@@ -1,10 +1,12 @@
-"""`canary-bot demo`: everything on loopback, and two rollouts you can watch.
+"""`canary-bot demo`: everything on loopback, and two rollouts and a cohort you can watch.
 
 Real Redis, the sandbox Kubernetes API server seeded with the weather app, a traffic simulator
 exposing Istio's metrics, a real Prometheus scraping it, and the bot driven through the shell
 adapter. First `weather` v2 is healthy and is promoted step by step; then v3 is bad (8% of its
-requests fail) and is rolled back automatically after two failed health checks. The charts of
-both rollouts are saved as PNG files.
+requests fail) and is rolled back automatically once its health checks fail. Last, a cohort:
+only requests with the header `x-beta: 1` (a tenth of them) are sent to v3, as the simulator's
+counts show, until `cohort off` takes the route away. The charts of the rollouts are saved as
+PNG files.
 """
 
 from __future__ import annotations
@@ -20,22 +22,31 @@ from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
 from sandbox.environment import playground
 from sandbox.prometheus import PrometheusServer
-from sandbox.traffic import TrafficSimulator, VersionProfile
+from sandbox.traffic import REST, RequestShare, TrafficSimulator, VersionProfile
 
 PROFILES = {
     "v1": VersionProfile(error_rate=0.001, latency_ms=40),
     "v2": VersionProfile(error_rate=0.001, latency_ms=42),  # a good new version
     "v3": VersionProfile(error_rate=0.08, latency_ms=45),  # a bad one: 8% of requests fail
 }
+_SETTLE_S = 1.0
+BETA = RequestShare({"x-beta": "1"}, 0.1, name="x-beta: 1")
 SCRIPT = [
     "# Part 1: weather v2 is healthy. Each step waits for a health check from Prometheus.",
     "/canary weather status",
     "/canary weather start to v2 steps 10,30,60,100 every 8s",
     ":wait weather 150",
-    "# Part 2: weather v3 is bad. Two failed checks in a row roll it back on their own.",
+    "# Part 2: weather v3 is bad. Failing health checks roll it back on their own.",
     "/canary weather start to v3 steps 10,30,60,100 every 8s",
     ":wait weather 150",
     "/canary weather history",
+    "# Part 3: a cohort. Only requests with the header x-beta: 1 go to v3; the rest stay on v2."
+    " (`start cohort header x-beta=1` makes this the first step of a rollout.)",
+    "/canary weather cohort header x-beta=1 to v3",
+    "/canary weather status",
+    ":traffic 4",
+    "/canary weather cohort off",
+    ":traffic 4",
 ]
 
 
@@ -53,6 +64,7 @@ def run_demo(
             service="weather-service",
             rate=120.0,
             versions=PROFILES,
+            shares=[BETA],
         )
         with (
             simulator,
@@ -64,16 +76,22 @@ def run_demo(
                 f"Prometheus {prometheus.url}\n"
             )
             _wait_for_traffic(prometheus)
-            _play(settings, say, charts, interactive)
+            _play(settings, say, charts, interactive, simulator)
     return 0
 
 
-def _play(settings: Settings, say: Callable[[str], None], charts: Path, interactive: bool) -> None:
+def _play(
+    settings: Settings,
+    say: Callable[[str], None],
+    charts: Path,
+    interactive: bool,
+    simulator: TrafficSimulator,
+) -> None:
     server = Server(settings, notifier=ShellNotifier(say, utcnow, charts=charts), serve_http=False)
     shell = Shell(server.parts.dispatcher, Asker("U0DEMO", "C0DEMO"), say)
     server.start()
     try:
-        shell.run(_echoed(SCRIPT, say))
+        shell.run(_echoed(SCRIPT, say, lambda seconds: _show_traffic(simulator, seconds, say)))
         if interactive:
             say("\nThe sandbox is still running: type commands (help, :quit to leave).")
             shell.run(interactive_lines())
@@ -84,13 +102,32 @@ def _play(settings: Settings, say: Callable[[str], None], charts: Path, interact
         say(f"  {path.resolve()}")
 
 
-def _echoed(lines: Iterable[str], say: Callable[[str], None]) -> Iterable[str]:
+def _echoed(
+    lines: Iterable[str], say: Callable[[str], None], traffic: Callable[[float], None]
+) -> Iterable[str]:
+    """The script's lines for the shell, each shown as typed; `:traffic N` is the demo's own:
+    where the requests of the next N seconds went."""
     for line in lines:
+        if line.startswith(":traffic"):
+            traffic(float(line.split()[1]))
+            continue
         if line.startswith("#"):
             say(f"\n{line[2:]}")
         elif not line.startswith(":"):
             say(f"\n$ {line}")
         yield line
+
+
+def _show_traffic(simulator: TrafficSimulator, seconds: float, say: Callable[[str], None]) -> None:
+    time.sleep(_SETTLE_S)  # a tick that read the routes before the change has been counted
+    before = simulator.reached()
+    time.sleep(seconds)
+    after = simulator.reached()
+    say(f"\n  Requests in the last {seconds:g} s, by the version that served them:")
+    for share, label in ((BETA.name, f"with {BETA.name}"), (REST, "all the others")):
+        went = {v: n - before.get(share, {}).get(v, 0) for v, n in after.get(share, {}).items()}
+        shown = ", ".join(f"{v} {n}" for v, n in sorted(went.items()) if n) or "none"
+        say(f"    {label:<15} → {shown}")
 
 
 def _wait_for_traffic(prometheus: PrometheusServer) -> None:
