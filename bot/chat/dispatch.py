@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -204,6 +204,12 @@ class Dispatcher:
     def _check(self, proposal: Proposal, asker: Asker, text: str) -> list[Reply] | None:
         assert self.gate is not None
         change, namespace, vs = proposal.change, proposal.namespace, proposal.vs
+        if proposal.command.verb is Verb.START and proposal.command.cohort is not None:
+            # a start that first routes a cohort is a cohort change too: both must be allowed
+            routed = replace(change, action=Verb.COHORT.value)
+            refused = self.gate.decide(asker.user, routed, namespace, vs)
+            if isinstance(refused, Deny):
+                return [Reply(f":no_entry: {refused.reason}")]
         decision = self.gate.decide(asker.user, change, namespace, vs)
         if isinstance(decision, Deny):
             return [Reply(f":no_entry: {decision.reason}")]

@@ -310,3 +310,14 @@ def test_history_names_an_actor_that_is_no_slack_id_as_it_is(bot: Bot) -> None:
     [reply] = bot.say("weather history")
 
     assert reply.text.endswith("set-weight 10% → 20% by Wendy")
+
+
+def test_a_start_that_routes_a_cohort_needs_the_cohort_action_too(policed: Bot) -> None:
+    """The requester may start rollouts but is named under no `cohort` rule: a start whose
+    first step routes a cohort is refused, and nothing is written."""
+    [reply] = policed.say("weather start cohort header x-beta=1")
+    assert reply.text.startswith(":no_entry: nobody may cohort in */*")
+    assert policed.parts.store.active_for("default", "weather") is None
+    assert [r for r in policed.cluster.requests if r.is_write] == []
+    policed.say("weather start steps 20,100")  # a plain start is still allowed
+    assert policed.weights() == [80, 20]
