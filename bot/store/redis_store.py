@@ -142,9 +142,11 @@ def unavailable_on_error(client: redis.Redis) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Keys:
-    """Every Redis key the bot uses, in one place."""
+    """Every Redis key the bot uses, in one place. `leader_prefix`, when set, is where the
+    leader's keys are: one leader and one fencing token for every cluster's records."""
 
     prefix: str = "canary"
+    leader_prefix: str | None = None
 
     def rollout(self, rollout_id: str) -> str:
         return f"{self.prefix}:rollout:{rollout_id}"
@@ -186,11 +188,11 @@ class Keys:
 
     @property
     def leader(self) -> str:
-        return f"{self.prefix}:leader"
+        return f"{self.leader_prefix or self.prefix}:leader"
 
     @property
     def leader_token(self) -> str:
-        return f"{self.prefix}:leader:token"
+        return f"{self.leader_prefix or self.prefix}:leader:token"
 
 
 @dataclass(frozen=True)
@@ -249,10 +251,15 @@ class RolloutStore:
     """Rollout records with compare-and-set, the audit trail, dedupe keys and caches."""
 
     def __init__(
-        self, redis: redis.Redis, *, prefix: str = "canary", audit_maxlen: int = 10_000
+        self,
+        redis: redis.Redis,
+        *,
+        prefix: str = "canary",
+        leader_prefix: str | None = None,
+        audit_maxlen: int = 10_000,
     ) -> None:
         self._redis = redis
-        self._keys = Keys(prefix)
+        self._keys = Keys(prefix, leader_prefix)
         self._audit_maxlen = audit_maxlen
         self._create = redis.register_script(_CREATE)
         self._save = redis.register_script(_SAVE)

@@ -1,0 +1,191 @@
+"""Multi-cluster waves: the same staged rollout on one cluster after the other.
+
+Each cluster has its own engine (its own Kubernetes API and its own records in Redis, so the
+records, locks, audit, fencing and recovery of a rollout hold per cluster as they do for one).
+`start` records the wave and starts its first cluster; `advance`, run by the leader on every
+resync, reads the phase of the current cluster's rollout and carries the wave on: the next
+cluster after a promotion, a halt after a rollback or a failure. Its state is only in Redis,
+so whichever replica leads carries it on after a restart or a failover.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from bot.mesh.errors import ApiError, Conflict, MeshError
+from bot.rollout.engine import Busy, Engine, new_id
+from bot.rollout.model import Notify, Phase, Rollout, StepPlan
+from bot.rollout.ports import Notifier
+from bot.rollout.waves import Wave, WaveMoved, WaveState, halt, observe, started
+from bot.store.errors import AlreadyActive, RolloutNotFound, StoreError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+Tell = Callable[[str | None, str], None]  # (channel, text): a line for the channel
+RETRIED = (Busy, StoreUnavailable, ApiError, Conflict)  # the next pass tries again
+
+
+class WaveRefused(ValueError):
+    """A wave that cannot be had as asked; the message says why and what to type instead."""
+
+
+class WaveBook(Protocol):
+    def create(self, wave: Wave) -> Wave: ...
+
+    def save(self, wave: Wave, *, token: int | None = None) -> Wave: ...
+
+    def load(self, wave_id: str) -> Wave: ...
+
+    def running(self) -> list[Wave]: ...
+
+    def for_service(self, namespace: str, vs: str) -> Wave | None: ...
+
+
+class ClusterNotifier:
+    """Names the cluster in every message of its rollouts: `[prod-eu] step 2: 25%`."""
+
+    def __init__(self, inner: Notifier, cluster: str) -> None:
+        self.inner, self.cluster = inner, cluster
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        named = message.model_copy(update={"text": f"[{self.cluster}] {message.text}"})
+        self.inner.notify(rollout, named)
+
+
+class WaveRunner:
+    def __init__(
+        self,
+        *,
+        engines: Mapping[str, Engine],
+        book: WaveBook,
+        tell: Tell,
+        clock: Callable[[], datetime],
+        fencing: Callable[[], int | None] = lambda: None,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self.engines, self.book, self.tell = engines, book, tell
+        self.clock, self.fencing, self.ids = clock, fencing, ids
+
+    def start(
+        self,
+        *,
+        namespace: str,
+        vs: str,
+        to: str | None,
+        clusters: Sequence[str],
+        steps: StepPlan,
+        actor: str,
+        channel: str | None,
+    ) -> Wave:
+        """Record the wave and start its first cluster's rollout."""
+        self._check_clusters(clusters)
+        now = self.clock()
+        wave = Wave(
+            id=self.ids(),
+            namespace=namespace,
+            vs=vs,
+            to=to,
+            clusters=tuple(clusters),
+            steps=steps,
+            started_by=actor,
+            channel=channel,
+            created_at=now,
+            updated_at=now,
+        )
+        wave = self.book.create(wave)
+        self._say(wave.channel, f"{wave.service}: wave over {', '.join(wave.clusters)} started")
+        try:
+            return self._turn(wave, None)
+        except WaveMoved:  # the leader's pass took the first step meanwhile
+            return self.book.load(wave.id)
+
+    def advance(self) -> list[Wave]:
+        """The leader's pass: carry every running wave on as far as it can go now."""
+        token, moved = self.fencing(), []
+        for wave in self.book.running():
+            try:
+                moved.append(self._turn(wave, token))
+            except (*RETRIED, WaveMoved, StoreError) as e:
+                log.warning("wave %s on %s left for the next pass: %s", wave.id, wave.service, e)
+        return moved
+
+    def _check_clusters(self, clusters: Sequence[str]) -> None:
+        known = ", ".join(sorted(self.engines)) or "none (set CANARY_CLUSTERS)"
+        unknown = [c for c in clusters if c not in self.engines]
+        if unknown:
+            raise WaveRefused(f"no cluster named {', '.join(unknown)}; the clusters are: {known}")
+        if not clusters:
+            raise WaveRefused(f"name the clusters of the wave, in order; the clusters are: {known}")
+
+    def _turn(self, wave: Wave, token: int | None) -> Wave:
+        new, then = observe(wave, self._phase(wave), self.clock())
+        if new != wave:
+            wave = self.book.save(new, token=token)
+        self._say(wave.channel, then.say)
+        if then.start is not None:
+            wave = self._start_on(wave, token)
+        return wave
+
+    def _phase(self, wave: Wave) -> Phase | None:
+        if wave.rollout is None:
+            return None
+        try:
+            return self.engines[wave.cluster].store.load(wave.rollout).phase
+        except RolloutNotFound:
+            return None
+
+    def _start_on(self, wave: Wave, token: int | None) -> Wave:
+        """Start the current cluster's rollout, or take up the one a crash left unrecorded."""
+        engine = self.engines[wave.cluster]
+        rollout = self._ours(engine, wave)
+        if rollout is None:
+            try:
+                rollout = engine.start(
+                    namespace=wave.namespace,
+                    vs=wave.vs,
+                    to=wave.to,
+                    steps=wave.steps,
+                    actor=wave.started_by,
+                    channel=wave.channel,
+                )
+            except RETRIED:
+                raise
+            except (AlreadyActive, MeshError, StoreError, ValueError) as e:
+                rollout = self._ours(engine, wave) if isinstance(e, AlreadyActive) else None
+                if rollout is None:
+                    return self._halt(
+                        wave, f"its rollout could not start on {wave.cluster}: {e}", token
+                    )
+        return self.book.save(started(wave, rollout.id, self.clock()), token=token)
+
+    def _ours(self, engine: Engine, wave: Wave) -> Rollout | None:
+        """The cluster's active rollout of the service if it began in the wave's current
+        turn (started, and the wave not yet told so)."""
+        active = engine.store.active_for(wave.namespace, wave.vs)
+        if active is None or active.created_at < wave.updated_at:
+            return None
+        return active
+
+    def _halt(self, wave: Wave, why: str, token: int | None) -> Wave:
+        halted, then = halt(wave, why, self.clock())
+        saved = self.book.save(halted, token=token)
+        self._say(saved.channel, then.say)
+        return saved
+
+    def lines(self, namespace: str, vs: str) -> list[str]:
+        """The service's running wave, for `status`."""
+        wave = self.book.for_service(namespace, vs)
+        if wave is None or wave.state is not WaveState.RUNNING:
+            return []
+        turn = f"{wave.cluster} ({wave.index + 1} of {len(wave.clusters)})"
+        return [f"wave: on {turn} of {', '.join(wave.clusters)}"]
+
+    def _say(self, channel: str | None, text: str) -> None:
+        if not text:
+            return
+        try:
+            self.tell(channel, text)
+        except Exception:  # a chat outage must not stop a wave
+            log.exception("could not post %r", text)
