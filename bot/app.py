@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from kubernetes.client import ApiClient
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis import Redis
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -42,10 +43,12 @@ from bot.rollout.ports import Health, Notifier, Scheduler
 from bot.rollout.scheduler import ANALYSIS_JOB, StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.service.drills import Drills, Tell
+from bot.service.waves import ClusterNotifier, WaveRunner
 from bot.store.drills import DrillStore
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
+from bot.store.waves import WaveStore
 from policies import (
     HealthThresholds,
     Policy,
@@ -63,6 +66,18 @@ RESYNC_S = 1.0
 ANALYSIS_TICK_S = 1.0  # how often the held steps are gone over for looks that are due
 FULL_RESYNC_EVERY = 10  # resyncs: a full pass also finishes effects a crash left behind
 STALE_PENDING = timedelta(seconds=5)
+CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+
+
+class ClusterSettings(BaseModel):
+    """One cluster of a multi-cluster wave: its kube context, and its Prometheus if it has
+    its own (otherwise PROMETHEUS_URL's)."""
+
+    model_config = {"extra": "forbid"}
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    prometheus_url: str | None = None
 
 
 class Settings(BaseSettings):
@@ -137,6 +152,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
         return url
 
+    # The clusters waves go over, by name (JSON): {"canary-eu": {"context": "eu-1"}, ...}
+    clusters: dict[str, ClusterSettings] = Field(default_factory=dict, alias="CANARY_CLUSTERS")
+
+    @field_validator("clusters")
+    @classmethod
+    def _cluster_names(cls, clusters: dict[str, ClusterSettings]) -> dict[str, ClusterSettings]:
+        for name in clusters:
+            if not CLUSTER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"cluster name {name!r}: use lowercase letters, digits and '-' (canary-eu)"
+                )
+        return clusters
+
     def namespace_for(self, channel: str | None) -> str:
         """The namespace a channel's commands mean when they name none."""
         return self.channel_namespaces.get(channel or "", self.default_namespace)
@@ -164,6 +192,31 @@ class Parts:
     dispatcher: Dispatcher
     slack: SlackBot | None
     drills: Drills | None = None
+    clusters: dict[str, Cluster] = field(default_factory=dict)
+    waves: WaveRunner | None = None
+
+
+@dataclass
+class Cluster:
+    """One cluster of the waves: its own Kubernetes API, records (under its own prefix in
+    Redis, with the leader's one fencing token) and engine."""
+
+    store: RolloutStore
+    mesh: KubeMesh
+    engine: Engine
+
+
+class ClusterJobs:
+    """The step scheduler for one cluster's rollouts: its jobs are `cluster/rollout`."""
+
+    def __init__(self, scheduler: Scheduler, cluster: str) -> None:
+        self.scheduler, self.cluster = scheduler, cluster
+
+    def schedule(self, rollout_id: str, at: datetime, step: int) -> None:
+        self.scheduler.schedule(f"{self.cluster}/{rollout_id}", at, step)
+
+    def cancel(self, rollout_id: str) -> None:
+        self.scheduler.cancel(f"{self.cluster}/{rollout_id}")
 
 
 def utcnow() -> datetime:
@@ -184,10 +237,11 @@ def build(
     watch: bool = False,
     watchdog: Watchdog | None = None,
     tell: Tell | None = None,
+    cluster_apis: Mapping[str, ApiClient] | None = None,
 ) -> Parts:
     """The composition root: every part built with its collaborators, in order, and nothing
     patched in afterwards. Clients not given are made from the settings (`mesh`, the
-    Kubernetes adapter, from `kube_api`)."""
+    Kubernetes adapter, from `kube_api`; each cluster's, from `cluster_apis`)."""
     policy = load_policy_file(settings.policy_file)  # first: a bad policy stops everything
     metrics = Metrics()
     client = redis if redis is not None else connect(settings.redis_url)
@@ -254,7 +308,67 @@ def build(
             workers=Workers(settings.workers, watchdog=watchdog),
             on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
         )
-    return Parts(store, mesh, engine, metrics, policy, dispatcher, bot, drills)
+    clusters = {
+        name: _cluster(
+            name,
+            settings,
+            client,
+            api=(cluster_apis or {}).get(name),
+            clock=clock,
+            notifier=ClusterNotifier(notifier or ConsoleNotifier(), name),
+            scheduler=None if scheduler is None else ClusterJobs(scheduler, name),
+            fencing=fencing,
+            metrics=metrics,
+            policy=policy,
+        )
+        for name in settings.clusters
+    }
+    waves = WaveRunner(
+        engines={name: c.engine for name, c in clusters.items()},
+        book=WaveStore(client),
+        tell=tell or _channel_poster(slack),
+        clock=clock,
+        fencing=fencing,
+    )
+    return Parts(store, mesh, engine, metrics, policy, dispatcher, bot, drills, clusters, waves)
+
+
+def _cluster(
+    name: str,
+    settings: Settings,
+    client: Redis,
+    *,
+    api: ApiClient | None,
+    clock: Callable[[], datetime],
+    notifier: Notifier,
+    scheduler: Scheduler | None,
+    fencing: Callable[[], int | None],
+    metrics: Metrics,
+    policy: Policy | None,
+) -> Cluster:
+    own = settings.clusters[name]
+    mesh = KubeMesh(
+        api or from_kubeconfig(own.kubeconfig, own.context),
+        clock=clock,
+        check_pods=settings.check_pods,
+        observe=metrics.kube_call,
+    )
+    store = RolloutStore(client, prefix=f"canary:cluster:{name}", leader_prefix="canary")
+    prometheus = own.prometheus_url or settings.prometheus_url
+    engine = Engine(
+        store=store,
+        traffic=KubeTraffic(mesh),
+        notifier=notifier,
+        clock=clock,
+        scheduler=scheduler,
+        fencing=fencing,
+        effect_delay=settings.effect_delay_s,
+        metrics=metrics,
+        health=health_check(
+            settings.model_copy(update={"prometheus_url": prometheus}), metrics, policy
+        ),
+    )
+    return Cluster(store, mesh, engine)
 
 
 def _channel_poster(slack: WebClient | None) -> Tell:
@@ -437,8 +551,10 @@ class Server:
                 self.slack.app, settings.slack_app_token.get_secret_value()
             )
 
-    def _step_due(self, rollout_id: str, step: int) -> None:
-        self.engine.step_due(rollout_id, step)
+    def _step_due(self, job: str, step: int) -> None:
+        cluster, _, rollout_id = job.rpartition("/")  # `cluster/rollout` for a wave's cluster
+        engine = self.parts.clusters[cluster].engine if cluster else self.engine
+        engine.step_due(rollout_id, step)
 
     def start(self) -> None:
         self.leadership.start()
@@ -473,6 +589,8 @@ class Server:
         self.leadership.stop()
         self.scheduler.shutdown()
         self.parts.mesh.close()
+        for cluster in self.parts.clusters.values():
+            cluster.mesh.close()
         log.info("stopped; redis round trips: %d", self.parts.store.round_trips)
         self._stopped.set()
 
@@ -530,6 +648,7 @@ class Server:
         except StoreError as e:
             log.warning("resync: %s", e)
         self._end_drills()
+        self._carry_waves(full)
 
     def _end_drills(self) -> None:
         """Drills whose time is up, or whose rollout ended, are taken off by the leader."""
@@ -539,6 +658,36 @@ class Server:
             self.parts.drills.expire_due()
         except (StoreError, MeshError, Busy) as e:
             log.warning("resync: drills left for the next pass: %s", e)
+
+    def _carry_waves(self, full: bool) -> None:
+        """Each cluster's rollouts (their step jobs, and on a full pass the work a crash left
+        unfinished), then the waves over them: a promotion starts the next cluster."""
+        for name, cluster in self.parts.clusters.items():
+            try:
+                self._cluster_jobs(name, cluster, full)
+            except (StoreError, MeshError, Busy) as e:
+                log.warning("resync: cluster %s left for the next pass: %s", name, e)
+        if self.parts.waves is not None and self.parts.clusters:
+            try:
+                self.parts.waves.advance()
+            except StoreError as e:
+                log.warning("resync: waves left for the next pass: %s", e)
+
+    def _cluster_jobs(self, name: str, cluster: Cluster, full: bool) -> None:
+        store, engine = cluster.store, cluster.engine
+        if full:
+            stale = set(store.unfinished(utcnow() - STALE_PENDING))
+            for found in store.list_active():
+                unfinished = found.id in stale or (
+                    self._resyncs == 1 and (found.pending or found.writing is not None)
+                )
+                self._ensure_job(engine.recover(found) if unfinished else found, name)
+            return
+        horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
+        for rollout_id, at in store.due(horizon):
+            job = self.scheduler.scheduled(f"{name}/{rollout_id}")
+            if job is None or job[0] != at:
+                self._ensure_job(store.load(rollout_id), name)
 
     def _rebuild(self) -> None:
         """Right after an election, every active rollout: its job, and its unfinished work.
@@ -587,10 +736,11 @@ class Server:
             if job is None or job[0] != at:  # only then is the record worth reading
                 self._ensure_job(self.parts.store.load(rollout_id))
 
-    def _ensure_job(self, rollout: Rollout) -> None:
+    def _ensure_job(self, rollout: Rollout, cluster: str = "") -> None:
         """Schedule the rollout's next step, unless exactly that job is already there."""
         if rollout.phase is not Phase.PROGRESSING or rollout.next_step_at is None:
             return
         wanted = (rollout.next_step_at, rollout.step)
-        if self.scheduler.scheduled(rollout.id) != wanted:
-            self.scheduler.schedule(rollout.id, *wanted)
+        job = f"{cluster}/{rollout.id}" if cluster else rollout.id
+        if self.scheduler.scheduled(job) != wanted:
+            self.scheduler.schedule(job, *wanted)
