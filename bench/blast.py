@@ -7,8 +7,8 @@ a random moment inside a random step below 100 %: extra 5xx (5, 2 or 1 %), or tw
 (p99 ×2). Three judges, on the same traffic:
 
 - sequential: the judge of continuous analysis (bot/health/sequential.py), a look every 10 s
-  over the step so far, rolled back after `failure_limit` (2) failing looks in a row, as
-  bot/rollout/analysis.py does;
+  over the step so far, rolled back at the first failing look (its failures are final), as
+  bot/rollout/analysis.py and the transitions do;
 - per step: today's fixed thresholds (bot/health/verdict.py) over the last 5 minutes when the
   step falls due, a failure retried a step later, rolled back after 2 failures;
 - flagger: the same thresholds over the last minute, checked every 60 s, rolled back after 5
@@ -168,15 +168,14 @@ class Result:
 
 def run_sequential(traffic: Traffic) -> Result:
     """Looks every 10 s; a step falls due after its hold and advances on a pass."""
-    tick, fails = 0, 0
+    tick = 0
     for weight in STEPS:
         start, due = tick, tick + HOLD
         while True:
             traffic.serve(tick, weight)
             tick += 1
             verdict = sequential_look(traffic.ticks, tick - 1, start, tick - start - LAG)
-            fails = fails + 1 if verdict == "fail" else (0 if verdict == "pass" else fails)
-            if fails >= 2:
+            if verdict == "fail":  # the judge's failures are final: rolled back at once
                 return Result(tick * TICK, traffic.bad_served)
             if tick >= due and verdict is not None:
                 if verdict == "pass":
