@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import socket
 import threading
@@ -49,6 +48,7 @@ from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
 from bot.store.waves import WaveStore
+from commands.names import CLUSTER_NAME, CLUSTER_RULE
 from policies import (
     HealthThresholds,
     Policy,
@@ -66,7 +66,6 @@ RESYNC_S = 1.0
 ANALYSIS_TICK_S = 1.0  # how often the held steps are gone over for looks that are due
 FULL_RESYNC_EVERY = 10  # resyncs: a full pass also finishes effects a crash left behind
 STALE_PENDING = timedelta(seconds=5)
-CLUSTER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 
 
 class ClusterSettings(BaseModel):
@@ -160,9 +159,7 @@ class Settings(BaseSettings):
     def _cluster_names(cls, clusters: dict[str, ClusterSettings]) -> dict[str, ClusterSettings]:
         for name in clusters:
             if not CLUSTER_NAME.fullmatch(name):
-                raise ValueError(
-                    f"cluster name {name!r}: use lowercase letters, digits and '-' (canary-eu)"
-                )
+                raise ValueError(f"cluster name {name!r}: use {CLUSTER_RULE} (canary-eu)")
         return clusters
 
     def namespace_for(self, channel: str | None) -> str:
@@ -286,28 +283,6 @@ def build(
             None if policy is None else drill_limits(policy, PolicyTarget(ns, vs))
         ),
     )
-    dispatcher = Dispatcher(
-        engine=engine,
-        store=store,
-        clock=clock,
-        default_namespace=settings.namespace_for,
-        gate=gate,
-        book=book,
-        reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
-        drills=drills,
-        links=settings.links,
-    )
-    bot = None
-    if slack is not None:
-        secret = settings.slack_signing_secret
-        bot = SlackBot(
-            dispatcher=dispatcher,
-            store=store,
-            client=slack,
-            signing_secret=secret.get_secret_value() if secret else "",
-            workers=Workers(settings.workers, watchdog=watchdog),
-            on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
-        )
     clusters = {
         name: _cluster(
             name,
@@ -330,6 +305,29 @@ def build(
         clock=clock,
         fencing=fencing,
     )
+    dispatcher = Dispatcher(
+        engine=engine,
+        store=store,
+        clock=clock,
+        default_namespace=settings.namespace_for,
+        gate=gate,
+        book=book,
+        reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
+        drills=drills,
+        links=settings.links,
+        waves=waves,
+    )
+    bot = None
+    if slack is not None:
+        secret = settings.slack_signing_secret
+        bot = SlackBot(
+            dispatcher=dispatcher,
+            store=store,
+            client=slack,
+            signing_secret=secret.get_secret_value() if secret else "",
+            workers=Workers(settings.workers, watchdog=watchdog),
+            on_command=lambda verb, outcome: metrics.commands.labels(verb, outcome).inc(),
+        )
     return Parts(store, mesh, engine, metrics, policy, dispatcher, bot, drills, clusters, waves)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from commands.names import DNS1123_LABEL
+from commands.names import CLUSTER_NAME, CLUSTER_RULE, DNS1123_LABEL
 from commands.steps import steps_problem
 
 # [0-9], not \d: int() would quietly accept Arabic-Indic or Devanagari digits.
@@ -67,6 +67,20 @@ def parse_steps(text: str) -> tuple[int, ...]:
     if not all(p.isdigit() and p.isascii() for p in parts):
         raise GrammarError(f"{shown(text)} is not a list of steps: write it like 5,10,25,50,100")
     return tuple(int(p) for p in parts)
+
+
+def parse_clusters(text: str) -> tuple[str, ...]:
+    """`canary-eu,prod-eu` → ("canary-eu", "prod-eu"): a wave's clusters in order, each once."""
+    names = tuple(text.split(","))
+    bad = next((n for n in names if not CLUSTER_NAME.fullmatch(n)), None)
+    if bad is not None:
+        raise GrammarError(
+            f"{shown(bad)} is not a cluster name: use {CLUSTER_RULE}, comma-separated"
+        )
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise GrammarError(f"cluster {twice} is named twice: name each cluster once")
+    return names
 
 
 def check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ from commands.model import Verb
 
 EXAMPLE_SERVICE = "weather"
 COHORT_EXAMPLE = "header x-beta=1 to v2"
+WAVE_FORM = 4  # `start clusters canary-eu,prod-eu`, the fourth form of start
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ _TOPICS: dict[Verb, _Topic] = {
                 "{service} start cohort header x-beta=1",
                 "first only that cohort goes to the canary, then the steps",
             ),
+            (
+                "{service} start clusters canary-eu,prod-eu",
+                "a wave: the rollout on canary-eu, then on prod-eu once canary-eu is promoted",
+            ),
         ),
         details=(
             "Options come in any order, each at most once: `to <subset>`, "
@@ -42,6 +47,10 @@ _TOPICS: dict[Verb, _Topic] = {
             "for everyone else, checked like any step; the route stays until the rollout is "
             "promoted or rolled back.",
             "Failing health checks roll back; inconclusive ones pause and ask a human.",
+            "`clusters <list>` runs the rollout as a wave over the clusters in CANARY_CLUSTERS, "
+            "one after the other in the order given, each with the same `to`, `steps` and "
+            "`every`; a rollback or a failure on one halts the wave, and the clusters promoted "
+            "before stay promoted. The policy decides it as a `start`.",
         ),
     ),
     Verb.STATUS: _Topic(forms=(("{service} status", "weights, phase and last health check"),)),

@@ -51,7 +51,9 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.SET_WEIGHT: VerbInfo(
         True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED
     ),
-    Verb.START: VerbInfo(True, raising=True, may=_WEIGHTED | {"steps", "interval_s", "cohort"}),
+    Verb.START: VerbInfo(
+        True, raising=True, may=_WEIGHTED | {"steps", "interval_s", "cohort", "clusters"}
+    ),
     Verb.STATUS: VerbInfo(False),
     Verb.PAUSE: VerbInfo(True, safe=True, button=True),
     Verb.RESUME: VerbInfo(True, raising=True, button=True),
@@ -88,6 +90,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     to: str | None = None  # the canary subset, when the user names it
     steps: tuple[int, ...] | None = None  # start
     interval_s: int | None = Field(default=None, ge=1)  # start (`every 5m`)
+    clusters: tuple[str, ...] | None = None  # start: a wave over these clusters, in order
     mirror: int | None = Field(default=None, ge=0, le=100)  # 0 means `mirror off`
     topic: str | None = None  # help <topic>
     cohort: CohortChange | None = None  # who goes to the canary first; "off" removes the route

@@ -21,12 +21,13 @@ from commands.grammar import (
     GrammarError,
     check_steps,
     is_label,
+    parse_clusters,
     parse_duration,
     parse_steps,
     shown,
     split_service,
 )
-from commands.help import COHORT_EXAMPLE, EXAMPLE_SERVICE, HELP_TOPICS, example
+from commands.help import COHORT_EXAMPLE, EXAMPLE_SERVICE, HELP_TOPICS, WAVE_FORM, example
 from commands.model import BARE, Command, Verb
 
 MAX_LENGTH = 300
@@ -40,6 +41,7 @@ _OPTION_VALUES = {
     "to": "a subset, like v2",
     "steps": "a list, like 5,10,25,50,100",
     "every": "a duration, like 5m",
+    "clusters": "a list of clusters, like canary-eu,prod-eu",
 }
 _WITH_OPTIONS = {
     Verb.START: "to v2 steps 10,50,100 every 10m",
@@ -321,12 +323,13 @@ def _mirror(target: _Target, words: list[str]) -> Command:
 
 
 def _start(target: _Target, words: list[str]) -> Command:
-    """`start [cohort header x-beta=1] [to v2] [steps 10,50,100] [every 10m]`."""
+    """`start [cohort header x-beta=1] [to v2] [steps 10,50,100] [every 10m]`, or a wave:
+    `start clusters canary-eu,prod-eu` with the same options but the cohort."""
     usage = _usage(Verb.START, target)
     cohort = None
     if words and words[0].lower() == Verb.COHORT:
         cohort, words = _first_cohort(target, words[1:])
-    options = _options(words, ("to", "steps", "every"), usage)
+    options = _options(words, ("to", "steps", "every", "clusters"), usage)
     with _explained(usage):
         steps = check_steps(parse_steps(options["steps"])) if "steps" in options else None
         interval_s = parse_duration(options["every"]) if "every" in options else None
@@ -338,7 +341,21 @@ def _start(target: _Target, words: list[str]) -> Command:
         steps=steps,
         interval_s=interval_s,
         cohort=cohort,
+        clusters=_clusters(target, options.get("clusters"), cohort is not None),
     )
+
+
+def _clusters(target: _Target, text: str | None, cohort: bool) -> tuple[str, ...] | None:
+    """The wave's clusters, in order; a wave starts without a cohort."""
+    if text is None:
+        return None
+    usage = example(Verb.START, target.text, form=WAVE_FORM)
+    if cohort:
+        raise CommandError(f"a wave does not start with a cohort: drop the cohort, like {usage}")
+    try:
+        return parse_clusters(text.lower())
+    except GrammarError as err:
+        raise CommandError(f"{err}, like {usage}") from err
 
 
 def _first_cohort(target: _Target, words: list[str]) -> tuple[CohortChange, list[str]]:

@@ -35,8 +35,10 @@ from bot.rollout.model import (
     StepPlan,
 )
 from bot.rollout.transitions import InvalidTransition, cohort_text
+from bot.rollout.waves import Wave, WaveRunning, WaveState
 from bot.service.changes import Changes, Proposal, gitops_warnings
 from bot.service.drills import Drills
+from bot.service.waves import WaveRunner
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
@@ -54,6 +56,7 @@ USER_ERRORS = (
     Unrecorded,
     StoreError,
     ValueError,
+    WaveRunning,
 )
 
 
@@ -104,6 +107,7 @@ class Dispatcher:
     reserve: Reserve | None = None
     drills: Drills | None = None  # fault drills; None: not offered
     links: Links | None = None  # the add-ons a card links to
+    waves: WaveRunner | None = None  # multi-cluster waves; None: not offered
 
     def __post_init__(self) -> None:
         self.changes = Changes(
@@ -163,6 +167,8 @@ class Dispatcher:
         """Read once, decide on that plan, and run that very plan."""
         if command.verb is Verb.FAULT:
             return self._drill(command, namespace, asker)
+        if command.clusters is not None:
+            return self._wave(command, namespace, asker)
         proposal = self.changes.propose(command, namespace, asker.channel)
         if self.gate is not None and not approved:
             held = self._check(proposal, asker, text)
@@ -184,6 +190,31 @@ class Dispatcher:
             if isinstance(decision, NeedsApproval):
                 return [Reply(f":no_entry: {decision.reason}; a drill does not wait for one")]
         return [Reply(self.drills.carry_out(proposal))]
+
+    def _wave(self, command: Command, namespace: str, asker: Asker) -> list[Reply]:
+        """A start over several clusters: the clusters checked first, then decided as a
+        `start`, then the wave recorded and its first cluster's rollout started."""
+        if self.waves is None:
+            return [Reply(":warning: multi-cluster waves are not available in this bot")]
+        clusters = command.clusters or ()
+        self.waves.check_clusters(clusters)
+        proposal = self.changes.propose_wave(command, namespace)
+        if self.gate is not None:
+            decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
+            if isinstance(decision, Deny):
+                return [Reply(f":no_entry: {decision.reason}")]
+            if isinstance(decision, NeedsApproval):
+                return [Reply(f":no_entry: {decision.reason}; a wave does not wait for one")]
+        wave = self.waves.start(
+            namespace=namespace,
+            vs=proposal.vs,
+            to=command.to,
+            clusters=clusters,
+            steps=proposal.steps or StepPlan(),
+            actor=asker.user,
+            channel=asker.channel,
+        )
+        return [Reply(wave_text(wave))]
 
     def _reserve(self, proposal: Proposal, asker: Asker) -> None:
         """A new rollout's card goes up first; an existing rollout already has its card."""
@@ -289,9 +320,10 @@ class Dispatcher:
         ]
 
     def _status_and_drills(self, c: Command, namespace: str, asker: Asker) -> list[Reply]:
-        """The status, and the service's fault drills going on with their end."""
+        """The status, the service's fault drills going on with their end, and its wave."""
         first, *rest = self._status(c, namespace, asker)
         lines = self.drills.lines(namespace, str(c.service)) if self.drills else []
+        lines += self.waves.lines(namespace, str(c.service)) if self.waves else []
         if not lines:
             return [first, *rest]
         blocks = None if first.blocks is None else [*first.blocks, *map(_section, lines)]
@@ -342,6 +374,16 @@ class Dispatcher:
     def card_reply(self, rollout: Rollout) -> Reply:
         view = card_view(rollout, self.clock(), self.links)
         return Reply(card_text(view), blocks=card_blocks(view))
+
+
+def wave_text(wave: Wave) -> str:
+    """What the asker is told once a wave is started: its clusters in order, or why it halted."""
+    if wave.state is WaveState.HALTED:
+        return f":warning: {wave.service}: the wave halted: {wave.reason}"
+    return (
+        f"{wave.service}: wave over {', then '.join(wave.clusters)}: the rollout started on "
+        f"{wave.cluster}; each next cluster's starts once the one before is promoted"
+    )
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -133,6 +133,21 @@ class Changes:
         )
         return Proposal(command, namespace, change, plan.diff, steps, resolved)
 
+    def propose_wave(self, command: Command, namespace: str) -> Proposal:
+        """A start over several clusters, decided as a `start` of its first step from 0%.
+        Nothing live is read: each cluster's rollout plans on its own objects in its turn."""
+        vs = str(command.service)
+        last = self.store.history(namespace, vs, count=1)
+        steps = self._steps_for(namespace, vs, command)
+        change = Change(
+            action=Verb.START.value,
+            weight_before=0,
+            weight_after=steps.weights[0],
+            plan_hash=plan_hash(command.clusters, command.to, steps.model_dump(mode="json")),
+            last_change_at=last[-1].at if last else None,
+        )
+        return Proposal(command, namespace, change, steps=steps)
+
     def preview(self, command: Command, namespace: str) -> TrafficPlan:
         """The plan the command's weight would make now; nothing is written or recorded."""
         weight = command.weight or 0 if command.cohort is None else None

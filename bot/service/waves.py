@@ -80,7 +80,7 @@ class WaveRunner:
         channel: str | None,
     ) -> Wave:
         """Record the wave and start its first cluster's rollout."""
-        self._check_clusters(clusters)
+        self.check_clusters(clusters)
         now = self.clock()
         wave = Wave(
             id=self.ids(),
@@ -111,8 +111,13 @@ class WaveRunner:
                 log.warning("wave %s on %s left for the next pass: %s", wave.id, wave.service, e)
         return moved
 
-    def _check_clusters(self, clusters: Sequence[str]) -> None:
-        known = ", ".join(sorted(self.engines)) or "none (set CANARY_CLUSTERS)"
+    def check_clusters(self, clusters: Sequence[str]) -> None:
+        """Refuse clusters that are not configured, before anything is read or written."""
+        if not self.engines:
+            raise WaveRefused(
+                "this bot has no clusters for waves: name them in CANARY_CLUSTERS first"
+            )
+        known = ", ".join(sorted(self.engines))
         unknown = [c for c in clusters if c not in self.engines]
         if unknown:
             raise WaveRefused(f"no cluster named {', '.join(unknown)}; the clusters are: {known}")
@@ -180,7 +185,7 @@ class WaveRunner:
         if wave is None or wave.state is not WaveState.RUNNING:
             return []
         turn = f"{wave.cluster} ({wave.index + 1} of {len(wave.clusters)})"
-        return [f"wave: on {turn} of {', '.join(wave.clusters)}"]
+        return [f"wave {wave.state}: now on {turn}, over {', '.join(wave.clusters)}"]
 
     def _say(self, channel: str | None, text: str) -> None:
         if not text:

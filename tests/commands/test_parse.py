@@ -66,6 +66,12 @@ VALID = [
     ("weather start every 30s", start(interval_s=30)),
     ("weather start every 1h", start(interval_s=3600)),
     ("weather.prod start to v2", start(namespace="prod", to="v2")),
+    ("weather start clusters canary-eu,prod-eu", start(clusters=("canary-eu", "prod-eu"))),
+    ("weather start clusters prod-us", start(clusters=("prod-us",))),
+    (
+        "weather start clusters Canary-EU,prod-eu to v2 steps 10,100 every 5m",
+        start(clusters=("canary-eu", "prod-eu"), to="v2", steps=(10, 100), interval_s=300),
+    ),
     ("weather plan 25%", Command(verb=Verb.PLAN, service="weather", weight=25)),
     ("weather plan 25 to v3", Command(verb=Verb.PLAN, service="weather", weight=25, to="v3")),
     ("weather mirror 10%", Command(verb=Verb.MIRROR, service="weather", mirror=10)),
@@ -116,6 +122,24 @@ def test_malformed_text_says_what_is_wrong(text: str, fragment: str) -> None:
 def test_every_error_quotes_a_command_to_type_instead(text: str, _: str) -> None:
     with pytest.raises(CommandError, match="`/canary "):
         parse(text)
+
+
+BAD_WAVES = [
+    ("weather start clusters canary-eu,canary-eu", "cluster canary-eu is named twice"),
+    ("weather start clusters canary-eu,,prod-eu", "'' is not a cluster name"),
+    ("weather start clusters prod_eu", "'prod_eu' is not a cluster name: use lowercase"),
+    ("weather start clusters", "`clusters` needs a list of clusters, like canary-eu,prod-eu"),
+    ("weather start clusters a to v2 clusters b", "`clusters` is given twice"),
+    ("weather start cohort user jason clusters a", "a wave does not start with a cohort"),
+    ("weather 10% clusters canary-eu", "`clusters` only goes with `start`"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), BAD_WAVES)
+def test_a_bad_wave_says_what_is_wrong_and_what_to_type(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        parse(text)
+    assert fragment in str(raised.value) and "`/canary weather start" in str(raised.value)
 
 
 SERVICE_TYPOS = [

@@ -1,0 +1,152 @@
+"""`/canary weather start clusters canary-eu,prod-eu` over signed HTTP into the running bot, with
+two more sandbox API servers as the wave's clusters: the wave starts on the first cluster only,
+`status` shows it, and bad input gets one sentence and changes nothing anywhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.store.waves import WaveStore
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.seeding import load_yaml_documents, seed
+from tests.support.harness import Bot, responses_to, running_bot, seed_file, wait_until
+
+CLUSTERS = ("canary-eu", "prod-eu")
+
+
+@pytest.fixture
+def clusters() -> Iterator[dict[str, SandboxApiServer]]:
+    """The wave's two clusters, each with weather at 100/0 and no request logged yet."""
+    with SandboxApiServer() as first, SandboxApiServer() as second:
+        for server in (first, second):
+            seed(server, load_yaml_documents([seed_file("weather")]))
+            server.mutate(
+                "default",
+                "virtualservices",
+                "weather",
+                lambda vs: [
+                    vs["spec"]["http"][0]["route"][0].update(weight=100),
+                    vs["spec"]["http"][0]["route"][1].update(weight=0),
+                ],
+            )
+            server.clear_log()
+        yield dict(zip(CLUSTERS, (first, second), strict=True))
+
+
+@pytest.fixture
+def wave_bot(
+    tmp_path: Path, redis_url: str, clusters: dict[str, SandboxApiServer]
+) -> Iterator[Bot]:
+    """The running bot with both clusters in CANARY_CLUSTERS."""
+    configs = {
+        name: {"kubeconfig": str(write_kubeconfig(tmp_path / f"{name}.yaml", server.url))}
+        for name, server in clusters.items()
+    }
+    with running_bot(tmp_path, redis_url, CANARY_CLUSTERS=configs) as bot:
+        yield bot
+
+
+def weights(server: SandboxApiServer) -> list[int]:
+    vs = server.get_object("default", "virtualservices", "weather")
+    assert vs is not None
+    return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
+
+
+def answer(bot: Bot, text: str) -> str:
+    """The one line the asker is told about `/canary <text>`, once the bot has done all it does."""
+    status, reply = bot.exchange(bot.command(text))
+    assert status == 200
+    bot.drain()
+    [said] = [*responses_to(bot, "cmd"), *([json.loads(reply)["text"]] if reply else [])]
+    return said
+
+
+def test_the_command_starts_the_wave_on_the_first_cluster_only(
+    wave_bot: Bot, clusters: dict[str, SandboxApiServer]
+) -> None:
+    text = "weather start clusters canary-eu,prod-eu steps 10,100 every 1h"
+    assert wave_bot.post(wave_bot.command(text)) == 200
+
+    wait_until(lambda: weights(clusters["canary-eu"]) == [90, 10], what="canary-eu at 10%")
+    wait_until(lambda: responses_to(wave_bot, "cmd"), what="the reply")
+    [reply] = responses_to(wave_bot, "cmd")
+    assert "wave over canary-eu, then prod-eu" in reply
+    assert "started on canary-eu" in reply
+    assert clusters["prod-eu"].requests == []
+    assert weights(clusters["prod-eu"]) == [100, 0]
+    assert [r for r in wave_bot.cluster.requests if r.is_write] == []
+    [wave] = WaveStore(wave_bot.server.parts.store.redis).running()
+    assert (wave.clusters, wave.cluster, wave.rollout is not None) == (CLUSTERS, "canary-eu", True)
+
+    assert wave_bot.post(wave_bot.command("weather status")) == 200
+    wait_until(lambda: len(responses_to(wave_bot, "cmd")) == 2, what="the status")
+    status = responses_to(wave_bot, "cmd")[1]
+    assert "wave running: now on canary-eu (1 of 2), over canary-eu, prod-eu" in status
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "weather start clusters canary-eu,mars",
+            "no cluster named mars; the clusters are: canary-eu, prod-eu",
+        ),
+        ("weather start clusters canary-eu,canary-eu", "cluster canary-eu is named twice"),
+        ("weather start clusters canary_eu", "'canary_eu' is not a cluster name"),
+        ("weather start cohort user jason clusters canary-eu", "a wave does not start with a"),
+    ],
+)
+def test_a_bad_wave_gets_one_sentence_and_changes_nothing(
+    wave_bot: Bot, clusters: dict[str, SandboxApiServer], text: str, said: str
+) -> None:
+    told = answer(wave_bot, text)
+    assert said in told and "\n" not in told
+    assert [server.requests for server in clusters.values()] == [[], []]
+    assert [r for r in wave_bot.cluster.requests if r.is_write] == []
+    book = WaveStore(wave_bot.server.parts.store.redis)
+    assert (book.running(), book.for_service("default", "weather")) == ([], None)
+
+
+def test_a_wave_without_clusters_configured_gets_one_sentence(bot: Bot) -> None:
+    told = answer(bot, "weather start clusters canary-eu,prod-eu")
+    assert "this bot has no clusters for waves: name them in CANARY_CLUSTERS" in told
+    assert "\n" not in told
+    assert [r for r in bot.cluster.requests if r.is_write] == []
+    assert WaveStore(bot.server.parts.store.redis).running() == []
+
+
+POLICY = """
+rules:
+  - name: production
+    namespace: "*"
+    allow:
+      start: [U0REQ00001]
+"""
+
+
+def test_the_policy_decides_a_wave_as_a_start(
+    tmp_path: Path, redis_url: str, clusters: dict[str, SandboxApiServer]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY, encoding="utf-8")
+    configs = {
+        name: {"kubeconfig": str(write_kubeconfig(tmp_path / f"{name}.yaml", server.url))}
+        for name, server in clusters.items()
+    }
+    extra = {"CANARY_CLUSTERS": configs, "CANARY_POLICY_FILE": str(policy)}
+    with running_bot(tmp_path, redis_url, **extra) as bot:
+        text = "weather start clusters canary-eu,prod-eu"
+        assert bot.post(bot.command(text, user="U0STRANGER")) == 200
+        wait_until(lambda: responses_to(bot, "cmd"), what="the refusal")
+        assert responses_to(bot, "cmd")[0].startswith(":no_entry:")
+        assert [server.requests for server in clusters.values()] == [[], []]
+        assert WaveStore(bot.server.parts.store.redis).running() == []
+
+        assert bot.post(bot.command(text, user="U0REQ00001")) == 200
+        wait_until(lambda: weights(clusters["canary-eu"]) == [95, 5], what="canary-eu at 5%")
+        assert weights(clusters["prod-eu"]) == [100, 0]
