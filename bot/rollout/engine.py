@@ -435,9 +435,14 @@ class Engine:
         )
 
     def _record_seen(self, current: Rollout, seen: int | None, token: int | None) -> Rollout:
-        """Record a live weight someone read and lost the race to record, as the drift it is
-        (unless a write on record since explains it)."""
+        """Record a live weight someone read and lost the race to record, as the drift it is,
+        unless a write on record since explains it. It is read again first: a write that
+        landed and was recorded after it was seen would make it stale, and a stale weight
+        recorded as drift would put in the record a weight that is no longer live."""
         if seen is None or seen == current.weight or current.writing is not None:
+            return current
+        seen = self._observe(current)
+        if seen is None or seen == current.weight:
             return current
         new, effects = transition(
             current, DriftDetected(found=seen, expected=current.weight), self.clock()
