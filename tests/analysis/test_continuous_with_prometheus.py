@@ -5,7 +5,6 @@ the sequential check. Steps are held for minutes; the analyst looks every second
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +24,7 @@ from sandbox.kubeconfig import api_client_for
 from sandbox.prometheus import PrometheusServer
 from sandbox.seeding import load_yaml_documents, seed
 from sandbox.traffic import TrafficSimulator, VersionProfile
-from tests.support.harness import seed_file
+from tests.support.harness import seed_file, wait_until
 
 from ..rollout.conftest import Recorder
 
@@ -45,8 +44,15 @@ class CountingClient(PrometheusClient):
 
 
 class Rig:
-    def __init__(self, engine: Engine, simulator: TrafficSimulator, notes: Recorder) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        simulator: TrafficSimulator,
+        notes: Recorder,
+        prometheus: PrometheusServer,
+    ) -> None:
         self.engine, self.simulator, self.notes = engine, simulator, notes
+        self.prometheus = prometheus
         self.client: CountingClient = engine.health.client  # type: ignore[attr-defined]
         due = engine.store.due  # type: ignore[attr-defined]
         self.analyst = Analyst(engine, due, every=timedelta(seconds=1))
@@ -57,15 +63,24 @@ class Rig:
         )
 
     def look_while_held(self, rollout_id: str, looks: int) -> list[str]:
-        """Look once a second, as the scheduler's tick would; the outcomes of the looks."""
+        """Look once per scrape, as the scheduler's tick would; the outcomes of the looks."""
         outcomes = []
         for _ in range(looks):
             verdict = self.analyst.look(rollout_id)
             if verdict is None:
                 break
             outcomes.append(verdict.outcome)
-            time.sleep(1)
+            self._next_scrape()
         return outcomes
+
+    def _next_scrape(self) -> None:
+        """Until Prometheus has scraped the simulator again, so the next look sees new data."""
+        seen = self._last_scrape()
+        wait_until(lambda: self._last_scrape() > seen, timeout=10, what="the next scrape")
+
+    def _last_scrape(self) -> float:
+        found = self.prometheus.query("max(timestamp(istio_requests_total))")
+        return float(found[0]["value"][1]) if found else 0.0
 
 
 @pytest.fixture
@@ -101,7 +116,7 @@ def rig(prometheus_server: PrometheusServer, redis_url: str) -> Iterator[Rig]:
                 health=health,
                 fencing=lambda: lease.token,
             )
-            yield Rig(engine, simulator, notes)
+            yield Rig(engine, simulator, notes, prometheus_server)
             mesh.close()
 
 
