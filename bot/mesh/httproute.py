@@ -31,6 +31,7 @@ from bot.mesh.planner import (
     _roles_by_name,
     read_last_applied,
     render_diff,
+    stable_beside,
 )
 from bot.mesh.request import SplitRequest
 from bot.mesh.schema import schema_errors
@@ -182,7 +183,7 @@ class _Route:
             if canary is not None and canary != last.stable:
                 return last.stable, canary
         if request.to is not None:
-            stable = self._stable_for(request.to, names)
+            stable = stable_beside(request.to, names, self.where())
             self._check_direction(stable, request.to)
             return stable, request.to
         named = _roles_by_name(names)
@@ -202,23 +203,6 @@ class _Route:
             f"{self.where()} routes to {shown}, and none is a Service in namespace "
             f"'{self.namespace}'; the bot moves weights between two Services of the route's "
             "own namespace only; nothing was changed"
-        )
-
-    def _stable_for(self, canary: str, names: list[str]) -> str:
-        others = [n for n in names if n != canary]
-        named = _roles_by_name(names)
-        if named is not None and named[1] == canary:
-            return named[0]
-        if len(others) == 1:
-            return others[0]
-        if not others:
-            raise InvalidRequest(
-                f"Service '{canary}' already takes all the traffic of {self.where()}; name "
-                "another Service as the canary"
-            )
-        raise PlanError(
-            f"{self.where()} sends traffic to Services {', '.join(others)} besides '{canary}'; "
-            "the bot splits traffic between two Services only: move the rest by hand first"
         )
 
     def _check_direction(self, stable: str, canary: str) -> None:

@@ -594,7 +594,7 @@ class _Hosts(_Target):
             if canary is not None and canary != last.stable:
                 return last.stable, canary
         if request.to is not None:
-            stable = self._stable_for(request.to, names)
+            stable = stable_beside(request.to, names, self.where())
             self._check_direction(stable, request.to)
             return stable, request.to
         named = _roles_by_name(names)
@@ -603,23 +603,6 @@ class _Hosts(_Target):
         if named is None:
             raise AmbiguousCanary(self._which(names, request), names[1:])
         return named
-
-    def _stable_for(self, canary: str, names: list[str]) -> str:
-        others = [n for n in names if n != canary]
-        named = _roles_by_name(names)
-        if named is not None and named[1] == canary:
-            return named[0]
-        if len(others) == 1:
-            return others[0]
-        if not others:
-            raise InvalidRequest(
-                f"Service '{canary}' already takes all the traffic of {self.where()}; name "
-                "another Service as the canary"
-            )
-        raise PlanError(
-            f"{self.where()} sends traffic to Services {', '.join(others)} besides '{canary}'; "
-            "the bot splits traffic between two Services only: move the rest by hand first"
-        )
 
     def _which(self, names: list[str], request: SplitRequest) -> str:
         svc = service_name(self.vs.name, self.namespace)
@@ -636,6 +619,26 @@ class _Hosts(_Target):
             "names do not say which is the canary (-canary) or the stable (-primary, -stable); "
             f"say which is the canary: `/canary {svc} {weight}% to {names[-1]}`"
         )
+
+
+def stable_beside(canary: str, names: list[str], where: str) -> str:
+    """The stable Service beside `canary` among the Services `names` a route sends to (`where`
+    names the route in messages): the one its name pairs with, else the only other one."""
+    others = [n for n in names if n != canary]
+    named = _roles_by_name(names)
+    if named is not None and named[1] == canary:
+        return named[0]
+    if len(others) == 1:
+        return others[0]
+    if not others:
+        raise InvalidRequest(
+            f"Service '{canary}' already takes all the traffic of {where}; name "
+            "another Service as the canary"
+        )
+    raise PlanError(
+        f"{where} sends traffic to Services {', '.join(others)} besides '{canary}'; "
+        "the bot splits traffic between two Services only: move the rest by hand first"
+    )
 
 
 def _roles_by_name(names: Sequence[str]) -> tuple[str, str] | None:
