@@ -642,7 +642,7 @@ class Server:
             if full:
                 self._rebuild()
             else:
-                self._pick_up_due()
+                self._pick_up_due(self.parts.store)
         except StoreError as e:
             log.warning("resync: %s", e)
         self._end_drills()
@@ -672,33 +672,17 @@ class Server:
                 log.warning("resync: waves left for the next pass: %s", e)
 
     def _cluster_jobs(self, name: str, cluster: Cluster, full: bool) -> None:
-        store, engine = cluster.store, cluster.engine
         if full:
-            stale = set(store.unfinished(utcnow() - STALE_PENDING))
-            for found in store.list_active():
-                unfinished = found.id in stale or (
-                    self._resyncs == 1 and (found.pending or found.writing is not None)
-                )
-                self._ensure_job(engine.recover(found) if unfinished else found, name)
-            return
-        horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
-        for rollout_id, at in store.due(horizon):
-            job = self.scheduler.scheduled(f"{name}/{rollout_id}")
-            if job is None or job[0] != at:
-                self._ensure_job(store.load(rollout_id), name)
+            self._settle_records(cluster.store, cluster.engine, name)
+        else:
+            self._pick_up_due(cluster.store, name)
 
     def _rebuild(self) -> None:
         """Right after an election, every active rollout: its job, and its unfinished work.
         Then only what others left unfinished for a while (an index kept with the records:
         normally empty), so a full pass costs nothing with a thousand rollouts going on."""
         store = self.parts.store
-        if self._resyncs == 1:  # right after an election nothing of ours is in flight
-            for found in store.list_active():
-                unfinished = found.pending or found.writing is not None
-                self._ensure_job(self._recover(found) if unfinished else found)
-        else:
-            for rollout_id in store.unfinished(utcnow() - STALE_PENDING):
-                self._ensure_job(self._recover(store.load(rollout_id)))
+        self._settle_records(store, self.engine)
         looked = self._lost_looked_at
         due = looked is None or time.monotonic() - looked >= self.settings.lost_check_s
         if (due or not store.known()) and self._adopt_lost():
@@ -706,11 +690,24 @@ class Server:
             self._lost_looked_at = time.monotonic()
             store.mark_known()
 
-    def _recover(self, rollout: Rollout) -> Rollout:
+    def _settle_records(self, store: RolloutStore, engine: Engine, cluster: str = "") -> None:
+        """A full pass over one store's rollouts: right after an election every active one
+        (its job, and its unfinished work); then only what was left unfinished for a while (an
+        index kept with the records: normally empty), so a pass costs nothing with a thousand
+        rollouts going on."""
+        if self._resyncs == 1:  # right after an election nothing of ours is in flight
+            for found in store.list_active():
+                unfinished = found.pending or found.writing is not None
+                self._ensure_job(self._recover(engine, found) if unfinished else found, cluster)
+        else:
+            for rollout_id in store.unfinished(utcnow() - STALE_PENDING):
+                self._ensure_job(self._recover(engine, store.load(rollout_id)), cluster)
+
+    def _recover(self, engine: Engine, rollout: Rollout) -> Rollout:
         """One rollout's unfinished work; if it cannot be done now (its service busy, the API
         away), the others' is done all the same and this one stays for the next full pass."""
         try:
-            return self.engine.recover(rollout)
+            return engine.recover(rollout)
         except (Busy, MeshError) as e:
             log.warning("resync: rollout %s left for the next pass: %s", rollout.id, e)
             return rollout
@@ -727,18 +724,23 @@ class Server:
                 done = False
         return done
 
-    def _pick_up_due(self) -> None:
+    def _pick_up_due(self, store: RolloutStore, cluster: str = "") -> None:
         horizon = utcnow() + timedelta(seconds=2 * RESYNC_S)
-        for rollout_id, at in self.parts.store.due(horizon):
-            job = self.scheduler.scheduled(rollout_id)
+        for rollout_id, at in store.due(horizon):
+            job = self.scheduler.scheduled(_job_name(cluster, rollout_id))
             if job is None or job[0] != at:  # only then is the record worth reading
-                self._ensure_job(self.parts.store.load(rollout_id))
+                self._ensure_job(store.load(rollout_id), cluster)
 
     def _ensure_job(self, rollout: Rollout, cluster: str = "") -> None:
         """Schedule the rollout's next step, unless exactly that job is already there."""
         if rollout.phase is not Phase.PROGRESSING or rollout.next_step_at is None:
             return
         wanted = (rollout.next_step_at, rollout.step)
-        job = f"{cluster}/{rollout.id}" if cluster else rollout.id
+        job = _job_name(cluster, rollout.id)
         if self.scheduler.scheduled(job) != wanted:
             self.scheduler.schedule(job, *wanted)
+
+
+def _job_name(cluster: str, rollout_id: str) -> str:
+    """A rollout's step job: its id, under its cluster's name for a wave's cluster."""
+    return f"{cluster}/{rollout_id}" if cluster else rollout_id
