@@ -8,6 +8,7 @@ rollout's card, which is updated in place, with details in its thread.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -15,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -186,6 +187,28 @@ class _Lane:
             fn()
 
 
+class _KeyedLocks:
+    """A lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks.pop(key)
+                if users > 1:
+                    self._locks[key] = (lock, users - 1)
+
+
 class SlackNotifier:
     """Renders engine notifications: the card updated in place, the message in its thread."""
 
@@ -204,7 +227,7 @@ class SlackNotifier:
         self.links = links  # the observability add-ons the card links to
         self.policy = policy  # names the on-call and the approvers to alert
         self.gates = gates  # with a policy: gated steps get an approval card
-        self._posting = threading.Lock()
+        self._posting = _KeyedLocks()  # one card per rollout, without one waiting on another
         self._draw = draw
         self._drawing = threading.BoundedSemaphore(CHARTS_AT_ONCE)
 
@@ -288,7 +311,7 @@ class SlackNotifier:
         """Post the rollout's card, or update it in place; returns its ts."""
         view = card_view(rollout, self.clock(), self.links)
         blocks, text = card_blocks(view), card_fallback_text(view)
-        with self._posting:
+        with self._posting.hold(rollout.id):
             ref = self.card_ref(rollout.id) or self._adopt(rollout)
             if ref is None:
                 posted = self.client.chat_postMessage(

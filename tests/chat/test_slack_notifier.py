@@ -270,3 +270,42 @@ def test_a_rate_limit_storm_fails_the_call_instead_of_holding_it_for_minutes(
         client.chat_postMessage(channel="C1", text="hello")
     assert sleeps == []  # Retry-After 30 alone is past the budget
     assert client.chat_postMessage(channel="C1", text="hello")["ok"]
+
+
+def test_a_card_slow_to_post_holds_up_no_other_rollouts_card(
+    slack: FakeSlack, redis_url: str
+) -> None:
+    notifier = notifier_for(slack, redis_url, lambda _: b"")
+    slow = rollout(Phase.PROGRESSING, ()).model_copy(update={"id": "r-slow", "channel": "CSLOW"})
+    other = rollout(Phase.PROGRESSING, ()).model_copy(update={"id": "r-other"})
+    release = slack.hold("CSLOW")
+    first = threading.Thread(target=notifier.show_card, args=(slow,))
+    first.start()
+    slack.wait_holding(1)
+    try:
+        notifier.show_card(other)  # with one lock for every card, this waits for CSLOW
+        assert [c.body["channel"] for c in slack.calls_to("chat.postMessage")] == ["C1"]
+    finally:
+        release.set()
+        first.join()
+    assert sorted(c.body["channel"] for c in slack.calls_to("chat.postMessage")) == [
+        "C1",
+        "CSLOW",
+    ]
+
+
+def test_one_rollouts_card_is_posted_once_however_many_notices_race(
+    slack: FakeSlack, redis_url: str
+) -> None:
+    notifier = notifier_for(slack, redis_url, lambda _: b"")
+    card = rollout(Phase.PROGRESSING, ()).model_copy(update={"id": "r-raced"})
+    release = slack.hold("C1")
+    racers = [threading.Thread(target=notifier.show_card, args=(card,)) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    slack.wait_holding(1)
+    release.set()
+    for racer in racers:
+        racer.join()
+    assert len(slack.calls_to("chat.postMessage")) == 1
+    assert len(slack.calls_to("chat.update")) == 3

@@ -157,6 +157,8 @@ class FakeSlack:
         self._usergroups: dict[str, list[str]] = {}
         self._files: dict[str, _File] = {}
         self._homes: dict[str, JsonObject] = {}
+        self._held: dict[str, threading.Event] = {}  # channel -> released when set
+        self._holding = 0
         self._serial = itertools.count(1)
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -240,6 +242,18 @@ class FakeSlack:
         """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
         self._inject(method, [_refused(error)] * times)
 
+    def hold(self, channel: str) -> threading.Event:
+        """Keep every call about `channel` unanswered until the returned event is set: a Slack
+        that is slow for one conversation only. Calls about other channels are answered."""
+        with self._changed:
+            return self._held.setdefault(channel, threading.Event())
+
+    def wait_holding(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until `count` calls are being held."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._holding >= count, timeout):
+                raise AssertionError(f"{self._holding} calls held, expected {count}")
+
     def set_usergroup(self, group_id: str, users: list[str]) -> None:
         with self._changed:
             self._usergroups[group_id] = list(users)
@@ -268,6 +282,7 @@ class FakeSlack:
     def _answer(self, request: _Request) -> _Reply:
         """The answer to one request; recorded before it is sent."""
         method, target = _route(request.path)
+        self._wait_if_held(method, target, request)
         body: JsonObject = {}
         with self._changed:
             try:
@@ -280,6 +295,25 @@ class FakeSlack:
                 reply = _Reply(500, {"ok": False, "error": "fatal_error"})
             self._record(request, method, body, reply)
         return reply
+
+    def _wait_if_held(self, method: str, target: str, request: _Request) -> None:
+        with self._changed:
+            if not self._held:
+                return
+            try:
+                channel = _body_of(method, target, request).get("channel")
+            except _Refusal:
+                return
+            gate = self._held.get(str(channel))
+            if gate is None or gate.is_set():
+                return
+            self._holding += 1
+            self._changed.notify_all()
+        try:
+            gate.wait()
+        finally:
+            with self._changed:
+                self._holding -= 1
 
     def _record(self, request: _Request, method: str, body: JsonObject, reply: _Reply) -> None:
         token = request.bearer or _optional_str(body.get("token"))
