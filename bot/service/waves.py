@@ -19,6 +19,7 @@ from bot.mesh.errors import ApiError, Conflict, MeshError
 from bot.rollout.engine import Busy, Engine, new_id
 from bot.rollout.model import Notify, Phase, Rollout, StepPlan
 from bot.rollout.ports import Notifier
+from bot.rollout.transitions import InvalidTransition
 from bot.rollout.waves import Wave, WaveMoved, WaveState, halt, observe, started
 from bot.store.errors import AlreadyActive, RolloutNotFound, StoreError, StoreUnavailable
 
@@ -157,8 +158,10 @@ class WaveRunner:
                 )
             except RETRIED:
                 raise
-            except (AlreadyActive, MeshError, StoreError, ValueError) as e:
-                rollout = self._ours(engine, wave) if isinstance(e, AlreadyActive) else None
+            except (AlreadyActive, InvalidTransition, MeshError, StoreError, ValueError) as e:
+                # the service busy there: with ours (a start that raced this one), or another
+                busy = isinstance(e, AlreadyActive | InvalidTransition)
+                rollout = self._ours(engine, wave) if busy else None
                 if rollout is None:
                     return self._halt(
                         wave, f"its rollout could not start on {wave.cluster}: {e}", token

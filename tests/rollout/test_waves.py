@@ -221,3 +221,21 @@ def test_a_second_wave_on_the_service_and_an_unknown_cluster_are_refused(rig: Ri
     start(runner)
     with pytest.raises(WaveRunning, match="already has a wave running"):
         start(runner)
+
+
+def test_a_cluster_busy_with_another_rollout_of_the_service_halts_only_its_wave(
+    rig: Rig,
+) -> None:
+    by_hand = rig.engine("prod-eu").start(
+        namespace="default", vs="weather", to=None, steps=STEPS, actor="U9", channel="C1"
+    )
+    rig.clock.advance(1)
+    wave = start(rig.runner())
+    assert wave.rollout is not None
+    rig.drive("canary-eu", wave.rollout)
+    [halted] = rig.runner().advance()
+    assert halted.state is WaveState.HALTED and halted.promoted == ("canary-eu",)
+    assert f"could not start on prod-eu: weather already has rollout {by_hand.id}" in (
+        halted.reason
+    )
+    assert rig.store("prod-eu").load(by_hand.id).phase is Phase.PROGRESSING  # left alone
