@@ -257,15 +257,29 @@ def build(
     if policy is not None:
         groups = GroupDirectory(_group_members(slack), store, group_ids(policy))
         gate = Gate(policy, groups, clock)
-    if notifier is None and slack is not None:
-        gates = GateCards(book, store, clock) if gate is not None else None
-        notifier = SlackNotifier(
-            slack, store, clock, gates=gates, policy=policy, links=settings.links
+    wave_book = WaveStore(client)
+    gates = GateCards(book, store, clock) if gate is not None else None
+
+    def cards(cluster: str | None) -> Notifier | None:
+        """The notifier given, or the Slack cards of the bot's own rollouts or of a wave
+        cluster's (whose buttons carry the cluster)."""
+        if notifier is not None or slack is None:
+            return notifier
+        return SlackNotifier(
+            slack,
+            store,
+            clock,
+            gates=gates,
+            policy=policy,
+            links=settings.links,
+            cluster=cluster,
         )
+
+    own = cards(None)
     engine = Engine(
         store=store,
         traffic=KubeTraffic(mesh),
-        notifier=notifier or ConsoleNotifier(),
+        notifier=own or ConsoleNotifier(),
         clock=clock,
         scheduler=scheduler,
         fencing=fencing,
@@ -290,7 +304,7 @@ def build(
             client,
             api=(cluster_apis or {}).get(name),
             clock=clock,
-            notifier=ClusterNotifier(notifier or ConsoleNotifier(), name),
+            notifier=ClusterNotifier(cards(name) or ConsoleNotifier(), name),
             scheduler=None if scheduler is None else ClusterJobs(scheduler, name),
             fencing=fencing,
             metrics=metrics,
@@ -300,11 +314,25 @@ def build(
     }
     waves = WaveRunner(
         engines={name: c.engine for name, c in clusters.items()},
-        book=WaveStore(client),
+        book=wave_book,
         tell=tell or _channel_poster(slack),
         clock=clock,
         fencing=fencing,
     )
+    desks = {
+        name: Dispatcher(
+            engine=c.engine,
+            store=c.store,
+            clock=clock,
+            default_namespace=settings.namespace_for,
+            gate=gate,
+            book=book,
+            links=settings.links,
+            waves=waves,
+            cluster=name,
+        )
+        for name, c in clusters.items()
+    }
     dispatcher = Dispatcher(
         engine=engine,
         store=store,
@@ -312,10 +340,11 @@ def build(
         default_namespace=settings.namespace_for,
         gate=gate,
         book=book,
-        reserve=notifier.reserve if isinstance(notifier, SlackNotifier) else None,
+        reserve=own.reserve if isinstance(own, SlackNotifier) else None,
         drills=drills,
         links=settings.links,
         waves=waves,
+        clusters=desks,
     )
     bot = None
     if slack is not None:

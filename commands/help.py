@@ -51,6 +51,9 @@ _TOPICS: dict[Verb, _Topic] = {
             "one after the other in the order given, each with the same `to`, `steps` and "
             "`every`; a rollback or a failure on one halts the wave, and the clusters promoted "
             "before stay promoted. The policy decides it as a `start`.",
+            "While a wave runs, `pause`, `resume`, `promote`, `rollback`, `abort` and `status` "
+            "act on the cluster whose turn it is; `cluster NAME` after them names the cluster: "
+            "`/canary {service} rollback cluster prod-eu`.",
         ),
     ),
     Verb.STATUS: _Topic(forms=(("{service} status", "weights, phase and last health check"),)),

@@ -46,6 +46,7 @@ class VerbInfo:
 
 
 _WEIGHTED = _SCOPED | {"to"}
+_CLUSTERED = _SCOPED | {"cluster"}  # acts on one rollout: the bot's own, or a wave cluster's
 _WEIGHT, _MIRROR = frozenset({"service", "weight"}), frozenset({"service", "mirror"})
 VERBS: dict[Verb, VerbInfo] = {
     Verb.SET_WEIGHT: VerbInfo(
@@ -54,12 +55,12 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.START: VerbInfo(
         True, raising=True, may=_WEIGHTED | {"steps", "interval_s", "cohort", "clusters"}
     ),
-    Verb.STATUS: VerbInfo(False),
-    Verb.PAUSE: VerbInfo(True, safe=True, button=True),
-    Verb.RESUME: VerbInfo(True, raising=True, button=True),
-    Verb.PROMOTE: VerbInfo(True, raising=True, button=True),
-    Verb.ROLLBACK: VerbInfo(True, safe=True, button=True),
-    Verb.ABORT: VerbInfo(True, safe=True),
+    Verb.STATUS: VerbInfo(False, may=_CLUSTERED),
+    Verb.PAUSE: VerbInfo(True, safe=True, button=True, may=_CLUSTERED),
+    Verb.RESUME: VerbInfo(True, raising=True, button=True, may=_CLUSTERED),
+    Verb.PROMOTE: VerbInfo(True, raising=True, button=True, may=_CLUSTERED),
+    Verb.ROLLBACK: VerbInfo(True, safe=True, button=True, may=_CLUSTERED),
+    Verb.ABORT: VerbInfo(True, safe=True, may=_CLUSTERED),
     Verb.HISTORY: VerbInfo(False),
     Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill"}),  # one of them
     Verb.MIRROR: VerbInfo(
@@ -76,8 +77,14 @@ MUTATING = frozenset(v for v, info in VERBS.items() if info.mutating)
 SAFE = frozenset(v for v, info in VERBS.items() if info.safe)
 RAISING = frozenset(v for v, info in VERBS.items() if info.raising)
 BUTTONS = tuple(v for v, info in VERBS.items() if info.button)
-# Verbs written as `/canary <service> <verb>` and nothing more.
-BARE = tuple(v for v, info in VERBS.items() if info.needs == {"service"} and info.may == _SCOPED)
+# Verbs written as `/canary <service> <verb>`, with at most `cluster NAME` after them.
+BARE = tuple(
+    v
+    for v, info in VERBS.items()
+    if info.needs == {"service"} and info.may in (_SCOPED, _CLUSTERED)
+)
+# Verbs that act on one rollout, which may be a wave cluster's: `cluster NAME` names which.
+CLUSTERED = frozenset(v for v, info in VERBS.items() if "cluster" in info.may)
 
 
 class Command(BaseModel, frozen=True, extra="forbid"):
@@ -91,6 +98,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     steps: tuple[int, ...] | None = None  # start
     interval_s: int | None = Field(default=None, ge=1)  # start (`every 5m`)
     clusters: tuple[str, ...] | None = None  # start: a wave over these clusters, in order
+    cluster: str | None = None  # the wave cluster whose rollout it acts on (`cluster prod-eu`)
     mirror: int | None = Field(default=None, ge=0, le=100)  # 0 means `mirror off`
     topic: str | None = None  # help <topic>
     cohort: CohortChange | None = None  # who goes to the canary first; "off" removes the route

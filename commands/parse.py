@@ -28,7 +28,8 @@ from commands.grammar import (
     split_service,
 )
 from commands.help import COHORT_EXAMPLE, EXAMPLE_SERVICE, HELP_TOPICS, WAVE_FORM, example
-from commands.model import BARE, Command, Verb
+from commands.model import BARE, CLUSTERED, Command, Verb
+from commands.names import CLUSTER_NAME, CLUSTER_RULE
 
 MAX_LENGTH = 300
 _ECHO = "/canary"  # some clients send the slash command along with its text
@@ -42,6 +43,7 @@ _OPTION_VALUES = {
     "steps": "a list, like 5,10,25,50,100",
     "every": "a duration, like 5m",
     "clusters": "a list of clusters, like canary-eu,prod-eu",
+    "cluster": "one cluster of the wave, like prod-eu",
 }
 _WITH_OPTIONS = {
     Verb.START: "to v2 steps 10,50,100 every 10m",
@@ -214,8 +216,18 @@ def _unknown_verb(word: str, target: _Target) -> CommandError:
 
 
 def _bare(verb: Verb, target: _Target, words: list[str]) -> Command:
-    _nothing_after(verb, words, example(verb, target.text))
-    return Command(verb=verb, service=target.service, namespace=target.namespace)
+    """`<service> <verb>`; for a verb on one rollout, optionally `cluster prod-eu` after it."""
+    if verb not in CLUSTERED or not words or words[0].lower() != "cluster":
+        _nothing_after(verb, words, example(verb, target.text))
+        return Command(verb=verb, service=target.service, namespace=target.namespace)
+    usage = f"`/canary {target.text} {verb} cluster prod-eu`"
+    name = _options(words, ("cluster",), usage)["cluster"].lower()
+    if not CLUSTER_NAME.fullmatch(name):
+        raise CommandError(
+            f"{shown(name)} is not a cluster name: name one cluster, with {CLUSTER_RULE}, "
+            f"like {usage}"
+        )
+    return Command(verb=verb, service=target.service, namespace=target.namespace, cluster=name)
 
 
 def _set_weight(target: _Target, words: list[str]) -> Command:
@@ -544,6 +556,11 @@ def _option_name(word: str, allowed: tuple[str, ...], found: dict[str, str], usa
         raise CommandError(f"put the % right after the number, like {usage}")
     if name not in _OPTION_VALUES:
         raise CommandError(f"{shown(word)} is unexpected there: write it like {usage}")
+    if name not in allowed and name == "cluster":
+        raise CommandError(
+            "`cluster` goes after pause, resume, promote, rollback, abort or status, like "
+            f"`/canary {EXAMPLE_SERVICE} rollback cluster prod-eu`; a wave starts with `clusters`"
+        )
     if name not in allowed:
         raise CommandError(f"`{name}` only goes with `start`: {_usage(Verb.START, _EXAMPLE)}")
     if name in found:

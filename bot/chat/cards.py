@@ -48,7 +48,10 @@ ACTION_PREFIX = "canary:"
 _ACTIONS = tuple(verb.value for verb in BUTTONS)
 # Notices that end a rollout: its chart goes in the thread after them.
 FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
-_VALUE = re.compile(r"(?P<id>[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})")
+# `<rollout id>:<version>`, the id as `cluster/id` for a wave cluster's rollout
+_VALUE = re.compile(
+    r"(?P<id>(?:[a-z0-9][a-z0-9-]{0,39}/)?[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})"
+)
 
 FILLED, EMPTY, ELLIPSIS = "▓", "░", "…"
 _BY_PERSON = re.compile(r"\bby ([UW][A-Z0-9]{2,})\b")
@@ -118,10 +121,18 @@ class CardView:
 # The description.
 
 
-def card_view(rollout: Rollout, now: datetime, links: Links | None = None) -> CardView:
+def card_view(
+    rollout: Rollout,
+    now: datetime,
+    links: Links | None = None,
+    *,
+    cluster: str | None = None,
+) -> CardView:
     """What the card of `rollout` shows at `now`. The reason is shown whenever one is set;
-    `links` are the observability add-ons' URL templates, if any are set."""
+    `links` are the observability add-ons' URL templates, if any are set. The buttons of a
+    wave cluster's rollout carry its `cluster`."""
     target = rollout.target
+    ref = rollout.id if cluster is None else f"{cluster}/{rollout.id}"
     return CardView(
         service=target.vs,
         namespace=target.namespace,
@@ -140,7 +151,7 @@ def card_view(rollout: Rollout, now: datetime, links: Links | None = None) -> Ca
         reason=rollout.reason or None,
         started_by=rollout.started_by,
         buttons=_buttons(rollout),
-        value=f"{rollout.id}:{rollout.version}",
+        value=f"{ref}:{rollout.version}",
         links=links.for_target(target) if links is not None else (),
         cohort=None if rollout.cohort is None else rollout.cohort.text,
     )

@@ -8,7 +8,7 @@ the asker should see (ephemeral) or what the channel should be told outside a ro
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,7 @@ from bot.service.waves import WaveRunner
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
+from commands.model import CLUSTERED
 from commands.names import service_name
 from policies import Change, Deny, NeedsApproval, is_user, rollout_defaults, staged_gates
 from policies import Target as PolicyTarget
@@ -108,6 +109,10 @@ class Dispatcher:
     drills: Drills | None = None  # fault drills; None: not offered
     links: Links | None = None  # the add-ons a card links to
     waves: WaveRunner | None = None  # multi-cluster waves; None: not offered
+    # Each wave cluster's own dispatcher (its engine and records), by name; commands on one
+    # rollout go to the one they name, or to the running wave's current cluster.
+    clusters: Mapping[str, Dispatcher] = field(default_factory=dict)
+    cluster: str | None = None  # set on a wave cluster's dispatcher: its name
 
     def __post_init__(self) -> None:
         self.changes = Changes(
@@ -123,20 +128,80 @@ class Dispatcher:
         self, command: Command, asker: Asker, *, text: str = "", approved: bool = False
     ) -> list[Reply]:
         """Carry the command out if the policy allows it (or hold it for approval); user
-        mistakes and refusals come back as an ephemeral reply."""
+        mistakes and refusals come back as an ephemeral reply (a wave cluster's dispatcher
+        puts its cluster's name before each: `[prod-eu] `)."""
+        replies = self._run(command, asker, text, approved)
+        if self.cluster is None:
+            return replies
+        named = f"[{self.cluster}] "
+        return [replace(r, text=named + r.text) if r.ephemeral else r for r in replies]
+
+    def _run(self, command: Command, asker: Asker, text: str, approved: bool) -> list[Reply]:
         try:
-            if command.verb is Verb.HELP:
-                return [Reply(help_text(command.topic))]
-            if command.verb is Verb.LIST:
-                return [self._list()]
-            namespace = command.namespace or self.default_namespace(asker.channel)
-            if not command.mutating:
-                return self._reads[command.verb](command, namespace, asker)
-            return self._change(command, namespace, asker, text, approved)
+            return self._answer(command, asker, text, approved)
         except USER_ERRORS as e:
             return [Reply(f":warning: {e}")]
         except Unreachable as e:
             return [Reply(f":no_entry: {e}")]
+
+    def _answer(self, command: Command, asker: Asker, text: str, approved: bool) -> list[Reply]:
+        if command.verb is Verb.HELP:
+            return [Reply(help_text(command.topic))]
+        if command.verb is Verb.LIST:
+            return [self._list()]
+        namespace = command.namespace or self.default_namespace(asker.channel)
+        if (on := self._cluster_for(command, namespace)) is not None:
+            return self._on_cluster(command, namespace, asker, on=on, text=text, approved=approved)
+        if not command.mutating:
+            return self._reads[command.verb](command, namespace, asker)
+        return self._change(command, namespace, asker, text, approved)
+
+    def _cluster_for(self, command: Command, namespace: str) -> tuple[str, str] | None:
+        """The wave cluster a command on one rollout acts on, and why (None: the bot's own
+        cluster): the one it names, else the cluster whose turn it is in the service's
+        running wave. An unknown name is refused before anything is read."""
+        if self.cluster is not None or command.verb not in CLUSTERED:
+            return None
+        if command.cluster is not None:
+            self.desk(command.cluster)
+            return command.cluster, ""
+        if self.waves is None or not self.clusters:
+            return None
+        wave = self.waves.book.for_service(namespace, str(command.service))
+        if wave is None or wave.state is not WaveState.RUNNING:
+            return None
+        return wave.cluster, " (the cluster whose turn it is in the running wave)"
+
+    def desk(self, cluster: str) -> Dispatcher:
+        """The dispatcher of the wave cluster named `cluster`; a name not configured is
+        refused in one sentence."""
+        if self.waves is None:
+            raise ValueError("multi-cluster waves are not available in this bot")
+        self.waves.check_clusters([cluster])
+        return self.clusters[cluster]
+
+    def _on_cluster(
+        self,
+        command: Command,
+        namespace: str,
+        asker: Asker,
+        *,
+        on: tuple[str, str],
+        text: str,
+        approved: bool,
+    ) -> list[Reply]:
+        """Run the command on the rollout of the cluster `on` names (and says why); an
+        approval request records the cluster, so that the change approved is made there.
+        The asker is told which cluster."""
+        cluster, why = on
+        named = command.model_copy(update={"cluster": cluster})
+        if command.cluster is None:
+            text = f"{text} cluster {cluster}"
+        replies = self.clusters[cluster].run(named, asker, text=text, approved=approved)
+        if any(r.ephemeral for r in replies):
+            return replies
+        service = service_name(str(command.service), namespace)
+        return [*replies, Reply(f"[{cluster}] {service}: {command.verb} done on {cluster}{why}")]
 
     def actions_for(self, user: str, rollout: Rollout, actions: Sequence[str]) -> list[str]:
         """Which of the card's `actions` on `rollout` the policy lets `user` take now (or ask
@@ -158,6 +223,8 @@ class Dispatcher:
     def change_for(self, command: Command, namespace: str) -> tuple[Change, str]:
         """What the command would change (weights before and after, a hash of the exact
         plan) and the diff to show an approver."""
+        if self.cluster is None and command.cluster is not None:
+            return self.desk(command.cluster).change_for(command, namespace)
         proposal = self.changes.propose(command, namespace, None)
         return proposal.change, proposal.diff
 
@@ -372,7 +439,7 @@ class Dispatcher:
         return Reply("\n".join(card_text(card_view(r, now)).splitlines()[0] for r in active))
 
     def card_reply(self, rollout: Rollout) -> Reply:
-        view = card_view(rollout, self.clock(), self.links)
+        view = card_view(rollout, self.clock(), self.links, cluster=self.cluster)
         return Reply(card_text(view), blocks=card_blocks(view))
 
 

@@ -222,9 +222,11 @@ class SlackNotifier:
         draw: Callable[[Rollout], bytes] = chart_png_isolated,
         policy: Policy | None = None,
         links: Links | None = None,
+        cluster: str | None = None,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
         self.links = links  # the observability add-ons the card links to
+        self.cluster = cluster  # a wave cluster's: its cards' buttons carry it, to act there
         self.policy = policy  # names the on-call and the approvers to alert
         self.gates = gates  # with a policy: gated steps get an approval card
         self._posting = _KeyedLocks()  # one card per rollout, without one waiting on another
@@ -309,7 +311,7 @@ class SlackNotifier:
 
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
-        view = card_view(rollout, self.clock(), self.links)
+        view = card_view(rollout, self.clock(), self.links, cluster=self.cluster)
         blocks, text = card_blocks(view), card_fallback_text(view)
         with self._posting.hold(rollout.id):
             ref = self.card_ref(rollout.id) or self._adopt(rollout)
@@ -410,43 +412,49 @@ class SlackBot:
         ack()
         action = body["actions"][0]
         try:
-            verb, rollout_id, version = parse_action(action["action_id"], action["value"])
+            verb, rollout_ref, version = parse_action(action["action_id"], action["value"])
         except ValueError:
             log.warning("ignored a button with a foreign payload")
             return
         asker = Asker(user=str(body["user"]["id"]), channel=(body.get("channel") or {}).get("id"))
         # A double tap (or Slack's retry) sends the same card version twice: act once. Per
         # user, so that a tap the policy refuses never keeps anyone else's from acting.
-        if not self._first_delivery(f"button:{rollout_id}:{version}:{verb}:{asker.user}", None):
+        if not self._first_delivery(f"button:{rollout_ref}:{version}:{verb}:{asker.user}", None):
             return
         response_url = str(body.get("response_url", ""))
         home = (body.get("view") or {}).get("type") == "home"
-        log.info("%s pressed by %s on rollout %s", verb, asker.user, rollout_id)
+        log.info("%s pressed by %s on rollout %s", verb, asker.user, rollout_ref)
         self.workers.submit(
             _correlated(
                 str(body.get("trigger_id", "")),
-                lambda: self._press(verb, rollout_id, asker, response_url, home=home),
+                lambda: self._press(verb, rollout_ref, asker, response_url, home=home),
             ),
             urgent=verb in URGENT_VERBS,
         )
 
     def _press(
-        self, verb: str, rollout_id: str, asker: Asker, response_url: str, *, home: bool = False
+        self, verb: str, rollout_ref: str, asker: Asker, response_url: str, *, home: bool = False
     ) -> None:
-        """A button is the command it stands for, so the policy applies to it the same way.
-        Pressed in the App Home, which has no response_url, the answer is shown at the top of
-        the home tab, published again with the rollout as it now stands."""
+        """A button is the command it stands for, so the policy applies to it the same way;
+        on a wave cluster's card (`rollout_ref` is `cluster/id`) it is that command with
+        `cluster NAME`. Pressed in the App Home, which has no response_url, the answer is
+        shown at the top of the home tab, published again with the rollout as it now stands."""
+        cluster, _, rollout_id = rollout_ref.rpartition("/")
         try:
-            target = self.store.load(rollout_id).target
-        except StoreError as e:
+            store = self.dispatcher.desk(cluster).store if cluster else self.store
+            target = store.load(rollout_id).target
+        except (StoreError, ValueError) as e:
             self._answer_press(response_url, asker, Reply(f":warning: {e}"), home=home)
             return
-        command = Command(verb=Verb(verb), service=target.vs, namespace=target.namespace)
+        command = Command(
+            verb=Verb(verb), service=target.vs, namespace=target.namespace, cluster=cluster or None
+        )
+        text = f"{target.service} {verb}" + (f" cluster {cluster}" if cluster else "")
         self._count(verb, "pressed")
         if not home:
-            self._run(command, asker, response_url, f"{target.service} {verb}")
+            self._run(command, asker, response_url, text)
             return
-        replies = self.dispatcher.run(command, asker, text=f"{target.service} {verb}")
+        replies = self.dispatcher.run(command, asker, text=text)
         told = [r.text for r in replies if r.ephemeral]
         done = f"{target.service}: {verb} done." if not told else "\n".join(told)
         self.publish_home(asker.user, notice=done)

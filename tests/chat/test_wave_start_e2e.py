@@ -12,30 +12,15 @@ import pytest
 
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import write_kubeconfig
-from sandbox.seeding import load_yaml_documents, seed
-from tests.support.harness import Bot, responses_to, running_bot, seed_file, wait_until
-
-CLUSTERS = ("canary-eu", "prod-eu")
+from tests.support.harness import Bot, responses_to, wait_until
+from tests.support.waves import CLUSTERS, running_wave_bot, wave_clusters, weights
 
 
 @pytest.fixture
 def clusters() -> Iterator[dict[str, SandboxApiServer]]:
     """The wave's two clusters, each with weather at 100/0 and no request logged yet."""
-    with SandboxApiServer() as first, SandboxApiServer() as second:
-        for server in (first, second):
-            seed(server, load_yaml_documents([seed_file("weather")]))
-            server.mutate(
-                "default",
-                "virtualservices",
-                "weather",
-                lambda vs: [
-                    vs["spec"]["http"][0]["route"][0].update(weight=100),
-                    vs["spec"]["http"][0]["route"][1].update(weight=0),
-                ],
-            )
-            server.clear_log()
-        yield dict(zip(CLUSTERS, (first, second), strict=True))
+    with wave_clusters() as servers:
+        yield servers
 
 
 @pytest.fixture
@@ -43,18 +28,8 @@ def wave_bot(
     tmp_path: Path, redis_url: str, clusters: dict[str, SandboxApiServer]
 ) -> Iterator[Bot]:
     """The running bot with both clusters in CANARY_CLUSTERS."""
-    configs = {
-        name: {"kubeconfig": str(write_kubeconfig(tmp_path / f"{name}.yaml", server.url))}
-        for name, server in clusters.items()
-    }
-    with running_bot(tmp_path, redis_url, CANARY_CLUSTERS=configs) as bot:
+    with running_wave_bot(tmp_path, redis_url, clusters) as bot:
         yield bot
-
-
-def weights(server: SandboxApiServer) -> list[int]:
-    vs = server.get_object("default", "virtualservices", "weather")
-    assert vs is not None
-    return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
 
 
 def answer(bot: Bot, text: str) -> str:
@@ -134,12 +109,7 @@ def test_the_policy_decides_a_wave_as_a_start(
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
-    configs = {
-        name: {"kubeconfig": str(write_kubeconfig(tmp_path / f"{name}.yaml", server.url))}
-        for name, server in clusters.items()
-    }
-    extra = {"CANARY_CLUSTERS": configs, "CANARY_POLICY_FILE": str(policy)}
-    with running_bot(tmp_path, redis_url, **extra) as bot:
+    with running_wave_bot(tmp_path, redis_url, clusters, CANARY_POLICY_FILE=str(policy)) as bot:
         text = "weather start clusters canary-eu,prod-eu"
         assert bot.post(bot.command(text, user="U0STRANGER")) == 200
         wait_until(lambda: responses_to(bot, "cmd"), what="the refusal")

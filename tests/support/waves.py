@@ -1,0 +1,55 @@
+"""A running bot with a wave's clusters: two more sandbox API servers, each with weather at
+100/0, named in CANARY_CLUSTERS; and what the tests read of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from sandbox.seeding import load_yaml_documents, seed
+from tests.support.harness import Bot, running_bot, seed_file
+
+CLUSTERS = ("canary-eu", "prod-eu")
+
+
+@contextmanager
+def wave_clusters(names: tuple[str, ...] = CLUSTERS) -> Iterator[dict[str, SandboxApiServer]]:
+    """The wave's clusters by name, each with weather at 100/0 and no request logged yet."""
+    with ExitStack() as stack:
+        servers = {name: stack.enter_context(SandboxApiServer()) for name in names}
+        for server in servers.values():
+            seed(server, load_yaml_documents([seed_file("weather")]))
+            server.mutate(
+                "default",
+                "virtualservices",
+                "weather",
+                lambda vs: [
+                    vs["spec"]["http"][0]["route"][0].update(weight=100),
+                    vs["spec"]["http"][0]["route"][1].update(weight=0),
+                ],
+            )
+            server.clear_log()
+        yield servers
+
+
+@contextmanager
+def running_wave_bot(
+    tmp_path: Path, redis_url: str, clusters: dict[str, SandboxApiServer], **extra: object
+) -> Iterator[Bot]:
+    """The running bot with `clusters` in CANARY_CLUSTERS (and `extra` settings)."""
+    configs = {
+        name: {"kubeconfig": str(write_kubeconfig(tmp_path / f"{name}.yaml", server.url))}
+        for name, server in clusters.items()
+    }
+    with running_bot(tmp_path, redis_url, CANARY_CLUSTERS=configs, **extra) as bot:
+        yield bot
+
+
+def weights(server: SandboxApiServer) -> list[int]:
+    """weather's route weights in `server`: [stable, canary]."""
+    vs = server.get_object("default", "virtualservices", "weather")
+    assert vs is not None
+    return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
