@@ -56,10 +56,18 @@ class Counts:
     errors: float = 0.0
     buckets: Buckets = ()
 
+    @property
+    def timed(self) -> float:
+        """Requests the latency histogram counted (its +Inf bucket). Latency is judged within
+        the histogram alone: the request counter is another series, and Prometheus's
+        extrapolation over a window can make the two disagree by more than any real effect.
+        Without a +Inf bucket, the request count."""
+        return next((n for le, n in self.buckets if math.isinf(le)), self.requests)
+
     def slower_than(self, bound: float) -> float:
-        """Requests above `bound`: those past the largest bucket bound at or below it."""
+        """Timed requests above `bound`: those past the largest bucket bound at or below it."""
         below = [count for le, count in sorted(self.buckets) if le <= bound]
-        return max(self.requests - (below[-1] if below else 0.0), 0.0)
+        return max(self.timed - (below[-1] if below else 0.0), 0.0)
 
     @property
     def error_rate(self) -> float | None:
@@ -119,6 +127,8 @@ def latency_evidence(canary: Counts, stable: Counts, share: float) -> float:
     bounds = sorted({le for le, _ in (*canary.buckets, *stable.buckets) if math.isfinite(le)})
     if not bounds:
         return 1.0
+    timed = canary.timed + stable.timed
+    share = canary.timed / timed if timed > 0 else share
     tests = [rate_evidence(canary.slower_than(b), stable.slower_than(b), share) for b in bounds]
     return sum(tests) / len(tests)
 
@@ -255,7 +265,7 @@ def _p99_ceiling(canary: Counts, t: HealthThresholds, tests: int, alpha: float) 
     if not canary.buckets:
         return Row("p99 ceiling", *shown, "skipped", "no canary latency data")
     slow = canary.slower_than(t.max_p99_ms)
-    evidence = Evidence(excess_evidence(slow, canary.requests, TAIL), tests)
+    evidence = Evidence(excess_evidence(slow, canary.timed, TAIL), tests)
     words = f"p99 {_ms(canary.p99_ms)}, {_sure(evidence)} sure it is above {_ms(t.max_p99_ms)}"
     return _decided("p99 ceiling", shown, evidence, alpha, words)
 

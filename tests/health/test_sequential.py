@@ -125,3 +125,19 @@ def test_quantile_interpolates_as_histogram_quantile_does(
     buckets: tuple[tuple[float, float], ...], expected: float | None
 ) -> None:
     assert quantile(0.99, buckets) == (expected if expected is None else pytest.approx(expected))
+
+
+def test_latency_is_judged_within_the_histogram_when_the_request_counter_disagrees() -> None:
+    """The request counter and the histogram are two series; extrapolated over a window that
+    begins before their first samples they may disagree. Same latency, a counter 40 % high:
+    no latency failure, and the p99 ceiling counts slow requests against the histogram too."""
+    stable = counts(8000, 16, 200, 4000, 7920, 7992)
+    timed = (10, 200, 396, 399, 400, 400, 400)
+    canary = Counts(560.0, 1.0, tuple(zip(BOUNDS, map(float, timed), strict=True)))
+    verdict = judge(canary, stable, HealthThresholds(), at=AT, step=1, steps=5)
+    assert rows(verdict)["latency vs stable"][-1] == "pass"
+    assert rows(verdict)["p99 ceiling"][-1] == "pass"
+    assert verdict.outcome == "pass"
+    slower = (10, 100, 200, 300, 390, 400, 400)  # a truly slower canary still fails
+    slow = Counts(400.0, 1.0, tuple(zip(BOUNDS, map(float, slower), strict=True)))
+    assert judge(slow, stable, HealthThresholds(), at=AT, step=1, steps=5).outcome == "fail"
