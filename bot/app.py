@@ -262,7 +262,7 @@ def build(
 
     def cards(cluster: str | None) -> Notifier | None:
         """The notifier given, or the Slack cards of the bot's own rollouts or of a wave
-        cluster's (whose buttons carry the cluster)."""
+        cluster's (which name the cluster and carry it on their buttons)."""
         if notifier is not None or slack is None:
             return notifier
         return SlackNotifier(
@@ -273,6 +273,7 @@ def build(
             policy=policy,
             links=settings.links,
             cluster=cluster,
+            waves=wave_book,
         )
 
     own = cards(None)

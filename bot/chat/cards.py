@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 from bot.chat.links import Links
 from bot.chat.phone import slack_time
 from bot.rollout.model import ApplyWeight, Phase, Rollout, Verdict
+from bot.rollout.waves import Wave, WaveState
 from commands.model import BUTTONS
 from policies import is_user
 
@@ -116,6 +117,8 @@ class CardView:
     value: str
     links: tuple[tuple[str, str], ...] = ()  # (label, URL): the service in Grafana, Kiali…
     cohort: str | None = None  # the cohort routed to the canary, as typed after `cohort`
+    cluster: str | None = None  # the wave cluster the rollout is on (None: the bot's own)
+    wave: str | None = None  # that wave's clusters in order: `wave: canary-eu ✓ → prod-eu`
 
 
 # The description.
@@ -127,10 +130,11 @@ def card_view(
     links: Links | None = None,
     *,
     cluster: str | None = None,
+    wave: Wave | None = None,
 ) -> CardView:
     """What the card of `rollout` shows at `now`. The reason is shown whenever one is set;
-    `links` are the observability add-ons' URL templates, if any are set. The buttons of a
-    wave cluster's rollout carry its `cluster`."""
+    `links` are the observability add-ons' URL templates, if any are set. A wave cluster's
+    rollout names its `cluster` (and its buttons carry it), with the `wave` it is part of."""
     target = rollout.target
     ref = rollout.id if cluster is None else f"{cluster}/{rollout.id}"
     return CardView(
@@ -154,7 +158,17 @@ def card_view(
         value=f"{ref}:{rollout.version}",
         links=links.for_target(target) if links is not None else (),
         cohort=None if rollout.cohort is None else rollout.cohort.text,
+        cluster=cluster,
+        wave=None if cluster is None else _wave_order(cluster, wave),
     )
+
+
+def _wave_order(cluster: str, wave: Wave | None) -> str | None:
+    """`wave: canary-eu ✓ → prod-eu → prod-us`, the promoted clusters ticked."""
+    if wave is None or cluster not in wave.clusters:
+        return None
+    order = " → ".join(f"{c} ✓" if c in wave.promoted else c for c in wave.clusters)
+    return f"{'wave halted' if wave.state is WaveState.HALTED else 'wave'}: {order}"
 
 
 def _pending_weight(rollout: Rollout) -> int | None:
@@ -241,6 +255,8 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=_summary_mrkdwn(view)), fields=_fields(view))
     ]
+    if view.cluster is not None:
+        blocks.append(_labelled_section("Cluster", _where(view)))
     if view.cohort is not None:
         blocks.append(_labelled_section("Cohort", f"{view.cohort} → {view.canary}"))
     if view.last_verdict is not None:
@@ -271,12 +287,21 @@ def card_fallback_text(view: CardView) -> str:
     """The message's `text`: what notifications and screen readers get instead of the blocks."""
     text = (
         f"{view.phase_emoji} {_mrkdwn(view.service, NAME_MAX)} in "
-        f"{_mrkdwn(view.namespace, NAME_MAX)}: {view.weight}% to "
+        f"{_mrkdwn(view.namespace, NAME_MAX)}{_on_cluster(view)}: {view.weight}% to "
         f"{_mrkdwn(view.canary, NAME_MAX)}, {view.phase}, step {view.step} of {view.steps}"
     )
     if view.reason is not None:
         text += f" — {_mrkdwn(view.reason, FALLBACK_REASON_MAX)}"
     return text
+
+
+def _on_cluster(view: CardView) -> str:
+    return "" if view.cluster is None else f" on {_mrkdwn(view.cluster, NAME_MAX)}"
+
+
+def _where(view: CardView) -> str:
+    """`prod-eu (wave: canary-eu ✓ → prod-eu → prod-us)`."""
+    return f"{view.cluster} ({view.wave})" if view.wave else str(view.cluster)
 
 
 def _summary_mrkdwn(view: CardView) -> str:
@@ -375,6 +400,8 @@ def card_text(view: CardView) -> str:
         f"{view.bar} {view.weight}% to {view.canary}{_pending_text(view)}",
         f"{view.phase} · {_step_line(view)}",
     ]
+    if view.cluster is not None:
+        lines.append(f"cluster: {_where(view)}")
     if view.cohort is not None:
         lines.append(f"cohort: {view.cohort} → {view.canary}")
     if view.last_verdict is not None:

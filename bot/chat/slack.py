@@ -49,6 +49,8 @@ from bot.health.chart import chart_png_isolated
 from bot.ops.logs import correlation_id
 from bot.ops.watchdog import Watchdog
 from bot.rollout.model import Notify, Rollout
+from bot.rollout.waves import Wave
+from bot.service.waves import WaveBook
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
 from commands import Command, CommandError, Verb, parse
@@ -223,10 +225,13 @@ class SlackNotifier:
         policy: Policy | None = None,
         links: Links | None = None,
         cluster: str | None = None,
+        waves: WaveBook | None = None,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
         self.links = links  # the observability add-ons the card links to
-        self.cluster = cluster  # a wave cluster's: its cards' buttons carry it, to act there
+        # A wave cluster's rollouts: their cards name the cluster and the wave, and their
+        # buttons carry the cluster, so that a tap acts there.
+        self.cluster, self.waves = cluster, waves
         self.policy = policy  # names the on-call and the approvers to alert
         self.gates = gates  # with a policy: gated steps get an approval card
         self._posting = _KeyedLocks()  # one card per rollout, without one waiting on another
@@ -311,7 +316,9 @@ class SlackNotifier:
 
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
-        view = card_view(rollout, self.clock(), self.links, cluster=self.cluster)
+        view = card_view(
+            rollout, self.clock(), self.links, cluster=self.cluster, wave=self._wave(rollout)
+        )
         blocks, text = card_blocks(view), card_fallback_text(view)
         with self._posting.hold(rollout.id):
             ref = self.card_ref(rollout.id) or self._adopt(rollout)
@@ -324,6 +331,17 @@ class SlackNotifier:
                 return ref[1]
         self.client.chat_update(channel=ref[0], ts=ref[1], blocks=blocks, text=text)
         return ref[1]
+
+    def _wave(self, rollout: Rollout) -> Wave | None:
+        """The wave a cluster's rollout is part of; a card goes up without it if Redis cannot
+        say (the rollout's news matters more than the wave's order)."""
+        if self.cluster is None or self.waves is None:
+            return None
+        try:
+            return self.waves.for_service(rollout.target.namespace, rollout.target.vs)
+        except StoreError as e:
+            log.warning("card of rollout %s shown without its wave: %s", rollout.id, e)
+            return None
 
     def _adopt(self, rollout: Rollout) -> tuple[str, str] | None:
         """The card `reserve` posted for this rollout, now its own."""

@@ -75,6 +75,22 @@ def test_rollback_on_a_wave_clusters_card_rolls_that_cluster_back(
     assert [t for t in responses_to(wave_bot, "click") if ":warning:" in t] == []
 
 
+def test_the_card_of_a_wave_clusters_rollout_names_its_cluster_and_the_wave(
+    wave_bot: Bot, clusters: dict[str, SandboxApiServer]
+) -> None:
+    ts = started(wave_bot, clusters)
+    first = wave_bot.cards()[ts]
+    assert "*Cluster:* canary-eu (wave: canary-eu → prod-eu)" in flat(first["blocks"])
+    assert "weather in default on canary-eu: 10% to v2" in first["text"]
+
+    assert wave_bot.post(wave_bot.click("promote", button_value(first, "promote"))) == 200
+    wait_until(lambda: weights(clusters["prod-eu"]) == [90, 10], what="prod-eu at 10%")
+    wait_until(lambda: len(wave_bot.cards()) == 2, what="prod-eu's card")
+    [second] = [card for card_ts, card in wave_bot.cards().items() if card_ts != ts]
+    assert "*Cluster:* prod-eu (wave: canary-eu ✓ → prod-eu)" in flat(second["blocks"])
+    assert button_value(second, "rollback").startswith("prod-eu/")
+
+
 POLICY = """
 rules:
   - name: production
@@ -121,6 +137,7 @@ def test_typed_commands_act_on_the_cluster_whose_turn_it_is_and_say_so(
     wait_until(lambda: responses_to(wave_bot, "cmd")[2:], what="the status")
     status = responses_to(wave_bot, "cmd")[2]
     assert status.startswith("[canary-eu] ⏸️ weather in default")
+    assert "cluster: canary-eu (wave: canary-eu → prod-eu)" in status
     assert "wave running: now on canary-eu (1 of 2)" in status
 
     assert wave_bot.post(wave_bot.command("weather rollback")) == 200
