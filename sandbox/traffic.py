@@ -66,6 +66,9 @@ REQUEST_LABELS = (
     "connection_security_policy",
 )
 
+# Istio's TCP metrics carry the same labels but response_code (a connection has none).
+CONNECTION_LABELS = tuple(label for label in REQUEST_LABELS if label != "response_code")
+
 VS_API_PATH = "/apis/networking.istio.io/v1/namespaces/{namespace}/virtualservices/{name}"
 VirtualServiceSource = str | Callable[[], Mapping[str, Any]]
 
@@ -242,9 +245,26 @@ def string_matches(rule: Mapping[str, Any], value: str, *, fold: bool = False) -
 
 
 def _http_routes(vs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The routes traffic takes: the http routes, else (a TCP service) the tcp routes, else
+    the tls routes, as the bot's planner picks them."""
     spec = vs.get("spec")
-    routes = spec.get("http") if isinstance(spec, Mapping) else None
-    return [r for r in routes or [] if isinstance(r, Mapping)]
+    if not isinstance(spec, Mapping):
+        return []
+    for kind in ("http", "tcp", "tls"):
+        routes = [r for r in spec.get(kind) or [] if isinstance(r, Mapping)]
+        if routes:
+            return routes
+    return []
+
+
+def carries_connections(vs: Mapping[str, Any]) -> bool:
+    """Whether the service is TCP (its VirtualService has tcp or tls routes and no http)."""
+    spec = vs.get("spec")
+    return (
+        isinstance(spec, Mapping)
+        and not spec.get("http")
+        and bool(spec.get("tcp") or spec.get("tls"))
+    )
 
 
 def _service_destinations(
@@ -303,6 +323,12 @@ class IstioMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], _Series] = {}
+        self._closed: dict[tuple[str, ...], int] = {}  # TCP connections closed, by labels
+
+    def record_connections(self, labels: tuple[str, ...], count: int) -> None:
+        if count:
+            with self._lock:
+                self._closed[labels] = self._closed.get(labels, 0) + count
 
     def record(self, labels: tuple[str, ...], latencies_ms: Sequence[float]) -> None:
         if not latencies_ms:
@@ -319,12 +345,20 @@ class IstioMetrics:
             "Request durations in milliseconds (simulated).",
             labels=REQUEST_LABELS,
         )
+        closed = CounterMetricFamily(
+            "istio_tcp_connections_closed",
+            "TCP connections closed (simulated).",
+            labels=CONNECTION_LABELS,
+        )
         with self._lock:
             for labels, series in self._series.items():
                 requests.add_metric(labels, series.requests)
                 durations.add_metric(labels, series.cumulative(), series.total_ms)
+            for labels, count in self._closed.items():
+                closed.add_metric(labels, count)
         yield requests
         yield durations
+        yield closed
 
 
 class _Carry:
@@ -425,6 +459,7 @@ class TrafficSimulator:
         self._counts: dict[str, int] = {}
         self._reached: dict[str, dict[str, int]] = {}
         self._metrics = IstioMetrics()
+        self._tcp = False  # the service is TCP: connections are counted, not requests
         self._registry = CollectorRegistry(auto_describe=True)
         self._registry.register(self._metrics)
         self._http: ThreadingHTTPServer | None = None
@@ -550,6 +585,7 @@ class TrafficSimulator:
             with self._lock:
                 return self._split
         split: _Split = {}
+        tcp = carries_connections(vs)
         for share in self._shares:
             args = (vs, self._service, self._namespace, share.headers)
             for mirrored, weights in (
@@ -559,7 +595,7 @@ class TrafficSimulator:
                 by_version = self._by_version(weights)
                 split[share.name, mirrored] = {v: w * share.share for v, w in by_version.items()}
         with self._lock:
-            self._split = split
+            self._split, self._tcp = split, tcp
         return split
 
     def _read_virtual_service(self) -> Mapping[str, Any]:
@@ -584,10 +620,20 @@ class TrafficSimulator:
     def _serve(self, version: str, count: int) -> None:
         profile = self._profiles.get(version) or VersionProfile()
         errors = min(count, self._errors_owed.take(version, count * profile.error_rate))
+        if self._tcp:  # connections: failed ones flagged UF (upstream connect failure)
+            self._metrics.record_connections(self._tcp_labels(version, "UF"), errors)
+            self._metrics.record_connections(self._tcp_labels(version, "-"), count - errors)
+            self._counts[version] = self._counts.get(version, 0) + count
+            return
         latencies = profile.latencies(count, self._rng)
         self._metrics.record(self._labels(version, "503"), latencies[:errors])
         self._metrics.record(self._labels(version, "200"), latencies[errors:])
         self._counts[version] = self._counts.get(version, 0) + count
+
+    def _tcp_labels(self, version: str, flags: str) -> tuple[str, ...]:
+        labels = dict(zip(REQUEST_LABELS, self._labels(version, ""), strict=True))
+        labels |= {"request_protocol": "tcp", "response_flags": flags}
+        return tuple(labels[name] for name in CONNECTION_LABELS)
 
     def _labels(self, version: str, response_code: str) -> tuple[str, ...]:
         namespace, service = self._namespace, self._service

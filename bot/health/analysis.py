@@ -97,7 +97,10 @@ class SequentialCheck:
 
     def counts(self, subject: Subject, window: timedelta, now: datetime) -> tuple[Counts, Counts]:
         requests = self.client.query(requests_by_class(subject, window), at=now)
-        buckets = self.client.query(latency_buckets(subject, window), at=now)
+        if subject.protocol == "tcp":  # connections: no request latency to compare
+            buckets: Vector = {}
+        else:
+            buckets = self.client.query(latency_buckets(subject, window), at=now)
         label = subject.version_label
         return (
             counts_of(subject.canary, label, requests, buckets),

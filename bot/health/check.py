@@ -98,6 +98,7 @@ class HealthCheck:
                 canary=target.canary,
                 version_label=SERVICE_LABEL,
                 reporter=self.reporter,
+                protocol=target.protocol,
             )
         return Subject(
             namespace=target.namespace,
@@ -106,6 +107,7 @@ class HealthCheck:
             canary=target.canary_version or target.canary,
             version_label=self.version_label,
             reporter=self.reporter,
+            protocol=target.protocol,
         )
 
     def _query_custom(

@@ -26,6 +26,11 @@ REPORTERS = ("destination", "waypoint", "source")
 DEFAULT_REPORTER = "destination"
 REQUESTS_METRIC = "istio_requests_total"
 DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
+# TCP and TLS routes carry connections, not requests: Istio counts each closed connection with
+# Envoy's response flags, "-" when nothing went wrong (UF: upstream connect failure, UH: no
+# healthy upstream, ...).
+CONNECTIONS_METRIC = "istio_tcp_connections_closed_total"
+FAILED_CONNECTION = "5xx"  # a failed connection is TCP's 5xx: the same error count downstream
 MIN_WINDOW = timedelta(minutes=1)
 PLACEHOLDERS = ("namespace", "service", "canary", "stable", "window", "version_label")
 
@@ -67,6 +72,7 @@ class Subject:
     canary: str
     version_label: str = DEFAULT_VERSION_LABEL
     reporter: str = DEFAULT_REPORTER
+    protocol: str = "http"  # "tcp": connections are counted, and there is no request latency
 
     def __post_init__(self) -> None:
         if self.reporter not in REPORTERS:
@@ -133,10 +139,24 @@ def selector(subject: Subject) -> str:
 
 
 def requests_by_class(subject: Subject, window: timedelta) -> str:
-    """Requests in the window per version and response class (`2xx`, `5xx`, ...)."""
+    """Requests in the window per version and response class (`2xx`, `5xx`, ...); for a TCP
+    subject, closed connections, those with a response flag in class `5xx`."""
+    if subject.protocol == "tcp":
+        return connections_by_outcome(subject, window)
     counts = f"increase({REQUESTS_METRIC}{selector(subject)}[{duration(window)}])"
     classes = f'label_replace({counts}, "response_class", "${{1}}xx", {_CODE_TO_CLASS})'
     return f"sum by ({subject.version_label}, response_class) ({classes})"
+
+
+def connections_by_outcome(subject: Subject, window: timedelta) -> str:
+    """Connections closed in the window per version, failed ones (any response flag but `-`)
+    in response class `5xx`."""
+    counts = f"increase({CONNECTIONS_METRIC}{selector(subject)}[{duration(window)}])"
+    failed = (
+        f'label_replace({counts}, "response_class", "{FAILED_CONNECTION}", '
+        '"response_flags", "[^-].*|-.+")'
+    )
+    return f"sum by ({subject.version_label}, response_class) ({failed})"
 
 
 def p99_latency(subject: Subject, window: timedelta) -> str:

@@ -241,6 +241,8 @@ def _latency_vs_stable(
     shown = (_ms(canary.p99_ms), _ms(stable.p99_ms), _bound(alpha, "slower"))
     if stable.requests <= 0 or canary.requests <= 0:
         return Row("latency vs stable", *shown, "skipped", "latency vs stable: no stable traffic")
+    if not canary.buckets and not stable.buckets:  # TCP: connections have no request latency
+        return Row("latency vs stable", *shown, "skipped", "")
     evidence = Evidence(latency_evidence(canary, stable, share), tests)
     words = (
         f"p99 {_ms(canary.p99_ms)} vs {_ms(stable.p99_ms)},"

@@ -122,6 +122,7 @@ class TrafficPlan:
     diff: str
     subset_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # after the plan
     by: str = "subset"  # "host": stable and canary are two Services, and there is no subset
+    protocol: str = "http"  # "tcp" when the weights moved are tcp or tls routes' (no requests)
     gitops: tuple[GitOps, ...] = ()  # the GitOps tools that would put the changed objects back
 
     def version_of(self, subset: str) -> str:
@@ -213,6 +214,7 @@ def plan_split(
         diff=render_diff([c for c in (dr_change, vs_change) if c is not None]),
         subset_labels={} if dr_edit is None else _subset_labels(dr_edit.doc),
         by=target.by,
+        protocol="http" if target.vs.spec.kind == "http" else "tcp",
         gitops=_synced_from_git([c for c in (dr_change, vs_change) if c is not None and c.ops]),
     )
 

@@ -51,6 +51,8 @@ class Target(_Frozen):
     # "host": stable and canary are two Services (host-based, no subsets), and telemetry
     # tells them apart by destination_service_name
     by: Literal["subset", "host"] = "subset"
+    # "tcp": the weights moved are tcp or tls routes', whose telemetry counts connections
+    protocol: Literal["http", "tcp"] = "http"
 
     @property
     def key(self) -> str:

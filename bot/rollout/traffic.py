@@ -60,6 +60,7 @@ class KubeTraffic:
             stable_version=plan.version_of(plan.stable),
             canary_version=plan.version_of(plan.canary),
             by="host" if plan.by == "host" else "subset",
+            protocol="tcp" if plan.protocol == "tcp" else "http",
         )
         return target, _planned(plan)
 
