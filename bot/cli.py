@@ -93,6 +93,9 @@ def _add_rollout(commands: Any) -> None:
     start.add_argument("--to", help="the canary subset")
     start.add_argument("--steps", default="5,10,25,50,100", help="canary weights, e.g. 5,25,100")
     start.add_argument("--every", default="5m", help="time between steps: 30s, 5m, 1h")
+    start.add_argument(
+        "--analysis", help="how often a held step is looked at: 10s, or off (default: policy's)"
+    )
     start.add_argument("--as", dest="actor", default="cli", help="who is asking (for the audit)")
     start.set_defaults(run=runners.run_start)
     for verb, text in runners.VERBS.items():

@@ -33,7 +33,13 @@ from bot.service.changes import EVENTS
 from bot.store.errors import StoreError, mask_url
 from bot.store.redis_store import RolloutStore, connect
 from commands import Command, Verb
-from commands.grammar import GrammarError, parse_duration, parse_service, parse_steps
+from commands.grammar import (
+    GrammarError,
+    parse_analysis,
+    parse_duration,
+    parse_service,
+    parse_steps,
+)
 from commands.help import summary
 from policies import PolicyError
 
@@ -64,6 +70,7 @@ def run_start(args: argparse.Namespace) -> int:
         to=args.to,
         steps=parse_steps(args.steps),
         interval_s=parse_duration(args.every),
+        analysis_s=None if args.analysis is None else parse_analysis(args.analysis),
     )
     return _run(command, args.actor, f"{args.service} start")
 

@@ -61,6 +61,12 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+def parse_analysis(text: str) -> int:
+    """`analysis 10s`: seconds between looks at a held step; `off` (or 0): only when it falls
+    due."""
+    return 0 if text.strip().lower() in ("off", "0") else parse_duration(text)
+
+
 def parse_steps(text: str) -> tuple[int, ...]:
     """`5,10,25,50,100` → (5, 10, 25, 50, 100); the rollout checks that they climb to 100."""
     parts = [p.strip().removesuffix("%") for p in text.split(",")]

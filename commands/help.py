@@ -41,7 +41,9 @@ _TOPICS: dict[Verb, _Topic] = {
         ),
         details=(
             "Options come in any order, each at most once: `to <subset>`, "
-            "`steps <list climbing to 100>`, `every <30s|5m|1h>`.",
+            "`steps <list climbing to 100>`, `every <30s|5m|1h>`, `analysis <10s|off>` (how "
+            "often a held step's canary is looked at, shorter than `every`; the policy's or "
+            "the bot's otherwise).",
             "`cohort header NAME=VALUE`, `cohort cookie NAME=VALUE` or `cohort user ID` right "
             "after `start` makes the first step the cohort's: its route to the canary and 0% "
             "for everyone else, checked like any step; the route stays until the rollout is "

@@ -53,7 +53,9 @@ VERBS: dict[Verb, VerbInfo] = {
         True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED
     ),
     Verb.START: VerbInfo(
-        True, raising=True, may=_WEIGHTED | {"steps", "interval_s", "cohort", "clusters"}
+        True,
+        raising=True,
+        may=_WEIGHTED | {"steps", "interval_s", "analysis_s", "cohort", "clusters"},
     ),
     Verb.STATUS: VerbInfo(False, may=_CLUSTERED),
     Verb.PAUSE: VerbInfo(True, safe=True, button=True, may=_CLUSTERED),
@@ -97,6 +99,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     to: str | None = None  # the canary subset, when the user names it
     steps: tuple[int, ...] | None = None  # start
     interval_s: int | None = Field(default=None, ge=1)  # start (`every 5m`)
+    analysis_s: int | None = Field(default=None, ge=0)  # start (`analysis 10s`; 0: `off`)
     clusters: tuple[str, ...] | None = None  # start: a wave over these clusters, in order
     cluster: str | None = None  # the wave cluster whose rollout it acts on (`cluster prod-eu`)
     mirror: int | None = Field(default=None, ge=0, le=100)  # 0 means `mirror off`

@@ -21,6 +21,7 @@ from commands.grammar import (
     GrammarError,
     check_steps,
     is_label,
+    parse_analysis,
     parse_clusters,
     parse_duration,
     parse_steps,
@@ -42,6 +43,7 @@ _OPTION_VALUES = {
     "to": "a subset, like v2",
     "steps": "a list, like 5,10,25,50,100",
     "every": "a duration, like 5m",
+    "analysis": "a duration, like 10s, or off",
     "clusters": "a list of clusters, like canary-eu,prod-eu",
     "cluster": "one cluster of the wave, like prod-eu",
 }
@@ -341,10 +343,11 @@ def _start(target: _Target, words: list[str]) -> Command:
     cohort = None
     if words and words[0].lower() == Verb.COHORT:
         cohort, words = _first_cohort(target, words[1:])
-    options = _options(words, ("to", "steps", "every", "clusters"), usage)
+    options = _options(words, ("to", "steps", "every", "analysis", "clusters"), usage)
     with _explained(usage):
         steps = check_steps(parse_steps(options["steps"])) if "steps" in options else None
         interval_s = parse_duration(options["every"]) if "every" in options else None
+        analysis_s = parse_analysis(options["analysis"]) if "analysis" in options else None
     return Command(
         verb=Verb.START,
         service=target.service,
@@ -352,6 +355,7 @@ def _start(target: _Target, words: list[str]) -> Command:
         to=_subset(options.get("to"), usage),
         steps=steps,
         interval_s=interval_s,
+        analysis_s=analysis_s,
         cohort=cohort,
         clusters=_clusters(target, options.get("clusters"), cohort is not None),
     )

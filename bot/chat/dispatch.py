@@ -351,6 +351,8 @@ class Dispatcher:
         wait for an approval."""
         fields = self._steps_for(namespace, vs, command.steps)
         fields["interval_s"] = command.interval_s or fields["interval_s"]
+        if command.analysis_s is not None:
+            fields["analysis_s"] = command.analysis_s
         if command.verb is Verb.START and command.cohort is not None:
             fields["cohort"] = command.cohort  # a cohort's step comes first
         try:

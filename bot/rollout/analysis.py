@@ -77,16 +77,20 @@ class Analyst:
         return verdict
 
     def _interval(self, rollout_id: str) -> timedelta:
-        if self.every_for is None:
-            return self.every
+        """The rollout's own (`start … analysis 10s`), else its service's, else `every`."""
         if rollout_id not in self._every:
             try:
-                own = self.every_for(self.engine.store.load(rollout_id).target)
+                self._every[rollout_id] = self._own(self.engine.store.load(rollout_id))
             except Exception:  # asked again at the next tick
                 log.exception("could not read rollout %s", rollout_id)
                 return timedelta(0)
-            self._every[rollout_id] = self.every if own is None else own
         return self._every[rollout_id]
+
+    def _own(self, rollout: Rollout) -> timedelta:
+        if rollout.steps.analysis_s is not None:
+            return timedelta(seconds=rollout.steps.analysis_s)
+        own = None if self.every_for is None else self.every_for(rollout.target)
+        return self.every if own is None else own
 
     def _tell_change(self, rollout: Rollout, verdict: Verdict) -> None:
         before = self._judged.get((rollout.id, rollout.step))

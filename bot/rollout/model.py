@@ -72,6 +72,9 @@ class StepPlan(_Frozen):
 
     weights: tuple[int, ...] = DEFAULT_WEIGHTS
     interval_s: int = Field(default=300, ge=1, le=86_400)
+    # seconds between looks at a held step (continuous analysis); 0: only when the step falls
+    # due; None: the policy's or the bot's (CANARY_ANALYSIS)
+    analysis_s: int | None = Field(default=None, ge=0, le=3_600)
     gates: tuple[int, ...] = ()  # weights that wait for an approval before they are applied
     failure_limit: int = Field(default=2, ge=1)
     inconclusive_limit: int = Field(default=3, ge=1)
@@ -96,6 +99,16 @@ class StepPlan(_Frozen):
     def weighted(self) -> tuple[int, ...]:
         """The weight steps, after the cohort's step if there is one."""
         return self.weights[1:] if self.cohort is not None else self.weights
+
+    @model_validator(mode="after")
+    def _looks_within_a_step(self) -> StepPlan:
+        if self.analysis_s and self.analysis_s >= self.interval_s:
+            raise ValueError(
+                f"analysis ({self.analysis_s}s) is not shorter than every ({self.interval_s}s), "
+                "so no look would come before the step's own check; shorten analysis (e.g. "
+                "analysis 10s) or write analysis off"
+            )
+        return self
 
     @model_validator(mode="after")
     def _gates_are_steps(self) -> StepPlan:

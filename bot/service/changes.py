@@ -119,6 +119,7 @@ class Changes:
             command.verb,
             command.steps,
             command.interval_s,
+            command.analysis_s,
             [(t.index, t.before, t.after) for t in plan.touched],
             plan.dr.ops if plan.dr else None,
             *([_route_ops(plan)] if command.cohort is not None else []),

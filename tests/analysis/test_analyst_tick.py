@@ -7,13 +7,16 @@ from types import SimpleNamespace
 from typing import Any
 
 from bot.rollout.analysis import Analyst
+from bot.rollout.model import StepPlan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class Looking(Analyst):
     def __init__(self, schedule: dict[str, datetime], now: list[datetime]) -> None:
-        engine: Any = SimpleNamespace(clock=lambda: now[0])
+        held = SimpleNamespace(steps=StepPlan())  # no interval of its own: `every`
+        store = SimpleNamespace(load=lambda rollout_id: held)
+        engine: Any = SimpleNamespace(clock=lambda: now[0], store=store)
         super().__init__(engine, lambda until: schedule.items(), every=timedelta(seconds=10))
         self.looked: list[str] = []
 

@@ -244,6 +244,12 @@ def test_a_change_already_approved_runs_without_asking_again(policed: Bot) -> No
         ("weather promote", ":warning: weather has no rollout going on"),
         ("nosuch status", ":warning: VirtualService 'nosuch' was not found"),
         ("weather 20% to v9", ":warning: route #0 of VirtualService 'weather'"),
+        (
+            "weather start every 30s analysis 1m",
+            ":warning: analysis (60s) is not shorter than every (30s), so no look would come "
+            "before the step's own check; shorten analysis (e.g. analysis 10s) or write "
+            "analysis off",
+        ),
     ],
 )
 def test_a_user_error_is_one_warning_line_and_writes_nothing(
@@ -287,6 +293,12 @@ def test_a_staged_start_says_which_steps_wait_for_an_approval(
     assert policed.weights() == [100 - weights[0], weights[0]]  # the first step is not held
     active = policed.parts.store.active_for("default", "weather")
     assert active is not None and active.steps.gates == tuple(w for w in weights if w > 25)
+
+
+def test_a_start_keeps_the_analysis_interval_it_was_given(bot: Bot) -> None:
+    assert bot.say("weather start steps 20,100 every 5m analysis 15s") == []
+    active = bot.parts.store.active_for("default", "weather")
+    assert active is not None and (active.steps.interval_s, active.steps.analysis_s) == (300, 15)
 
 
 def test_a_staged_start_with_no_gated_step_says_nothing_beyond_its_card(bot: Bot) -> None:
