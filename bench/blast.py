@@ -134,8 +134,11 @@ class Traffic:
 Judge = Callable[[Ticks, int, int, int], str | None]
 
 
+LOOK = [2]  # ticks between the sequential judge's looks (--look seconds / TICK)
+
+
 def sequential_look(ticks: Ticks, tick: int, step_start: int, held: int) -> str | None:
-    if (tick + 1) % 2:  # every 10 s
+    if (tick + 1) % LOOK[0]:  # every 10 s by default, as CANARY_ANALYSIS
         return None
     seen = tick + 1 - LAG
     start = max(step_start, seen - max(held, 6))  # the step so far, at least 30 s
@@ -280,7 +283,16 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=1000)
     parser.add_argument("--rps", type=float, nargs="*", default=[20.0, 2.0])
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--look", type=int, default=10, help="seconds between looks (a multiple of 5)"
+    )
+    parser.add_argument("--judges", nargs="*", default=list(JUDGES), choices=list(JUDGES))
     args = parser.parse_args()
+    if args.look % TICK or args.look <= 0:
+        parser.error(f"--look is a positive multiple of {TICK} seconds")
+    LOOK[0] = args.look // TICK
+    for name in set(JUDGES) - set(args.judges):
+        del JUDGES[name]
     began = time.monotonic()
     runs = []
     for seed in range(args.runs):
@@ -293,6 +305,7 @@ def main() -> None:
     report = {
         "date": f"{datetime.now(UTC):%Y-%m-%d}",
         "runs": runs,
+        "look_s": args.look,
         "cpu_s": round(time.monotonic() - began, 1),
     }
     if args.json:
