@@ -97,7 +97,7 @@ class HealthCheck:
                 stable=target.stable,
                 canary=target.canary,
                 version_label=SERVICE_LABEL,
-                reporter=self.reporter,
+                reporter=target.reporter or self.reporter,
                 protocol=target.protocol,
             )
         return Subject(
@@ -106,7 +106,7 @@ class HealthCheck:
             stable=target.stable_version or target.stable,  # as telemetry names them
             canary=target.canary_version or target.canary,
             version_label=self.version_label,
-            reporter=self.reporter,
+            reporter=target.reporter or self.reporter,
             protocol=target.protocol,
         )
 

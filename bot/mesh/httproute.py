@@ -22,15 +22,15 @@ from bot.mesh.models import VirtualService, fqdn
 from bot.mesh.owners import gitops_of, refuse_controlled
 from bot.mesh.planner import (
     ANNOTATION,
+    Editor,
     LastApplied,
     ObjectChange,
     TouchedRoute,
     TrafficPlan,
-    _Editor,
-    _record,
-    _roles_by_name,
+    last_applied_of,
     read_last_applied,
     render_diff,
+    roles_by_name,
     stable_beside,
 )
 from bot.mesh.request import SplitRequest
@@ -72,7 +72,7 @@ def plan_http_route(
     last = last_applied(raw)
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         done = str(request.to)  # promoted already, by the bot's own record: nothing to do
-        return _plan(route, request, (done, done), _Editor(raw), [])
+        return _plan(route, request, (done, done), Editor(raw), [])
     stable, canary = route.roles(request, last)
     splitter = _Splitter(route, stable, canary)
     touched = [
@@ -80,7 +80,7 @@ def plan_http_route(
         for index, reason in route.touched_rules(stable, request.routes)
     ]
     if splitter.editor.ops:
-        last = _record(stable, canary, touched, request, now, by="host")
+        last = last_applied_of(stable, canary, touched, request, now, by="host")
         _annotate(splitter.editor, last)
     _check(splitter.editor.doc, route, live=False)
     return _plan(route, request, (stable, canary), splitter.editor, touched)
@@ -186,7 +186,7 @@ class _Route:
             stable = stable_beside(request.to, names, self.where())
             self._check_direction(stable, request.to)
             return stable, request.to
-        named = _roles_by_name(names)
+        named = roles_by_name(names)
         if named is None:
             raise self._which(names, request)
         return named
@@ -279,7 +279,7 @@ class _Splitter:
 
     def __init__(self, route: _Route, stable: str, canary: str) -> None:
         self.route, self.stable, self.canary = route, stable, canary
-        self.editor = _Editor(route.raw)
+        self.editor = Editor(route.raw)
 
     def move(self, index: int, reason: str, request: SplitRequest) -> TouchedRoute:
         rule = self.route.rules[index]
@@ -325,7 +325,7 @@ def _plan(
     route: _Route,
     request: SplitRequest,
     roles: tuple[str, str],
-    editor: _Editor,
+    editor: Editor,
     touched: list[TouchedRoute],
 ) -> TrafficPlan:
     stable, canary = roles
@@ -343,11 +343,23 @@ def _plan(
         touched=tuple(touched),
         diff=render_diff([change]),
         by="host",
+        reporter="waypoint" if _attached_to_service(route.raw) else "",
         gitops=() if gitops is None else (gitops,),
     )
 
 
-def _annotate(editor: _Editor, last: LastApplied) -> None:
+def _attached_to_service(raw: Mapping[str, Any]) -> bool:
+    """Whether the route is bound to a Service (GAMMA): in Istio's ambient mode that Service's
+    waypoint carries it, and reports its requests as `reporter="waypoint"`."""
+    spec = raw.get("spec")
+    parents = spec.get("parentRefs") if isinstance(spec, Mapping) else None
+    return any(
+        isinstance(p, Mapping) and p.get("kind") == "Service" and p.get("group", "") in ("", "core")
+        for p in parents or []
+    )
+
+
+def _annotate(editor: Editor, last: LastApplied) -> None:
     if editor.doc["metadata"].get("annotations") is None:
         editor.set(("metadata", "annotations"), {ANNOTATION: last.to_json()})
     else:

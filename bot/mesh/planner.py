@@ -123,6 +123,9 @@ class TrafficPlan:
     subset_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # after the plan
     by: str = "subset"  # "host": stable and canary are two Services, and there is no subset
     protocol: str = "http"  # "tcp" when the weights moved are tcp or tls routes' (no requests)
+    # Which proxy reports the traffic, when the object says: "waypoint" for an HTTPRoute attached
+    # to a Service (Istio's ambient mode); "" leaves it to the bot's setting
+    reporter: str = ""
     gitops: tuple[GitOps, ...] = ()  # the GitOps tools that would put the changed objects back
 
     def version_of(self, subset: str) -> str:
@@ -193,7 +196,7 @@ def plan_split(
     routes = splitter.run(touched, request)
     vs_edit = splitter.editor
     if vs_edit.ops:
-        _annotate(vs_edit, vs, _record(stable, canary, routes, request, now, by=target.by))
+        _annotate(vs_edit, vs, last_applied_of(stable, canary, routes, request, now, by=target.by))
     dr_edit = None
     if dr_raw is not None and dr is not None:
         referenced = target.references(vs_edit.doc, canary)
@@ -599,7 +602,7 @@ class _Hosts(_Target):
             stable = stable_beside(request.to, names, self.where())
             self._check_direction(stable, request.to)
             return stable, request.to
-        named = _roles_by_name(names)
+        named = roles_by_name(names)
         if named is None and len(names) < 2:
             raise PlanError(self._which(names, request))
         if named is None:
@@ -627,7 +630,7 @@ def stable_beside(canary: str, names: list[str], where: str) -> str:
     """The stable Service beside `canary` among the Services `names` a route sends to (`where`
     names the route in messages): the one its name pairs with, else the only other one."""
     others = [n for n in names if n != canary]
-    named = _roles_by_name(names)
+    named = roles_by_name(names)
     if named is not None and named[1] == canary:
         return named[0]
     if len(others) == 1:
@@ -643,7 +646,7 @@ def stable_beside(canary: str, names: list[str], where: str) -> str:
     )
 
 
-def _roles_by_name(names: Sequence[str]) -> tuple[str, str] | None:
+def roles_by_name(names: Sequence[str]) -> tuple[str, str] | None:
     """(stable, canary) of Services named like Argo Rollouts' or Flagger's, else None."""
     canaries = [n for n in names if n.endswith(CANARY_SUFFIXES)]
     stables = [n for n in names if n.endswith(STABLE_SUFFIXES)]
@@ -658,7 +661,7 @@ def _roles_by_name(names: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
-class _Editor:
+class Editor:
     """A deep copy of a document that records every change as a JSON Patch op."""
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
@@ -757,7 +760,7 @@ class _Splitter:
     """Moves traffic between the stable and canary destinations of the touched routes."""
 
     def __init__(self, vs_raw: Mapping[str, Any], target: _Target, stable: str, canary: str):
-        self.editor = _Editor(vs_raw)
+        self.editor = Editor(vs_raw)
         self.target, self.stable, self.canary = target, stable, canary
         self.kind = target.vs.spec.kind
 
@@ -909,7 +912,7 @@ def plan_drill(
     _check_live(vs_raw, None, namespace, version)
     vs = VirtualService.parse(vs_raw)
     where = f"VirtualService '{vs.name}' in namespace '{namespace}'"
-    editor = _Editor(vs_raw)
+    editor = Editor(vs_raw)
     if vs.spec.kind != "http" and request.end_drill is None:
         raise InvalidRequest(
             f"{where} has {vs.spec.kind} routes, and Istio injects faults, retries and "
@@ -937,7 +940,7 @@ def plan_drill(
     )
 
 
-def _add_drill(editor: _Editor, index: int, route: Json, drill: Drill, where: str) -> None:
+def _add_drill(editor: Editor, index: int, route: Json, drill: Drill, where: str) -> None:
     path, value = drill_field(drill)
     found = field_at(route, path)
     if found is not None:
@@ -952,7 +955,7 @@ def _add_drill(editor: _Editor, index: int, route: Json, drill: Drill, where: st
         editor.set(("spec", "http", index, *path), value)
 
 
-def _remove_drill(editor: _Editor, index: int, route: Json, drill: Drill) -> None:
+def _remove_drill(editor: Editor, index: int, route: Json, drill: Drill) -> None:
     path, value = drill_field(drill)
     if field_at(route, path) != value:
         return  # gone already, or changed by someone since: theirs now
@@ -961,7 +964,7 @@ def _remove_drill(editor: _Editor, index: int, route: Json, drill: Drill) -> Non
         editor.remove(("spec", "http", index, path[0]))
 
 
-def _annotate(editor: _Editor, vs: VirtualService, last: LastApplied) -> None:
+def _annotate(editor: Editor, vs: VirtualService, last: LastApplied) -> None:
     if vs.metadata.annotations is None:
         editor.set(("metadata", "annotations"), {ANNOTATION: last.to_json()})
     else:
@@ -974,8 +977,8 @@ def _weights(routes: list[TouchedRoute]) -> dict[int, int]:
 
 def _edit_destination_rule(
     dr_raw: Mapping[str, Any], dr: DestinationRule, canary: str, referenced: bool
-) -> _Editor:
-    editor = _Editor(dr_raw)
+) -> Editor:
+    editor = Editor(dr_raw)
     if referenced and canary not in dr.subset_names():
         editor.append(
             ("spec", "subsets"), {"name": canary, "labels": _new_subset_labels(dr, canary)}
@@ -1031,7 +1034,7 @@ def _dr_host(dr: Mapping[str, Any], namespace: str) -> str | None:
 
 
 def _change(
-    kind: str, name: str, namespace: str, before: Mapping[str, Any], editor: _Editor
+    kind: str, name: str, namespace: str, before: Mapping[str, Any], editor: Editor
 ) -> ObjectChange:
     return ObjectChange(kind, name, namespace, dict(before), editor.doc, tuple(editor.ops))
 
@@ -1067,7 +1070,7 @@ def _stamp(now: datetime | None) -> str | None:
     return None if now is None else now.isoformat()
 
 
-def _record(
+def last_applied_of(
     stable: str,
     canary: str,
     routes: list[TouchedRoute],
@@ -1093,7 +1096,7 @@ def _already_final(
 ) -> TrafficPlan:
     """A promotion that already happened (the bot's record says so): nothing to do."""
     canary = str(request.to)
-    vs = _change("VirtualService", _raw_name(vs_raw), namespace, vs_raw, _Editor(vs_raw))
+    vs = _change("VirtualService", _raw_name(vs_raw), namespace, vs_raw, Editor(vs_raw))
     return TrafficPlan(
         request=request,
         host=host,

@@ -53,6 +53,9 @@ class Target(_Frozen):
     by: Literal["subset", "host"] = "subset"
     # "tcp": the weights moved are tcp or tls routes', whose telemetry counts connections
     protocol: Literal["http", "tcp"] = "http"
+    # which proxy's telemetry to read, when the routing object says (an HTTPRoute attached to a
+    # Service: its ambient waypoint); "" uses the bot's setting (CANARY_HEALTH_REPORTER)
+    reporter: Literal["", "destination", "waypoint", "source"] = ""
 
     @property
     def key(self) -> str:

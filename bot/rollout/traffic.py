@@ -61,6 +61,7 @@ class KubeTraffic:
             canary_version=plan.version_of(plan.canary),
             by="host" if plan.by == "host" else "subset",
             protocol="tcp" if plan.protocol == "tcp" else "http",
+            reporter="waypoint" if plan.reporter == "waypoint" else "",
         )
         return target, _planned(plan)
 

@@ -78,6 +78,9 @@ def test_the_catch_all_rule_moves_and_the_testers_rule_stays(parent: Any) -> Non
         "value": "7",
     }
     assert planned.host == "weather-stable.prod.svc.cluster.local"
+    # a Service's waypoint reports the requests it carries; a Gateway's route leaves the
+    # reporter to the bot's setting
+    assert planned.reporter == ("waypoint" if parent is WAYPOINT else "")
 
 
 def test_steps_then_promotion_leave_the_canary_alone_with_all_traffic() -> None:

@@ -139,8 +139,11 @@ def test_a_lost_rollout_on_an_httproute_is_found_by_its_annotation(
 def test_the_health_check_asks_the_waypoint_for_the_two_services(
     engine: Engine, demo: SandboxApiServer
 ) -> None:
+    """The route is attached to a Service: its ambient waypoint reports the requests, whatever
+    the bot's own reporter setting (here the sidecars' `destination`)."""
     target = engine.store.load(start(engine)).target
-    check = HealthCheck(PrometheusClient("http://127.0.0.1:9"), reporter="waypoint")
+    assert target.reporter == "waypoint"
+    check = HealthCheck(PrometheusClient("http://127.0.0.1:9"), reporter="destination")
     subject: Subject = check.subject(target)
     assert (subject.version_label, subject.stable, subject.canary, subject.reporter) == (
         SERVICE_LABEL,
