@@ -52,6 +52,8 @@ $(STAMP): pyproject.toml | system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the sandbox is not part of the product's package: the source tree is on this venv's path
+	$(BIN)/python -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "canary_source_tree.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
 	@touch $(STAMP)
 
 clean:

@@ -113,7 +113,7 @@ def test_is_multi_stage_with_the_wheel_built_in_the_builder() -> None:
 def test_builder_copies_every_package_the_wheel_is_made_of() -> None:
     copied = {src for args in instructions("COPY", 0) for src in args.split()[:-1]}
     found = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {pattern.rstrip("*") for pattern in found} - {"sandbox"}  # not in the image
+    packages = {pattern.rstrip("*") for pattern in found}
     assert packages | {"pyproject.toml", "README.md"} <= copied
     assert "sandbox" not in copied
     assert PROJECT["readme"] in copied
@@ -298,6 +298,30 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     (built,) = out.glob("*.whl")
     return built
+
+
+def test_a_wheel_of_the_whole_source_tree_holds_the_product_only(tmp_path: Path) -> None:
+    """`pip wheel .` beside the sandbox and the tests (a clone, not the Docker context): the
+    sandbox's API server, traffic simulator and demo stay out of the product's package."""
+    context = tmp_path / "clone"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source in ("bot", "commands", "policies", "sandbox", "tests", "bench"):
+        shutil.copytree(ROOT / source, context / source, ignore=ignore)
+    for source in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / source, context / source)
+    result = subprocess.run(
+        [str(VENV_BIN / "pip"), "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (built,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(built) as archive:
+        tops = {member.split("/")[0] for member in archive.namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"bot", "commands", "policies"}
 
 
 def dist_info(wheel: Path, name: str) -> str:
