@@ -225,6 +225,9 @@ class Dispatcher:
         plan) and the diff to show an approver."""
         if self.cluster is None and command.cluster is not None:
             return self.desk(command.cluster).change_for(command, namespace)
+        if command.verb is Verb.FAULT and self.drills is not None:
+            drill = self.drills.propose(command, namespace, "", None)
+            return drill.change, drill.diff
         proposal = self.changes.propose(command, namespace, None)
         return proposal.change, proposal.diff
 
@@ -233,7 +236,7 @@ class Dispatcher:
     ) -> list[Reply]:
         """Read once, decide on that plan, and run that very plan."""
         if command.verb is Verb.FAULT:
-            return self._drill(command, namespace, asker)
+            return self._drill(command, namespace, asker, text, approved)
         if command.clusters is not None:
             return self._wave(command, namespace, asker)
         proposal = self.changes.propose(command, namespace, asker.channel)
@@ -245,17 +248,31 @@ class Dispatcher:
         rollout = self.changes.carry_out(proposal, asker.user, asker.channel)
         return _outcome(proposal, rollout) + [Reply(f":warning: {w}") for w in proposal.warnings]
 
-    def _drill(self, command: Command, namespace: str, asker: Asker) -> list[Reply]:
-        """A fault drill: planned once, decided on, then recorded with its end and written."""
+    def _drill(
+        self, command: Command, namespace: str, asker: Asker, text: str, approved: bool
+    ) -> list[Reply]:
+        """A fault drill: planned once, decided on (held for an approval if the policy says
+        so), then recorded with its end and written."""
         if self.drills is None:
             return [Reply(":warning: fault drills are not available in this bot")]
         proposal = self.drills.propose(command, namespace, asker.user, asker.channel)
-        if self.gate is not None:
+        if self.gate is not None and not approved:
             decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
             if isinstance(decision, Deny):
                 return [Reply(f":no_entry: {decision.reason}")]
             if isinstance(decision, NeedsApproval):
-                return [Reply(f":no_entry: {decision.reason}; a drill does not wait for one")]
+                if self.book is None:
+                    return [Reply(f":no_entry: {decision.reason}; no approvals here")]
+                change, diff = proposal.change, proposal.diff
+                return self._hold(
+                    change,
+                    diff,
+                    namespace=namespace,
+                    vs=proposal.vs,
+                    asker=asker,
+                    text=text,
+                    decision=decision,
+                )
         return [Reply(self.drills.carry_out(proposal))]
 
     def _wave(self, command: Command, namespace: str, asker: Asker) -> list[Reply]:
@@ -313,6 +330,29 @@ class Dispatcher:
             return [Reply(f":no_entry: {decision.reason}")]
         if not isinstance(decision, NeedsApproval) or self.book is None:
             return None
+        return self._hold(
+            change,
+            proposal.diff,
+            namespace=namespace,
+            vs=vs,
+            asker=asker,
+            text=text,
+            decision=decision,
+        )
+
+    def _hold(
+        self,
+        change: Change,
+        diff: str,
+        *,
+        namespace: str,
+        vs: str,
+        asker: Asker,
+        text: str,
+        decision: NeedsApproval,
+    ) -> list[Reply]:
+        """Open an approval request for the change, audit it, and post its card."""
+        assert self.book is not None
         request = self.book.open(
             ApprovalRequest(
                 id="",
@@ -322,7 +362,7 @@ class Dispatcher:
                 namespace=namespace,
                 vs=vs,
                 change={**asdict(change), "last_change_at": _iso(change.last_change_at)},
-                diff=proposal.diff,
+                diff=diff,
             )
         )
         self.store.audit(

@@ -122,7 +122,7 @@ class Changes:
             command.analysis_s,
             [(t.index, t.before, t.after) for t in plan.touched],
             plan.dr.ops if plan.dr else None,
-            *([_route_ops(plan)] if command.cohort is not None else []),
+            *([route_ops(plan)] if command.cohort is not None else []),
         )
         change = Change(
             action=command.verb.value,
@@ -231,7 +231,7 @@ def gitops_warnings(plan: TrafficPlan, *, certain: bool = False) -> tuple[str, .
     return tuple(g.warning(plan.request) for g in plan.gitops if g.certain or not certain)
 
 
-def _route_ops(plan: TrafficPlan) -> list[dict[str, Any]]:
+def route_ops(plan: TrafficPlan) -> list[dict[str, Any]]:
     """The plan's changes to the routes, without the annotation (its write id and time differ
     on every read), so the same change keeps the same fingerprint."""
     return [op for op in plan.vs.ops if str(op["path"]).startswith("/spec/")]

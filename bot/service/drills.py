@@ -24,6 +24,7 @@ from bot.rollout.drills import DrillRecord
 from bot.rollout.engine import Busy
 from bot.rollout.model import Phase
 from bot.rollout.ports import Store
+from bot.service.changes import plan_hash, route_ops
 from bot.store.errors import RolloutNotFound
 from commands import Command
 from commands.drill import Drill
@@ -116,6 +117,11 @@ class Drills:
         self._refuse_a_second(namespace, vs, drill)
         live = self.mesh.get_virtual_service(namespace, vs)
         plan = plan_drill(live, SplitRequest.build(vs=vs, namespace=namespace, drill=drill))
+        # what approvers approve: the drill and the route fields it writes (not the stamp)
+        change = Change(
+            action=command.verb.value,
+            plan_hash=plan_hash(command.verb, drill.text, drill.for_s, route_ops(plan)),
+        )
         now = self.clock()
         active = self.rollouts.active_for(namespace, vs)
         record = DrillRecord(
