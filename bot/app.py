@@ -196,11 +196,13 @@ class Parts:
 @dataclass
 class Cluster:
     """One cluster of the waves: its own Kubernetes API, records (under its own prefix in
-    Redis, with the leader's one fencing token) and engine."""
+    Redis, with the leader's one fencing token) and engine, and the Prometheus that judges
+    its canaries (None: none, every step passes)."""
 
     store: RolloutStore
     mesh: KubeMesh
     engine: Engine
+    prometheus_url: str | None = None
 
 
 class ClusterJobs:
@@ -396,7 +398,7 @@ def _cluster(
             settings.model_copy(update={"prometheus_url": prometheus}), metrics, policy
         ),
     )
-    return Cluster(store, mesh, engine)
+    return Cluster(store, mesh, engine, prometheus)
 
 
 def _channel_poster(slack: WebClient | None) -> Tell:
@@ -546,12 +548,7 @@ class Server:
             watchdog=self.watchdog,
         )
         self.engine = self.parts.engine
-        self.analyst = Analyst(
-            self.engine,
-            self.parts.store.due,
-            every=timedelta(seconds=settings.analysis_s),
-            every_for=_analysis_of(self.parts.policy),
-        )
+        self.analysts = self._analysts()
         self.leadership = Leadership(
             lease, ttl_s=settings.lease_ttl_s, on_elected=self._elected, on_deposed=self._deposed
         )
@@ -578,6 +575,28 @@ class Server:
             self.socket_mode = SocketModeHandler(
                 self.slack.app, settings.slack_app_token.get_secret_value()
             )
+
+    def _analysts(self) -> dict[str, Analyst]:
+        """Who looks at held steps: one analyst for each cluster Prometheus judges, the bot's
+        own ("") and each wave cluster's, through that cluster's engine and records."""
+        own = Cluster(self.parts.store, self.parts.mesh, self.engine, self.settings.prometheus_url)
+        every = timedelta(seconds=self.settings.analysis_s)
+        return {
+            name: Analyst(
+                c.engine, c.store.due, every=every, every_for=_analysis_of(self.parts.policy)
+            )
+            for name, c in {"": own, **self.parts.clusters}.items()
+            if c.prometheus_url is not None
+        }
+
+    def _analyse(self) -> None:
+        """The analysis tick: every cluster's held steps, each under the leader's token (the
+        engines share it); one cluster's trouble stops no other's looks."""
+        for name, analyst in self.analysts.items():
+            try:
+                analyst.run()
+            except StoreError as e:
+                log.warning("analysis: %s left for the next tick: %s", name or "own cluster", e)
 
     def _step_due(self, job: str, step: int) -> None:
         cluster, _, rollout_id = job.rpartition("/")  # `cluster/rollout` for a wave's cluster
@@ -650,8 +669,8 @@ class Server:
         self._lost_looked_at: float | None = None  # and compares the VirtualServices
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
-        if self.settings.prometheus_url and _looks(self.settings, self.parts.policy):
-            self.scheduler.every(ANALYSIS_TICK_S, self.analyst.run, job=ANALYSIS_JOB)
+        if self.analysts and _looks(self.settings, self.parts.policy):
+            self.scheduler.every(ANALYSIS_TICK_S, self._analyse, job=ANALYSIS_JOB)
         self.scheduler.resume()
 
     def _deposed(self) -> None:
