@@ -3,7 +3,8 @@ timeout set on the service's catch-all route, for a while. Pure.
 
 `fault delay 7s 10%` and `fault abort 500 5%` are the Bookinfo lab's ratings tests; `retries
 3 per-try 2s` and `timeout 10s` are Istio's request-timeouts and retries tasks. Each ends on
-its own (`for 10m`, else the policy's default), and `fault off` ends them all at once.
+its own (`for 10m`, else the policy's default); `fault off` ends them all at once, and `fault
+delay off`, `fault abort off`, `retries off` or `timeout off` only that kind.
 """
 
 from __future__ import annotations
@@ -57,4 +58,18 @@ class Drill(BaseModel):
         return self.model_copy(update={"for_s": seconds})
 
 
-DrillChange = Drill | Literal["off"]  # "off" ends every drill on the service now
+class DrillOff(BaseModel):
+    """Ends the service's drills now: those of one `kind`, or every one (None)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["delay", "abort", "retries", "timeout"] | None = None
+
+    @property
+    def text(self) -> str:
+        if self.kind in ("delay", "abort"):
+            return f"fault {self.kind} off"
+        return "fault off" if self.kind is None else f"{self.kind} off"
+
+
+DrillChange = Drill | DrillOff

@@ -118,6 +118,8 @@ _TOPICS: dict[Verb, _Topic] = {
             "Off unless the policy allows them (`drills:` in the rule, and `fault` in allow).",
             "The bot removes exactly what it added when the time is up, and says so here; a "
             "rollback or a promotion ends them too.",
+            "`fault delay off`, `fault abort off`, `retries off` or `timeout off` ends only "
+            "that kind of drill.",
         ),
     ),
     Verb.LIST: _Topic(forms=(("list", "the rollouts going on now"),)),

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from commands.cohort import OFF, CohortChange, make_cohort
-from commands.drill import MAX_ATTEMPTS, MAX_DELAY_S, Drill, DrillChange
+from commands.drill import MAX_ATTEMPTS, MAX_DELAY_S, Drill, DrillChange, DrillOff
 from commands.grammar import (
     LABEL_RULE,
     GrammarError,
@@ -259,9 +259,8 @@ def _plan(target: _Target, words: list[str]) -> Command:
     if drilled is not None:
         drill = drilled(target, words[1:]).drill
         if not isinstance(drill, Drill):
-            raise CommandError(
-                f"`fault off` has nothing to plan: `/canary {target.text} fault off`"
-            )
+            said = drill.text if drill is not None else "fault off"
+            raise CommandError(f"`{said}` has nothing to plan: `/canary {target.text} {said}`")
         return Command(
             verb=Verb.PLAN, service=target.service, namespace=target.namespace, drill=drill
         )
@@ -390,7 +389,9 @@ def _fault(target: _Target, words: list[str]) -> Command:
     kind = words[0].lower() if words else ""
     if kind == OFF:
         _nothing_after("fault off", words[1:], f"`/canary {target.text} fault off`")
-        return _drill_command(target, OFF)
+        return _drill_command(target, DrillOff())
+    if kind in ("delay", "abort") and len(words) > 1 and words[1].lower() == OFF:
+        return _drill_off(target, f"fault {kind}", words[2:])
     if kind not in ("delay", "abort"):
         raise CommandError(
             f"say which fault: `fault delay 7s 10%` or `fault abort 500 5%`, like {usage}"
@@ -408,6 +409,8 @@ def _fault(target: _Target, words: list[str]) -> Command:
 def _retries(target: _Target, words: list[str]) -> Command:
     """`retries 3 per-try 2s`, with `for 10m` or not."""
     usage = example(Verb.FAULT, target.text, form=3)
+    if words and words[0].lower() == OFF:
+        return _drill_off(target, "retries", words[1:])
     if len(words) < 3 or words[1].lower() != "per-try":
         raise CommandError(f"`retries` needs a number of attempts and a per-try timeout: {usage}")
     attempts = words[0]
@@ -422,6 +425,8 @@ def _retries(target: _Target, words: list[str]) -> Command:
 def _timeout(target: _Target, words: list[str]) -> Command:
     """`timeout 10s`, with `for 10m` or not."""
     usage = example(Verb.FAULT, target.text, form=4)
+    if words and words[0].lower() == OFF:
+        return _drill_off(target, "timeout", words[1:])
     if not words:
         raise CommandError(f"`timeout` needs a duration: {usage}")
     fields = {"seconds": _drill_seconds(words[0], "timeout", usage)}
@@ -436,6 +441,13 @@ def _drill(kind: str, fields: dict[str, Any], rest: list[str], usage: str) -> Dr
     with _explained(usage):
         for_s = parse_duration(rest[1]) if rest else None
     return Drill.model_validate({"kind": kind, **fields, "for_s": for_s})
+
+
+def _drill_off(target: _Target, said: str, rest: list[str]) -> Command:
+    """`fault delay off`, `fault abort off`, `retries off`, `timeout off`: that kind only."""
+    _nothing_after(f"{said} off", rest, f"`/canary {target.text} {said} off`")
+    kind = said.removeprefix("fault ")
+    return _drill_command(target, DrillOff.model_validate({"kind": kind}))
 
 
 def _drill_command(target: _Target, drill: DrillChange) -> Command:

@@ -27,7 +27,7 @@ from bot.rollout.ports import Store
 from bot.service.changes import plan_hash, route_ops
 from bot.store.errors import RolloutNotFound
 from commands import Command
-from commands.drill import Drill
+from commands.drill import Drill, DrillOff
 from commands.names import service_name
 from policies import Change, DrillSettings
 
@@ -140,7 +140,9 @@ class Drills:
         """Record the drill, then write it; what to tell the asker."""
         record, plan = proposal.record, proposal.plan
         if record is None or plan is None:
-            return self.end_all(proposal.namespace, str(proposal.command.service))
+            off = proposal.command.drill
+            kind = off.kind if isinstance(off, DrillOff) else None
+            return self.end_all(proposal.namespace, str(proposal.command.service), kind=kind)
         with self._lock(record.namespace, record.vs):
             if not self.book.add(record):
                 self._refuse_a_second(record.namespace, record.vs, record.drill)
@@ -189,11 +191,12 @@ class Drills:
 
     # Ending
 
-    def end_all(self, namespace: str, vs: str, *, why: str = "") -> str:
-        records = self.book.for_service(namespace, vs)
+    def end_all(self, namespace: str, vs: str, *, why: str = "", kind: str | None = None) -> str:
+        """End the service's drills now (those of `kind` only, if given)."""
+        records = [r for r in self.book.for_service(namespace, vs) if kind in (None, r.drill.kind)]
         service = service_name(vs, namespace)
         if not records:
-            return f"{service} has no fault drill going on"
+            return f"{service} has no {kind or 'fault'} drill going on"
         for record in records:
             self.end(record, why or "ended by hand")
         return f"{service}: {len(records)} drill(s) ended"

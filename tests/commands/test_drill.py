@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from commands import CommandError, Verb, help_text, parse
-from commands.drill import Drill
+from commands.drill import Drill, DrillOff
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,28 @@ def test_drills_as_the_bookinfo_lab_writes_them(text: str, drill: Drill) -> None
 
 
 def test_fault_off_ends_them_all() -> None:
-    assert parse("ratings.prod fault off").drill == "off"
+    assert parse("ratings.prod fault off").drill == DrillOff()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("ratings fault delay off", "delay"),
+        ("ratings FAULT ABORT OFF", "abort"),
+        ("ratings retries off", "retries"),
+        ("ratings timeout off", "timeout"),
+    ],
+)
+def test_one_kind_of_drill_is_ended_by_its_own_off(text: str, kind: str) -> None:
+    command = parse(text)
+    assert (command.verb, command.drill) == (Verb.FAULT, DrillOff(kind=kind))
+    assert command.drill.text.lower() in text.lower()
+
+
+@pytest.mark.parametrize("text", ["ratings retries off now", "ratings fault delay off 5m"])
+def test_words_after_a_kinds_off_are_refused(text: str) -> None:
+    with pytest.raises(CommandError, match="off"):
+        parse(text)
 
 
 @pytest.mark.parametrize(

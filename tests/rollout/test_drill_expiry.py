@@ -221,6 +221,25 @@ def test_a_second_drill_of_a_kind_is_refused_and_fault_off_ends_them(
         assert live(cluster)["spec"] == before
 
 
+def test_one_kinds_off_ends_that_drill_and_leaves_the_other(
+    cluster: SandboxApiServer, api_client: Any, redis_url: str, policy_file: Path
+) -> None:
+    before = live(cluster)["spec"]["http"][0]
+    with replica(api_client, redis_url, policy_file, Clock(), []) as parts:
+        say(parts, "weather fault delay 7s 10%")
+        say(parts, "weather retries 3 per-try 2s")
+        assert {"fault", "retries"} <= set(live(cluster)["spec"]["http"][0])
+        [none] = say(parts, "weather timeout off")
+        assert none == "weather has no timeout drill going on"
+        [off] = say(parts, "weather retries off")
+        assert off == "weather: 1 drill(s) ended"
+        route = live(cluster)["spec"]["http"][0]
+        assert "retries" not in route and route["fault"]["delay"]["fixedDelay"] == "7s"
+        assert [r.drill.kind for r in parts.drills.book.all()] == ["delay"]  # type: ignore[union-attr]
+        [off] = say(parts, "weather fault delay off")
+        assert live(cluster)["spec"]["http"][0] == before
+
+
 def test_plan_shows_a_drills_change_and_writes_nothing(
     cluster: SandboxApiServer, api_client: Any, redis_url: str, policy_file: Path
 ) -> None:
