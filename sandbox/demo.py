@@ -1,25 +1,37 @@
-"""`canary-bot demo`: everything on loopback, and two rollouts and a cohort you can watch.
+"""`canary-bot demo`: everything on loopback: two rollouts, a cohort and a wave you can watch.
 
 Real Redis, the sandbox Kubernetes API server seeded with the weather app, a traffic simulator
 exposing Istio's metrics, a real Prometheus scraping it, and the bot driven through the shell
 adapter. First `weather` v2 is healthy and is promoted step by step; then v3 is bad (8% of its
 requests fail) and is rolled back automatically once its health checks fail. Last, a cohort:
 only requests with the header `x-beta: 1` (a tenth of them) are sent to v3, as the simulator's
-counts show, until `cohort off` takes the route away. The charts of the rollouts are saved as
+counts show, until `cohort off` takes the route away. Then a wave over two more clusters,
+canary-eu and prod-eu (each a sandbox API server with its own traffic and Prometheus, a kube
+context each in CANARY_CLUSTERS): v2 is rolled out and promoted on canary-eu, and only then on
+prod-eu, and both clusters' VirtualServices are shown. The charts of the rollouts are saved as
 PNG files.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from bot.app import Server, Settings, utcnow
+from bot.chat.cards import card_text, card_view
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
+from bot.rollout.model import Notify, Rollout
+from bot.rollout.waves import Wave, WaveState
+from bot.service.waves import WaveBook
+from bot.store.redis_store import connect
+from bot.store.waves import WaveStore
+from sandbox.clusters import SandboxClusters, sandbox_clusters
 from sandbox.environment import playground
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import REST, RequestShare, TrafficSimulator, VersionProfile
@@ -47,7 +59,14 @@ SCRIPT = [
     ":traffic 4",
     "/canary weather cohort off",
     ":traffic 4",
+    "# Part 4: a wave over two more clusters, canary-eu then prod-eu, each with its own traffic"
+    " and Prometheus. prod-eu starts only once canary-eu is promoted.",
+    "/canary weather start to v2 clusters canary-eu,prod-eu steps 50,100 every 4s",
+    ":wave weather 60",
+    ":routes",
 ]
+WAVE = ("canary-eu", "prod-eu")
+_CLUSTER = re.compile(r"^\[([a-z0-9-]+)\] ")  # how a wave cluster's messages begin
 
 
 def run_demo(
@@ -55,8 +74,14 @@ def run_demo(
 ) -> int:
     say = _printer(out)
     charts.mkdir(parents=True, exist_ok=True)
-    say("Starting Redis, the sandbox Kubernetes API, the traffic simulator and Prometheus…")
-    with playground(CANARY_HEALTH_WINDOW=10, CANARY_LEASE_TTL=1.0) as play:
+    say(
+        "Starting Redis, the sandbox Kubernetes API, the traffic simulator and Prometheus, "
+        f"and the same for the clusters {' and '.join(WAVE)}…"
+    )
+    with (
+        playground(CANARY_HEALTH_WINDOW=10, CANARY_LEASE_TTL=1.0) as play,
+        sandbox_clusters(WAVE, versions=PROFILES, rate=60.0) as clusters,
+    ):
         simulator = TrafficSimulator(
             api=play.api.url,
             namespace="default",
@@ -70,13 +95,25 @@ def run_demo(
             simulator,
             PrometheusServer(targets=[simulator.target], scrape_interval="1s") as prometheus,
         ):
-            settings = play.settings.model_copy(update={"prometheus_url": prometheus.url})
+            settings = play.settings.model_copy(
+                update={"prometheus_url": prometheus.url, "clusters": clusters.settings()}
+            )
             say(
                 f"  sandbox API {play.api.url} · Redis {play.redis.url} · "
-                f"Prometheus {prometheus.url}\n"
+                f"Prometheus {prometheus.url}"
             )
-            _wait_for_traffic(prometheus)
-            _play(settings, say, charts, interactive, simulator)
+            for c in clusters.members:
+                say(f"  {c.name}: sandbox API {c.api.url} · Prometheus {c.prometheus.url}")
+            say("")
+            _wait_for_traffic(prometheus, *(c.prometheus for c in clusters.members))
+            _play(
+                settings,
+                say,
+                charts,
+                interactive=interactive,
+                simulator=simulator,
+                clusters=clusters,
+            )
     return 0
 
 
@@ -84,32 +121,74 @@ def _play(
     settings: Settings,
     say: Callable[[str], None],
     charts: Path,
+    *,
     interactive: bool,
     simulator: TrafficSimulator,
+    clusters: SandboxClusters,
 ) -> None:
-    server = Server(settings, notifier=ShellNotifier(say, utcnow, charts=charts), serve_http=False)
+    redis = connect(settings.redis_url)
+    waves = WaveStore(redis)
+    notifier = _WaveCards(say, utcnow, charts=charts, waves=waves)
+    server = Server(settings, notifier=notifier, serve_http=False)
     shell = Shell(server.parts.dispatcher, Asker("U0DEMO", "C0DEMO"), say)
+    own: dict[str, Callable[[list[str]], None]] = {
+        ":traffic": lambda args: _show_traffic(simulator, float(args[0]), say),
+        ":wave": lambda args: _wait_for_wave(waves, args[0], float(args[1]), say),
+        ":routes": lambda args: _show_routes(clusters, say),
+    }
     server.start()
     try:
-        shell.run(_echoed(SCRIPT, say, lambda seconds: _show_traffic(simulator, seconds, say)))
+        shell.run(_echoed(SCRIPT, say, own))
         if interactive:
             say("\nThe sandbox is still running: type commands (help, :quit to leave).")
             shell.run(interactive_lines())
     finally:
         server.stop()
+        redis.close()
     say(f"\nCharts saved in {charts.resolve()}:")
     for path in sorted(charts.glob("*.png"), key=lambda p: p.stat().st_mtime):
         say(f"  {path.resolve()}")
 
 
+class _WaveCards(ShellNotifier):
+    """The shell's notifier, with a wave cluster's rollout drawn as its Slack card is: the card
+    names the cluster and the wave, and a health check is its one line, which names the cluster
+    (the shell's own table has no room for it)."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        clock: Callable[[], datetime],
+        *,
+        charts: Path,
+        waves: WaveBook,
+    ) -> None:
+        super().__init__(write, clock, charts=charts)
+        self.waves = waves
+
+    def notify(self, rollout: Rollout, message: Notify) -> None:
+        named = _CLUSTER.match(message.text)
+        if named is not None and message.event == "started":
+            wave = self.waves.for_service(rollout.target.namespace, rollout.target.vs)
+            self.write(card_text(card_view(rollout, self.clock(), cluster=named[1], wave=wave)))
+        elif named is not None and message.event == "health":
+            self.write(f"    {message.text}")
+        else:
+            super().notify(rollout, message)
+
+
 def _echoed(
-    lines: Iterable[str], say: Callable[[str], None], traffic: Callable[[float], None]
+    lines: Iterable[str],
+    say: Callable[[str], None],
+    own: Mapping[str, Callable[[list[str]], None]],
 ) -> Iterable[str]:
-    """The script's lines for the shell, each shown as typed; `:traffic N` is the demo's own:
-    where the requests of the next N seconds went."""
+    """The script's lines for the shell, each shown as typed; the demo's own commands run here:
+    `:traffic N` (where the requests of the next N seconds went), `:wave SERVICE SECONDS`
+    (until the service's wave ends) and `:routes` (the wave clusters' VirtualServices)."""
     for line in lines:
-        if line.startswith(":traffic"):
-            traffic(float(line.split()[1]))
+        name, *args = line.split()
+        if name in own:
+            own[name](args)
             continue
         if line.startswith("#"):
             say(f"\n{line[2:]}")
@@ -130,8 +209,40 @@ def _show_traffic(simulator: TrafficSimulator, seconds: float, say: Callable[[st
         say(f"    {label:<15} → {shown}")
 
 
-def _wait_for_traffic(prometheus: PrometheusServer) -> None:
-    prometheus.wait_for_series('istio_requests_total{reporter="destination"}', timeout=30)
+def _wait_for_wave(
+    waves: WaveBook, service: str, limit_s: float, say: Callable[[str], None]
+) -> None:
+    """Until the service's running wave ends (the server's leader carries it from one cluster
+    to the next), then how it ended."""
+    wave = waves.for_service("default", service)
+    deadline = time.monotonic() + limit_s
+    while wave is not None and wave.state is WaveState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+        wave = waves.load(wave.id)
+    say(f"\n  {_wave_end(service, wave)}")
+
+
+def _wave_end(service: str, wave: Wave | None) -> str:
+    if wave is None:
+        return f"{service} has no wave going on"
+    promoted = ", then ".join(wave.promoted) or "none"
+    if wave.state is WaveState.DONE:
+        return f"The wave is done: {service} promoted on {promoted}."
+    if wave.state is WaveState.HALTED:
+        return f"The wave halted: {wave.reason}. Promoted on: {promoted}."
+    return f"The wave is still going, on {wave.cluster}; promoted on: {promoted}."
+
+
+def _show_routes(clusters: SandboxClusters, say: Callable[[str], None]) -> None:
+    say("\n  The VirtualService weather as each cluster's API server has it now:")
+    for c in clusters.members:
+        shown = ", ".join(f"{v} {w:g}%" for v, w in sorted(c.weights().items()))
+        say(f"    {c.name:<10} → {shown or 'no route to weather-service'}")
+
+
+def _wait_for_traffic(*servers: PrometheusServer) -> None:
+    for prometheus in servers:
+        prometheus.wait_for_series('istio_requests_total{reporter="destination"}', timeout=30)
     time.sleep(2)  # a few scrapes, so the first rate() has something to work with
 
 
