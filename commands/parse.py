@@ -547,10 +547,15 @@ def _weight_problem(word: str) -> str:
 
 
 def _subset(word: str | None, usage: str) -> str | None:
+    """A subset (`v2`), or a canary Service (`podinfo-canary`, also as `NAME.NAMESPACE` or
+    `NAME.NAMESPACE.svc.cluster.local`: the planner says whether the route takes it)."""
     if word is None:
         return None
-    if not (word.isascii() and is_label(word.lower())):
-        raise CommandError(f"{shown(word)} is not a subset name: use {LABEL_RULE}, like {usage}")
+    parts = word.lower().split(".")
+    if not (word.isascii() and len(parts) <= 5 and all(is_label(p) for p in parts)):
+        raise CommandError(
+            f"{shown(word)} is not a subset or Service name: use {LABEL_RULE}, like {usage}"
+        )
     return word.lower()
 
 

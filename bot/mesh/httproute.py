@@ -31,6 +31,7 @@ from bot.mesh.planner import (
     read_last_applied,
     render_diff,
     roles_by_name,
+    service_in,
     stable_beside,
 )
 from bot.mesh.request import SplitRequest
@@ -69,6 +70,9 @@ def plan_http_route(
     refuse_controlled(raw, route.namespace)
     _check(raw, route, live=True)
     route.refuse_unsupported(request)
+    if request.to is not None:
+        to = service_in(request.to, route.namespace, route.where())
+        request = request.model_copy(update={"to": to})
     last = last_applied(raw)
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         done = str(request.to)  # promoted already, by the bot's own record: nothing to do

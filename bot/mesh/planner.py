@@ -187,6 +187,7 @@ def plan_split(
     vs = VirtualService.parse(vs_raw)
     dr = None if dr_raw is None else DestinationRule.parse(dr_raw)
     target = _Hosts(vs, namespace) if dr is None else _Target(vs, dr, namespace)
+    request = target.canary_named(request)
     last = read_last_applied(vs)
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         return _already_final(request, target.host, vs_raw, namespace)
@@ -335,6 +336,15 @@ class _Target:
 
     def where(self) -> str:
         return f"VirtualService '{self.vs.name}' in namespace '{self.namespace}'"
+
+    def canary_named(self, request: SplitRequest) -> SplitRequest:
+        """The request with `to` as this object names canaries: a subset, never a host."""
+        if request.to is not None and "." in request.to:
+            raise InvalidRequest(
+                f"'{request.to}' names a host, and {self.where()} splits between the subsets of "
+                f"DestinationRule '{self.dr.name}'; name a subset, like `to v2`"
+            )
+        return request
 
     def is_ours(self, dest: RouteDestination) -> bool:
         return fqdn(dest.destination.host, self.namespace) == self.host
@@ -572,6 +582,13 @@ class _Hosts(_Target):
     def is_ours(self, dest: RouteDestination) -> bool:
         return _host_key(dest.destination) is not None
 
+    def canary_named(self, request: SplitRequest) -> SplitRequest:
+        if request.to is None:
+            return request
+        return request.model_copy(
+            update={"to": service_in(request.to, self.namespace, self.where())}
+        )
+
     def key(self, dest: Destination) -> str | None:
         return _host_key(dest)
 
@@ -624,6 +641,27 @@ class _Hosts(_Target):
             "names do not say which is the canary (-canary) or the stable (-primary, -stable); "
             f"say which is the canary: `/canary {svc} {weight}% to {names[-1]}`"
         )
+
+
+def service_in(name: str, namespace: str, where: str) -> str:
+    """The Service `name` means in `namespace`: `podinfo-canary`, also written
+    `podinfo-canary.test`, `podinfo-canary.test.svc` or `podinfo-canary.test.svc.cluster.local`
+    (`where` names the route in messages)."""
+    short, _, rest = name.partition(".")
+    if not rest:
+        return name
+    other, _, suffix = rest.partition(".")
+    if suffix not in ("", "svc", "svc.cluster.local"):
+        raise InvalidRequest(
+            f"'{name}' is not a Service's name in the cluster; write it as NAME, NAME.NAMESPACE "
+            "or NAME.NAMESPACE.svc.cluster.local"
+        )
+    if other != namespace:
+        raise InvalidRequest(
+            f"Service '{short}' is in namespace '{other}', and {where} is in '{namespace}'; "
+            "the canary must be a Service of the route's own namespace"
+        )
+    return short
 
 
 def stable_beside(canary: str, names: list[str], where: str) -> str:

@@ -38,13 +38,27 @@ class SplitRequest(BaseModel):
     rollout: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")
     channel: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,32}$")
 
-    @field_validator("vs", "namespace", "to")
+    @field_validator("vs", "namespace")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
         if value is not None and not DNS1123_LABEL.match(value):
             raise ValueError(
                 f"{value!r} is not a valid name: use lower-case letters, digits and '-', "
                 "starting and ending with a letter or digit, at most 63 characters"
+            )
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _subset_or_host(cls, value: str | None) -> str | None:
+        """A subset, or a canary Service by name or host (`NAME.NAMESPACE[.svc…]`): the
+        planner says which the route takes."""
+        parts = [] if value is None else value.split(".")
+        if value is not None and not (len(parts) <= 5 and all(map(DNS1123_LABEL.match, parts))):
+            raise ValueError(
+                f"{value!r} is not a valid name: use lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit, at most 63 characters (a Service "
+                "may be named by its host, NAME.NAMESPACE.svc.cluster.local)"
             )
         return value
 

@@ -78,7 +78,7 @@ def test_status_and_plan_show_the_cohort_and_plan_writes_nothing(bot: Bot) -> No
         ("weather cohort header x-beta", "`header` needs a header and its value (NAME=VALUE)"),
         ("weather cohort header x-beta=1;evil", "is not a header value"),
         ("weather cohort team a=b", "'team' is not a kind of cohort"),
-        ("weather cohort user jason to v9!", "is not a subset name"),
+        ("weather cohort user jason to v9!", "is not a subset or Service name"),
     ],
 )
 def test_a_bad_cohort_gets_one_sentence_and_changes_nothing(bot: Bot, text: str, said: str) -> None:

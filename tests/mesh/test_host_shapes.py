@@ -177,3 +177,30 @@ def test_the_health_query_selects_the_services_by_name() -> None:
     assert 'destination_service_name=~"podinfo-primary|podinfo-canary"' in query
     assert 'destination_service_name="podinfo-primary"' not in query
     assert "sum by (destination_service_name, response_class)" in query
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "podinfo-canary",
+        "podinfo-canary.test",
+        "podinfo-canary.test.svc",
+        "podinfo-canary.test.svc.cluster.local",
+    ],
+)
+def test_the_canary_service_may_be_named_by_its_host(to: str) -> None:
+    result = plan(FLAGGER, 20, to=to)
+    assert (result.stable, result.canary) == ("podinfo-primary", "podinfo-canary")
+    assert_plan_invariants(result, FLAGGER, None)
+
+
+@pytest.mark.parametrize(
+    ("to", "said"),
+    [
+        ("podinfo-canary.prod", "is in namespace 'prod', and VirtualService 'podinfo'"),
+        ("podinfo-canary.test.example.com", "is not a Service's name in the cluster"),
+    ],
+)
+def test_a_canary_host_outside_the_routes_namespace_is_refused(to: str, said: str) -> None:
+    with pytest.raises(InvalidRequest, match=said):
+        plan(FLAGGER, 20, to=to)

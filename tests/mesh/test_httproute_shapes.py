@@ -36,7 +36,7 @@ def route(
                     "matches": [{"headers": [{"name": "x-tester", "value": "yes"}]}],
                     "backendRefs": [{"name": "weather-canary", "port": 8080}],
                 },
-                {"name": "primary", "matches": EVERY_PATH, "backendRefs": backends},
+                {"name": "primary", "matches": EVERY_PATH, "backendRefs": copy.deepcopy(backends)},
             ],
         },
     }
@@ -169,3 +169,11 @@ def test_an_invalid_live_route_is_refused_before_anything_is_planned() -> None:
     raw["spec"]["rules"][1]["backendRefs"][0]["weight"] = -1
     with pytest.raises(InvalidObject, match="the live HTTPRoute 'weather'"):
         plan(raw, 10)
+
+
+def test_the_canary_backend_may_be_named_by_its_host() -> None:
+    raw = route(ARGO)
+    planned = plan(raw, 30, to="weather-canary.prod.svc.cluster.local")
+    assert (planned.stable, planned.canary) == ("weather-stable", "weather-canary")
+    with pytest.raises(InvalidRequest, match="is in namespace 'dev'"):
+        plan(raw, 30, to="weather-canary.dev")

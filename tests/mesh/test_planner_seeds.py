@@ -163,3 +163,10 @@ def test_finalize_makes_the_canary_the_stable_subset() -> None:
 def test_finalize_needs_the_canary_named_at_100() -> None:
     with pytest.raises(InvalidRequest, match="promotion needs the canary named"):
         SplitRequest.build(vs="weather", weight=90, to="v2", finalize=True)
+
+
+def test_a_host_where_the_route_splits_by_subsets_is_refused_naming_a_subset() -> None:
+    _, vs = next(item for item in seed_docs("VirtualService") if item[0] == "weather")
+    request = SplitRequest.build(vs="weather", weight=10, to="weather-canary.default")
+    with pytest.raises(InvalidRequest, match=r"names a host, .* name a subset, like `to v2`"):
+        plan_split(vs, dr_for(vs), request, now=NOW)
