@@ -12,7 +12,9 @@ import pytest
 
 from sandbox.demo import run_demo
 
-pytestmark = pytest.mark.slow
+# The demo walks its rollouts in real time (about a minute and a half, the wave's 17 s in it),
+# inside whichever test asks for it first: the suite's 120 s guard against a hang is too close.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 TRAFFIC = re.compile(r"^ +(with x-beta: 1|all the others) +→ (.*)$", re.MULTILINE)
 ROUTES = re.compile(r"^ +(canary-eu|prod-eu) +→ (.*)$", re.MULTILINE)
 
