@@ -228,6 +228,9 @@ class Dispatcher:
         if command.verb is Verb.FAULT and self.drills is not None:
             drill = self.drills.propose(command, namespace, "", None)
             return drill.change, drill.diff
+        if command.clusters is not None:
+            wave = self.changes.propose_wave(command, namespace)
+            return wave.change, wave.diff
         proposal = self.changes.propose(command, namespace, None)
         return proposal.change, proposal.diff
 
@@ -238,7 +241,7 @@ class Dispatcher:
         if command.verb is Verb.FAULT:
             return self._drill(command, namespace, asker, text, approved)
         if command.clusters is not None:
-            return self._wave(command, namespace, asker)
+            return self._wave(command, namespace, asker, text, approved)
         proposal = self.changes.propose(command, namespace, asker.channel)
         if self.gate is not None and not approved:
             held = self._check(proposal, asker, text)
@@ -275,20 +278,33 @@ class Dispatcher:
                 )
         return [Reply(self.drills.carry_out(proposal))]
 
-    def _wave(self, command: Command, namespace: str, asker: Asker) -> list[Reply]:
+    def _wave(
+        self, command: Command, namespace: str, asker: Asker, text: str, approved: bool
+    ) -> list[Reply]:
         """A start over several clusters: the clusters checked first, then decided as a
-        `start`, then the wave recorded and its first cluster's rollout started."""
+        `start` (held for an approval if the policy says so), then the wave recorded and its
+        first cluster's rollout started."""
         if self.waves is None:
             return [Reply(":warning: multi-cluster waves are not available in this bot")]
         clusters = command.clusters or ()
         self.waves.check_clusters(clusters)
         proposal = self.changes.propose_wave(command, namespace)
-        if self.gate is not None:
+        if self.gate is not None and not approved:
             decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
             if isinstance(decision, Deny):
                 return [Reply(f":no_entry: {decision.reason}")]
             if isinstance(decision, NeedsApproval):
-                return [Reply(f":no_entry: {decision.reason}; a wave does not wait for one")]
+                if self.book is None:
+                    return [Reply(f":no_entry: {decision.reason}; no approvals here")]
+                return self._hold(
+                    proposal.change,
+                    proposal.diff,
+                    namespace=namespace,
+                    vs=proposal.vs,
+                    asker=asker,
+                    text=text,
+                    decision=decision,
+                )
         wave = self.waves.start(
             namespace=namespace,
             vs=proposal.vs,

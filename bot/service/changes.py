@@ -147,7 +147,7 @@ class Changes:
             plan_hash=plan_hash(command.clusters, command.to, steps.model_dump(mode="json")),
             last_change_at=last[-1].at if last else None,
         )
-        return Proposal(command, namespace, change, steps=steps)
+        return Proposal(command, namespace, change, _wave_diff(command, steps), steps)
 
     def preview(self, command: Command, namespace: str) -> TrafficPlan:
         """The plan the command's weight would make now; nothing is written or recorded."""
@@ -235,6 +235,19 @@ def route_ops(plan: TrafficPlan) -> list[dict[str, Any]]:
     """The plan's changes to the routes, without the annotation (its write id and time differ
     on every read), so the same change keeps the same fingerprint."""
     return [op for op in plan.vs.ops if str(op["path"]).startswith("/spec/")]
+
+
+def _wave_diff(command: Command, steps: StepPlan) -> str:
+    """What an approver of a wave reads, as a diff of what it adds: nothing live is planned
+    until each cluster's turn, when its VirtualService is planned and written guarded."""
+    weights = ", ".join(f"{w}%" for w in steps.weights)
+    lines = [
+        f"+wave: {', then '.join(command.clusters or ())}",
+        f"+canary: {command.to or 'as each cluster names it'}",
+        f"+steps: {weights}, every {steps.interval_s}s",
+        *([f"+approval before: {', '.join(f'{w}%' for w in steps.gates)}"] if steps.gates else []),
+    ]
+    return "\n".join(lines)
 
 
 def _wanted(command: Command, steps: StepPlan) -> tuple[int | None, int | None]:

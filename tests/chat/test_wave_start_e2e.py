@@ -52,7 +52,7 @@ def test_the_command_starts_the_wave_on_the_first_cluster_only(
     [reply] = responses_to(wave_bot, "cmd")
     assert "wave over canary-eu, then prod-eu" in reply
     assert "started on canary-eu" in reply
-    assert clusters["prod-eu"].requests == []
+    assert [r for r in clusters["prod-eu"].requests if r.is_write] == []  # the leader may read
     assert weights(clusters["prod-eu"]) == [100, 0]
     assert [r for r in wave_bot.cluster.requests if r.is_write] == []
     [wave] = WaveStore(wave_bot.server.parts.store.redis).running()
@@ -81,7 +81,7 @@ def test_a_bad_wave_gets_one_sentence_and_changes_nothing(
 ) -> None:
     told = answer(wave_bot, text)
     assert said in told and "\n" not in told
-    assert [server.requests for server in clusters.values()] == [[], []]
+    assert [[r for r in server.requests if r.is_write] for server in clusters.values()] == [[], []]
     assert [r for r in wave_bot.cluster.requests if r.is_write] == []
     book = WaveStore(wave_bot.server.parts.store.redis)
     assert (book.running(), book.for_service("default", "weather")) == ([], None)
@@ -114,7 +114,8 @@ def test_the_policy_decides_a_wave_as_a_start(
         assert bot.post(bot.command(text, user="U0STRANGER")) == 200
         wait_until(lambda: responses_to(bot, "cmd"), what="the refusal")
         assert responses_to(bot, "cmd")[0].startswith(":no_entry:")
-        assert [server.requests for server in clusters.values()] == [[], []]
+        writes = [[r for r in server.requests if r.is_write] for server in clusters.values()]
+        assert writes == [[], []]
         assert WaveStore(bot.server.parts.store.redis).running() == []
 
         assert bot.post(bot.command(text, user="U0REQ00001")) == 200
