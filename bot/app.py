@@ -666,7 +666,7 @@ class Server:
     def _elected(self, token: int) -> None:
         self.parts.metrics.leader.set(1)
         self._resyncs = 0  # the first resync after an election is a full one
-        self._lost_looked_at: float | None = None  # and compares the VirtualServices
+        self._lost_looked_at: dict[str, float] = {}  # and compares each cluster's VSs
         self.scheduler.clear()
         self.scheduler.every(RESYNC_S, self.resync)
         if self.analysts and _looks(self.settings, self.parts.policy):
@@ -723,20 +723,23 @@ class Server:
     def _cluster_jobs(self, name: str, cluster: Cluster, full: bool) -> None:
         if full:
             self._settle_records(cluster.store, cluster.engine, name)
+            self._look_for_lost(cluster.store, cluster.engine, name)
         else:
             self._pick_up_due(cluster.store, name)
 
     def _rebuild(self) -> None:
-        """Right after an election, every active rollout: its job, and its unfinished work.
-        Then only what others left unfinished for a while (an index kept with the records:
-        normally empty), so a full pass costs nothing with a thousand rollouts going on."""
-        store = self.parts.store
-        self._settle_records(store, self.engine)
-        looked = self._lost_looked_at
+        """A full pass over the bot's own records, and the search for what Redis lost."""
+        self._settle_records(self.parts.store, self.engine)
+        self._look_for_lost(self.parts.store, self.engine)
+
+    def _look_for_lost(self, store: RolloutStore, engine: Engine, cluster: str = "") -> None:
+        """Compare one cluster's VirtualServices with its records: on election, every
+        CANARY_LOST_CHECK seconds, and at once when its records lost their mark (Redis lost
+        its data)."""
+        looked = self._lost_looked_at.get(cluster)
         due = looked is None or time.monotonic() - looked >= self.settings.lost_check_s
-        if (due or not store.known()) and self._adopt_lost():
-            # on election, periodically, and at once when Redis lost its data
-            self._lost_looked_at = time.monotonic()
+        if (due or not store.known()) and self._adopt_lost(engine, cluster):
+            self._lost_looked_at[cluster] = time.monotonic()
             store.mark_known()
 
     def _settle_records(self, store: RolloutStore, engine: Engine, cluster: str = "") -> None:
@@ -761,15 +764,16 @@ class Server:
             log.warning("resync: rollout %s left for the next pass: %s", rollout.id, e)
             return rollout
 
-    def _adopt_lost(self) -> bool:
-        """Take back the rollouts the VirtualServices show and Redis lost; False if some
-        namespace could not be looked at (the next full resync tries again)."""
+    def _adopt_lost(self, engine: Engine, cluster: str) -> bool:
+        """Take back the rollouts a cluster's VirtualServices show and Redis lost; False if
+        some namespace could not be looked at (the next full resync tries again)."""
         done = True
         for namespace in self._namespaces:
             try:
-                self.engine.adopt_lost(namespace)
+                engine.adopt_lost(namespace)
             except MeshError as e:
-                log.warning("resync: cannot look for lost rollouts in %s: %s", namespace, e)
+                where = f"{namespace} on {cluster}" if cluster else namespace
+                log.warning("resync: cannot look for lost rollouts in %s: %s", where, e)
                 done = False
         return done
 

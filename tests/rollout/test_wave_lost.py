@@ -1,0 +1,95 @@
+"""Redis loses its data mid-wave: the leader's resync compares each wave cluster's
+VirtualServices with that cluster's records and takes back the canary it finds there, as it
+does on the bot's own cluster (`canary-bot serve` leading, two sandbox API servers, real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import ClusterSettings, Server, Settings
+from bot.rollout.model import Phase, Rollback, Rollout, StepPlan
+from bot.store.redis_store import RolloutStore
+from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import write_kubeconfig
+from tests.support.harness import wait_until
+from tests.support.waves import CLUSTERS, wave_clusters, weights
+
+from .conftest import Recorder
+
+STEPS = StepPlan(weights=(20, 50, 100), interval_s=3600)
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, SandboxApiServer]]:
+    """The bot's own cluster ("home", with nothing of the wave's) and the wave's two."""
+    with wave_clusters(("home", *CLUSTERS)) as servers:
+        yield servers
+
+
+@pytest.fixture
+def notes() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def server(
+    servers: dict[str, SandboxApiServer], redis_url: str, tmp_path: Path, notes: Recorder
+) -> Iterator[Server]:
+    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
+    settings = Settings(
+        REDIS_URL=redis_url,
+        KUBECONFIG=configs["home"],
+        CANARY_CLUSTERS={n: ClusterSettings(kubeconfig=configs[n]) for n in CLUSTERS},
+        CANARY_LEASE_TTL=2.0,
+    )
+    server = Server(settings, notifier=notes, serve_http=False)
+    server.start()
+    try:
+        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_wave_clusters_rollout_redis_lost_is_taken_back_from_its_virtualservice(
+    server: Server, servers: dict[str, SandboxApiServer], notes: Recorder
+) -> None:
+    assert server.parts.waves is not None
+    wave = server.parts.waves.start(
+        namespace="default",
+        vs="weather",
+        to=None,
+        clusters=CLUSTERS,
+        steps=STEPS,
+        actor="U1",
+        channel="C1",
+    )
+    assert wave.rollout is not None and weights(servers["canary-eu"]) == [80, 20]
+    first = server.parts.clusters["canary-eu"]
+    passes = server.resyncs  # the leader has read the wave with its rollout recorded
+    wait_until(lambda: server.resyncs >= passes + 2, 10, "a leader's pass that saw the start")
+    first.store.redis.flushdb()  # Redis restarted with nothing, mid-wave
+    wait_until(lambda: _active(first.store) is not None, 30, "the rollout taken back")
+    adopted = _active(first.store)
+    assert adopted is not None
+    assert (adopted.id, adopted.phase, adopted.weight, adopted.channel) == (
+        wave.rollout,
+        Phase.PAUSED,
+        20,
+        "C1",
+    )
+    assert "lost its record" in adopted.reason
+    told = [m.text for _, m in notes.messages if m.event == "adopted"]
+    assert told and all(t.startswith("[canary-eu] weather: the bot lost") for t in told)
+    first.engine.act("default", "weather", Rollback(actor="UONCALL"))  # the card's one tap
+    assert weights(servers["canary-eu"]) == [100, 0]
+    assert weights(servers["prod-eu"]) == [100, 0]  # never started
+    assert _active(server.parts.clusters["prod-eu"].store) is None
+    assert _active(server.parts.store) is None and weights(servers["home"]) == [100, 0]
+
+
+def _active(store: RolloutStore) -> Rollout | None:
+    return store.active_for("default", "weather")
