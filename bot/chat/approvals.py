@@ -136,8 +136,12 @@ class GateCards:
     def card_posted(self, request_id: str, ts: str) -> None:
         self._book.card_posted(request_id, ts)
 
-    def open_gate(self, rollout: Rollout) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
-        """A staged rollout reached a gated step: ask for the go-ahead on a card."""
+    def open_gate(
+        self, rollout: Rollout, cluster: str | None = None
+    ) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
+        """A staged rollout (of the wave cluster `cluster`, if given) reached a gated step:
+        ask for the go-ahead on a card."""
+        on = f" cluster {cluster}" if cluster else ""
         step = rollout.step + 1
         weight = rollout.steps.weights[step]
         # Judged as part of the start its requester was allowed: freezes and approval rules
@@ -153,15 +157,16 @@ class GateCards:
                 id="",
                 requester=rollout.started_by,
                 channel=rollout.channel,
-                command=f"{rollout.target.service} resume",
+                command=f"{rollout.target.service} resume{on}",
                 namespace=rollout.target.namespace,
                 vs=rollout.target.vs,
                 change={**asdict(change), "last_change_at": None},
                 diff=f"step {step + 1} of {len(rollout.steps.weights)}: {rollout.weight}% → "
-                f"{weight}% to {rollout.target.canary}",
+                f"{weight}% to {rollout.target.canary}{on}",
                 kind="gate",
                 rollout_id=rollout.id,
                 step=step,
+                cluster=cluster or "",
             )
         )
         audit_vote(

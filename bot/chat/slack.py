@@ -254,7 +254,7 @@ class SlackNotifier:
         if message.event == "started":
             return
         if message.event == "approval-needed" and self.gates is not None:
-            request, blocks = self.gates.open_gate(rollout)
+            request, blocks = self.gates.open_gate(rollout, self.cluster)
             posted = self.client.chat_postMessage(channel=channel, blocks=blocks, text=message.text)
             self.gates.card_posted(request.id, str(posted["ts"]))
         text, blocks = message.text, list[dict[str, Any]]()

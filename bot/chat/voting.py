@@ -73,7 +73,7 @@ class Approvals:
         """A gate's request lives as long as its rollout waits at that step, no longer."""
         if request.kind != "gate":
             return
-        rollout = self.dispatcher.store.load(request.rollout_id)
+        rollout = self._desk(request).store.load(request.rollout_id)
         if rollout.phase is not Phase.PENDING_APPROVAL or rollout.step + 1 != request.step:
             raise RequestClosed(
                 f"This rollout no longer waits for this approval (it is {rollout.phase.value}); "
@@ -131,9 +131,11 @@ class Approvals:
         """Run the change (or end the gated rollout): only the vote that decided does this."""
         request, d = ballot.request, self.dispatcher
         if request.kind == "gate" and request.status == APPROVED:
-            d.engine.handle(request.rollout_id, ApprovalGranted(actor=user, step=request.step))
+            granted = ApprovalGranted(actor=user, step=request.step)
+            self._desk(request).engine.handle(request.rollout_id, granted)
         elif request.kind == "gate" and request.status == DENIED:
-            d.engine.handle(request.rollout_id, ApprovalDenied(actor=user, step=request.step))
+            denied = ApprovalDenied(actor=user, step=request.step)
+            self._desk(request).engine.handle(request.rollout_id, denied)
         elif request.status == APPROVED:
             asker = Asker(request.requester, request.channel)
             return d.run(parse(request.command), asker, text=request.command, approved=True)
@@ -162,6 +164,11 @@ class Approvals:
         audit_vote(
             d.store, d.clock(), request, user=user, action=action, before=before, after=after
         )
+
+    def _desk(self, request: ApprovalRequest) -> Dispatcher:
+        """The dispatcher of the cluster whose rollout a gate is for: the bot's own, or a wave
+        cluster's."""
+        return self.dispatcher.desk(request.cluster) if request.cluster else self.dispatcher
 
     def _book(self) -> ApprovalBook:
         book = self.dispatcher.book

@@ -42,6 +42,7 @@ class ApprovalRequest:
     kind: str = "command"  # or "gate": a staged rollout's step waiting for a go-ahead
     rollout_id: str = ""
     step: int = -1
+    cluster: str = ""  # a gate of a wave cluster's rollout: that cluster ("": the bot's own)
 
     @property
     def plan_hash(self) -> str:
