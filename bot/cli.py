@@ -96,12 +96,16 @@ def _add_rollout(commands: Any) -> None:
     start.add_argument(
         "--analysis", help="how often a held step is looked at: 10s, or off (default: policy's)"
     )
+    start.add_argument(
+        "--clusters", help="a wave over these CANARY_CLUSTERS, in order: canary-eu,prod-eu"
+    )
     start.add_argument("--as", dest="actor", default="cli", help="who is asking (for the audit)")
     start.set_defaults(run=runners.run_start)
     for verb, text in runners.VERBS.items():
         sub = verbs.add_parser(verb, help=text)
         sub.add_argument("service", help="VirtualService, as `name` or `name.namespace`")
         sub.add_argument("--as", dest="actor", default="cli", help="who is asking")
+        sub.add_argument("--cluster", help="the wave cluster whose rollout it acts on")
         sub.set_defaults(run=runners.run_verb, verb=verb)
     status = verbs.add_parser("status", help="where a service's rollout stands")
     status.add_argument("service")

@@ -36,6 +36,7 @@ from commands import Command, Verb
 from commands.grammar import (
     GrammarError,
     parse_analysis,
+    parse_clusters,
     parse_duration,
     parse_service,
     parse_steps,
@@ -71,15 +72,21 @@ def run_start(args: argparse.Namespace) -> int:
         steps=parse_steps(args.steps),
         interval_s=parse_duration(args.every),
         analysis_s=None if args.analysis is None else parse_analysis(args.analysis),
+        clusters=None if args.clusters is None else parse_clusters(args.clusters),
     )
-    return _run(command, args.actor, f"{args.service} start")
+    wave = "" if args.clusters is None else f" clusters {args.clusters}"
+    return _run(command, args.actor, f"{args.service} start{wave}")
 
 
 def run_verb(args: argparse.Namespace) -> int:
     """`rollout pause|resume|promote|rollback|abort`: as the chat command would."""
     service = _service(args.service)
-    command = Command(verb=Verb(args.verb), service=service.vs, namespace=service.namespace)
-    return _run(command, args.actor, f"{args.service} {args.verb}")
+    cluster = None if args.cluster is None else _one_cluster(args.cluster)
+    command = Command(
+        verb=Verb(args.verb), service=service.vs, namespace=service.namespace, cluster=cluster
+    )
+    on = "" if cluster is None else f" cluster {cluster}"
+    return _run(command, args.actor, f"{args.service} {args.verb}{on}")
 
 
 def _run(command: Command, actor: str, text: str) -> int:
@@ -110,6 +117,13 @@ def _latest(store: RolloutStore, namespace: str, vs: str) -> Rollout | None:
     if not last or not last[-1].rollout_id or not store.exists(last[-1].rollout_id):
         return None
     return store.load(last[-1].rollout_id)
+
+
+def _one_cluster(text: str) -> str:
+    names = parse_clusters(text)
+    if len(names) != 1:
+        raise GrammarError(f"--cluster names one cluster of the wave, not {len(names)}")
+    return names[0]
 
 
 class _Service(NamedTuple):
