@@ -32,6 +32,7 @@ from bot.rollout.transitions import InvalidTransition
 from bot.service.changes import EVENTS
 from bot.store.errors import StoreError, mask_url
 from bot.store.redis_store import RolloutStore, connect
+from bot.store.waves import WaveStore
 from commands import Command, Verb
 from commands.grammar import (
     GrammarError,
@@ -186,7 +187,9 @@ def _shell(settings: Settings, args: argparse.Namespace, charts: Path | None = N
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     server = Server(
         settings.model_copy(update={"slack_bot_token": None}),
-        notifier=ShellNotifier(_print, utcnow, charts=charts),
+        notifier=ShellNotifier(
+            _print, utcnow, charts=charts, waves=WaveStore(connect(settings.redis_url))
+        ),
         serve_http=False,
     )
     shell = Shell(server.parts.dispatcher, Asker(args.user, args.channel), _print)

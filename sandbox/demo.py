@@ -14,19 +14,15 @@ PNG files.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from bot.app import Server, Settings, utcnow
-from bot.chat.cards import card_text, card_view
 from bot.chat.dispatch import Asker
 from bot.chat.shell import Shell, ShellNotifier, interactive_lines
-from bot.rollout.model import Notify, Rollout
 from bot.rollout.waves import Wave, WaveState
 from bot.service.waves import WaveBook
 from bot.store.redis_store import connect
@@ -66,7 +62,6 @@ SCRIPT = [
     ":routes",
 ]
 WAVE = ("canary-eu", "prod-eu")
-_CLUSTER = re.compile(r"^\[([a-z0-9-]+)\] ")  # how a wave cluster's messages begin
 
 
 def run_demo(
@@ -128,7 +123,7 @@ def _play(
 ) -> None:
     redis = connect(settings.redis_url)
     waves = WaveStore(redis)
-    notifier = _WaveCards(say, utcnow, charts=charts, waves=waves)
+    notifier = ShellNotifier(say, utcnow, charts=charts, waves=waves)
     server = Server(settings, notifier=notifier, serve_http=False)
     shell = Shell(server.parts.dispatcher, Asker("U0DEMO", "C0DEMO"), say)
     own: dict[str, Callable[[list[str]], None]] = {
@@ -148,33 +143,6 @@ def _play(
     say(f"\nCharts saved in {charts.resolve()}:")
     for path in sorted(charts.glob("*.png"), key=lambda p: p.stat().st_mtime):
         say(f"  {path.resolve()}")
-
-
-class _WaveCards(ShellNotifier):
-    """The shell's notifier, with a wave cluster's rollout drawn as its Slack card is: the card
-    names the cluster and the wave, and a health check is its one line, which names the cluster
-    (the shell's own table has no room for it)."""
-
-    def __init__(
-        self,
-        write: Callable[[str], None],
-        clock: Callable[[], datetime],
-        *,
-        charts: Path,
-        waves: WaveBook,
-    ) -> None:
-        super().__init__(write, clock, charts=charts)
-        self.waves = waves
-
-    def notify(self, rollout: Rollout, message: Notify) -> None:
-        named = _CLUSTER.match(message.text)
-        if named is not None and message.event == "started":
-            wave = self.waves.for_service(rollout.target.namespace, rollout.target.vs)
-            self.write(card_text(card_view(rollout, self.clock(), cluster=named[1], wave=wave)))
-        elif named is not None and message.event == "health":
-            self.write(f"    {message.text}")
-        else:
-            super().notify(rollout, message)
 
 
 def _echoed(

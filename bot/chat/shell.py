@@ -22,6 +22,8 @@ from bot.chat.phone import plain_dates
 from bot.chat.voting import Approvals
 from bot.health.chart import chart_png
 from bot.rollout.model import Notify, Rollout
+from bot.rollout.waves import Wave
+from bot.service.waves import WaveBook
 from commands import Command, CommandError, Verb, parse
 from commands.grammar import GrammarError, parse_service
 from commands.model import BUTTONS
@@ -41,24 +43,33 @@ class ShellNotifier:
         clock: Callable[[], datetime],
         *,
         charts: Path | None = None,
+        waves: WaveBook | None = None,
     ) -> None:
         self.write, self.clock = write, clock
         self.charts = charts  # where to save the end-of-rollout charts, if anywhere
+        self.waves = waves  # the waves a wave cluster's card shows, if any
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
-        view = card_view(rollout, self.clock())
+        cluster = message.cluster  # a wave cluster's rollout: its card names the cluster
+        view = card_view(rollout, self.clock(), cluster=cluster, wave=self._wave(rollout, cluster))
         if message.event == "started":
             self.write(card_text(view))
             return
         if message.event == "health" and rollout.last_verdict is not None:
             table = health_table(rollout.last_verdict)
-            self.write(_indent(table.replace("```\n", "").replace("\n```", "")))
+            lead = f"[{cluster}] " if cluster else ""  # as the cluster's thread reads it
+            self.write(_indent(lead + table.replace("```\n", "").replace("\n```", "")))
             return
         self.write(f"  ↳ {message.text}   [{view.bar} {view.weight}% {view.phase}]")
         if message.event in FINAL_EVENTS and rollout.verdicts and self.charts is not None:
             path = self.charts / f"{rollout.target.vs}-{rollout.id}.png"
             path.write_bytes(chart_png(rollout))
             self.write(f"  ↳ chart: {path}")
+
+    def _wave(self, rollout: Rollout, cluster: str | None) -> Wave | None:
+        if cluster is None or self.waves is None:
+            return None
+        return self.waves.for_service(rollout.target.namespace, rollout.target.vs)
 
 
 def _indent(text: str) -> str:

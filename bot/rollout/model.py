@@ -199,6 +199,7 @@ class Notify(_Frozen):
     kind: Literal["notify"] = "notify"
     event: str
     text: str
+    cluster: str | None = None  # the wave cluster whose rollout it is about, as delivered
 
 
 class Audit(_Frozen):

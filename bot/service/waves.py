@@ -51,7 +51,8 @@ class ClusterNotifier:
         self.inner, self.cluster = inner, cluster
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
-        named = message.model_copy(update={"text": f"[{self.cluster}] {message.text}"})
+        text = f"[{self.cluster}] {message.text}"
+        named = message.model_copy(update={"text": text, "cluster": self.cluster})
         self.inner.notify(rollout, named)
 
 

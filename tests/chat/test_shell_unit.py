@@ -223,6 +223,18 @@ def test_a_started_rollout_prints_its_whole_card() -> None:
     assert "next step in 45s" in card_text(card_view(shown, T0))
 
 
+def test_a_wave_clusters_rollout_is_shown_naming_its_cluster() -> None:
+    """The notice comes through the cluster's notifier, which names the cluster: the card
+    says which cluster (the Slack card's own line) and the check's table is led by it."""
+    shown = rollout()
+    [card] = printed(Notify(event="started", text="[prod-eu] started", cluster="prod-eu"), shown)
+    assert card == card_text(card_view(shown, T0, cluster="prod-eu"))
+    assert "prod-eu" in card and "prod-eu" not in card_text(card_view(shown, T0))
+    checked = rollout(verdicts=(verdict(0, 95.0),))
+    [table] = printed(Notify(event="health", text="[prod-eu] fail", cluster="prod-eu"), checked)
+    assert table.splitlines()[0].startswith("    [prod-eu] ❌ health check at step 1: fail")
+
+
 def test_a_health_check_prints_its_table_indented_and_without_fences() -> None:
     checked = verdict(0, 95.0)
     [table] = printed(Notify(event="health", text="fail"), rollout(verdicts=(checked,)))
