@@ -63,7 +63,7 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.PROMOTE: VerbInfo(True, raising=True, button=True, may=_CLUSTERED),
     Verb.ROLLBACK: VerbInfo(True, safe=True, button=True, may=_CLUSTERED),
     Verb.ABORT: VerbInfo(True, safe=True, may=_CLUSTERED),
-    Verb.HISTORY: VerbInfo(False),
+    Verb.HISTORY: VerbInfo(False, may=_CLUSTERED),
     Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill"}),  # one of them
     Verb.MIRROR: VerbInfo(
         True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED

@@ -172,6 +172,22 @@ class Dispatcher:
             return None
         return wave.cluster, " (the cluster whose turn it is in the running wave)"
 
+    def _refuse_beside_a_wave(self, command: Command, namespace: str) -> None:
+        """A weight, mirror, cohort or start typed while the service's wave runs would change
+        the bot's own cluster, not the wave's: refused, saying what acts on the wave."""
+        if self.cluster is not None or self.waves is None or command.verb in CLUSTERED:
+            return
+        wave = self.waves.book.for_service(namespace, str(command.service))
+        if wave is None or wave.state is not WaveState.RUNNING:
+            return
+        service = service_name(str(command.service), namespace)
+        raise ValueError(
+            f"{service} has a multi-cluster wave running (now on {wave.cluster}), and "
+            f"`{command.verb}` here would change the bot's own cluster, not the wave's; "
+            f"nothing was changed; act on the wave's rollout with its card or "
+            f"`/canary {service} pause|promote|rollback cluster {wave.cluster}`"
+        )
+
     def desk(self, cluster: str) -> Dispatcher:
         """The dispatcher of the wave cluster named `cluster`; a name not configured is
         refused in one sentence."""
@@ -242,6 +258,7 @@ class Dispatcher:
             return self._drill(command, namespace, asker, text, approved)
         if command.clusters is not None:
             return self._wave(command, namespace, asker, text, approved)
+        self._refuse_beside_a_wave(command, namespace)
         proposal = self.changes.propose(command, namespace, asker.channel)
         if self.gate is not None and not approved:
             held = self._check(proposal, asker, text)
