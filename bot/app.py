@@ -23,6 +23,7 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 
 from bot.chat.approvals import ApprovalBook, Gate, GateCards, GroupDirectory, group_ids
+from bot.chat.cards import CARD_ONLY
 from bot.chat.dispatch import Dispatcher
 from bot.chat.http import SLACK_PATH, BotHttpServer, Probe
 from bot.chat.links import Links, check_template
@@ -174,7 +175,8 @@ class ConsoleNotifier:
         self._write = write
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
-        self._write(f"[{rollout.id} {rollout.phase.value} {rollout.weight}%] {message.text}")
+        if message.event != CARD_ONLY:
+            self._write(f"[{rollout.id} {rollout.phase.value} {rollout.weight}%] {message.text}")
 
 
 @dataclass
@@ -262,6 +264,18 @@ def build(
     wave_book = WaveStore(client)
     gates = GateCards(book, store, clock) if gate is not None else None
 
+    drills = Drills(
+        mesh=mesh,
+        book=DrillStore(client),
+        rollouts=store,
+        tell=tell or _channel_poster(slack),
+        clock=clock,
+        changed=lambda namespace, vs: _redraw(store, engine, namespace, vs),
+        limits=lambda ns, vs: (
+            None if policy is None else drill_limits(policy, PolicyTarget(ns, vs))
+        ),
+    )
+
     def cards(cluster: str | None) -> Notifier | None:
         """The notifier given, or the Slack cards of the bot's own rollouts or of a wave
         cluster's (which name the cluster and carry it on their buttons)."""
@@ -276,6 +290,7 @@ def build(
             links=settings.links,
             cluster=cluster,
             waves=wave_book,
+            drills=drills.texts if cluster is None else None,  # drills are the bot's own
         )
 
     own = cards(None)
@@ -289,16 +304,6 @@ def build(
         effect_delay=settings.effect_delay_s,
         metrics=metrics,
         health=health_check(settings, metrics, policy),
-    )
-    drills = Drills(
-        mesh=mesh,
-        book=DrillStore(client),
-        rollouts=store,
-        tell=tell or _channel_poster(slack),
-        clock=clock,
-        limits=lambda ns, vs: (
-            None if policy is None else drill_limits(policy, PolicyTarget(ns, vs))
-        ),
     )
     clusters = {
         name: _cluster(
@@ -399,6 +404,13 @@ def _cluster(
         ),
     )
     return Cluster(store, mesh, engine, prometheus)
+
+
+def _redraw(store: RolloutStore, engine: Engine, namespace: str, vs: str) -> None:
+    """The card of the service's rollout going on, if any, drawn again as it stands."""
+    active = store.active_for(namespace, vs)
+    if active is not None:
+        engine.notifier.notify(active, Notify(event=CARD_ONLY, text=""))
 
 
 def _channel_poster(slack: WebClient | None) -> Tell:

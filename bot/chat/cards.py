@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,7 @@ ACTION_PREFIX = "canary:"
 _ACTIONS = tuple(verb.value for verb in BUTTONS)
 # Notices that end a rollout: its chart goes in the thread after them.
 FINAL_EVENTS = frozenset({"promoted", "rollback", "auto-rollback", "abort", "denied"})
+CARD_ONLY = "card"  # a notice that only redraws the card (its drills changed): nothing to say
 # `<rollout id>:<version>`, the id as `cluster/id` for a wave cluster's rollout
 _VALUE = re.compile(
     r"(?P<id>(?:[a-z0-9][a-z0-9-]{0,39}/)?[A-Za-z0-9_.-]{1,64}):(?P<version>0|[1-9][0-9]{0,17})"
@@ -119,6 +121,7 @@ class CardView:
     cohort: str | None = None  # the cohort routed to the canary, as typed after `cohort`
     cluster: str | None = None  # the wave cluster the rollout is on (None: the bot's own)
     wave: str | None = None  # that wave's clusters in order: `wave: canary-eu ✓ → prod-eu`
+    drills: tuple[str, ...] = ()  # the service's fault drills going on, each with its end
 
 
 # The description.
@@ -131,6 +134,7 @@ def card_view(
     *,
     cluster: str | None = None,
     wave: Wave | None = None,
+    drills: Sequence[str] = (),
 ) -> CardView:
     """What the card of `rollout` shows at `now`. The reason is shown whenever one is set;
     `links` are the observability add-ons' URL templates, if any are set. A wave cluster's
@@ -160,6 +164,7 @@ def card_view(
         cohort=None if rollout.cohort is None else rollout.cohort.text,
         cluster=cluster,
         wave=None if cluster is None else _wave_order(cluster, wave),
+        drills=tuple(drills),
     )
 
 
@@ -259,6 +264,8 @@ def card_blocks(view: CardView) -> list[dict[str, Any]]:
         blocks.append(_labelled_section("Cluster", _where(view)))
     if view.cohort is not None:
         blocks.append(_labelled_section("Cohort", f"{view.cohort} → {view.canary}"))
+    if view.drills:
+        blocks.append(_labelled_section("Fault drills", "\n".join(view.drills)))
     if view.last_verdict is not None:
         blocks.append(_labelled_section("Last check", view.last_verdict))
     if view.reason is not None:
@@ -404,6 +411,7 @@ def card_text(view: CardView) -> str:
         lines.append(f"cluster: {_where(view)}")
     if view.cohort is not None:
         lines.append(f"cohort: {view.cohort} → {view.canary}")
+    lines += [f"drill: {drill}" for drill in view.drills]
     if view.last_verdict is not None:
         lines.append(f"last check: {view.last_verdict}")
     if view.reason is not None:

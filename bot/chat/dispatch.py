@@ -514,10 +514,15 @@ class Dispatcher:
         return Reply("\n".join(card_text(card_view(r, now)).splitlines()[0] for r in active))
 
     def card_reply(self, rollout: Rollout) -> Reply:
+        """The rollout's card as a reply (`status`), with its service's drills going on."""
+        target = rollout.target
+        drills = self.drills.texts(target.namespace, target.vs) if self.drills else ()
         wave = None
         if self.cluster is not None and self.waves is not None:
             wave = self.waves.book.for_service(rollout.target.namespace, rollout.target.vs)
-        view = card_view(rollout, self.clock(), self.links, cluster=self.cluster, wave=wave)
+        view = card_view(
+            rollout, self.clock(), self.links, cluster=self.cluster, wave=wave, drills=drills
+        )
         return Reply(card_text(view), blocks=card_blocks(view))
 
 

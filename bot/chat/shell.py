@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from bot.chat.cards import FINAL_EVENTS, card_text, card_view
+from bot.chat.cards import CARD_ONLY, FINAL_EVENTS, card_text, card_view
 from bot.chat.dispatch import Asker, Dispatcher, Reply
 from bot.chat.health_text import health_table
 from bot.chat.phone import plain_dates
@@ -50,6 +50,8 @@ class ShellNotifier:
         self.waves = waves  # the waves a wave cluster's card shows, if any
 
     def notify(self, rollout: Rollout, message: Notify) -> None:
+        if message.event == CARD_ONLY:
+            return  # the shell prints a card when a rollout starts, not when it is redrawn
         cluster = message.cluster  # a wave cluster's rollout: its card names the cluster
         view = card_view(rollout, self.clock(), cluster=cluster, wave=self._wave(rollout, cluster))
         if message.event == "started":

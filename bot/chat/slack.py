@@ -16,7 +16,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -33,6 +33,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.chat.approvals import APPROVAL_PREFIX, GateCards, parse_vote, summary_text
 from bot.chat.cards import (
+    CARD_ONLY,
     FINAL_EVENTS,
     card_blocks,
     card_fallback_text,
@@ -226,8 +227,10 @@ class SlackNotifier:
         links: Links | None = None,
         cluster: str | None = None,
         waves: WaveBook | None = None,
+        drills: Callable[[str, str], Sequence[str]] | None = None,
     ) -> None:
         self.client, self.store, self.clock = client, store, clock
+        self.drills = drills  # the service's fault drills going on, shown on its card
         self.links = links  # the observability add-ons the card links to
         # A wave cluster's rollouts: their cards name the cluster and the wave, and their
         # buttons carry the cluster, so that a tap acts there.
@@ -251,7 +254,7 @@ class SlackNotifier:
 
     def _notify(self, rollout: Rollout, message: Notify) -> None:
         channel, ts = str(rollout.channel), self.show_card(rollout)
-        if message.event == "started":
+        if message.event in ("started", CARD_ONLY):
             return
         if message.event == "approval-needed" and self.gates is not None:
             request, blocks = self.gates.open_gate(rollout, self.cluster)
@@ -317,7 +320,12 @@ class SlackNotifier:
     def show_card(self, rollout: Rollout) -> str:
         """Post the rollout's card, or update it in place; returns its ts."""
         view = card_view(
-            rollout, self.clock(), self.links, cluster=self.cluster, wave=self._wave(rollout)
+            rollout,
+            self.clock(),
+            self.links,
+            cluster=self.cluster,
+            wave=self._wave(rollout),
+            drills=self._drills(rollout),
         )
         blocks, text = card_blocks(view), card_fallback_text(view)
         with self._posting.hold(rollout.id):
@@ -331,6 +339,16 @@ class SlackNotifier:
                 return ref[1]
         self.client.chat_update(channel=ref[0], ts=ref[1], blocks=blocks, text=text)
         return ref[1]
+
+    def _drills(self, rollout: Rollout) -> Sequence[str]:
+        """The service's drills; a card goes up without them if Redis cannot say."""
+        if self.drills is None:
+            return ()
+        try:
+            return self.drills(rollout.target.namespace, rollout.target.vs)
+        except StoreError as e:
+            log.warning("card of rollout %s shown without its drills: %s", rollout.id, e)
+            return ()
 
     def _wave(self, rollout: Rollout) -> Wave | None:
         """The wave a cluster's rollout is part of; a card goes up without it if Redis cannot

@@ -100,9 +100,11 @@ class Drills:
         tell: Tell,
         clock: Callable[[], datetime],
         limits: Limits,
+        changed: Callable[[str, str], None] = lambda namespace, vs: None,
     ) -> None:
         self.mesh, self.book, self.rollouts = mesh, book, rollouts
         self.tell, self.clock, self.limits = tell, clock, limits
+        self.changed = changed  # a service's drills changed: its rollout's card shows them
 
     # Starting
 
@@ -160,6 +162,7 @@ class Drills:
             f"{record.ends_at:%H:%M:%S} UTC, by <@{record.actor}>; it ends on its own"
         )
         self._say(record.channel, text)
+        self._changed(record)
         return text
 
     def _lasting(self, drill: Drill, namespace: str, vs: str) -> Drill:
@@ -219,6 +222,7 @@ class Drills:
                 return False
         self._audit(record, "fault-ended", f"{record.drill.text}: {why}")
         self._say(record.channel, f"{record.service}: {record.drill.text} removed ({why})")
+        self._changed(record)
         return True
 
     def _take_off(self, record: DrillRecord) -> None:
@@ -255,8 +259,12 @@ class Drills:
 
     def lines(self, namespace: str, vs: str) -> list[str]:
         """The service's drills, for `status`."""
+        return [f"drill: {text}" for text in self.texts(namespace, vs)]
+
+    def texts(self, namespace: str, vs: str) -> list[str]:
+        """The service's drills, each with its end: `fault delay 7s 10% until 03:10:00 UTC`."""
         return [
-            f"drill: {r.drill.text} until {r.ends_at:%H:%M:%S} UTC"
+            f"{r.drill.text} until {r.ends_at:%H:%M:%S} UTC"
             for r in self.book.for_service(namespace, vs)
         ]
 
@@ -285,6 +293,12 @@ class Drills:
             channel=record.channel,
             detail=detail,
         )
+
+    def _changed(self, record: DrillRecord) -> None:
+        try:
+            self.changed(record.namespace, record.vs)
+        except Exception:  # the drill is done and told; a card not refreshed is cosmetic
+            log.exception("card of %s not refreshed after its drills changed", record.service)
 
     def _say(self, channel: str | None, text: str) -> None:
         try:

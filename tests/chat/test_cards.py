@@ -186,6 +186,16 @@ def test_the_card_reads_well() -> None:
     ]
 
 
+def test_the_services_drills_are_on_the_card_each_with_its_end() -> None:
+    drills = ("fault delay 7s 10% until 03:10:00 UTC", "retries 3 per-try 2s until 03:05:00 UTC")
+    view = card_view(rollout(), NOW, drills=drills)
+    lines = card_text(view).splitlines()
+    assert [line for line in lines if line.startswith("drill: ")] == [f"drill: {d}" for d in drills]
+    sections = [b["text"]["text"] for b in card_blocks(view) if b["type"] == "section"]
+    assert "*Fault drills:* " + "\n".join(drills) in sections
+    assert not any("drill" in line for line in card_text(card_view(rollout(), NOW)).splitlines())
+
+
 def test_a_weight_not_yet_live_is_said_on_a_line_of_its_own() -> None:
     view = replace(card_view(rollout(), NOW), pending=50)
     assert card_blocks(view)[0]["text"]["text"].splitlines()[1:] == [

@@ -4,6 +4,7 @@ time is up and says so in the channel, leaving the VirtualService as it was."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,20 @@ def test_a_drill_is_taken_off_by_the_leader_when_its_time_is_up(bot: Bot) -> Non
     wait_until(lambda: any("removed (its time was up)" in t for t in posted(bot)))
     [started] = [t for t in posted(bot) if "on the catch-all route until" in t]
     assert started.startswith(":test_tube: weather: fault abort 503 50%")
+
+
+def test_the_card_of_the_services_rollout_shows_its_drills_while_they_last(bot: Bot) -> None:
+    assert bot.post(bot.command("weather 10%", user="U0QA000001")) == 200
+    wait_until(lambda: len(bot.cards()) == 1, what="the rollout's card")
+    [ts] = bot.cards()
+
+    def card() -> str:
+        return json.dumps(bot.cards()[ts]["blocks"], ensure_ascii=False)
+
+    assert "Fault drills" not in card()
+    assert bot.post(bot.command("weather fault delay 7s 10%", user="U0QA000001")) == 200
+    wait_until(lambda: "Fault drills" in card(), what="the drill on the card")
+    assert "fault delay 7s 10% until " in card()
+    assert bot.post(bot.command("weather fault off", user="U0QA000001")) == 200
+    wait_until(lambda: "Fault drills" not in card(), what="the drill gone from the card")
+    assert list(bot.cards()) == [ts]  # the same card, redrawn; no new one
