@@ -64,7 +64,8 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.ROLLBACK: VerbInfo(True, safe=True, button=True, may=_CLUSTERED),
     Verb.ABORT: VerbInfo(True, safe=True, may=_CLUSTERED),
     Verb.HISTORY: VerbInfo(False, may=_CLUSTERED),
-    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill"}),  # one of them
+    # one of weight, cohort or drill; a weight or cohort may be planned on a wave cluster
+    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill", "cluster"}),
     Verb.MIRROR: VerbInfo(
         True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED
     ),

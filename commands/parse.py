@@ -223,12 +223,8 @@ def _bare(verb: Verb, target: _Target, words: list[str]) -> Command:
         _nothing_after(verb, words, example(verb, target.text))
         return Command(verb=verb, service=target.service, namespace=target.namespace)
     usage = f"`/canary {target.text} {verb} cluster prod-eu`"
-    name = _options(words, ("cluster",), usage)["cluster"].lower()
-    if not CLUSTER_NAME.fullmatch(name):
-        raise CommandError(
-            f"{shown(name)} is not a cluster name: name one cluster, with {CLUSTER_RULE}, "
-            f"like {usage}"
-        )
+    word = _options(words, ("cluster",), usage)["cluster"]
+    name = _cluster_name(target, word, f"{verb} cluster prod-eu")
     return Command(verb=verb, service=target.service, namespace=target.namespace, cluster=name)
 
 
@@ -244,6 +240,29 @@ def _set_weight(target: _Target, words: list[str]) -> Command:
 
 
 def _plan(target: _Target, words: list[str]) -> Command:
+    """`plan 25% [to v2]`, `plan cohort …`, `plan fault …`; a weight or a cohort may end
+    with `cluster prod-eu`, planned on that wave cluster's objects."""
+    cluster = None
+    if len(words) >= 2 and words[-2].lower() == "cluster":
+        cluster, words = _cluster_name(target, words[-1], "plan 25% cluster prod-eu"), words[:-2]
+    command = _plan_what(target, words)
+    if cluster is not None and command.drill is not None:
+        raise CommandError("fault drills are planned and made on the bot's own cluster only")
+    return command if cluster is None else command.model_copy(update={"cluster": cluster})
+
+
+def _cluster_name(target: _Target, word: str, form: str) -> str:
+    name = word.lower()
+    if not CLUSTER_NAME.fullmatch(name):
+        usage = f"`/canary {target.text} {form}`"
+        raise CommandError(
+            f"{shown(name)} is not a cluster name: name one cluster, with {CLUSTER_RULE}, "
+            f"like {usage}"
+        )
+    return name
+
+
+def _plan_what(target: _Target, words: list[str]) -> Command:
     if not words:
         raise CommandError(f"`plan` needs a weight: {_usage(Verb.PLAN, target)}")
     if words[0].lower() == Verb.COHORT:

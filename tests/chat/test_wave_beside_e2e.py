@@ -35,10 +35,10 @@ def wave_bot(
 
 
 def told(bot: Bot, text: str) -> str:
+    """The asker's one reply to `/canary <text>`."""
     before = len(responses_to(bot, "cmd"))
     assert bot.post(bot.command(text)) == 200
     wait_until(lambda: len(responses_to(bot, "cmd")) > before, what=f"the reply to {text}")
-    bot.drain()
     return responses_to(bot, "cmd")[before]
 
 
@@ -61,3 +61,17 @@ def test_a_change_beside_a_running_wave_is_refused_and_changes_nothing(
 def test_history_during_a_wave_reads_the_cluster_whose_turn_it_is(wave_bot: Bot) -> None:
     reply = told(wave_bot, "weather history")
     assert reply.startswith("[canary-eu] ") and "start 0% → 10%" in reply
+
+
+def test_plan_shows_a_wave_clusters_diff_and_writes_nothing(
+    wave_bot: Bot, clusters: dict[str, SandboxApiServer]
+) -> None:
+    writes = [len([r for r in s.requests if r.is_write]) for s in clusters.values()]
+    named = told(wave_bot, "weather plan 50% cluster prod-eu")
+    assert named.startswith("[prod-eu] Plan for weather at 50% (v1 → v2), nothing applied")
+    assert "-  weight: 100" in named and "+  weight: 50" in named  # prod-eu's own 100/0
+    turn = told(wave_bot, "weather plan 50%")
+    assert turn.startswith("[canary-eu] Plan for weather at 50%")
+    assert "-  weight: 90" in turn and "+  weight: 50" in turn  # canary-eu, at 10% now
+    assert [len([r for r in s.requests if r.is_write]) for s in clusters.values()] == writes
+    assert [r for r in wave_bot.cluster.requests if r.is_write] == []
