@@ -78,6 +78,8 @@ _TOPICS: dict[Verb, _Topic] = {
             "Takes `to <subset>` like a weight does.",
             f"`/canary {{service}} plan cohort {COHORT_EXAMPLE}` shows a cohort's route, and "
             "`/canary {service} plan fault delay 7s 10%` a drill's change.",
+            "`cluster prod-eu` at the end plans a weight or a cohort on that wave cluster; while "
+            "a wave runs, plan plans on the cluster whose turn it is.",
         ),
     ),
     Verb.MIRROR: _Topic(
