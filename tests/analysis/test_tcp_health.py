@@ -6,8 +6,10 @@ request metrics a TCP service never has."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from bot.health.client import PrometheusClient, Vector
 from bot.mesh.kube import KubeMesh
 from bot.rollout.analysis import Analyst
 from bot.rollout.engine import Engine
-from bot.rollout.model import Phase, Rollout, StepPlan
+from bot.rollout.model import Phase, Rollout, StepDue, StepPlan
 from bot.rollout.traffic import KubeTraffic
 from bot.store.lease import LeaderLease
 from bot.store.redis_store import RolloutStore, connect
@@ -34,6 +36,17 @@ NAMESPACE = TCP_ECHO["metadata"]["namespace"]
 STEPS = StepPlan(weights=(20, 50, 100), interval_s=600)  # held far longer than the test runs
 HEALTHY = VersionProfile(error_rate=0.002)
 pytestmark = pytest.mark.slow
+
+
+def deployment(version: str) -> dict[str, Any]:
+    """tcp-echo's Deployment of `version`: seeded as its ready Pod."""
+    labels = {"app": "tcp-echo", "version": version}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"tcp-echo-{version}", "namespace": NAMESPACE},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": labels}}},
+    }
 
 
 class AskedClient(PrometheusClient):
@@ -83,7 +96,7 @@ class Rig:
 @pytest.fixture
 def rig(prometheus_server: PrometheusServer, redis_url: str) -> Iterator[Rig]:
     with SandboxApiServer() as cluster:
-        seed(cluster, [TCP_ECHO, TCP_DR])
+        seed(cluster, [TCP_ECHO, TCP_DR, *map(deployment, ("v1", "v2"))])
         with TrafficSimulator(
             api=cluster.url,
             namespace=NAMESPACE,
@@ -136,3 +149,26 @@ def test_a_healthy_tcp_canary_passes_its_looks_instead_of_staying_inconclusive(r
     assert outcomes.count("pass") >= 1 and "fail" not in outcomes
     assert rig.engine.store.load(started.id).phase is Phase.PROGRESSING
     assert len(rig.client.asked) == len(outcomes)
+
+
+def test_a_healthy_tcp_canary_is_promoted_step_by_step_on_passing_checks(rig: Rig) -> None:
+    """Each step's own check, when it falls due, judges the connections and passes."""
+    started = rig.engine.start(
+        namespace=NAMESPACE,
+        vs="tcp-echo",
+        to="v2",
+        steps=StepPlan(weights=(50, 100), interval_s=4),
+        actor="U1",
+        channel="C1",
+    )
+    for _ in range(10):
+        rollout = rig.engine.store.load(started.id)
+        if rollout.phase is not Phase.PROGRESSING:
+            break
+        assert rollout.next_step_at is not None
+        time.sleep(max(0.0, (rollout.next_step_at - datetime.now(UTC)).total_seconds()))
+        rig.engine.handle(started.id, StepDue(step=rollout.step))
+    final = rig.engine.store.load(started.id)
+    assert (final.phase, final.weight) == (Phase.PROMOTED, 100), final.reason
+    assert [v.outcome for v in final.verdicts][-2:] == ["pass", "pass"]
+    assert all("istio_tcp_connections_closed_total" in q for q in rig.client.asked)
