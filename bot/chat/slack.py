@@ -513,11 +513,13 @@ class SlackBot:
         the policy lets them press."""
         dispatcher, now = self.dispatcher, self.dispatcher.clock()
         cards = []
-        for rollout in self.store.list_active():
-            view = card_view(rollout, now, dispatcher.links)
-            allowed = dispatcher.actions_for(user, rollout, [b.action for b in view.buttons])
-            if (shown := with_actions(view, allowed)) is not None:
-                cards.append(shown)
+        desks = [(None, dispatcher), *dispatcher.clusters.items()]  # and each wave cluster's
+        for cluster, desk in desks:
+            for rollout in desk.store.list_active():
+                view = card_view(rollout, now, dispatcher.links, cluster=cluster)
+                allowed = desk.actions_for(user, rollout, [b.action for b in view.buttons])
+                if (shown := with_actions(view, allowed)) is not None:
+                    cards.append(shown)
         try:
             self.client.views_publish(user_id=user, view=home_view(cards, notice=notice))
         except SlackApiError as e:

@@ -6,8 +6,6 @@ refuses views Slack would refuse."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,9 @@ from bot.chat.home import BLOCKS_MAX, home_view
 from bot.chat.slack import web_client
 from bot.rollout.model import Phase
 from tests.chat.phone import render_blocks, too_wide
-from tests.support.fake_slack import FakeSlack, SlackCall
+from tests.support.fake_slack import FakeSlack
 from tests.support.harness import Bot, flat, running_bot, signed_post, wait_until
+from tests.support.home import buttons, open_home, press_in_home, published
 from tests.support.sample_rollout import T0, rollout
 
 DEV, ONCALL, STRANGER, VIEWER = "U0DEV00001", "U0ONCALL01", "U0XXX00009", "U0VIEWER1"
@@ -35,62 +34,6 @@ rules:
       pause: [{DEV}]
       rollback: [{ONCALL}]
 """
-
-
-def open_home(bot: Bot, user: str, tab: str = "home") -> int:
-    """Slack's app_home_opened callback for `user`, signed, as JSON."""
-    body = {
-        "token": "ignored",
-        "team_id": "T0TEST",
-        "api_app_id": "A0CANARY",
-        "type": "event_callback",
-        "event_id": f"Ev{time.monotonic_ns()}",
-        "event_time": int(time.time()),
-        "event": {
-            "type": "app_home_opened",
-            "user": user,
-            "channel": "D0HOME0001",
-            "tab": tab,
-            "event_ts": f"{time.time():.6f}",
-        },
-    }
-    status, _ = signed_post(bot.url, json.dumps(body), headers={"Content-Type": "application/json"})
-    return status
-
-
-def press_in_home(bot: Bot, user: str, action: str, value: str) -> int:
-    """A press on a card's button in the Home tab: no channel, no response_url."""
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user},
-        "team": {"id": "T0TEST"},
-        "container": {"type": "view", "view_id": "V0HOME"},
-        "view": {"id": "V0HOME", "type": "home", "callback_id": "canary-home"},
-        "trigger_id": f"home-{time.monotonic_ns()}",
-        "actions": [
-            {"type": "button", "action_id": f"canary:{action}", "value": value, "block_id": "b"}
-        ],
-    }
-    return bot.post(urllib.parse.urlencode({"payload": json.dumps(payload)}))
-
-
-def published(bot: Bot, user: str, after: int = 0) -> SlackCall:
-    """The views.publish call for `user`, the `after`-th one on (0: the first)."""
-    wait_until(lambda: len(publishes(bot, user)) > after, what=f"a home tab for {user}")
-    return publishes(bot, user)[after]
-
-
-def publishes(bot: Bot, user: str) -> list[SlackCall]:
-    return [c for c in bot.slack.calls_to("views.publish") if c.body.get("user_id") == user]
-
-
-def buttons(view: dict[str, Any]) -> list[str]:
-    return [
-        e["action_id"].removeprefix("canary:")
-        for b in view["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-    ]
 
 
 @pytest.fixture
