@@ -34,13 +34,14 @@ class Action(StrEnum):
     MIRROR = "mirror"
     COHORT = "cohort"
     FAULT = "fault"
+    WAVE = "wave"  # a start over several clusters (`start clusters …`), needing `start` too
     APPROVE = "approve"
 
 
 # Never add traffic: whoever may roll back may do these at any time, with nothing in the way.
 SAFE_ACTIONS = frozenset(Action(verb.value) for verb in SAFE)
 # Start or add traffic: what freezes refuse and what approvals hold by default.
-RAISING_ACTIONS = frozenset(Action(verb.value) for verb in RAISING)
+RAISING_ACTIONS = frozenset(Action(verb.value) for verb in RAISING) | {Action.WAVE}
 
 # -- Field types: each turns a raw YAML value into a checked one, or says how to fix it.
 
@@ -152,6 +153,7 @@ class Permissions(_Schema):
     mirror: Principals = ()
     cohort: Principals = ()
     fault: Principals = ()
+    wave: Principals = ()
     approve: Principals = ()
 
     def who_may(self, action: Action) -> tuple[str, ...]:

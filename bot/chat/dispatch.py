@@ -44,7 +44,15 @@ from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
 from commands.model import CLUSTERED
 from commands.names import service_name
-from policies import Change, Deny, NeedsApproval, is_user, rollout_defaults, staged_gates
+from policies import (
+    Action,
+    Change,
+    Deny,
+    NeedsApproval,
+    is_user,
+    rollout_defaults,
+    staged_gates,
+)
 from policies import Target as PolicyTarget
 
 NEW_ROLLOUT = frozenset({Verb.START, Verb.SET_WEIGHT, Verb.MIRROR, Verb.COHORT})
@@ -307,6 +315,11 @@ class Dispatcher:
         self.waves.check_clusters(clusters)
         proposal = self.changes.propose_wave(command, namespace)
         if self.gate is not None and not approved:
+            # a wave is a start over several clusters: both must be allowed
+            waved = replace(proposal.change, action=Action.WAVE.value)
+            refused = self.gate.decide(asker.user, waved, namespace, proposal.vs)
+            if isinstance(refused, Deny):
+                return [Reply(f":no_entry: {refused.reason}")]
             decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
             if isinstance(decision, Deny):
                 return [Reply(f":no_entry: {decision.reason}")]

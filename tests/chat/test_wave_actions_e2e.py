@@ -98,6 +98,7 @@ rules:
     namespace: "*"
     allow:
       start: [U0REQ00001]
+      wave: [U0REQ00001]
       rollback: [U0ONCALL00]
 """
 
@@ -201,6 +202,7 @@ rules:
     namespace: "*"
     allow:
       start: [U0REQ00001]
+      wave: [U0REQ00001]
       promote: [U0REQ00001]
       approve: [U0SRE00002]
     approvals:

@@ -27,6 +27,7 @@ rules:
     namespace: "*"
     allow:
       start: [U0REQ00001]
+      wave: [U0REQ00001]
       approve: [U0SRE00002]
     approvals:
       - count: 1

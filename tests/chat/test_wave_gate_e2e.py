@@ -28,6 +28,7 @@ rules:
     namespace: "*"
     allow:
       start: [U0REQ00001]
+      wave: [U0REQ00001]
       rollback: [U0REQ00001]
       approve: [U0SRE00002]
     rollout:

@@ -100,20 +100,25 @@ rules:
   - name: production
     namespace: "*"
     allow:
-      start: [U0REQ00001]
+      start: [U0REQ00001, U0STARTER1]
+      wave: [U0REQ00001]
 """
 
 
-def test_the_policy_decides_a_wave_as_a_start(
+def test_the_policy_decides_a_wave_as_a_wave_and_a_start(
     tmp_path: Path, redis_url: str, clusters: dict[str, SandboxApiServer]
 ) -> None:
+    """A wave needs the policy's `wave` action as well as `start`: someone allowed to start
+    on one cluster is not thereby allowed to roll out over several."""
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY, encoding="utf-8")
     with running_wave_bot(tmp_path, redis_url, clusters, CANARY_POLICY_FILE=str(policy)) as bot:
         text = "weather start clusters canary-eu,prod-eu"
-        assert bot.post(bot.command(text, user="U0STRANGER")) == 200
-        wait_until(lambda: responses_to(bot, "cmd"), what="the refusal")
-        assert responses_to(bot, "cmd")[0].startswith(":no_entry:")
+        for number, user in enumerate(("U0STRANGER", "U0STARTER1")):
+            assert bot.post(bot.command(text, user=user)) == 200
+            wait_until(lambda: len(responses_to(bot, "cmd")) > number, what="the refusal")
+            assert responses_to(bot, "cmd")[number].startswith(":no_entry:")
+        assert "wave" in responses_to(bot, "cmd")[1]
         writes = [[r for r in server.requests if r.is_write] for server in clusters.values()]
         assert writes == [[], []]
         assert WaveStore(bot.server.parts.store.redis).running() == []
