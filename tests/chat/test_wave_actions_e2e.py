@@ -21,15 +21,9 @@ from tests.support.harness import (
     vote,
     wait_until,
 )
-from tests.support.waves import running_wave_bot, wave_clusters, weights
+from tests.support.waves import running_wave_bot, weights
 
 START = "weather start clusters canary-eu,prod-eu steps 10,100 every 1h"
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    with wave_clusters() as servers:
-        yield servers
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ an approver approves; the card says what the wave will do; then it starts on its
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
@@ -19,7 +16,7 @@ from tests.support.harness import (
     vote,
     wait_until,
 )
-from tests.support.waves import running_wave_bot, wave_clusters, weights
+from tests.support.waves import running_wave_bot, weights
 
 POLICY = """
 rules:
@@ -34,12 +31,6 @@ rules:
         from: [U0SRE00002]
         actions: [start]
 """
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    with wave_clusters() as servers:
-        yield servers
 
 
 def test_a_wave_held_for_approval_starts_only_once_approved(

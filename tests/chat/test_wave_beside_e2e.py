@@ -12,15 +12,9 @@ import pytest
 
 from sandbox.apiserver import SandboxApiServer
 from tests.support.harness import Bot, responses_to, wait_until
-from tests.support.waves import running_wave_bot, wave_clusters, weights
+from tests.support.waves import running_wave_bot, weights
 
 START = "weather start clusters canary-eu,prod-eu steps 10,100 every 1h"
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    with wave_clusters() as servers:
-        yield servers
 
 
 @pytest.fixture

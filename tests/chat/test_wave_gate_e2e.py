@@ -4,10 +4,7 @@ its approval card names the cluster, and the approver's vote moves that cluster'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.rollout.model import Phase
 from sandbox.apiserver import SandboxApiServer
@@ -20,7 +17,7 @@ from tests.support.harness import (
     vote,
     wait_until,
 )
-from tests.support.waves import running_wave_bot, wave_clusters, weights
+from tests.support.waves import running_wave_bot, weights
 
 POLICY = """
 rules:
@@ -36,12 +33,6 @@ rules:
       every: 1s
       gates: [50]
 """
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    with wave_clusters() as servers:
-        yield servers
 
 
 def gated(bot: Bot) -> bool:

@@ -4,24 +4,15 @@ carry it, and a Rollback pressed there rolls that cluster back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from sandbox.apiserver import SandboxApiServer
 from tests.support.harness import flat, responses_to, wait_until
 from tests.support.home import buttons, open_home, press_in_home, published
-from tests.support.waves import running_wave_bot, wave_clusters, weights
+from tests.support.waves import running_wave_bot, weights
 
 START = "weather start clusters canary-eu,prod-eu steps 10,100 every 1h"
 ONCALL = "U0ONCALL01"
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    with wave_clusters() as servers:
-        yield servers
 
 
 def test_a_wave_clusters_rollout_is_in_the_home_tab_and_rolled_back_from_there(

@@ -13,14 +13,7 @@ import pytest
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
 from tests.support.harness import Bot, responses_to, wait_until
-from tests.support.waves import CLUSTERS, running_wave_bot, wave_clusters, weights
-
-
-@pytest.fixture
-def clusters() -> Iterator[dict[str, SandboxApiServer]]:
-    """The wave's two clusters, each with weather at 100/0 and no request logged yet."""
-    with wave_clusters() as servers:
-        yield servers
+from tests.support.waves import CLUSTERS, running_wave_bot, weights
 
 
 @pytest.fixture
