@@ -196,7 +196,7 @@ def test_oci_labels_describe_the_image() -> None:
     oci = {k.removeprefix("org.opencontainers.image."): v for k, v in labels.items()}
     assert {"title", "source", "licenses", "description", "version"} <= oci.keys()
     assert oci["title"] == PROJECT["name"]
-    assert oci["licenses"] == PROJECT["license"]["text"]
+    assert oci["licenses"] == PROJECT["license"]
     assert oci["version"] == "${VERSION}" and args["VERSION"] == PROJECT["version"]
     assert oci["source"] == "${SOURCE_URL}" and args["SOURCE_URL"].startswith("https://")
 
