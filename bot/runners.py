@@ -36,7 +36,9 @@ from bot.store.waves import WaveStore
 from commands import Command, Verb
 from commands.grammar import (
     GrammarError,
+    on_cluster,
     parse_analysis,
+    parse_cluster,
     parse_clusters,
     parse_duration,
     parse_service,
@@ -82,12 +84,11 @@ def run_start(args: argparse.Namespace) -> int:
 def run_verb(args: argparse.Namespace) -> int:
     """`rollout pause|resume|promote|rollback|abort`: as the chat command would."""
     service = _service(args.service)
-    cluster = None if args.cluster is None else _one_cluster(args.cluster)
+    cluster = None if args.cluster is None else parse_cluster(args.cluster)
     command = Command(
         verb=Verb(args.verb), service=service.vs, namespace=service.namespace, cluster=cluster
     )
-    on = "" if cluster is None else f" cluster {cluster}"
-    return _run(command, args.actor, f"{args.service} {args.verb}{on}")
+    return _run(command, args.actor, f"{args.service} {args.verb}{on_cluster(cluster)}")
 
 
 def _run(command: Command, actor: str, text: str) -> int:
@@ -118,13 +119,6 @@ def _latest(store: RolloutStore, namespace: str, vs: str) -> Rollout | None:
     if not last or not last[-1].rollout_id or not store.exists(last[-1].rollout_id):
         return None
     return store.load(last[-1].rollout_id)
-
-
-def _one_cluster(text: str) -> str:
-    names = parse_clusters(text)
-    if len(names) != 1:
-        raise GrammarError(f"--cluster names one cluster of the wave, not {len(names)}")
-    return names[0]
 
 
 class _Service(NamedTuple):

@@ -75,6 +75,21 @@ def parse_steps(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def parse_cluster(text: str) -> str:
+    """`prod-eu`: one wave cluster's name, and ` cluster prod-eu` as a command says it."""
+    name = text.lower()
+    if not CLUSTER_NAME.fullmatch(name):
+        raise GrammarError(
+            f"{shown(name)} is not a cluster name: name one cluster, with {CLUSTER_RULE}"
+        )
+    return name
+
+
+def on_cluster(cluster: str | None) -> str:
+    """What a command's text ends with when it acts on a wave cluster's rollout."""
+    return f" cluster {cluster}" if cluster else ""
+
+
 def parse_clusters(text: str) -> tuple[str, ...]:
     """`canary-eu,prod-eu` → ("canary-eu", "prod-eu"): a wave's clusters in order, each once."""
     names = tuple(text.split(","))

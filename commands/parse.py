@@ -22,6 +22,7 @@ from commands.grammar import (
     check_steps,
     is_label,
     parse_analysis,
+    parse_cluster,
     parse_clusters,
     parse_duration,
     parse_steps,
@@ -30,7 +31,6 @@ from commands.grammar import (
 )
 from commands.help import COHORT_EXAMPLE, EXAMPLE_SERVICE, HELP_TOPICS, WAVE_FORM, example
 from commands.model import BARE, CLUSTERED, Command, Verb
-from commands.names import CLUSTER_NAME, CLUSTER_RULE
 
 MAX_LENGTH = 300
 _ECHO = "/canary"  # some clients send the slash command along with its text
@@ -252,14 +252,8 @@ def _plan(target: _Target, words: list[str]) -> Command:
 
 
 def _cluster_name(target: _Target, word: str, form: str) -> str:
-    name = word.lower()
-    if not CLUSTER_NAME.fullmatch(name):
-        usage = f"`/canary {target.text} {form}`"
-        raise CommandError(
-            f"{shown(name)} is not a cluster name: name one cluster, with {CLUSTER_RULE}, "
-            f"like {usage}"
-        )
-    return name
+    with _explained(f"`/canary {target.text} {form}`"):
+        return parse_cluster(word)
 
 
 def _plan_what(target: _Target, words: list[str]) -> Command:

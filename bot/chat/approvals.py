@@ -23,6 +23,7 @@ from bot.rollout.model import Rollout
 from bot.service.changes import plan_hash
 from bot.store.approvals import ApprovalBook, ApprovalRequest
 from bot.store.redis_store import RolloutStore
+from commands.grammar import on_cluster
 from policies import (
     Actor,
     Allow,
@@ -141,7 +142,7 @@ class GateCards:
     ) -> tuple[ApprovalRequest, list[dict[str, Any]]]:
         """A staged rollout (of the wave cluster `cluster`, if given) reached a gated step:
         ask for the go-ahead on a card."""
-        on = f" cluster {cluster}" if cluster else ""
+        on = on_cluster(cluster)
         step = rollout.step + 1
         weight = rollout.steps.weights[step]
         # Judged as part of the start its requester was allowed: freezes and approval rules

@@ -42,6 +42,7 @@ from bot.service.waves import WaveRunner
 from bot.store.errors import StoreError
 from bot.store.redis_store import AuditEntry, RolloutStore
 from commands import Command, Verb, help_text
+from commands.grammar import on_cluster
 from commands.model import CLUSTERED
 from commands.names import service_name
 from policies import (
@@ -175,8 +176,8 @@ class Dispatcher:
             return command.cluster, ""
         if self.waves is None or not self.clusters:
             return None
-        wave = self.waves.book.for_service(namespace, str(command.service))
-        if wave is None or wave.state is not WaveState.RUNNING:
+        wave = self.waves.running(namespace, str(command.service))
+        if wave is None:
             return None
         return wave.cluster, " (the cluster whose turn it is in the running wave)"
 
@@ -185,8 +186,8 @@ class Dispatcher:
         the bot's own cluster, not the wave's: refused, saying what acts on the wave."""
         if self.cluster is not None or self.waves is None or command.verb in CLUSTERED:
             return
-        wave = self.waves.book.for_service(namespace, str(command.service))
-        if wave is None or wave.state is not WaveState.RUNNING:
+        wave = self.waves.running(namespace, str(command.service))
+        if wave is None:
             return
         service = service_name(str(command.service), namespace)
         raise ValueError(
@@ -220,7 +221,7 @@ class Dispatcher:
         cluster, why = on
         named = command.model_copy(update={"cluster": cluster})
         if command.cluster is None:
-            text = f"{text} cluster {cluster}"
+            text += on_cluster(cluster)
         replies = self.clusters[cluster].run(named, asker, text=text, approved=approved)
         if any(r.ephemeral for r in replies):
             return replies
@@ -285,22 +286,11 @@ class Dispatcher:
             return [Reply(":warning: fault drills are not available in this bot")]
         proposal = self.drills.propose(command, namespace, asker.user, asker.channel)
         if self.gate is not None and not approved:
-            decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
-            if isinstance(decision, Deny):
-                return [Reply(f":no_entry: {decision.reason}")]
-            if isinstance(decision, NeedsApproval):
-                if self.book is None:
-                    return [Reply(f":no_entry: {decision.reason}; no approvals here")]
-                change, diff = proposal.change, proposal.diff
-                return self._hold(
-                    change,
-                    diff,
-                    namespace=namespace,
-                    vs=proposal.vs,
-                    asker=asker,
-                    text=text,
-                    decision=decision,
-                )
+            held = self._ruled(
+                proposal.change, proposal.diff, (namespace, proposal.vs), asker, text
+            )
+            if held is not None:
+                return held
         return [Reply(self.drills.carry_out(proposal))]
 
     def _wave(
@@ -316,25 +306,10 @@ class Dispatcher:
         proposal = self.changes.propose_wave(command, namespace)
         if self.gate is not None and not approved:
             # a wave is a start over several clusters: both must be allowed
-            waved = replace(proposal.change, action=Action.WAVE.value)
-            refused = self.gate.decide(asker.user, waved, namespace, proposal.vs)
-            if isinstance(refused, Deny):
-                return [Reply(f":no_entry: {refused.reason}")]
-            decision = self.gate.decide(asker.user, proposal.change, namespace, proposal.vs)
-            if isinstance(decision, Deny):
-                return [Reply(f":no_entry: {decision.reason}")]
-            if isinstance(decision, NeedsApproval):
-                if self.book is None:
-                    return [Reply(f":no_entry: {decision.reason}; no approvals here")]
-                return self._hold(
-                    proposal.change,
-                    proposal.diff,
-                    namespace=namespace,
-                    vs=proposal.vs,
-                    asker=asker,
-                    text=text,
-                    decision=decision,
-                )
+            where, also = (namespace, proposal.vs), (Action.WAVE.value,)
+            held = self._ruled(proposal.change, proposal.diff, where, asker, text, also=also)
+            if held is not None:
+                return held
         wave = self.waves.start(
             namespace=namespace,
             vs=proposal.vs,
@@ -363,42 +338,38 @@ class Dispatcher:
         self.reserve(asker.channel, proposal.namespace, proposal.vs, text)
 
     def _check(self, proposal: Proposal, asker: Asker, text: str) -> list[Reply] | None:
+        command, where = proposal.command, (proposal.namespace, proposal.vs)
+        # a start that first routes a cohort is a cohort change too: both must be allowed
+        cohort = command.verb is Verb.START and command.cohort is not None
+        also = (Verb.COHORT.value,) if cohort else ()
+        return self._ruled(proposal.change, proposal.diff, where, asker, text, also=also)
+
+    def _ruled(
+        self,
+        change: Change,
+        diff: str,
+        where: tuple[str, str],
+        asker: Asker,
+        text: str,
+        *,
+        also: Sequence[str] = (),
+    ) -> list[Reply] | None:
+        """The policy on `change` to the service `where` (namespace, vs), as each of `also`
+        too: None to go ahead; else what the asker is told, a refusal or an approval request
+        opened (audited, its card posted) for the change and its `diff`."""
         assert self.gate is not None
-        change, namespace, vs = proposal.change, proposal.namespace, proposal.vs
-        if proposal.command.verb is Verb.START and proposal.command.cohort is not None:
-            # a start that first routes a cohort is a cohort change too: both must be allowed
-            routed = replace(change, action=Verb.COHORT.value)
-            refused = self.gate.decide(asker.user, routed, namespace, vs)
+        namespace, vs = where
+        for action in also:
+            refused = self.gate.decide(asker.user, replace(change, action=action), namespace, vs)
             if isinstance(refused, Deny):
                 return [Reply(f":no_entry: {refused.reason}")]
         decision = self.gate.decide(asker.user, change, namespace, vs)
         if isinstance(decision, Deny):
             return [Reply(f":no_entry: {decision.reason}")]
-        if not isinstance(decision, NeedsApproval) or self.book is None:
+        if not isinstance(decision, NeedsApproval):
             return None
-        return self._hold(
-            change,
-            proposal.diff,
-            namespace=namespace,
-            vs=vs,
-            asker=asker,
-            text=text,
-            decision=decision,
-        )
-
-    def _hold(
-        self,
-        change: Change,
-        diff: str,
-        *,
-        namespace: str,
-        vs: str,
-        asker: Asker,
-        text: str,
-        decision: NeedsApproval,
-    ) -> list[Reply]:
-        """Open an approval request for the change, audit it, and post its card."""
-        assert self.book is not None
+        if self.book is None:
+            return [Reply(f":no_entry: {decision.reason}; no approvals here")]
         request = self.book.open(
             ApprovalRequest(
                 id="",
@@ -532,7 +503,7 @@ class Dispatcher:
         drills = self.drills.texts(target.namespace, target.vs) if self.drills else ()
         wave = None
         if self.cluster is not None and self.waves is not None:
-            wave = self.waves.book.for_service(rollout.target.namespace, rollout.target.vs)
+            wave = self.waves.book.for_service(target.namespace, target.vs)
         view = card_view(
             rollout, self.clock(), self.links, cluster=self.cluster, wave=wave, drills=drills
         )

@@ -55,6 +55,7 @@ from bot.service.waves import WaveBook
 from bot.store.errors import StoreError
 from bot.store.redis_store import RolloutStore
 from commands import Command, CommandError, Verb, parse
+from commands.grammar import on_cluster
 from commands.model import SAFE
 from policies import Policy, is_user, mention, to_alert
 from policies import Target as PolicyTarget
@@ -485,7 +486,7 @@ class SlackBot:
         command = Command(
             verb=Verb(verb), service=target.vs, namespace=target.namespace, cluster=cluster or None
         )
-        text = f"{target.service} {verb}" + (f" cluster {cluster}" if cluster else "")
+        text = f"{target.service} {verb}{on_cluster(cluster)}"
         self._count(verb, "pressed")
         if not home:
             self._run(command, asker, response_url, text)

@@ -183,10 +183,15 @@ class WaveRunner:
         self._say(saved.channel, then.say)
         return saved
 
+    def running(self, namespace: str, vs: str) -> Wave | None:
+        """The service's wave, while it runs."""
+        wave = self.book.for_service(namespace, vs)
+        return wave if wave is not None and wave.state is WaveState.RUNNING else None
+
     def lines(self, namespace: str, vs: str) -> list[str]:
         """The service's running wave, for `status`."""
-        wave = self.book.for_service(namespace, vs)
-        if wave is None or wave.state is not WaveState.RUNNING:
+        wave = self.running(namespace, vs)
+        if wave is None:
             return []
         turn = f"{wave.cluster} ({wave.index + 1} of {len(wave.clusters)})"
         return [f"wave {wave.state}: now on {turn}, over {', '.join(wave.clusters)}"]
