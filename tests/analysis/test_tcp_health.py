@@ -6,9 +6,9 @@ request metrics a TCP service never has."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -165,10 +165,15 @@ def test_a_healthy_tcp_canary_is_promoted_step_by_step_on_passing_checks(rig: Ri
         rollout = rig.engine.store.load(started.id)
         if rollout.phase is not Phase.PROGRESSING:
             break
-        assert rollout.next_step_at is not None
-        time.sleep(max(0.0, (rollout.next_step_at - datetime.now(UTC)).total_seconds()))
+        due = rollout.next_step_at
+        assert due is not None
+        wait_until(partial(_reached, due), timeout=10, what="the step falling due")
         rig.engine.handle(started.id, StepDue(step=rollout.step))
     final = rig.engine.store.load(started.id)
     assert (final.phase, final.weight) == (Phase.PROMOTED, 100), final.reason
     assert [v.outcome for v in final.verdicts][-2:] == ["pass", "pass"]
     assert all("istio_tcp_connections_closed_total" in q for q in rig.client.asked)
+
+
+def _reached(moment: datetime) -> bool:
+    return datetime.now(UTC) >= moment

@@ -201,12 +201,19 @@ def vote(bot: Bot, request_id: str, verb: str, user: str) -> None:
     assert bot.post(urllib.parse.urlencode({"payload": json.dumps(payload)})) == 200
 
 
-def approval_card(bot: Bot) -> tuple[str, dict[str, Any]]:
-    """The ts and message of the approval card in CHANNEL."""
-    for ts, message in bot.slack.messages(CHANNEL).items():
-        if "Approval needed" in flat(message.get("blocks", [])):
-            return ts, message
-    raise AssertionError("no approval card")
+def approval_card(bot: Bot, timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    """The ts and message of the approval card in CHANNEL, once it is posted."""
+
+    def found() -> tuple[str, dict[str, Any]] | None:
+        for ts, message in bot.slack.messages(CHANNEL).items():
+            if "Approval needed" in flat(message.get("blocks", [])):
+                return ts, message
+        return None
+
+    wait_until(lambda: found() is not None, timeout, "the approval card")
+    card = found()
+    assert card is not None
+    return card
 
 
 def request_id(card: dict[str, Any]) -> str:
