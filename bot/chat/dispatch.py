@@ -184,8 +184,9 @@ class Dispatcher:
     def _refuse_beside_a_wave(self, command: Command, namespace: str) -> None:
         """A weight, mirror, cohort or start typed while the service's wave runs would change
         the bot's own cluster, not the wave's: refused, saying what acts on the wave."""
-        if self.cluster is not None or self.waves is None or command.verb in CLUSTERED:
+        if self.cluster is not None or not self.clusters or command.verb in CLUSTERED:
             return
+        assert self.waves is not None  # clusters come with their wave runner
         wave = self.waves.running(namespace, str(command.service))
         if wave is None:
             return
