@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from kubernetes.client import ApiClient
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis import Redis
 from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -31,6 +31,7 @@ from bot.chat.slack import SlackBot, SlackNotifier, Workers, web_client
 from bot.health.analysis import SequentialCheck
 from bot.health.check import HealthCheck, QueryClient
 from bot.health.client import PrometheusClient, PrometheusError, Vector
+from bot.health.promql import label_matchers
 from bot.mesh.errors import MeshError
 from bot.mesh.kube import KubeMesh, from_kubeconfig
 from bot.ops.metrics import Metrics
@@ -70,14 +71,22 @@ STALE_PENDING = timedelta(seconds=5)
 
 
 class ClusterSettings(BaseModel):
-    """One cluster of a multi-cluster wave: its kube context, and its Prometheus if it has
-    its own (otherwise PROMETHEUS_URL's)."""
+    """One cluster of a multi-cluster wave: its kube context, its Prometheus if it has its own
+    (otherwise PROMETHEUS_URL's), and the labels that pick its series out of a Prometheus that
+    clusters share (Thanos, federation): {"cluster": "prod-eu"}."""
 
     model_config = {"extra": "forbid"}
 
     kubeconfig: str | None = None
     context: str | None = None
     prometheus_url: str | None = None
+    prometheus_labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("prometheus_labels")
+    @classmethod
+    def _safe_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        label_matchers(labels)  # refused at startup, as the queries would refuse them
+        return labels
 
 
 class Settings(BaseSettings):
@@ -161,6 +170,20 @@ class Settings(BaseSettings):
         for name in clusters:
             if not CLUSTER_NAME.fullmatch(name):
                 raise ValueError(f"cluster name {name!r}: use {CLUSTER_RULE} (canary-eu)")
+        return clusters
+
+    @field_validator("clusters")
+    @classmethod
+    def _labels_have_a_prometheus(
+        cls, clusters: dict[str, ClusterSettings], info: ValidationInfo
+    ) -> dict[str, ClusterSettings]:
+        shared = info.data.get("prometheus_url")  # PROMETHEUS_URL is read before the clusters
+        for name, cluster in clusters.items():
+            if cluster.prometheus_labels and not (cluster.prometheus_url or shared):
+                raise ValueError(
+                    f"cluster {name} has prometheus_labels but no Prometheus to ask: set its"
+                    " prometheus_url or PROMETHEUS_URL"
+                )
         return clusters
 
     def namespace_for(self, channel: str | None) -> str:
@@ -400,7 +423,10 @@ def _cluster(
         effect_delay=settings.effect_delay_s,
         metrics=metrics,
         health=health_check(
-            settings.model_copy(update={"prometheus_url": prometheus}), metrics, policy
+            settings.model_copy(update={"prometheus_url": prometheus}),
+            metrics,
+            policy,
+            labels=own.prometheus_labels,
         ),
     )
     return Cluster(store, mesh, engine, prometheus)
@@ -425,8 +451,15 @@ def _channel_poster(slack: WebClient | None) -> Tell:
     return post
 
 
-def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) -> Health | None:
-    """Prometheus health checks when PROMETHEUS_URL is set; without it every step passes."""
+def health_check(
+    settings: Settings,
+    metrics: Metrics,
+    policy: Policy | None,
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> Health | None:
+    """Prometheus health checks when PROMETHEUS_URL is set; without it every step passes.
+    `labels`: the matchers a wave cluster's series carry in a shared Prometheus."""
     if settings.prometheus_url is None:
         return None
     client = TimedQueries(PrometheusClient(settings.prometheus_url), metrics)
@@ -436,15 +469,17 @@ def health_check(settings: Settings, metrics: Metrics, policy: Policy | None) ->
             settings.thresholds if policy is None else _thresholds_of(policy),
             service=_host,
             reporter=settings.health_reporter,
+            labels=labels,
         )
     if policy is not None:
-        return PolicyHealth(client, policy, settings)
+        return PolicyHealth(client, policy, settings, labels=labels)
     return HealthCheck(
         client,
         settings.thresholds,
         window=settings.health_window,
         service=_host,
         reporter=settings.health_reporter,
+        labels=labels,
     )
 
 
@@ -475,15 +510,27 @@ def _looks(settings: Settings, policy: Policy | None) -> bool:
 class PolicyHealth:
     """Health checks with the thresholds (and custom checks) the policy sets for each service."""
 
-    def __init__(self, client: QueryClient, policy: Policy, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: QueryClient,
+        policy: Policy,
+        settings: Settings,
+        *,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self.client, self.policy, self.window = client, policy, settings.health_window
-        self.reporter = settings.health_reporter
+        self.reporter, self.labels = settings.health_reporter, labels
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         target = PolicyTarget(rollout.target.namespace, rollout.target.vs)
         _, thresholds = rollout_defaults(self.policy, target)
         health = HealthCheck(
-            self.client, thresholds, window=self.window, service=_host, reporter=self.reporter
+            self.client,
+            thresholds,
+            window=self.window,
+            service=_host,
+            reporter=self.reporter,
+            labels=self.labels,
         )
         return health.check(rollout, now)
 

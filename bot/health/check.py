@@ -9,7 +9,7 @@ an inconclusive verdict that says why: it never promotes, and it never raises in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -55,7 +55,8 @@ class HealthCheck:
 
     `service` maps a rollout's target to the Kubernetes Service name that Istio reports as
     `destination_service_name` (the VirtualService's name by default). `window` overrides the
-    look-back, which is otherwise the step interval and at least a minute.
+    look-back, which is otherwise the step interval and at least a minute. `labels` are
+    matchers every query carries: a wave cluster's `cluster="prod-eu"` in a shared Prometheus.
     """
 
     def __init__(
@@ -67,11 +68,13 @@ class HealthCheck:
         *,
         service: Callable[[Target], str] = vs_name,
         reporter: str = DEFAULT_REPORTER,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
         self.thresholds = thresholds or HealthThresholds()
         self.version_label, self.window, self.service = version_label, window, service
         self.reporter = reporter
+        self.labels = tuple((labels or {}).items())
 
     def check(self, rollout: Rollout, now: datetime) -> Verdict:
         try:
@@ -99,6 +102,7 @@ class HealthCheck:
                 version_label=SERVICE_LABEL,
                 reporter=target.reporter or self.reporter,
                 protocol=target.protocol,
+                labels=self.labels,
             )
         return Subject(
             namespace=target.namespace,
@@ -108,6 +112,7 @@ class HealthCheck:
             version_label=self.version_label,
             reporter=target.reporter or self.reporter,
             protocol=target.protocol,
+            labels=self.labels,
         )
 
     def _query_custom(

@@ -9,12 +9,17 @@ Two queries cover a check, each returning canary and stable together:
 - `requests_by_class`: requests in the window per version and response class (2xx, 5xx, ...),
   which gives both the request count and the 5xx share;
 - `p99_latency`: the 99th percentile request duration per version, in milliseconds.
+
+A subject may carry label matchers that every series it reads must have (`cluster="prod-eu"`,
+for one wave cluster in a Prometheus that several clusters share): validated the same way
+(`label_matchers`), and each value escaped by `quote`.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -48,6 +53,23 @@ _VERSION_RULE = (
     "lowercase letters, digits, '-', '.' and '_', starting and ending with a letter or digit, "
     "at most 63 characters"
 )
+_LABEL_NAME_RULE = (
+    "a Prometheus label name: letters, digits and '_', not starting with a digit or '__' (cluster)"
+)
+# Labels the standard queries match on or group by themselves: no cluster matcher may name one
+QUERY_LABELS = frozenset(
+    {
+        "reporter",
+        "destination_service_namespace",
+        SERVICE_LABEL,
+        DEFAULT_VERSION_LABEL,
+        "le",
+        "response_code",
+        "response_flags",
+        "response_class",
+    }
+)
+Matchers = tuple[tuple[str, str], ...]  # (label name, value): each series must have it
 
 
 class UnsafeLabel(ValueError):
@@ -73,6 +95,7 @@ class Subject:
     version_label: str = DEFAULT_VERSION_LABEL
     reporter: str = DEFAULT_REPORTER
     protocol: str = "http"  # "tcp": connections are counted, and there is no request latency
+    labels: Matchers = ()  # every series read must carry these: cluster="prod-eu"
 
     def __post_init__(self) -> None:
         if self.reporter not in REPORTERS:
@@ -87,11 +110,35 @@ class Subject:
             raise UnsafeLabel(
                 "version label", self.version_label, "a Prometheus label name like [a-zA-Z_]\\w*"
             )
+        label_matchers(dict(self.labels), taken=(self.version_label,))
 
 
 def _require(value: str, what: str, pattern: re.Pattern[str], rule: str) -> None:
     if len(value) > 63 or not pattern.fullmatch(value):
         raise UnsafeLabel(what, value, f"it must be {rule}")
+
+
+def label_matchers(labels: Mapping[str, str], *, taken: Iterable[str] = ()) -> Matchers:
+    """`labels` as matchers that every query adds to its selector, in their order; an unsafe
+    one raises `UnsafeLabel`. A name must be a label name that is not reserved (`__name__`) and
+    not one the queries set themselves (`QUERY_LABELS`, and `taken`); a value must not be empty
+    (`cluster=""` would select the series that have no cluster) or hold a control character."""
+    reserved = QUERY_LABELS.union(taken)
+    for name, value in labels.items():
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise UnsafeLabel("label name", name, f"it must be {_LABEL_NAME_RULE}")
+        if name in reserved:
+            raise UnsafeLabel(
+                "label name",
+                name,
+                "the health queries set that label themselves; name the one"
+                " that tells the clusters' series apart (cluster)",
+            )
+        if not value or not value.isprintable():
+            raise UnsafeLabel(
+                f"value of label {name}", value, "it must be non-empty printable text (prod-eu)"
+            )
+    return tuple(labels.items())
 
 
 def quote(value: str) -> str:
@@ -134,6 +181,7 @@ def selector(subject: Subject) -> str:
         f"destination_service_namespace={quote(subject.namespace)}",
         *([] if subject.version_label == SERVICE_LABEL else [service]),
         f"{subject.version_label}=~{quote(versions)}",
+        *(f"{name}={quote(value)}" for name, value in subject.labels),
     )
     return "{" + ",".join(matchers) + "}"
 
