@@ -23,11 +23,23 @@ looked at (Ville's inequality). The constructions:
   requests slower than max_p99_ms.
 
 The data are counts since the step went live (each look's window starts there), so the looks
-of a step see one growing sample. α is split evenly over the four tests and the rollout's
-steps (Bonferroni), so `ALPHA` bounds the false rollbacks of a whole rollout. "99.9 % sure"
-in the rows is 1 − the adjusted anytime-valid p-value (min(1, m / e)); a test fails at
-1 − α. Failing needs evidence only, at any traffic; passing needs `min_requests` canary
-requests and no test failing: low traffic is inconclusive, never a pass.
+of a step see one growing sample, and each step's e-process starts afresh at 1. The evidence is
+carried across steps (`Carried`): a test's e-value is the product of every passed step's final
+e-value (taken by the judgement that let the step advance) and the current step's running one.
+Each step's process is a test martingale given everything before it, so the product, a test
+martingale concatenated at the steps' stopping times, is again one (Shafer, Shen, Vereshchagin
+and Vovk, "Test martingales, Bayes factors and p-values", 2011; Ramdas, Grünwald, Vovk and
+Shafer, "Game-theoretic statistics and safe anytime-valid inference", 2023): Ville's
+inequality bounds it over the whole rollout, so α is split over the four tests only
+(Bonferroni) and `ALPHA` bounds the false rollbacks of a whole rollout. A step's data must
+begin after the carried evidence was judged, or the same requests would count twice
+(`SequentialCheck` starts its windows there). The price of carrying: a healthy step leaves its
+tests' e-values below 1 (most of all the ceilings', when the canary is far below them), and a
+canary that turns bad in a later step must first make that up. "99.9 % sure" in the rows is
+1 − the adjusted anytime-valid p-value of the rollout so far (min(1, m / e), e the product);
+a test fails at 1 − α. Failing needs evidence only, at any traffic; passing needs
+`min_requests` canary requests since the step began and no test failing: low traffic is
+inconclusive, never a pass.
 """
 
 from __future__ import annotations
@@ -37,8 +49,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.health.verdict import NONE, Check, Figures, Side, conclude, with_limits
-from bot.rollout.model import Verdict
+from bot.health.verdict import NONE, Check, Figures, Side, Status, conclude, with_limits
+from bot.rollout.model import NO_EVIDENCE, Carried, Verdict
 from policies.model import HealthThresholds
 
 ALPHA = 0.01
@@ -80,14 +92,17 @@ class Counts:
 
 @dataclass(frozen=True)
 class Evidence:
-    """One test: its e-value, and how sure it makes us, Bonferroni-adjusted."""
+    """One test over the rollout so far: the log of its e-value, and how sure it makes us,
+    Bonferroni-adjusted over `tests`."""
 
-    e: float
+    log_e: float
     tests: int
 
     @property
     def sure(self) -> float:
-        return 1.0 - min(1.0, self.tests / self.e) if self.e > 0 else 0.0
+        if self.log_e <= math.log(self.tests):
+            return 0.0
+        return 1.0 - math.exp(math.log(self.tests) - self.log_e)
 
     def proves(self, alpha: float) -> bool:
         return self.sure >= 1.0 - alpha - 1e-12
@@ -96,41 +111,57 @@ class Evidence:
 def rate_evidence(canary: float, stable: float, share: float, null: float = 1.0) -> float:
     """The e-value that canary events come at more than `null` × stable's rate per request,
     from `canary` and `stable` events, the canary taking `share` of the requests."""
+    return _exp(rate_log_evidence(canary, stable, share, null))
+
+
+def rate_log_evidence(canary: float, stable: float, share: float, null: float = 1.0) -> float:
+    """`rate_evidence`, as its log."""
     if not 0.0 < share < 1.0:
-        return 1.0
+        return 0.0
     theta0 = _tilted(share, null)
     x, y = round(canary), round(stable)  # `increase()` extrapolates: whole events only
     logs = [
         x * math.log(theta / theta0) + y * math.log((1 - theta) / (1 - theta0))
         for theta in (_tilted(share, null * r) for r in RATIOS)
     ]
-    return _mean_exp(logs)
+    return _log_mean_exp(logs)
 
 
 def excess_evidence(events: float, trials: float, limit: float) -> float:
     """The e-value that more than a `limit` share of the trials are events."""
+    return _exp(excess_log_evidence(events, trials, limit))
+
+
+def excess_log_evidence(events: float, trials: float, limit: float) -> float:
+    """`excess_evidence`, as its log."""
     x, n = round(events), round(trials)
     if limit >= 1.0 or n <= 0:
-        return 1.0
+        return 0.0
     if limit <= 0.0:
-        return math.inf if x > 0 else 1.0
+        return math.inf if x > 0 else 0.0
     alternatives = [min(limit * r, (1 + limit) / 2) for r in RATIOS if limit * r < 1]
     logs = [
         x * math.log(p / limit) + (n - x) * math.log((1 - p) / (1 - limit)) for p in alternatives
     ]
-    return _mean_exp(logs)
+    return _log_mean_exp(logs)
 
 
 def latency_evidence(canary: Counts, stable: Counts, share: float) -> float:
     """The e-value that canary requests are slower than stable's (one test per bucket bound,
     averaged)."""
+    return _exp(latency_log_evidence(canary, stable, share))
+
+
+def latency_log_evidence(canary: Counts, stable: Counts, share: float) -> float:
+    """`latency_evidence`, as its log."""
     bounds = sorted({le for le, _ in (*canary.buckets, *stable.buckets) if math.isfinite(le)})
     if not bounds:
-        return 1.0
+        return 0.0
     timed = canary.timed + stable.timed
     share = canary.timed / timed if timed > 0 else share
-    tests = [rate_evidence(canary.slower_than(b), stable.slower_than(b), share) for b in bounds]
-    return sum(tests) / len(tests)
+    return _log_mean_exp(
+        [rate_log_evidence(canary.slower_than(b), stable.slower_than(b), share) for b in bounds]
+    )
 
 
 def _tilted(share: float, ratio: float) -> float:
@@ -138,11 +169,15 @@ def _tilted(share: float, ratio: float) -> float:
     return share * ratio / (share * ratio + 1 - share)
 
 
-def _mean_exp(logs: Sequence[float]) -> float:
+def _log_mean_exp(logs: Sequence[float]) -> float:
     top = max(logs)
-    if top > 700:
-        return math.inf
-    return sum(math.exp(v) for v in logs) / len(logs)
+    if not math.isfinite(top):
+        return top
+    return top + math.log(sum(math.exp(v - top) for v in logs) / len(logs))
+
+
+def _exp(log_e: float) -> float:
+    return math.inf if log_e > 700 else math.exp(log_e)
 
 
 def quantile(q: float, buckets: Buckets) -> float | None:
@@ -172,26 +207,52 @@ def judge(
     *,
     at: datetime,
     step: int,
-    steps: int = 1,
+    carried: Carried = NO_EVIDENCE,
     window_s: float | None = None,
     alpha: float = ALPHA,
 ) -> Verdict:
-    """Pass, fail or inconclusive, with a row per test saying how sure it is."""
-    tests = TESTS * max(steps, 1)
+    """Pass, fail or inconclusive, with a row per test saying how sure it is over the rollout
+    so far: the counts are the current step's, `carried` the evidence of the steps passed
+    before it (their data must all be older than the counts')."""
     figures = Figures(canary=_side(canary), stable=_side(stable), window_s=window_s)
     share = _share(canary, stable)
+    bar = _Bar(carried, alpha)
     rows = [
         _traffic(canary, stable, thresholds),
-        _errors_vs_stable(canary, stable, share, tests, alpha),
-        _latency_vs_stable(canary, stable, share, tests, alpha),
-        _error_ceiling(canary, thresholds, tests, alpha),
-        _p99_ceiling(canary, thresholds, tests, alpha),
+        _errors_vs_stable(canary, stable, share, bar),
+        _latency_vs_stable(canary, stable, share, bar),
+        _error_ceiling(canary, thresholds, bar),
+        _p99_ceiling(canary, thresholds, bar),
     ]
     verdict = conclude(rows, figures, at=at, step=step)
     numbers = {**with_limits(verdict, thresholds).figures, **_confidences(rows)}
-    summary = _summary(verdict, rows)
-    final = verdict.outcome == "fail"  # each test's error is bounded over every look
-    return verdict.model_copy(update={"figures": numbers, "summary": summary, "final": final})
+    return verdict.model_copy(
+        update={
+            "figures": numbers,
+            "summary": _summary(verdict, rows),
+            "final": verdict.outcome == "fail",  # each test's error is bounded over every look
+            "evidence": _evidence(rows),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """What a test's step evidence is judged with: the carried evidence, and α."""
+
+    carried: Carried
+    alpha: float
+    tests: int = TESTS
+
+    def evidence(self, metric: str, log_e: float) -> Evidence:
+        return Evidence(self.carried.log_e.get(_key(metric), 0.0) + log_e, self.tests)
+
+    def over(self, metric: str) -> str:
+        """How many steps the sureness is over, in words; "" for this step alone."""
+        before = self.carried.steps if _key(metric) in self.carried.log_e else 0
+        if before == 0:
+            return ""
+        return f" over this step and the {'one' if before == 1 else before} before"
 
 
 def _side(counts: Counts) -> Side:
@@ -207,9 +268,11 @@ def _share(canary: Counts, stable: Counts) -> float:
 
 @dataclass(frozen=True)
 class Row(Check):
-    """A row of the verdict with how sure its test is (None: not a test)."""
+    """A row of the verdict with how sure its test is over the rollout so far, and the log
+    e-value of the step's own data (None: not a test)."""
 
     sure: float | None = None
+    log_e: float | None = None
 
 
 def _traffic(canary: Counts, stable: Counts, t: HealthThresholds) -> Row:
@@ -221,63 +284,68 @@ def _traffic(canary: Counts, stable: Counts, t: HealthThresholds) -> Row:
     return Row("requests", *shown, "inconclusive", note)
 
 
-def _errors_vs_stable(
-    canary: Counts, stable: Counts, share: float, tests: int, alpha: float
-) -> Row:
-    shown = (_percent(canary.error_rate), _percent(stable.error_rate), _bound(alpha, "worse"))
+def _errors_vs_stable(canary: Counts, stable: Counts, share: float, bar: _Bar) -> Row:
+    metric = "errors vs stable"
+    shown = (_percent(canary.error_rate), _percent(stable.error_rate), _bound(bar.alpha, "worse"))
     if stable.requests <= 0 or canary.requests <= 0:
-        return Row("errors vs stable", *shown, "skipped", "errors vs stable: no stable traffic")
-    evidence = Evidence(rate_evidence(canary.errors, stable.errors, share), tests)
+        return Row(metric, *shown, "skipped", "errors vs stable: no stable traffic")
+    log_e = rate_log_evidence(canary.errors, stable.errors, share)
+    evidence = bar.evidence(metric, log_e)
     words = (
         f"errors {_percent(canary.error_rate)} vs {_percent(stable.error_rate)},"
-        f" {_sure(evidence)} sure it is worse"
+        f" {_sure(evidence)} sure it is worse{bar.over(metric)}"
     )
-    return _decided("errors vs stable", shown, evidence, alpha, words)
+    return _decided(metric, shown, words, bar=bar, log_e=log_e)
 
 
-def _latency_vs_stable(
-    canary: Counts, stable: Counts, share: float, tests: int, alpha: float
-) -> Row:
-    shown = (_ms(canary.p99_ms), _ms(stable.p99_ms), _bound(alpha, "slower"))
+def _latency_vs_stable(canary: Counts, stable: Counts, share: float, bar: _Bar) -> Row:
+    metric = "latency vs stable"
+    shown = (_ms(canary.p99_ms), _ms(stable.p99_ms), _bound(bar.alpha, "slower"))
     if stable.requests <= 0 or canary.requests <= 0:
-        return Row("latency vs stable", *shown, "skipped", "latency vs stable: no stable traffic")
+        return Row(metric, *shown, "skipped", "latency vs stable: no stable traffic")
     if not canary.buckets and not stable.buckets:  # TCP: connections have no request latency
-        return Row("latency vs stable", *shown, "skipped", "")
-    evidence = Evidence(latency_evidence(canary, stable, share), tests)
+        return Row(metric, *shown, "skipped", "")
+    log_e = latency_log_evidence(canary, stable, share)
+    evidence = bar.evidence(metric, log_e)
     words = (
         f"p99 {_ms(canary.p99_ms)} vs {_ms(stable.p99_ms)},"
-        f" {_sure(evidence)} sure the canary is slower"
+        f" {_sure(evidence)} sure the canary is slower{bar.over(metric)}"
     )
-    return _decided("latency vs stable", shown, evidence, alpha, words)
+    return _decided(metric, shown, words, bar=bar, log_e=log_e)
 
 
-def _error_ceiling(canary: Counts, t: HealthThresholds, tests: int, alpha: float) -> Row:
-    limit = 100.0 - t.min_success_rate
+def _error_ceiling(canary: Counts, t: HealthThresholds, bar: _Bar) -> Row:
+    metric, limit = "error ceiling", 100.0 - t.min_success_rate
     shown = (_percent(canary.error_rate), NONE, f"≤ {_percent(limit)}")
-    evidence = Evidence(excess_evidence(canary.errors, canary.requests, limit / 100), tests)
+    log_e = excess_log_evidence(canary.errors, canary.requests, limit / 100)
+    evidence = bar.evidence(metric, log_e)
     words = (
         f"errors {_percent(canary.error_rate)}, {_sure(evidence)} sure they are above"
-        f" {_percent(limit)}"
+        f" {_percent(limit)}{bar.over(metric)}"
     )
-    return _decided("error ceiling", shown, evidence, alpha, words)
+    return _decided(metric, shown, words, bar=bar, log_e=log_e)
 
 
-def _p99_ceiling(canary: Counts, t: HealthThresholds, tests: int, alpha: float) -> Row:
+def _p99_ceiling(canary: Counts, t: HealthThresholds, bar: _Bar) -> Row:
+    metric = "p99 ceiling"
     shown = (_ms(canary.p99_ms), NONE, f"≤ {_ms(t.max_p99_ms)}")
     if not canary.buckets:
-        return Row("p99 ceiling", *shown, "skipped", "no canary latency data")
-    slow = canary.slower_than(t.max_p99_ms)
-    evidence = Evidence(excess_evidence(slow, canary.timed, TAIL), tests)
-    words = f"p99 {_ms(canary.p99_ms)}, {_sure(evidence)} sure it is above {_ms(t.max_p99_ms)}"
-    return _decided("p99 ceiling", shown, evidence, alpha, words)
+        return Row(metric, *shown, "skipped", "no canary latency data")
+    log_e = excess_log_evidence(canary.slower_than(t.max_p99_ms), canary.timed, TAIL)
+    evidence = bar.evidence(metric, log_e)
+    words = (
+        f"p99 {_ms(canary.p99_ms)}, {_sure(evidence)} sure it is above {_ms(t.max_p99_ms)}"
+        f"{bar.over(metric)}"
+    )
+    return _decided(metric, shown, words, bar=bar, log_e=log_e)
 
 
 def _decided(
-    metric: str, shown: tuple[str, str, str], evidence: Evidence, alpha: float, words: str
+    metric: str, shown: tuple[str, str, str], words: str, *, bar: _Bar, log_e: float
 ) -> Row:
-    if evidence.proves(alpha):
-        return Row(metric, *shown, "fail", words, sure=evidence.sure)
-    return Row(metric, *shown, "pass", words, sure=evidence.sure)
+    evidence = bar.evidence(metric, log_e)
+    status: Status = "fail" if evidence.proves(bar.alpha) else "pass"
+    return Row(metric, *shown, status, words, sure=evidence.sure, log_e=log_e)
 
 
 def _summary(verdict: Verdict, rows: Sequence[Row]) -> str:
@@ -290,9 +358,20 @@ def _summary(verdict: Verdict, rows: Sequence[Row]) -> str:
 
 
 def _confidences(rows: Sequence[Row]) -> dict[str, float | None]:
+    return {f"sure_{_key(row.metric)}": row.sure for row in rows if row.sure is not None}
+
+
+def _evidence(rows: Sequence[Row]) -> dict[str, float]:
+    """The step's own log e-values, to carry if it passes; an infinite one fails the step."""
     return {
-        f"sure_{row.metric.replace(' ', '_')}": row.sure for row in rows if row.sure is not None
+        _key(row.metric): row.log_e
+        for row in rows
+        if row.log_e is not None and math.isfinite(row.log_e)
     }
+
+
+def _key(metric: str) -> str:
+    return metric.replace(" ", "_")
 
 
 # Words

@@ -138,6 +138,41 @@ class Verdict(_Frozen):
     # A failure the judge stands by however often it looks (an anytime-valid test): rolled
     # back at once, with no retry after another interval
     final: bool = False
+    # The sequential judge's evidence from this step's data alone: each test's log e-value,
+    # by test (`errors_vs_stable`, …). A passing verdict's is carried into the next step's
+    # judgement (`Carried`). Empty from the fixed thresholds, in old records, and for a test
+    # skipped or proving beyond any bound.
+    evidence: dict[str, float] = Field(default_factory=dict)
+
+
+class Carried(_Frozen):
+    """The sequential judge's evidence from the steps passed, carried into the next ones.
+
+    Each test's e-value over the rollout is the product of every passed step's final e-value
+    (its passing verdict's) and the current step's running one: a test martingale restarted
+    at each step's start and concatenated, so still anytime-valid. `log_e` holds each test's
+    log of that product, `steps` how many steps' evidence it holds, `through` when the last of
+    them was judged: a later judgement's data must begin after it, or it would count the same
+    requests twice. Empty (no evidence yet) when the rollout starts, and in records older than
+    this field."""
+
+    log_e: dict[str, float] = Field(default_factory=dict)
+    steps: int = 0
+    through: datetime | None = None
+
+    def carry(self, verdict: Verdict) -> Carried:
+        """With a passing step's final evidence; as it was for a verdict without evidence, or
+        one judged no later than `through` (already carried, or on data it holds)."""
+        if verdict.outcome != "pass" or not verdict.evidence:
+            return self
+        if self.through is not None and verdict.at <= self.through:
+            return self
+        tests = self.log_e.keys() | verdict.evidence.keys()
+        log_e = {t: self.log_e.get(t, 0.0) + verdict.evidence.get(t, 0.0) for t in tests}
+        return Carried(log_e=log_e, steps=self.steps + 1, through=verdict.at)
+
+
+NO_EVIDENCE = Carried()
 
 
 # Effects: what a transition asks the engine to do, in order.
@@ -239,6 +274,7 @@ class Rollout(_Frozen):
     pending: tuple[Effect, ...] = ()  # effects decided but not yet carried out
     writing: Write | None = None  # a traffic change sent (or about to be), not yet confirmed
     cohort: Cohort | None = None  # the cohort the bot last routed to the canary, once live
+    evidence: Carried = NO_EVIDENCE  # the sequential judge's, from the steps passed
     version: int = 0  # bumped by the store on every write
 
     @property

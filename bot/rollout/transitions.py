@@ -239,8 +239,9 @@ def _health_result(r: Rollout, e: HealthResult, now: datetime) -> Outcome:
         event="health",
         text=f"{r.target.service} at {r.weight}%: {e.verdict.outcome} {e.verdict.summary}".rstrip(),
     )
-    if e.verdict.outcome == "pass":
-        r = r.model_copy(update={"failures": 0, "inconclusive": 0})
+    if e.verdict.outcome == "pass":  # the step's final judgement: its evidence is carried
+        evidence = r.evidence.carry(e.verdict)
+        r = r.model_copy(update={"failures": 0, "inconclusive": 0, "evidence": evidence})
         if r.step == len(r.steps.weights) - 1:
             new, effects = _promote(r, e.actor, now, "every step was healthy")
         else:

@@ -1,16 +1,18 @@
-"""The judge looked at every 10 s of virtual time: identical versions seldom fail, a clearly
-worse canary is caught early, and the same harness shows fixed thresholds crying wolf."""
+"""The judge looked at every 10 s of virtual time, carrying each step's evidence into the next
+as the transitions do: identical versions seldom fail, a clearly worse canary is caught early,
+and the same harness shows fixed thresholds crying wolf."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from bot.health import sequential
 from bot.health.verdict import Figures, evaluate, outcome
+from bot.rollout.model import NO_EVIDENCE, Carried, Verdict
 from policies.model import HealthThresholds
 from tests.analysis.traffic import Behaviour, Tally, serve
 
@@ -19,22 +21,21 @@ STEPS = (5, 25, 50)
 HOLD_S, LOOK_S = 300, 10
 THRESHOLDS = HealthThresholds()
 STABLE = Behaviour(error_rate=0.005)
-Judge = Callable[[Tally, Tally], str]
+Judge = Callable[[Tally, Tally, Carried, datetime], Verdict]
 
 
-def sequential_judge(canary: Tally, stable: Tally) -> str:
-    verdict = sequential.judge(
-        canary.counts(), stable.counts(), THRESHOLDS, at=AT, step=0, steps=len(STEPS)
+def sequential_judge(canary: Tally, stable: Tally, carried: Carried, at: datetime) -> Verdict:
+    return sequential.judge(
+        canary.counts(), stable.counts(), THRESHOLDS, at=at, step=0, carried=carried
     )
-    return verdict.outcome
 
 
-def fixed_thresholds(canary: Tally, stable: Tally) -> str:
+def fixed_thresholds(canary: Tally, stable: Tally, carried: Carried, at: datetime) -> Verdict:
     """Today's per-step rules (verdict.evaluate), asked at every look instead of once."""
     figures = Figures(
         canary=sequential._side(canary.counts()), stable=sequential._side(stable.counts())
     )
-    return outcome(evaluate(figures, THRESHOLDS))
+    return Verdict(outcome=outcome(evaluate(figures, THRESHOLDS)), at=at, step=0)
 
 
 def first_failure(
@@ -42,7 +43,7 @@ def first_failure(
 ) -> float | None:
     """Seconds into the rollout of the first failing look, or None if it never fails."""
     rng = np.random.default_rng(seed)
-    elapsed = 0
+    elapsed, carried = 0, NO_EVIDENCE
     for weight in STEPS:
         tallies = (Tally(), Tally())  # each step's looks count from the step's start
         for _ in range(HOLD_S // LOOK_S):
@@ -57,8 +58,10 @@ def first_failure(
                 burst=0.5,
             )
             elapsed += LOOK_S
-            if judge(*tallies) == "fail":
+            verdict = judge(*tallies, carried, AT + timedelta(seconds=elapsed))
+            if verdict.outcome == "fail":
                 return elapsed
+        carried = carried.carry(verdict)  # the step's last look judges it when it falls due
     return None
 
 
