@@ -6,8 +6,9 @@ cumulative latency buckets per version; the p99 is computed from the buckets as
 standard rows pass. The window starts when the check first saw the step (the step's start,
 from its schedule), so every look of a step sees the same growing sample, which is what the
 judge's anytime-valid tests need; it is at least `min_window` so that Prometheus has two
-scrapes in it. As with `HealthCheck`, nothing that stops a check from being decided raises
-into the engine: it is an inconclusive verdict that says why.
+scrapes in it, but never reaches back before the evidence the rollout carries from its passed
+steps was judged: those requests are in it already. As with `HealthCheck`, nothing that stops a
+check from being decided raises into the engine: it is an inconclusive verdict that says why.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class SequentialCheck:
         except UnsafeLabel as e:
             return inconclusive(f"health check not run: {e}", at=now, step=rollout.step)
         window = self.window(rollout, now)
+        if window <= timedelta(0):
+            note = "no data yet: the step's data begins after the carried evidence's"
+            return inconclusive(note, at=now, step=rollout.step)
         try:
             canary, stable = self.counts(subject, window, now)
         except PrometheusError as e:
@@ -77,7 +81,7 @@ class SequentialCheck:
             thresholds,
             at=now,
             step=rollout.step,
-            steps=len(rollout.steps.weights),
+            carried=rollout.evidence,
             window_s=window.total_seconds(),
         )
         if not thresholds.checks or verdict.outcome != "pass":
@@ -88,14 +92,20 @@ class SequentialCheck:
         return self._subjects.subject(target)
 
     def window(self, rollout: Rollout, now: datetime) -> timedelta:
-        """Since the step began (as first seen: a retried step keeps its start)."""
+        """Since the step began (as first seen: a retried step keeps its start), at least
+        `min_window`, and within what the carried evidence has not counted."""
         if len(self._began) >= REMEMBERED:
             self._began.clear()
         scheduled = rollout.next_step_at or now
         began = self._began.setdefault(
             (rollout.id, rollout.step, rollout.weight), scheduled - rollout.steps.interval
         )
-        return max(now - began, self.min_window)
+        window = max(now - began, self.min_window)
+        counted = rollout.evidence.through
+        if counted is None:
+            return window
+        second = timedelta(seconds=1)  # queries round their windows up to whole seconds
+        return min(window, (now - counted) // second * second)
 
     def counts(self, subject: Subject, window: timedelta, now: datetime) -> tuple[Counts, Counts]:
         requests = self.client.query(requests_by_class(subject, window), at=now)
