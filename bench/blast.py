@@ -7,7 +7,8 @@ a random moment inside a random step below 100 %: extra 5xx (5, 2 or 1 %), or tw
 (p99 ×2). Three judges, on the same traffic:
 
 - sequential: the judge of continuous analysis (bot/health/sequential.py), a look every 10 s
-  over the step so far, rolled back at the first failing look (its failures are final), as
+  over the step so far, rolled back at the first failing look (its failures are final), each
+  passed step's evidence carried into the next (`Carried.carry` on the passing verdict), as
   bot/rollout/analysis.py and the transitions do;
 - per step: today's fixed thresholds (bot/health/verdict.py) over the last 5 minutes when the
   step falls due, a failure retried a step later, rolled back after 2 failures;
@@ -31,7 +32,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import numpy as np
 
 from bot.health import sequential
 from bot.health.verdict import Figures, Side, evaluate, outcome
+from bot.rollout.model import NO_EVIDENCE, Carried, Verdict
 from policies.model import HealthThresholds
 from sandbox.traffic import ISTIO_DURATION_BUCKETS_MS
 
@@ -137,14 +139,16 @@ Judge = Callable[[Ticks, int, int, int], str | None]
 LOOK = [2]  # ticks between the sequential judge's looks (--look seconds / TICK)
 
 
-def sequential_look(ticks: Ticks, tick: int, step_start: int, held: int) -> str | None:
+def sequential_look(
+    ticks: Ticks, tick: int, step_start: int, held: int, carried: Carried
+) -> Verdict | None:
     if (tick + 1) % LOOK[0]:  # every 10 s by default, as CANARY_ANALYSIS
         return None
     seen = tick + 1 - LAG
     start = max(step_start, seen - max(held, 6))  # the step so far, at least 30 s
     canary, stable = ticks.counts(start, seen, 0), ticks.counts(start, seen, 1)
-    verdict = sequential.judge(canary, stable, THRESHOLDS, at=AT, step=0, steps=len(STEPS))
-    return verdict.outcome
+    at = AT + timedelta(seconds=(tick + 1) * TICK)
+    return sequential.judge(canary, stable, THRESHOLDS, at=at, step=0, carried=carried)
 
 
 def fixed(window: int) -> Callable[[Ticks, int], str]:
@@ -170,18 +174,23 @@ class Result:
 
 
 def run_sequential(traffic: Traffic) -> Result:
-    """Looks every 10 s; a step falls due after its hold and advances on a pass."""
-    tick = 0
+    """Looks every 10 s; a step falls due after its hold and advances on a pass, whose
+    evidence the next steps carry. A step's data begin at its start, after the data of the
+    passing look before it (which saw them one scrape late)."""
+    tick, carried = 0, NO_EVIDENCE
     for weight in STEPS:
         start, due = tick, tick + HOLD
         while True:
             traffic.serve(tick, weight)
             tick += 1
-            verdict = sequential_look(traffic.ticks, tick - 1, start, tick - start - LAG)
-            if verdict == "fail":  # the judge's failures are final: rolled back at once
+            verdict = sequential_look(traffic.ticks, tick - 1, start, tick - start - LAG, carried)
+            if verdict is None:
+                continue
+            if verdict.outcome == "fail":  # the judge's failures are final: rolled back at once
                 return Result(tick * TICK, traffic.bad_served)
-            if tick >= due and verdict is not None:
-                if verdict == "pass":
+            if tick >= due:
+                if verdict.outcome == "pass":
+                    carried = carried.carry(verdict)
                     break
                 due = tick + HOLD  # inconclusive: held again
     return Result(None, traffic.bad_served)
