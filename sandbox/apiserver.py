@@ -120,8 +120,12 @@ RESOURCES = {
         Resource("gateways", "Gateway", ("gw",)),
     )
 }
-# The core kinds the bot reads: Pods, to tell whether a subset selects any that are ready.
-CORE_RESOURCES = {"pods": Resource("pods", "Pod", ("po",), group="")}
+# The core kinds the bot reads: Pods, to tell whether a canary selects any that are ready, and
+# Services, whose selector says which pods a host-based canary is.
+CORE_RESOURCES = {
+    "pods": Resource("pods", "Pod", ("po",), group=""),
+    "services": Resource("services", "Service", ("svc",), group=""),
+}
 # RBAC's own kinds, and the review that tells a caller what it may do.
 RBAC_RESOURCES = {
     plural: Resource(plural, kind, (), group=rbac.GROUP) for plural, kind in rbac.KINDS.items()

@@ -41,7 +41,7 @@ def seed(
     """Store the kinds `server` serves among `documents` and return them as stored.
 
     Objects without a namespace go to `namespace`; a Deployment becomes its ready Pods (there
-    is no kubelet: they are Running and Ready at once); other kinds (Services) are skipped. A
+    is no kubelet: they are Running and Ready at once); kinds it does not serve are skipped. A
     later document with the same name replaces an earlier one.
     """
     stored = []

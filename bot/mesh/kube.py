@@ -41,7 +41,7 @@ from bot.mesh.request import SplitRequest
 
 GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
-VS, DR, PODS = "virtualservices", "destinationrules", "pods"
+VS, DR, PODS, SERVICES = "virtualservices", "destinationrules", "pods", "services"
 ROUTES = httproute.PLURAL  # the Gateway API's HTTPRoutes, read when no VirtualService is named so
 Json = dict[str, Any]
 FENCE_ANNOTATION = "canary-bot/fence"
@@ -69,6 +69,9 @@ RBAC_VERBS: Mapping[tuple[str, str], Mapping[str, str]] = {
     ("", PODS): {
         "list": "a canary subset must select ready pods (ready_pods)",
         "watch": "`serve` keeps Pods current (_Informer)",
+    },
+    ("", SERVICES): {
+        "get": "a canary Service (host-based, HTTPRoute) must select ready pods (selector_of)",
     },
     (httproute.GROUP, ROUTES): {
         "get": "a service with no VirtualService of its name is its HTTPRoute (get_route)",
@@ -209,23 +212,48 @@ class KubeMesh:
         """The plan against the live objects, read now, without writing anything."""
         vs = self.get_route(request.namespace, request.vs)
         if is_http_route(vs):
-            return plan_http_route(vs, request, now=self._clock())
-        drs = self.destination_rules(request.namespace)
-        plan = plan_traffic(vs, drs, request, now=self._clock(), version=self.version)
+            plan = plan_http_route(vs, request, now=self._clock())
+        else:
+            drs = self.destination_rules(request.namespace)
+            plan = plan_traffic(vs, drs, request, now=self._clock(), version=self.version)
         if self._check_pods and _raises_canary(plan):
             self._require_ready_pods(plan)
         return plan
 
+    def selector_of(self, namespace: str, service: str) -> dict[str, str] | None:
+        """The labels Service `service` selects its pods by; None for a Service without a
+        selector (an ExternalName, or endpoints kept by hand), whose pods cannot be told."""
+        try:
+            with self._translated("get", SERVICES, namespace, service), self._timed("get"):
+                reply = self._core.read_namespaced_service(
+                    service, namespace, _preload_content=False, _request_timeout=self._timeout
+                )
+        except NotFound:
+            raise NoReadyPods(
+                f"Service '{service}' does not exist in namespace '{namespace}': traffic sent "
+                "there would fail; nothing was changed; create the canary's Service (selecting "
+                "its pods), or name the one that serves it with `to SERVICE`, and try again"
+            ) from None
+        selector = (cast(Json, json.loads(cast(Any, reply).data)).get("spec") or {}).get("selector")
+        return {str(k): str(v) for k, v in selector.items()} if selector else None
+
     def _require_ready_pods(self, plan: TrafficPlan) -> None:
-        """Refuse to send more traffic to a canary subset that selects no ready pod."""
-        labels = plan.subset_labels.get(plan.canary)
-        if labels is None:
-            return  # a Service, not a subset (host-based): its selector is not read here
+        """Refuse to send more traffic to a canary (a subset, or a Service) that selects no
+        ready pod."""
         namespace = _host_namespace(plan.host, plan.request.namespace)
+        labels: Mapping[str, str] | None
+        if plan.by == "host":
+            labels = self.selector_of(namespace, plan.canary)
+            what = f"Service '{plan.canary}'"
+        else:
+            labels = plan.subset_labels.get(plan.canary)
+            what = f"subset '{plan.canary}'"
+        if labels is None:
+            return
         if not self.ready_pods(namespace, labels):
             shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
             raise NoReadyPods(
-                f"subset '{plan.canary}' selects no ready pods (labels {shown}) in namespace "
+                f"{what} selects no ready pods (labels {shown}) in namespace "
                 f"'{namespace}'; nothing was changed; deploy the canary with those labels, wait "
                 "until its pods are ready, and try again"
             )

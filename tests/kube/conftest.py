@@ -87,6 +87,15 @@ class Cluster:
             )
         return created
 
+    def add_service(self, namespace: str, docs: list[dict[str, Any]]) -> None:
+        """Create a Service and its Deployment's Pods (`tests.support.services`) through the
+        API: the Pods Ready, as in `seed`."""
+        for doc in docs:
+            if doc["kind"] == "Deployment":
+                self._ready_pods(doc, namespace)
+            else:
+                client.CoreV1Api(self.api).create_namespaced_service(namespace, doc)
+
     def _ready_pods(self, deployment: dict[str, Any], namespace: str) -> None:
         """The Pods `deployment` would run, Running and Ready: on the real server created, then
         their status written (as a kubelet would) through pods/status; the sandbox takes the

@@ -38,6 +38,7 @@ from tests.support.chart_rbac import (
 )
 from tests.support.harness import wait_until
 from tests.support.kubeapi import RealKube, build_binaries
+from tests.support.services import service_with_pods
 
 from .conftest import GROUP, Cluster
 
@@ -48,7 +49,7 @@ ISTIO_KINDS = ("virtualservices", "destinationrules")
 CHART_GRANTS: set[Grant] = (
     {(GROUP, "virtualservices", verb) for verb in ("get", "list", "patch")}
     | {(GROUP, "destinationrules", verb) for verb in ("get", "list", "watch", "patch")}
-    | {("", "pods", "list"), ("", "pods", "watch")}
+    | {("", "pods", "list"), ("", "pods", "watch"), ("", "services", "get")}
     | {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "list", "patch")}
 )
 GATEWAY = "gateway.networking.k8s.io"
@@ -451,6 +452,8 @@ def test_every_verb_the_chart_grants_is_one_the_bot_was_seen_using(
         parts.mesh.apply(wanted)
         # A service with no VirtualService of its name: its HTTPRoute is read and patched.
         admin.objects.create_namespaced_custom_object(GATEWAY, "v1", weather, "httproutes", ROUTE)
+        admin.add_service(weather, service_with_pods("checkout-canary"))
+        wait_until(lambda: parts.mesh.ready_pods(weather, {"app": "checkout-canary"}) != [])
         parts.mesh.apply(
             SplitRequest.build(vs="checkout", namespace=weather, weight=10, to="checkout-canary")
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from bot.health.check import HealthCheck
 from bot.health.client import PrometheusClient
@@ -14,9 +15,11 @@ from bot.mesh.errors import PlanError
 from bot.rollout.engine import Engine
 from bot.rollout.model import Phase, Rollback, StepDue, StepPlan
 from sandbox.apiserver import SandboxApiServer
+from sandbox.kubeconfig import api_client_for
 from sandbox.seeding import seed
+from tests.support.services import services_with_pods
 
-from .conftest import Clock
+from .conftest import Clock, Recorder
 
 STEPS = StepPlan(weights=(10, 50, 100), interval_s=30)
 VS: dict[str, Any] = {
@@ -40,7 +43,7 @@ VS: dict[str, Any] = {
 
 @pytest.fixture
 def demo(cluster: SandboxApiServer) -> SandboxApiServer:
-    seed(cluster, [VS])
+    seed(cluster, [VS, *services_with_pods("rollouts-demo-stable", "rollouts-demo-canary")])
     cluster.clear_log()
     return cluster
 
@@ -99,6 +102,25 @@ def test_a_host_based_rollout_rolls_back_to_the_stable_service(
     done = engine.act("default", "rollouts-demo", Rollback(actor="U2"))
     assert done.phase is Phase.ROLLED_BACK
     assert route(demo) == [("rollouts-demo-stable", 100), ("rollouts-demo-canary", 0)]
+
+
+def test_a_step_is_held_when_the_canary_services_pods_are_gone(
+    engine: Engine, demo: SandboxApiServer, clock: Clock, notes: Recorder
+) -> None:
+    """The canary Service still selects `app: rollouts-demo-canary`, but no pod carries it: the
+    step pauses at the live weight with the reason, and nothing is written."""
+    rollout_id = start(engine)
+    core = client.CoreV1Api(api_client_for(demo.url))
+    for pod in core.list_namespaced_pod("default", label_selector="app=rollouts-demo-canary").items:
+        core.delete_namespaced_pod(pod.metadata.name, "default", _preload_content=False)
+    demo.clear_log()
+    clock.advance(STEPS.interval_s)
+    held = engine.handle(rollout_id, StepDue(step=0))
+    assert (held.phase, held.weight) == (Phase.PAUSED, 10)
+    assert "Service 'rollouts-demo-canary' selects no ready pods" in held.reason
+    assert demo.writes() == []
+    assert route(demo) == [("rollouts-demo-stable", 90), ("rollouts-demo-canary", 10)]
+    assert any("selects no ready pods" in m.text for _, m in notes.messages)
 
 
 def test_the_health_check_asks_for_the_two_services_by_name(

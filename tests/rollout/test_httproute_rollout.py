@@ -19,6 +19,7 @@ from bot.rollout.model import Phase, Rollback, StepDue, StepPlan
 from bot.rollout.traffic import KubeTraffic
 from sandbox.apiserver import SandboxApiServer
 from sandbox.seeding import seed
+from tests.support.services import services_with_pods
 
 from .conftest import Clock
 
@@ -50,7 +51,7 @@ ROUTE: dict[str, Any] = {
 
 @pytest.fixture
 def demo(cluster: SandboxApiServer) -> SandboxApiServer:
-    seed(cluster, [ROUTE])
+    seed(cluster, [ROUTE, *services_with_pods("checkout-stable", "checkout-canary")])
     cluster.clear_log()
     return cluster
 

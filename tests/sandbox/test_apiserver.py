@@ -907,7 +907,7 @@ def test_every_bundled_seed_file_loads_and_is_schema_valid(
 ):
     stored = seed(sandbox, load_yaml_documents([path]), namespace="seeded")
     assert stored
-    for obj in [o for o in stored if o["kind"] != "Pod"]:
+    for obj in [o for o in stored if o["kind"] not in ("Pod", "Service")]:
         assert obj["kind"] in {"VirtualService", "DestinationRule", "Gateway"}
         if obj["kind"] != "Gateway":
             assert schema_errors(obj, obj["kind"], "v1alpha3") == []
@@ -928,7 +928,8 @@ def test_bundled_seeds_cover_the_known_apps():
 
 def test_seeding_everything_lets_the_last_duplicate_win(sandbox: SandboxApiServer):
     stored = seed(sandbox, load_yaml_documents(bundled_seed_paths()))
-    assert {o["kind"] for o in stored} == {"VirtualService", "DestinationRule", "Gateway", "Pod"}
+    kinds = {o["kind"] for o in stored}
+    assert kinds == {"VirtualService", "DestinationRule", "Gateway", "Pod", "Service"}
     reviews = sandbox.get_object("default", VS, "reviews")
     assert reviews is not None
     assert reviews["spec"]["http"] == [
@@ -961,7 +962,7 @@ def test_load_yaml_documents_skips_empty_documents(tmp_path: Path):
 
 
 def test_seed_ignores_kinds_it_does_not_serve(sandbox: SandboxApiServer):
-    documents = [{"kind": "Service", "metadata": {"name": "weather-service"}}]
+    documents = [{"kind": "ConfigMap", "metadata": {"name": "weather-settings"}}]
     assert seed(sandbox, documents) == []
 
 

@@ -74,6 +74,7 @@ canaries a lost rollout left), patch (every guarded write, and the fences). Neve
 DestinationRules: list and watch (the subsets a plan reads; `serve` keeps them current with a
 watch), patch (a plan that adds the canary's subset), get (that patch answered 409/422: read again).
 Pods: list and watch (a canary subset must select ready pods before traffic moves to it).
+Services: get (a host-based or HTTPRoute canary is a Service: its selector names the pods).
 */}}
 {{- define "canary-bot.rbacRules" -}}
 - apiGroups: ["networking.istio.io"]
@@ -85,6 +86,9 @@ Pods: list and watch (a canary subset must select ready pods before traffic move
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "patch"]
