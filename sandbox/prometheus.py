@@ -8,7 +8,9 @@ Prometheus away mid-rollout.
 
 Prometheus applies new scrape targets on a 5-second tick of its own (discovery and scrape
 managers), so a new target is scraped 0 to ~10 s after `start()` or `set_targets()`; reusing a
-target address keeps the config unchanged and costs nothing.
+target address keeps the config unchanged and costs nothing. A target may carry labels that
+every series scraped from it gets (`cluster="prod-eu"`), as one Prometheus that several
+clusters share tells their series apart.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -49,14 +51,23 @@ def find_binary(name: str) -> str:
     return found
 
 
-def scrape_config(targets: Sequence[str], scrape_interval: str) -> dict[str, Any]:
-    """A Prometheus config scraping `targets` ("host:port") at /metrics."""
+TargetLabels = Mapping[str, Mapping[str, str]]  # "host:port" -> the labels its series get
+
+
+def scrape_config(
+    targets: Sequence[str], scrape_interval: str, labels: TargetLabels | None = None
+) -> dict[str, Any]:
+    """A Prometheus config scraping `targets` ("host:port") at /metrics, those in `labels`
+    with their labels on every series."""
     interval = {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval}
+    labelled = [t for t in targets if labels and labels.get(t)]
+    static: list[dict[str, Any]] = [{"targets": [t for t in targets if t not in labelled]}]
+    static += [{"targets": [t], "labels": dict((labels or {})[t])} for t in labelled]
+    if labelled and not static[0]["targets"]:
+        del static[0]
     return {
         "global": {**interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [
-            {"job_name": JOB_NAME, "static_configs": [{"targets": list(targets)}]},
-        ],
+        "scrape_configs": [{"job_name": JOB_NAME, "static_configs": static}],
     }
 
 
@@ -85,6 +96,7 @@ class PrometheusServer(ServerProcess):
     ) -> None:
         super().__init__()
         self._targets = _checked_targets(targets)
+        self._labels: dict[str, dict[str, str]] = {}
         self._scrape_interval = scrape_interval
         self._port = port or None
         self._validated = False
@@ -123,19 +135,21 @@ class PrometheusServer(ServerProcess):
 
     # Targets and data
 
-    def set_targets(self, targets: Sequence[str]) -> None:
-        """Scrape exactly `targets` from now on; returns once Prometheus lists them as active.
+    def set_targets(self, targets: Sequence[str], *, labels: TargetLabels | None = None) -> None:
+        """Scrape exactly `targets` from now on, those in `labels` with those labels on every
+        series; returns once Prometheus lists them as active, with their labels.
 
         When stopped, the new targets apply at the next `start()`.
         """
         wanted = _checked_targets(targets)
-        changed = set(wanted) != set(self._targets)
-        self._targets = wanted
+        wanted_labels = {t: dict(labels[t]) for t in wanted if labels and labels.get(t)}
+        changed = set(wanted) != set(self._targets) or wanted_labels != self._labels
+        self._targets, self._labels = wanted, wanted_labels
         if not (changed and self.running):
             return
         self._write_config()
         self._request("POST", "/-/reload")
-        self._wait_for_targets(set(wanted))
+        self._wait_for_targets(self._scraped())
 
     def active_targets(self) -> list[dict[str, Any]]:
         """The `activeTargets` of /api/v1/targets: address, health, last error, ..."""
@@ -185,7 +199,7 @@ class PrometheusServer(ServerProcess):
 
     def _write_config(self) -> None:
         # JSON is YAML: no template to get wrong.
-        config = scrape_config(self._targets, self._scrape_interval)
+        config = scrape_config(self._targets, self._scrape_interval, self._labels)
         self._config_path.write_text(json.dumps(config, indent=2) + "\n")
         if not self._validated:
             self._validate_config()
@@ -211,15 +225,27 @@ class PrometheusServer(ServerProcess):
         except OSError:  # refused, or 503 while it replays its WAL
             return False
 
-    def _wait_for_targets(self, wanted: set[str]) -> None:
+    def _scraped(self) -> dict[str, dict[str, str]]:
+        """Each target as Prometheus should list it: its address and its own labels."""
+        return {t: self._labels.get(t, {}) for t in self._targets}
+
+    def _active(self) -> dict[str, dict[str, str]]:
+        own = ("job", "instance")
+        return {
+            t["discoveredLabels"]["__address__"]: {
+                k: v for k, v in t["labels"].items() if k not in own
+            }
+            for t in self.active_targets()
+        }
+
+    def _wait_for_targets(self, wanted: dict[str, dict[str, str]]) -> None:
         deadline = time.monotonic() + TARGETS_TIMEOUT_S
         while time.monotonic() < deadline:
-            active = {t["discoveredLabels"]["__address__"] for t in self.active_targets()}
-            if active == wanted:
+            if self._active() == wanted:
                 return
             time.sleep(_POLL_INTERVAL_S)
         raise PrometheusServerError(
-            f"Prometheus at {self.url} did not pick up targets {sorted(wanted)} within "
+            f"Prometheus at {self.url} did not pick up targets {wanted} within "
             f"{TARGETS_TIMEOUT_S:.0f} s (it has {self._target_health()}); its log ends with:\n"
             f"{self._log_tail()}"
         )

@@ -130,6 +130,35 @@ def test_the_generated_config_scrapes_the_targets_every_interval() -> None:
     assert job["static_configs"] == [{"targets": ["127.0.0.1:9100", "127.0.0.1:9101"]}]
 
 
+def test_labelled_targets_are_scraped_with_their_labels() -> None:
+    labels = {"127.0.0.1:9101": {"cluster": "prod-eu"}, "127.0.0.1:9102": {"cluster": "eu"}}
+    config = scrape_config(["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"], "1s", labels)
+
+    [job] = config["scrape_configs"]
+    assert job["static_configs"] == [
+        {"targets": ["127.0.0.1:9100"]},
+        {"targets": ["127.0.0.1:9101"], "labels": {"cluster": "prod-eu"}},
+        {"targets": ["127.0.0.1:9102"], "labels": {"cluster": "eu"}},
+    ]
+    only_labelled = scrape_config(["127.0.0.1:9101"], "1s", labels)["scrape_configs"][0]
+    assert only_labelled["static_configs"] == [
+        {"targets": ["127.0.0.1:9101"], "labels": {"cluster": "prod-eu"}}
+    ]
+
+
+def test_a_targets_labels_come_and_go_with_set_targets(
+    prometheus: PrometheusServer, weather_traffic: TrafficSimulator
+) -> None:
+    target = weather_traffic.target
+    prometheus.set_targets([target], labels={target: {"cluster": "prod-eu"}})
+    [labelled] = prometheus.active_targets()
+    assert labelled["labels"]["cluster"] == "prod-eu"
+    prometheus.wait_for_series('istio_requests_total{cluster="prod-eu",destination_version="v2"}')
+    prometheus.set_targets([target])
+    [plain] = prometheus.active_targets()
+    assert "cluster" not in plain["labels"]
+
+
 @pytest.mark.parametrize("target", ["http://127.0.0.1:9100/metrics", "127.0.0.1", ":9100", "h:x"])
 def test_targets_must_be_host_and_port(target: str) -> None:
     with pytest.raises(ValueError, match="is not 'host:port'"):
