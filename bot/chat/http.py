@@ -34,6 +34,7 @@ from slack_sdk.signature import SignatureVerifier
 from waitress import wasyncore
 
 log = logging.getLogger(__name__)
+STOP_WAIT_S = 10.0  # for the server's loop to close itself; then it is closed from here
 SLACK_PATH = "/slack/events"
 MAX_BODY = 1 << 20  # Slack's payloads are a few kB
 MAX_TEXT = 4000  # a /canary command is a service and a few words
@@ -92,10 +93,14 @@ class BotHttpServer:
 
     def stop(self) -> None:
         if self._thread.is_alive():  # close from the server's own thread, between two polls
-            self._server.trigger.pull_trigger(self._close)
-            self._thread.join()
-        else:
-            self._close()
+            try:
+                self._server.trigger.pull_trigger(self._close)
+                self._thread.join(STOP_WAIT_S)
+            except OSError:  # its wake-up pipe is closed: the loop cannot be asked
+                log.warning("the HTTP server's wake-up pipe was closed before it was stopped")
+        self._close()  # again, when the loop did it: harmless, its map is empty by then
+        if self._thread.is_alive():  # in a poll that still holds the sockets: until it ends
+            self._thread.join(STOP_WAIT_S)
 
     def _close(self) -> None:
         self._server.task_dispatcher.shutdown()
