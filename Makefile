@@ -23,11 +23,11 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-# Three workers on two cores: most of the slow tests wait on real clocks (Prometheus scrapes,
-# leases, the demo's steps), not on a CPU; each test file stays on one worker, with its fixtures.
-PYTEST_WORKERS ?= 3
+# Four workers on two cores: most of the slow tests wait on real clocks (Prometheus scrapes,
+# leases, the demo's steps), not on a CPU; an idle worker takes tests from a busy one's queue.
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP) kube-binaries istioctl
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # The real kube-apiserver and etcd that tests/kube runs, built from tools/kube (Go) on first use
 # (many minutes on 2 cores), then cached in .cache/kube/: a second run only prints their paths.
