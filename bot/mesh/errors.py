@@ -15,6 +15,10 @@ class PlanError(MeshError):
     """The live objects do not allow the requested change as asked."""
 
 
+class TurnTaken(PlanError):
+    """A wave's rollout would start where a rollout of the same wave has its canary already."""
+
+
 class AmbiguousCanary(PlanError):
     """More than one subset could be the canary; the user must name one."""
 

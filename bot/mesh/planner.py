@@ -20,7 +20,13 @@ import yaml
 
 from bot.mesh.cohort import COHORT_ROUTE, cohort_change, cohort_index, cohort_route
 from bot.mesh.drills import drill_field, field_at, field_name
-from bot.mesh.errors import AmbiguousCanary, InvalidObject, InvalidRequest, PlanError
+from bot.mesh.errors import (
+    AmbiguousCanary,
+    InvalidObject,
+    InvalidRequest,
+    PlanError,
+    TurnTaken,
+)
 from bot.mesh.models import (
     Destination,
     DestinationRule,
@@ -58,6 +64,8 @@ class LastApplied:
     rollout: str | None = None  # the rollout that wrote it, and its channel: enough to find
     channel: str | None = None  # the rollout again should its record be lost
     by: str = "subset"  # "host": stable and canary are Services, not subsets
+    # the wave the rollout is a turn of, as a JSON object its reader validates
+    wave: Mapping[str, Any] | None = None
 
     def key(self, dest: Destination) -> str | None:
         """What this record calls `dest`: its subset, or its Service when split by host."""
@@ -77,6 +85,8 @@ class LastApplied:
                 body[key] = getattr(self, key)
         if self.by != "subset":
             body["by"] = self.by
+        if self.wave is not None:
+            body["wave"] = dict(self.wave)
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -189,6 +199,9 @@ def plan_split(
     target = _Hosts(vs, namespace) if dr is None else _Target(vs, dr, namespace)
     request = target.canary_named(request)
     last = read_last_applied(vs)
+    other = other_turn_of_the_wave(request, last)
+    if other is not None and any(live_canary_weights(vs_raw, other).values()):
+        raise turn_taken(f"VirtualService '{vs.name}' in namespace '{namespace}'", other)
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         return _already_final(request, target.host, vs_raw, namespace)
     stable, canary = target.roles(request, last)
@@ -303,6 +316,7 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
             rollout=_optional_text(body.get("rollout")),
             channel=_optional_text(body.get("channel")),
             by="host" if body.get("by") == "host" else "subset",
+            wave=_optional_object(body.get("wave")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -310,6 +324,30 @@ def read_last_applied(vs: VirtualService) -> LastApplied | None:
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _optional_object(value: Any) -> dict[str, Any] | None:
+    """A JSON object, kept for its reader to validate; anything else is left out."""
+    return dict(value) if isinstance(value, dict) else None
+
+
+def other_turn_of_the_wave(request: SplitRequest, last: LastApplied | None) -> LastApplied | None:
+    """`last`, when another rollout of the request's wave left its canary here: the same
+    wave's turn on this cluster, taken already by a rollout whose record Redis lost."""
+    if request.wave is None or last is None or last.wave is None or last.canary is None:
+        return None
+    same = last.wave.get("id") == request.wave.get("id") and last.rollout != request.rollout
+    return last if same else None
+
+
+def turn_taken(where: str, last: LastApplied) -> TurnTaken:
+    wave = last.wave or {}
+    return TurnTaken(
+        f"{where} carries the canary {last.canary} of rollout {last.rollout} of wave "
+        f"{wave.get('id')} already; nothing was changed: a second rollout of the wave is never "
+        "started beside it (the search for lost rollouts takes that one back, paused, and the "
+        "wave waits on it)"
+    )
 
 
 def live_canary_weights(vs_raw: Mapping[str, Any], last: LastApplied) -> dict[int, int]:
@@ -1117,12 +1155,22 @@ def last_applied_of(
     *,
     by: str,
 ) -> LastApplied:
-    who = {"at": _stamp(now), "write": request.write, "rollout": request.rollout}
+    at, write, rollout = _stamp(now), request.write, request.rollout
     if request.finalize:  # the canary is the stable one now; there is no canary
-        return LastApplied(canary, None, {r.index: 0 for r in routes}, None, **who, by=by)
+        zero = {r.index: 0 for r in routes}
+        return LastApplied(canary, None, zero, None, at, write, rollout, by=by)
     weights = _weights(routes)
     return LastApplied(
-        stable, canary, weights, request.mirror, **who, channel=request.channel, by=by
+        stable,
+        canary,
+        weights,
+        request.mirror,
+        at,
+        write,
+        rollout,
+        channel=request.channel,
+        by=by,
+        wave=request.wave,
     )
 
 

@@ -37,6 +37,7 @@ class SplitRequest(BaseModel):
     write: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")  # see LastApplied
     rollout: str | None = Field(default=None, pattern=r"^[a-z0-9]{1,32}$")
     channel: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,32}$")
+    wave: dict[str, Any] | None = None  # the wave the rollout is a turn of (see LastApplied)
 
     @field_validator("vs", "namespace")
     @classmethod
