@@ -44,7 +44,7 @@ from bot.rollout.ports import Health, Notifier, Scheduler
 from bot.rollout.scheduler import ANALYSIS_JOB, StepScheduler
 from bot.rollout.traffic import KubeTraffic
 from bot.service.drills import Drills, Tell
-from bot.service.waves import ClusterNotifier, WaveRunner
+from bot.service.waves import ClusterNotifier, ClusterWaves, WaveRunner
 from bot.store.drills import DrillStore
 from bot.store.errors import StoreError
 from bot.store.lease import LeaderLease
@@ -340,6 +340,9 @@ def build(
             fencing=fencing,
             metrics=metrics,
             policy=policy,
+            waves=ClusterWaves(
+                book=wave_book, cluster=name, clusters=settings.clusters, clock=clock
+            ),
         )
         for name in settings.clusters
     }
@@ -403,6 +406,7 @@ def _cluster(
     fencing: Callable[[], int | None],
     metrics: Metrics,
     policy: Policy | None,
+    waves: ClusterWaves,
 ) -> Cluster:
     own = settings.clusters[name]
     mesh = KubeMesh(
@@ -428,6 +432,7 @@ def _cluster(
             policy,
             labels=own.prometheus_labels,
         ),
+        waves=waves,
     )
     return Cluster(store, mesh, engine, prometheus)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from bot.mesh.cohort import cohort_change
 from bot.mesh.errors import MeshError, Moved
+from bot.mesh.planner import LastApplied
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
     Abort,
@@ -48,12 +49,15 @@ from bot.rollout.model import (
     SetWeight,
     StepDue,
     StepPlan,
+    Target,
     Verdict,
+    WaveRef,
     Write,
     WriteFailed,
 )
 from bot.rollout.ports import (
     Health,
+    LostWaves,
     Notifier,
     Owner,
     Planned,
@@ -135,8 +139,10 @@ class Engine:
         metrics: Metrics | None = None,
         fencing: Callable[[], int | None] = lambda: None,
         mutex: tuple[int, float] = (MUTEX_TTL_MS, MUTEX_WAIT_S),
+        waves: LostWaves | None = None,
     ) -> None:
         self.store, self.traffic, self.notifier = store, traffic, notifier
+        self.waves = waves  # a wave cluster's: the waves its lost rollouts are turns of
         self.scheduler = scheduler or NoScheduler()
         self.health = health or AlwaysHealthy()
         self.clock, self.ids = clock, ids
@@ -158,9 +164,11 @@ class Engine:
         actor: str,
         channel: str | None,
         resolved: Resolved | None = None,
+        wave: WaveRef | None = None,
     ) -> Rollout:
-        """A staged rollout. `resolved`, when the caller already read the live objects (to let
-        the policy decide on the plan), is the plan the first step writes."""
+        """A staged rollout (`wave`: a turn of that wave). `resolved`, when the caller already
+        read the live objects (to let the policy decide on the plan), is the plan the first
+        step writes."""
         with self._serialized(f"{namespace}/{vs}", urgent=False):
             resolved = self._new(resolved) or self._resolve(
                 namespace,
@@ -170,6 +178,7 @@ class Engine:
                 weight=steps.weights[0],
                 mirror=None,
                 cohort=steps.cohort,
+                wave=wave,
             )
             rollout, effects = start(
                 rollout_id=resolved.rollout_id,
@@ -180,6 +189,7 @@ class Engine:
                 live_weight=resolved.planned.live_weight,
                 now=self.clock(),
                 active=self.store.active_for(namespace, vs),
+                wave=wave,
             )
             return self._open(rollout, effects, resolved.first)
 
@@ -293,7 +303,7 @@ class Engine:
             return self._resolve(
                 namespace, vs, to, channel, weight=weight, mirror=mirror, cohort=cohort
             )
-        owner = Owner(self.ids(), active.id, active.channel)
+        owner = Owner(self.ids(), active.id, active.channel, active.wave)
         effect = ApplyWeight(
             weight=active.weight if weight is None else weight,
             previous=active.weight,
@@ -318,8 +328,9 @@ class Engine:
         weight: int | None,
         mirror: int | None,
         cohort: CohortChange | None = None,
+        wave: WaveRef | None = None,
     ) -> Resolved:
-        owner = Owner(self.ids(), self.ids(), channel)
+        owner = Owner(self.ids(), self.ids(), channel, wave)
         target, planned = self.traffic.resolve(
             namespace, vs, to, weight, owner, mirror=mirror, cohort=cohort
         )
@@ -339,16 +350,31 @@ class Engine:
                 target, planned = self.traffic.resolve(
                     namespace, vs, last.canary, 0, Owner(self.ids())
                 )
+                rollout_id = last.rollout or self.ids()
                 rollout, effects = adopt(
-                    rollout_id=last.rollout or self.ids(),
+                    rollout_id=rollout_id,
                     target=target,
                     live_weight=planned.live_weight,
                     channel=last.channel,
                     now=self.clock(),
+                    wave=self._wave_of(last, rollout_id, target),
                 )
                 log.warning("%s: %s", target.service, rollout.reason)
                 adopted.append(self._open(rollout, effects, None))
         return adopted
+
+    def _wave_of(self, last: LastApplied, rollout_id: str, target: Target) -> WaveRef | None:
+        """The wave a lost canary's annotation names, once it is taken back with the rollout;
+        None when it names none, or one that does not go on with it."""
+        wave = WaveRef.from_annotation(last.wave)
+        if last.wave is not None and wave is None:
+            log.warning("%s: the wave its annotation names is unreadable", target.service)
+        if wave is None or self.waves is None:
+            return None
+        taken = self.waves.take_back(
+            wave, rollout_id=rollout_id, target=target, channel=last.channel
+        )
+        return wave if taken else None
 
     def _open(
         self, rollout: Rollout, effects: list[Effect], first: tuple[str, Planned] | None
@@ -674,7 +700,7 @@ class Engine:
             return None
 
     def _plan(self, rollout: Rollout, effect: ApplyWeight) -> tuple[str, Planned]:
-        owner = Owner(self.ids(), rollout.id, rollout.channel)
+        owner = Owner(self.ids(), rollout.id, rollout.channel, rollout.wave)
         return owner.write, self.traffic.plan(rollout.target, effect, owner)
 
     def _failed(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from commands.cohort import Cohort, CohortChange
-from commands.names import service_name
+from commands.names import CLUSTER_NAME, CLUSTER_RULE, service_name
 from commands.steps import steps_problem
 
 DEFAULT_WEIGHTS = (5, 10, 25, 50, 100)
@@ -173,6 +174,51 @@ class Carried(_Frozen):
 
 
 NO_EVIDENCE = Carried()
+WAVE_CLUSTERS_MAX = 32
+
+
+class WaveRef(_Frozen):
+    """A cluster rollout's place in its multi-cluster wave: the wave, its clusters in order,
+    this cluster's turn, and the steps and canary the wave starts every cluster with. It goes
+    into the VirtualService's annotation with each of the rollout's writes, so a wave whose
+    record Redis lost is taken back with its current cluster's canary."""
+
+    id: str = Field(pattern=r"^[a-z0-9]{1,32}$")
+    clusters: tuple[str, ...] = Field(min_length=1, max_length=WAVE_CLUSTERS_MAX)
+    index: int = Field(ge=0)
+    steps: StepPlan
+    to: str | None = Field(default=None, min_length=1, max_length=253)
+
+    @model_validator(mode="after")
+    def _clusters_in_order(self) -> WaveRef:
+        bad = [c for c in self.clusters if not CLUSTER_NAME.fullmatch(c)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a cluster name: use {CLUSTER_RULE}")
+        if len(set(self.clusters)) != len(self.clusters):
+            raise ValueError(f"clusters {list(self.clusters)} name a cluster twice")
+        if self.index >= len(self.clusters):
+            raise ValueError(f"index {self.index} is not a cluster of {list(self.clusters)}")
+        return self
+
+    @property
+    def cluster(self) -> str:
+        """The cluster whose turn this rollout is."""
+        return self.clusters[self.index]
+
+    def annotation(self) -> dict[str, Any]:
+        """As it is written into the VirtualService's annotation."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    @classmethod
+    def from_annotation(cls, raw: Mapping[str, Any] | None) -> WaveRef | None:
+        """The wave an annotation names; None when it names none, or nothing readable (anyone
+        who may edit the VirtualService may have written it)."""
+        if raw is None:
+            return None
+        try:
+            return cls.model_validate(dict(raw))
+        except (ValidationError, TypeError, ValueError):
+            return None
 
 
 # Effects: what a transition asks the engine to do, in order.
@@ -275,6 +321,7 @@ class Rollout(_Frozen):
     writing: Write | None = None  # a traffic change sent (or about to be), not yet confirmed
     cohort: Cohort | None = None  # the cohort the bot last routed to the canary, once live
     evidence: Carried = NO_EVIDENCE  # the sequential judge's, from the steps passed
+    wave: WaveRef | None = None  # the wave it is a turn of; None in records older than this
     version: int = 0  # bumped by the store on every write
 
     @property

@@ -10,17 +10,23 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from bot.mesh.planner import LastApplied, TrafficPlan
-from bot.rollout.model import ApplyWeight, Notify, Rollout, Target, Verdict
+from bot.rollout.model import ApplyWeight, Notify, Rollout, Target, Verdict, WaveRef
 from commands.cohort import CohortChange
 
 
 class Owner(NamedTuple):
-    """Who a write is: its id, and the rollout (with its channel) it belongs to. It goes into
-    the VirtualService's annotation with the write."""
+    """Who a write is: its id, and the rollout (with its channel, and the wave it is a turn
+    of) it belongs to. It goes into the VirtualService's annotation with the write."""
 
     write: str
     rollout: str | None = None
     channel: str | None = None
+    wave: WaveRef | None = None
+
+    def fields(self) -> dict[str, object]:
+        """As a SplitRequest takes them."""
+        wave = None if self.wave is None else self.wave.annotation()
+        return {"write": self.write, "rollout": self.rollout, "channel": self.channel, "wave": wave}
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,17 @@ class Traffic(Protocol):
     def canaries(self, namespace: str) -> list[tuple[str, LastApplied]]: ...
 
     def observe(self, target: Target) -> int | None: ...
+
+
+class LostWaves(Protocol):
+    """The waves of one cluster's rollouts, for the search that takes lost rollouts back."""
+
+    def take_back(
+        self, wave: WaveRef, *, rollout_id: str, target: Target, channel: str | None
+    ) -> bool:
+        """Whether the wave a lost canary's annotation names goes on with its rollout taken
+        back: its record rebuilt from `wave` if Redis lost it too, or found waiting on it."""
+        ...
 
 
 class Notifier(Protocol):

@@ -47,7 +47,7 @@ class KubeTraffic:
             to=to,
             mirror=mirror,
             cohort=cohort,
-            **write._asdict(),
+            **write.fields(),
         )
         plan = self.mesh.plan(request)
         target = Target(
@@ -76,7 +76,7 @@ class KubeTraffic:
             mirror=effect.mirror,
             cohort=effect.cohort,
             finalize=effect.finalize,
-            **write._asdict(),
+            **write.fields(),
         )
         return _planned(self.mesh.plan(request))
 

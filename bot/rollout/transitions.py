@@ -38,6 +38,7 @@ from bot.rollout.model import (
     StepDue,
     StepPlan,
     Target,
+    WaveRef,
     WriteFailed,
 )
 from commands.cohort import OFF, Cohort, CohortChange
@@ -60,8 +61,10 @@ def start(
     live_weight: int,
     now: datetime,
     active: Rollout | None = None,
+    wave: WaveRef | None = None,
 ) -> Outcome:
-    """A new rollout whose first step is applied at once (or waits for its gate)."""
+    """A new rollout whose first step is applied at once (or waits for its gate); `wave`
+    when it is a turn of a multi-cluster wave."""
     if active is not None and active.active:
         raise InvalidTransition(
             f"{target.service} already has rollout {active.id} ({active.phase}, started by "
@@ -79,6 +82,7 @@ def start(
         channel=channel,
         created_at=now,
         updated_at=now,
+        wave=wave,
     )
     rollout, effects = _advance(created, 0, now, actor)
     started = Notify(event="started", text=_started_text(rollout))
@@ -180,13 +184,15 @@ def adopt(
     live_weight: int,
     channel: str | None,
     now: datetime,
+    wave: WaveRef | None = None,
 ) -> Outcome:
     """A VirtualService the bot was rolling out, whose record is gone (Redis lost its data):
-    taken back as a paused rollout, so its card has a one-tap Rollback, and a human decides."""
+    taken back as a paused rollout, so its card has a one-tap Rollback, and a human decides.
+    `wave`: the wave it is a turn of, taken back with it."""
     reason = (
         f"the bot lost its record of this rollout (was Redis restarted empty?); "
         f"{target.service} still sends {live_weight}% to {target.canary}: roll back, or resume "
-        "to go on with the default steps"
+        f"to go on with the default steps{_wave_taken_back(wave)}"
     )
     rollout = Rollout(
         id=rollout_id,
@@ -200,6 +206,7 @@ def adopt(
         created_at=now,
         updated_at=now,
         reason=reason,
+        wave=wave,
     )
     return rollout, [
         Notify(event="adopted", text=f"{target.service}: {reason}"),
@@ -211,6 +218,19 @@ def adopt(
             detail=reason,
         ),
     ]
+
+
+def _wave_taken_back(wave: WaveRef | None) -> str:
+    if wave is None:
+        return ""
+    taken = f"; the wave {' → '.join(wave.clusters)} is taken back with it: "
+    following = wave.clusters[wave.index + 1 : wave.index + 2]
+    if not following:
+        return f"{taken}it is done once {wave.cluster} is promoted, and halts if it is rolled back"
+    return (
+        f"{taken}it goes on to {following[0]} once {wave.cluster} is promoted, and halts if it "
+        "is rolled back"
+    )
 
 
 def transition(rollout: Rollout, event: Any, now: datetime) -> Outcome:

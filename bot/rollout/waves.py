@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bot.rollout.model import Phase, StepPlan
+from bot.rollout.model import Phase, StepPlan, Target, WaveRef
 from commands.names import service_name
 
 HALTING = {
@@ -103,6 +103,21 @@ class Wave(BaseModel):
         """The clusters after the current one, not started."""
         return self.clusters[self.index + 1 :]
 
+    def ref(self) -> WaveRef:
+        """What the current cluster's rollout carries of the wave (into its annotation)."""
+        return WaveRef(
+            id=self.id, clusters=self.clusters, index=self.index, steps=self.steps, to=self.to
+        )
+
+    def waits_on(self, ref: WaveRef, rollout_id: str) -> bool:
+        """Whether the wave, running, has its turn where `ref` says, on that rollout (or on
+        one not yet recorded)."""
+        turn = (self.state, self.clusters, self.index)
+        return turn == (WaveState.RUNNING, ref.clusters, ref.index) and self.rollout in (
+            None,
+            rollout_id,
+        )
+
 
 class Next(BaseModel):
     """What the wave needs done: `start` the rollout on `cluster` (None: nothing to start),
@@ -112,6 +127,27 @@ class Next(BaseModel):
 
     start: str | None = None
     say: str = ""
+
+
+def rebuilt(
+    ref: WaveRef, *, rollout_id: str, target: Target, channel: str | None, now: datetime
+) -> Wave:
+    """A wave whose record was lost, from its current cluster's rollout taken back: running at
+    that cluster's turn on that rollout, the clusters before it promoted."""
+    return Wave(
+        id=ref.id,
+        namespace=target.namespace,
+        vs=target.vs,
+        to=ref.to,
+        clusters=ref.clusters,
+        steps=ref.steps,
+        started_by="canary-bot",
+        channel=channel,
+        created_at=now,
+        updated_at=now,
+        index=ref.index,
+        rollout=rollout_id,
+    )
 
 
 def started(wave: Wave, rollout_id: str, now: datetime) -> Wave:

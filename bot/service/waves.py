@@ -11,21 +11,38 @@ so whichever replica leads carries it on after a restart or a failover.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bot.mesh.errors import ApiError, Conflict, MeshError
+from bot.mesh.errors import ApiError, Conflict, MeshError, TurnTaken
 from bot.rollout.engine import Busy, Engine, new_id
-from bot.rollout.model import Notify, Phase, Rollout, StepPlan
+from bot.rollout.model import Notify, Phase, Rollout, StepPlan, Target, WaveRef
 from bot.rollout.ports import Notifier
 from bot.rollout.transitions import InvalidTransition
-from bot.rollout.waves import Wave, WaveMoved, WaveState, halt, observe, started
-from bot.store.errors import AlreadyActive, RolloutNotFound, StoreError, StoreUnavailable
+from bot.rollout.waves import (
+    Wave,
+    WaveMoved,
+    WaveRunning,
+    WaveState,
+    halt,
+    observe,
+    rebuilt,
+    started,
+)
+from bot.store.errors import (
+    AlreadyActive,
+    RolloutNotFound,
+    StoreError,
+    StoreUnavailable,
+    WaveNotFound,
+)
 
 log = logging.getLogger(__name__)
 Tell = Callable[[str | None, str], None]  # (channel, text): a line for the channel
-RETRIED = (Busy, StoreUnavailable, ApiError, Conflict)  # the next pass tries again
+# The next pass tries again. TurnTaken: the cluster has a canary of the wave whose record
+# Redis lost; the search for lost rollouts takes it back, and the wave waits on it.
+RETRIED = (Busy, StoreUnavailable, ApiError, Conflict, TurnTaken)
 
 
 class WaveRefused(ValueError):
@@ -54,6 +71,61 @@ class ClusterNotifier:
         text = f"[{self.cluster}] {message.text}"
         named = message.model_copy(update={"text": text, "cluster": self.cluster})
         self.inner.notify(rollout, named)
+
+
+class ClusterWaves:
+    """The waves of one cluster's rollouts, as the search for lost rollouts finds them: a
+    rollout taken back from its VirtualService brings back the wave its annotation names."""
+
+    def __init__(
+        self,
+        *,
+        book: WaveBook,
+        cluster: str,
+        clusters: Collection[str],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.book, self.cluster, self.clusters, self.clock = book, cluster, clusters, clock
+
+    def take_back(
+        self, wave: WaveRef, *, rollout_id: str, target: Target, channel: str | None
+    ) -> bool:
+        """Rebuild the wave's record if Redis lost it (running at this cluster's turn, on the
+        rollout taken back); True when the wave goes on with that rollout."""
+        if not self._ours(wave):
+            return False
+        for _ in range(2):  # a record made between our read and our write is read again
+            try:
+                return self.book.load(wave.id).waits_on(wave, rollout_id)
+            except WaveNotFound:
+                pass
+            lost = rebuilt(
+                wave, rollout_id=rollout_id, target=target, channel=channel, now=self.clock()
+            )
+            try:
+                self.book.create(lost)
+                log.warning("%s: wave %s taken back at %s", lost.service, wave.id, self.cluster)
+                return True
+            except WaveRunning as e:
+                log.warning("%s: wave %s not taken back: %s", lost.service, wave.id, e)
+                return False
+            except WaveMoved:
+                continue
+        return False
+
+    def _ours(self, wave: WaveRef) -> bool:
+        """A wave whose turn is this cluster's, over clusters this bot has."""
+        unknown = [c for c in wave.clusters if c not in self.clusters]
+        if wave.cluster == self.cluster and not unknown:
+            return True
+        log.warning(
+            "wave %s named on %s is not taken back: its turn is %s's; clusters not configured: %s",
+            wave.id,
+            self.cluster,
+            wave.cluster,
+            ", ".join(unknown) or "none",
+        )
+        return False
 
 
 class WaveRunner:
@@ -156,6 +228,7 @@ class WaveRunner:
                     steps=wave.steps,
                     actor=wave.started_by,
                     channel=wave.channel,
+                    wave=wave.ref(),
                 )
             except RETRIED:
                 raise

@@ -43,6 +43,11 @@ _REFUSED = (
 )
 
 
+class WaveNotFound(StoreError):
+    def __init__(self, wave_id: str) -> None:
+        super().__init__(f"no wave {wave_id} in Redis; finished waves are kept for 30 days")
+
+
 class VersionConflict(StoreError):
     """Someone else wrote the rollout record first: reload it and decide again."""
 

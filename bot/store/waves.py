@@ -8,13 +8,14 @@ from typing import cast
 import redis
 
 from bot.rollout.waves import Wave, WaveMoved, WaveRunning, WaveState
-from bot.store.errors import Fenced, StoreError
+from bot.store.errors import Fenced, WaveNotFound
 from bot.store.redis_store import Keys, unavailable_on_error
 
 FINISHED_TTL_S = 30 * 24 * 3600
 
 # KEYS: record, the service's lock, running index. ARGV: id, json.
 _CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', ''} end
 local holder = redis.call('GET', KEYS[2])
 if holder then return {'active', holder} end
 redis.call('SET', KEYS[2], ARGV[1])
@@ -41,11 +42,6 @@ return {'ok', tostring(tonumber(version) + 1)}
 """
 
 
-class WaveNotFound(StoreError):
-    def __init__(self, wave_id: str) -> None:
-        super().__init__(f"no wave {wave_id} in Redis; finished waves are kept for 30 days")
-
-
 class WaveStore:
     def __init__(self, client: redis.Redis, *, prefix: str = "canary") -> None:
         self._redis, self._prefix = client, prefix
@@ -54,12 +50,15 @@ class WaveStore:
         self._save = client.register_script(_SAVE)
 
     def create(self, wave: Wave) -> Wave:
-        """Record a new wave at version 1, unless its service has a wave running."""
+        """Record a new wave at version 1, unless its service has a wave running or a wave
+        of that id is on record (WaveMoved: read it)."""
         stored = wave.model_copy(update={"version": 1})
         keys = [self._record(wave.id), self._lock(wave.key), self._running]
         status, detail = self._eval(self._create, keys, [wave.id, stored.model_dump_json()])
         if status == "active":
             raise WaveRunning(wave.service, detail)
+        if status == "exists":
+            raise WaveMoved(wave.id, 0, "a record")
         return stored
 
     def save(self, wave: Wave, *, token: int | None = None) -> Wave:
