@@ -436,7 +436,10 @@ def test_a_watch_that_asks_for_bookmarks_gets_one_where_the_initial_events_end(
     events = watch_lines(
         cluster, namespace, resourceVersion="0", timeoutSeconds="5", allowWatchBookmarks="true"
     )
-    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"], events
+    # The real server may add progress bookmarks before the watch times out (it does under
+    # load); past the first, nothing but bookmarks may come: nothing changed in the namespace.
+    assert [e["type"] for e in events[:2]] == ["ADDED", "BOOKMARK"], events
+    assert {e["type"] for e in events[2:]} <= {"BOOKMARK"}, events
     assert events[0]["object"]["metadata"]["name"] == "weather"
     mark = events[1]["object"]
     assert mark["kind"] == "VirtualService"
