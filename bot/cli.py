@@ -17,6 +17,7 @@ from bot.mesh.httproute import plan_http_route
 from bot.mesh.planner import TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest, parse_percent
 from commands import parse_cohort
+from commands.grammar import GrammarError, PodLabels, parse_labels
 
 EXIT_USAGE = 2
 
@@ -61,6 +62,9 @@ def _add_plan(commands: Any) -> None:
     plan.add_argument("--weight", help="the canary's share, 0..100")
     plan.add_argument("--to", help="the canary subset (needed when several could be)")
     plan.add_argument("--route", action="append", default=[], help="only this http route")
+    plan.add_argument(
+        "--labels", help="the pods a new canary subset selects: 'version=v3,track=canary'"
+    )
     plan.add_argument("--mirror", help="mirror this share of traffic to the canary (0 = off)")
     plan.add_argument(
         "--cohort", help="route a cohort to the canary: 'header x-beta=1', 'user jason', 'off'"
@@ -157,6 +161,7 @@ def run_plan(args: argparse.Namespace) -> int:
         mirror=_percent(args.mirror, "mirror"),
         cohort=None if args.cohort is None else parse_cohort(args.cohort),
         to=args.to,
+        labels=None if args.labels is None else _labels(args.labels),
         routes=tuple(args.route),
     )
     objects = _read_objects(args.files)
@@ -170,6 +175,13 @@ def run_plan(args: argparse.Namespace) -> int:
         plan = plan_traffic(vs, drs, request, now=None)
     sys.stdout.write(render(plan, args.output))
     return 0
+
+
+def _labels(text: str) -> PodLabels:
+    try:
+        return parse_labels(text)
+    except GrammarError as e:
+        raise CliError(f"--labels: {e}") from None
 
 
 def render(plan: TrafficPlan, output: str) -> str:

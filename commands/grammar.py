@@ -110,3 +110,42 @@ def check_steps(steps: tuple[int, ...]) -> tuple[int, ...]:
     if problem is not None:
         raise GrammarError(problem)
     return steps
+
+
+# Pod labels as Kubernetes takes them (apimachinery's validation of label keys and values): a
+# key is a name of up to 63 characters, optionally after a DNS-subdomain prefix and '/'; a value
+# is a name of up to 63 characters (an empty one selects nothing useful here, so it is refused).
+_LABEL_PART = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+MAX_POD_LABELS = 10
+POD_LABELS_RULE = (
+    "KEY=VALUE pairs joined by commas, each of up to 63 letters, digits, '-', '_' or '.', "
+    "like version=v3,track=canary"
+)
+PodLabels = tuple[tuple[str, str], ...]
+
+
+def parse_labels(text: str) -> PodLabels:
+    """`version=v3,track=canary` → the pod labels a new canary subset selects, in key order."""
+    pairs = text.split(",") if text.isascii() else []
+    wrong = f"{shown(text)} is not a list of pod labels: write {POD_LABELS_RULE}"
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sign, value = pair.partition("=")
+        if not (sign and _is_label_key(key) and _LABEL_PART.fullmatch(value)):
+            raise GrammarError(wrong)
+        if key in labels:
+            raise GrammarError(f"label {shown(key)} is given twice: keep one")
+        labels[key] = value
+    if not labels:
+        raise GrammarError(wrong)
+    if len(labels) > MAX_POD_LABELS:
+        raise GrammarError(f"{len(labels)} labels are too many: name at most {MAX_POD_LABELS}")
+    return tuple(sorted(labels.items()))
+
+
+def _is_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _LABEL_PREFIX.fullmatch(prefix):
+        return False
+    return _LABEL_PART.fullmatch(name) is not None

@@ -24,6 +24,9 @@ _TOPICS: dict[Verb, _Topic] = {
             "The weight is a whole number from 0 to 100; the `%` is optional.",
             "`0%` sends all traffic back to stable.",
             "With several subsets, name the canary: `/canary {service} 10% to v3`.",
+            "A subset the DestinationRule lacks is added, selecting pods the way its other "
+            "subsets do; where they show no rule, name the pods: "
+            "`/canary {service} 10% to v3 labels version=v3` (KEY=VALUE pairs, joined by commas).",
         ),
     ),
     Verb.START: _Topic(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from commands.cohort import CohortChange
 from commands.drill import DrillChange
+from commands.grammar import PodLabels
 
 
 class Verb(StrEnum):
@@ -50,7 +51,7 @@ _CLUSTERED = _SCOPED | {"cluster"}  # acts on one rollout: the bot's own, or a w
 _WEIGHT, _MIRROR = frozenset({"service", "weight"}), frozenset({"service", "mirror"})
 VERBS: dict[Verb, VerbInfo] = {
     Verb.SET_WEIGHT: VerbInfo(
-        True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED
+        True, raising=True, needs=frozenset({"service", "weight"}), may=_WEIGHTED | {"labels"}
     ),
     Verb.START: VerbInfo(
         True,
@@ -65,7 +66,7 @@ VERBS: dict[Verb, VerbInfo] = {
     Verb.ABORT: VerbInfo(True, safe=True, may=_CLUSTERED),
     Verb.HISTORY: VerbInfo(False, may=_CLUSTERED),
     # one of weight, cohort or drill; a weight or cohort may be planned on a wave cluster
-    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "cohort", "drill", "cluster"}),
+    Verb.PLAN: VerbInfo(False, may=_WEIGHTED | {"weight", "labels", "cohort", "drill", "cluster"}),
     Verb.MIRROR: VerbInfo(
         True, raising=True, needs=frozenset({"service", "mirror"}), may=_WEIGHTED
     ),
@@ -98,6 +99,7 @@ class Command(BaseModel, frozen=True, extra="forbid"):
     namespace: str | None = None  # only when written as `vs.namespace`; None = channel default
     weight: int | None = Field(default=None, ge=0, le=100)  # set-weight and plan
     to: str | None = None  # the canary subset, when the user names it
+    labels: PodLabels | None = None  # the pods a new `to` subset selects (`labels version=v3`)
     steps: tuple[int, ...] | None = None  # start
     interval_s: int | None = Field(default=None, ge=1)  # start (`every 5m`)
     analysis_s: int | None = Field(default=None, ge=0)  # start (`analysis 10s`; 0: `off`)
@@ -124,4 +126,6 @@ class Command(BaseModel, frozen=True, extra="forbid"):
             raise ValueError(f"{self.verb} does not take {', '.join(extra)}")
         if self.verb is Verb.PLAN and (self.weight, self.cohort, self.drill) == (None, None, None):
             raise ValueError("plan needs a weight, a cohort or a drill")
+        if self.labels is not None and (self.to is None or self.weight is None):
+            raise ValueError("labels name the pods of the subset given with `to`, with a weight")
         return self

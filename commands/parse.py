@@ -19,12 +19,14 @@ from commands.drill import MAX_ATTEMPTS, MAX_DELAY_S, Drill, DrillChange, DrillO
 from commands.grammar import (
     LABEL_RULE,
     GrammarError,
+    PodLabels,
     check_steps,
     is_label,
     parse_analysis,
     parse_cluster,
     parse_clusters,
     parse_duration,
+    parse_labels,
     parse_steps,
     shown,
     split_service,
@@ -46,7 +48,10 @@ _OPTION_VALUES = {
     "analysis": "a duration, like 10s, or off",
     "clusters": "a list of clusters, like canary-eu,prod-eu",
     "cluster": "one cluster of the wave, like prod-eu",
+    "labels": "the new subset's pod labels, like version=v3",
 }
+# Options that go with a weight and `to`, not only with `start`.
+_LABELLED = (Verb.SET_WEIGHT, Verb.PLAN)
 _WITH_OPTIONS = {
     Verb.START: "to v2 steps 10,50,100 every 10m",
     Verb.COHORT: "",
@@ -229,13 +234,14 @@ def _bare(verb: Verb, target: _Target, words: list[str]) -> Command:
 
 
 def _set_weight(target: _Target, words: list[str]) -> Command:
-    weight, to = _weight_and_subset(Verb.SET_WEIGHT, target, words)
+    weight, to, labels = _weighted(Verb.SET_WEIGHT, target, words)
     return Command(
         verb=Verb.SET_WEIGHT,
         service=target.service,
         namespace=target.namespace,
         weight=weight,
         to=to,
+        labels=labels,
     )
 
 
@@ -277,9 +283,14 @@ def _plan_what(target: _Target, words: list[str]) -> Command:
         return Command(
             verb=Verb.PLAN, service=target.service, namespace=target.namespace, drill=drill
         )
-    weight, to = _weight_and_subset(Verb.PLAN, target, words)
+    weight, to, labels = _weighted(Verb.PLAN, target, words)
     return Command(
-        verb=Verb.PLAN, service=target.service, namespace=target.namespace, weight=weight, to=to
+        verb=Verb.PLAN,
+        service=target.service,
+        namespace=target.namespace,
+        weight=weight,
+        to=to,
+        labels=labels,
     )
 
 
@@ -537,6 +548,23 @@ def _weight_and_subset(verb: Verb, target: _Target, words: list[str]) -> tuple[i
     return weight, _subset(options.get("to"), usage)
 
 
+def _weighted(
+    verb: Verb, target: _Target, words: list[str]
+) -> tuple[int, str | None, PodLabels | None]:
+    """`10% to v3 labels version=v3`: a weight, the canary, and the pods a new subset selects."""
+    usage = _usage(verb, target)
+    weight = _weight(words[0], usage)
+    options = _options(words[1:], ("to", "labels"), usage)
+    to = _subset(options.get("to"), usage)
+    if "labels" not in options:
+        return weight, to, None
+    labelled = f"`/canary {target.text} {weight}% to v3 labels version=v3`"
+    if to is None:
+        raise CommandError(f"`labels` name the pods of a new subset, given with `to`: {labelled}")
+    with _explained(labelled):
+        return weight, to, parse_labels(options["labels"])
+
+
 def _weight(word: str, usage: str) -> int:
     number = word.removesuffix("%")
     if not (number.isascii() and number.isdigit()):
@@ -594,6 +622,11 @@ def _option_name(word: str, allowed: tuple[str, ...], found: dict[str, str], usa
         raise CommandError(
             "`cluster` goes after pause, resume, promote, rollback, abort or status, like "
             f"`/canary {EXAMPLE_SERVICE} rollback cluster prod-eu`; a wave starts with `clusters`"
+        )
+    if name not in allowed and name == "labels":
+        raise CommandError(
+            f"`labels` goes with a weight and `to`, like `/canary {EXAMPLE_SERVICE} 10% to v3 "
+            "labels version=v3`"
         )
     if name not in allowed:
         raise CommandError(f"`{name}` only goes with `start`: {_usage(Verb.START, _EXAMPLE)}")

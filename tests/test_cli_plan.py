@@ -201,3 +201,38 @@ def test_neither_a_virtual_service_nor_an_httproute_of_the_name_is_one_line(
     assert (code, out) == (2, "")
     expected = "no VirtualService or HTTPRoute 'nothing' in namespace 'default' in the files given"
     assert err == f"error: {expected}\n"
+
+
+def test_labels_name_the_pods_of_the_subset_a_plan_adds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        capsys,
+        str(seed_file("httpbin")),
+        *("--vs", "httpbin", "--weight", "10", "--to", "v2", "--labels", "version=v2,track=b"),
+    )
+    docs = list(yaml.safe_load_all(out))
+    assert code == 0
+    assert docs[1]["spec"]["subsets"][-1] == {
+        "name": "v2",
+        "labels": {"track": "b", "version": "v2"},
+    }
+
+
+def test_labels_kubernetes_would_refuse_are_one_line_and_nothing_is_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(
+        capsys,
+        str(seed_file("httpbin")),
+        "--vs",
+        "httpbin",
+        "--weight",
+        "10",
+        "--to",
+        "v2",
+        "--labels",
+        "version",
+    )
+    assert (code, out) == (2, "")
+    assert "--labels: 'version' is not a list of pod labels" in err

@@ -214,7 +214,15 @@ def plan_split(
     dr_edit = None
     if dr_raw is not None and dr is not None:
         referenced = target.references(vs_edit.doc, canary)
-        dr_edit = _edit_destination_rule(dr_raw, dr, canary, referenced)
+        labelled = f"/canary {service_name(vs.name, namespace)} {_asked(request)}% to {canary}"
+        dr_edit = _edit_destination_rule(
+            dr_raw, dr, canary, referenced, request=request, usage=labelled
+        )
+    elif request.labels is not None:
+        raise InvalidRequest(
+            f"VirtualService '{vs.name}' in namespace '{namespace}' splits between Services, "
+            "which select their own pods: `labels` name the pods of a new subset; leave them out"
+        )
     _check_planned(vs_edit.doc, None if dr_edit is None else dr_edit.doc, namespace, version)
     vs_change = _change("VirtualService", vs.name, namespace, vs_raw, vs_edit)
     dr_change = None
@@ -1052,17 +1060,32 @@ def _weights(routes: list[TouchedRoute]) -> dict[int, int]:
 
 
 def _edit_destination_rule(
-    dr_raw: Mapping[str, Any], dr: DestinationRule, canary: str, referenced: bool
+    dr_raw: Mapping[str, Any],
+    dr: DestinationRule,
+    canary: str,
+    referenced: bool,
+    *,
+    request: SplitRequest,
+    usage: str,
 ) -> Editor:
+    """The DestinationRule with the canary's subset added where the routes need it: selecting
+    the pods the request's `labels` name, or else by the existing subsets' convention."""
     editor = Editor(dr_raw)
-    if referenced and canary not in dr.subset_names():
-        editor.append(
-            ("spec", "subsets"), {"name": canary, "labels": _new_subset_labels(dr, canary)}
+    have = {s.name: dict(s.labels or {}) for s in dr.spec.subsets}
+    asked = None if request.labels is None else dict(request.labels)
+    if asked is not None and canary in have and asked != have[canary]:
+        raise InvalidRequest(
+            f"DestinationRule '{dr.name}' has subset '{canary}' already, selecting "
+            f"{_shown_labels(have[canary])}; `labels` name the pods of a new subset: leave them "
+            "out, or change the subset in the DestinationRule"
         )
+    if referenced and canary not in have:
+        labels = asked if asked is not None else _new_subset_labels(dr, canary, usage)
+        editor.append(("spec", "subsets"), {"name": canary, "labels": labels})
     return editor
 
 
-def _new_subset_labels(dr: DestinationRule, canary: str) -> dict[str, str]:
+def _new_subset_labels(dr: DestinationRule, canary: str, usage: str) -> dict[str, str]:
     """The labels of a new subset, following the existing subsets' convention: the label whose
     value their names carry (`v1` ↔ `version: v1`, or istio-tutorial's `version-v1` ↔
     `version: v1`). With no subset to learn from: `version: <name>`. With subsets that show no
@@ -1077,10 +1100,12 @@ def _new_subset_labels(dr: DestinationRule, canary: str) -> dict[str, str]:
             if value:
                 return {key: value}
     shown = ", ".join(f"{name} ({_shown_labels(labels)})" for name, labels in labelled)
+    key = min(labelled[0][1], default=DEFAULT_SUBSET_LABEL)  # a key the subsets use, to fill
     raise PlanError(
         f"DestinationRule '{dr.name}' has no subset '{canary}', and its subsets ({shown}) do not "
-        f"show which labels a subset named '{canary}' would select; add subset '{canary}' with "
-        "the labels its pods carry, or name the canary like the existing subsets, and try again"
+        f"show which labels a subset named '{canary}' would select; name the labels its pods "
+        f"carry (`{usage} labels {key}=VALUE`), or add subset '{canary}' with the labels "
+        "its pods carry to the DestinationRule, or name the canary like the existing subsets"
     )
 
 

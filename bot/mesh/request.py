@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.mesh.errors import InvalidRequest
 from commands.cohort import CohortChange
 from commands.drill import Drill
+from commands.grammar import GrammarError, PodLabels, parse_labels
 from commands.names import DNS1123_LABEL
 
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
@@ -27,6 +28,7 @@ class SplitRequest(BaseModel):
     namespace: str = "default"
     weight: Percent | None = None
     to: str | None = None
+    labels: tuple[tuple[str, str], ...] | None = None  # the pods a new canary subset selects
     stable: str | None = None  # a rollout knows its roles; chat commands leave it to the planner
     routes: tuple[str, ...] = ()
     mirror: Percent | None = None
@@ -48,6 +50,17 @@ class SplitRequest(BaseModel):
                 "starting and ending with a letter or digit, at most 63 characters"
             )
         return value
+
+    @field_validator("labels")
+    @classmethod
+    def _pod_labels(cls, value: PodLabels | None) -> PodLabels | None:
+        """Pod labels as Kubernetes takes them, by the command language's one rule."""
+        if value is None:
+            return None
+        try:
+            return parse_labels(",".join(f"{k}={v}" for k, v in value))
+        except GrammarError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("to")
     @classmethod

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.mesh.cohort import cohort_change
-from bot.mesh.errors import MeshError, Moved
+from bot.mesh.errors import InvalidRequest, MeshError, Moved
 from bot.mesh.planner import LastApplied
 from bot.ops.metrics import Metrics
 from bot.rollout.model import (
@@ -69,6 +69,7 @@ from bot.rollout.ports import (
 from bot.rollout.transitions import adopt, start, start_manual, start_one_off, transition
 from bot.store.errors import RolloutFinished, StoreError, VersionConflict
 from commands.cohort import Cohort, CohortChange
+from commands.grammar import PodLabels
 from commands.names import service_name
 
 log = logging.getLogger(__name__)
@@ -295,13 +296,28 @@ class Engine:
         weight: int | None,
         mirror: int | None = None,
         cohort: CohortChange | None = None,
+        labels: PodLabels | None = None,
     ) -> Resolved:
         """Read the live objects once and plan the change, for a new rollout or the active one:
-        what the policy decides on, and what is then written as it is."""
+        what the policy decides on, and what is then written as it is. `labels` name the pods
+        of a new canary subset, so only a new rollout takes them."""
         active = self.store.active_for(namespace, vs)
         if active is None or not active.active:
             return self._resolve(
-                namespace, vs, to, channel, weight=weight, mirror=mirror, cohort=cohort
+                namespace,
+                vs,
+                to,
+                channel,
+                weight=weight,
+                mirror=mirror,
+                cohort=cohort,
+                labels=labels,
+            )
+        if labels is not None:
+            service = service_name(vs, namespace)
+            raise InvalidRequest(
+                f"{service} has a rollout going on, to {active.target.canary}: `labels` name the "
+                "pods of a new subset; leave them out, or end the rollout first"
             )
         owner = Owner(self.ids(), active.id, active.channel, active.wave)
         effect = ApplyWeight(
@@ -329,10 +345,11 @@ class Engine:
         mirror: int | None,
         cohort: CohortChange | None = None,
         wave: WaveRef | None = None,
+        labels: PodLabels | None = None,
     ) -> Resolved:
         owner = Owner(self.ids(), self.ids(), channel, wave)
         target, planned = self.traffic.resolve(
-            namespace, vs, to, weight, owner, mirror=mirror, cohort=cohort
+            namespace, vs, to, weight, owner, mirror=mirror, cohort=cohort, labels=labels
         )
         return Resolved(owner, target, planned, new=True)
 

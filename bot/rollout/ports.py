@@ -12,6 +12,7 @@ from typing import NamedTuple, Protocol
 from bot.mesh.planner import LastApplied, TrafficPlan
 from bot.rollout.model import ApplyWeight, Notify, Rollout, Target, Verdict, WaveRef
 from commands.cohort import CohortChange
+from commands.grammar import PodLabels
 
 
 class Owner(NamedTuple):
@@ -111,6 +112,7 @@ class Traffic(Protocol):
         *,
         mirror: int | None = None,
         cohort: CohortChange | None = None,
+        labels: PodLabels | None = None,
     ) -> tuple[Target, Planned]: ...
 
     def plan(self, target: Target, effect: ApplyWeight, write: Owner) -> Planned: ...

@@ -18,6 +18,7 @@ from bot.mesh.request import SplitRequest
 from bot.rollout.model import ApplyWeight, Target
 from bot.rollout.ports import Owner, Planned
 from commands.cohort import CohortChange
+from commands.grammar import PodLabels
 
 FENCE_TRIES = 5
 
@@ -36,15 +37,17 @@ class KubeTraffic:
         *,
         mirror: int | None = None,
         cohort: CohortChange | None = None,
+        labels: PodLabels | None = None,
     ) -> tuple[Target, Planned]:
         """The stable and canary subsets a rollout would move between, and the plan that would
         set `weight` (and `mirror`, or a `cohort`) now: the engine writes that very plan when
-        it is the first thing to do."""
+        it is the first thing to do. `labels`: the pods a new canary subset selects."""
         request = SplitRequest.build(
             vs=vs,
             namespace=namespace,
             weight=weight,
             to=to,
+            labels=labels,
             mirror=mirror,
             cohort=cohort,
             **write.fields(),

@@ -110,6 +110,7 @@ class Changes:
             weight=weight,
             mirror=mirror,
             cohort=command.cohort,
+            labels=command.labels,
         )
         planned = resolved.planned
         plan = planned.plan
@@ -159,6 +160,7 @@ class Changes:
             channel=None,
             weight=weight,
             cohort=command.cohort,
+            labels=command.labels,
         )
         return resolved.planned.plan
 
