@@ -71,7 +71,8 @@ RBAC_VERBS: Mapping[tuple[str, str], Mapping[str, str]] = {
         "watch": "`serve` keeps Pods current (_Informer)",
     },
     ("", SERVICES): {
-        "get": "a canary Service (host-based, HTTPRoute) must select ready pods (selector_of)",
+        "list": "a canary Service (host-based, HTTPRoute) must select ready pods (selector_of)",
+        "watch": "`serve` keeps Services current (_Informer)",
     },
     (httproute.GROUP, ROUTES): {
         "get": "a service with no VirtualService of its name is its HTTPRoute (get_route)",
@@ -223,18 +224,17 @@ class KubeMesh:
     def selector_of(self, namespace: str, service: str) -> dict[str, str] | None:
         """The labels Service `service` selects its pods by; None for a Service without a
         selector (an ExternalName, or endpoints kept by hand), whose pods cannot be told."""
-        try:
-            with self._translated("get", SERVICES, namespace, service), self._timed("get"):
-                reply = self._core.read_namespaced_service(
-                    service, namespace, _preload_content=False, _request_timeout=self._timeout
-                )
-        except NotFound:
+        if self._watch:
+            found = [s for s in self._cache(SERVICES, namespace).items() if _named(s, service)]
+        else:
+            found = self._list_services(namespace, f"metadata.name={service}")["items"]
+        if not found:
             raise NoReadyPods(
                 f"Service '{service}' does not exist in namespace '{namespace}': traffic sent "
                 "there would fail; nothing was changed; create the canary's Service (selecting "
                 "its pods), or name the one that serves it with `to SERVICE`, and try again"
-            ) from None
-        selector = (cast(Json, json.loads(cast(Any, reply).data)).get("spec") or {}).get("selector")
+            )
+        selector = (found[0].get("spec") or {}).get("selector")
         return {str(k): str(v) for k, v in selector.items()} if selector else None
 
     def _require_ready_pods(self, plan: TrafficPlan) -> None:
@@ -365,6 +365,16 @@ class KubeMesh:
             )
         return cast(Json, found)
 
+    def _list_services(self, namespace: str, fields: str | None = None) -> Json:
+        with self._translated("list", SERVICES, namespace, None), self._timed("list"):
+            reply = self._core.list_namespaced_service(
+                namespace,
+                field_selector=fields,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        return cast(Json, json.loads(cast(Any, reply).data))
+
     def _list_pods(self, namespace: str, selector: str | None = None) -> Json:
         with self._translated("list", PODS, namespace, None), self._timed("list"):
             reply = self._core.list_namespaced_pod(
@@ -383,6 +393,13 @@ class KubeMesh:
                         f"{PODS}-{namespace}",
                         lambda: self._list_pods(namespace),
                         self._core.list_namespaced_pod,
+                        (namespace,),
+                    )
+                elif plural == SERVICES:
+                    cache = _Informer(
+                        f"{SERVICES}-{namespace}",
+                        lambda: self._list_services(namespace),
+                        self._core.list_namespaced_service,
                         (namespace,),
                     )
                 else:
@@ -568,6 +585,10 @@ def _host_namespace(host: str, default: str) -> str:
 
 def _selector(labels: Mapping[str, str]) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+def _named(obj: Mapping[str, Any], name: str) -> bool:
+    return bool((obj.get("metadata") or {}).get("name") == name)
 
 
 def _has_labels(pod: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -82,7 +82,7 @@ EXPECTED_RULES = [
         "verbs": ["get", "list", "patch", "watch"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch"]},
     {
         "apiGroups": ["gateway.networking.k8s.io"],
         "resources": ["httproutes"],

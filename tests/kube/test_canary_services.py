@@ -189,3 +189,29 @@ def test_a_service_without_a_selector_is_not_held_to_pods_it_cannot_name(
     cluster.add_service(namespace, [external])
     mesh.apply(to(shape, namespace, 10))
     assert live(cluster, shape, namespace) == [90, 10]
+
+
+@pytest.mark.parametrize("cluster", ["sandbox"], indirect=True)  # its log counts the calls
+def test_serve_checks_a_canary_service_with_no_call_of_its_own(cluster: Cluster) -> None:
+    """As `serve` runs it (Pods and Services kept by watches), raising a host-based canary's
+    weight is one read of the route and one guarded write: the budget of two calls a change."""
+    assert cluster.sandbox is not None
+    watched = KubeMesh(
+        cluster.api, clock=lambda: NOW, sleep=lambda _: None, watch_destination_rules=True
+    )
+    try:
+        namespace = created(cluster, HOST_VS)
+        cluster.add_service(namespace, service_with_pods(HOST_VS.canary))
+        wait_until(lambda: watched.ready_pods(namespace, {"app": HOST_VS.canary}) != [])
+        watched.apply(to(HOST_VS, namespace, 10))  # the watches are up from here on
+        cluster.sandbox.clear_log()
+        watched.apply(to(HOST_VS, namespace, 20))
+        calls = [
+            (r.method, r.path.rsplit("/", 2)[-2])
+            for r in cluster.sandbox.requests
+            if r.query.get("watch") != "true"
+        ]
+        assert calls == [("GET", "virtualservices"), ("PATCH", "virtualservices")]
+        assert live(cluster, HOST_VS, namespace) == [80, 20]
+    finally:
+        watched.close()

@@ -49,7 +49,7 @@ ISTIO_KINDS = ("virtualservices", "destinationrules")
 CHART_GRANTS: set[Grant] = (
     {(GROUP, "virtualservices", verb) for verb in ("get", "list", "patch")}
     | {(GROUP, "destinationrules", verb) for verb in ("get", "list", "watch", "patch")}
-    | {("", "pods", "list"), ("", "pods", "watch"), ("", "services", "get")}
+    | {("", kind, verb) for kind in ("pods", "services") for verb in ("list", "watch")}
     | {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "list", "patch")}
 )
 GATEWAY = "gateway.networking.k8s.io"

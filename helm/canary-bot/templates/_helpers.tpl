@@ -74,7 +74,8 @@ canaries a lost rollout left), patch (every guarded write, and the fences). Neve
 DestinationRules: list and watch (the subsets a plan reads; `serve` keeps them current with a
 watch), patch (a plan that adds the canary's subset), get (that patch answered 409/422: read again).
 Pods: list and watch (a canary subset must select ready pods before traffic moves to it).
-Services: get (a host-based or HTTPRoute canary is a Service: its selector names the pods).
+Services: list and watch (a host-based or HTTPRoute canary is a Service: its selector names the
+pods; `serve` keeps them current with a watch, as it does Pods).
 */}}
 {{- define "canary-bot.rbacRules" -}}
 - apiGroups: ["networking.istio.io"]
@@ -88,7 +89,7 @@ Services: get (a host-based or HTTPRoute canary is a Service: its selector names
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["get", "list", "patch"]
