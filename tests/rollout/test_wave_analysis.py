@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import ClusterSettings, Server, Settings
+from bot.app import ClusterSettings, Server
 from bot.rollout.model import Phase, Promote, Rollout, StepPlan
 from bot.rollout.waves import Wave, WaveState
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import write_kubeconfig
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import TrafficSimulator, VersionProfile
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
 
 from .conftest import Recorder
 
@@ -67,26 +66,18 @@ def server(
     notes: Recorder,
 ) -> Iterator[Server]:
     """The leader, with prod-eu judged by its own Prometheus and no PROMETHEUS_URL."""
-    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
-    settings = Settings(
-        REDIS_URL=redis_url,
-        KUBECONFIG=configs["canary-eu"],
-        CANARY_CLUSTERS={
-            "canary-eu": ClusterSettings(kubeconfig=configs["canary-eu"]),
-            "prod-eu": ClusterSettings(
-                kubeconfig=configs["prod-eu"], prometheus_url=prometheus.url
-            ),
-        },
+    with leading_server(
+        tmp_path,
+        redis_url,
+        servers,
+        notes,
+        home="canary-eu",
+        cluster=lambda name, config: ClusterSettings(
+            kubeconfig=config, prometheus_url=prometheus.url if name == "prod-eu" else None
+        ),
         CANARY_ANALYSIS=1,
-        CANARY_LEASE_TTL=2.0,
-    )
-    server = Server(settings, notifier=notes, serve_http=False)
-    server.start()
-    try:
-        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_wave_clusters_canary_that_turns_bad_inside_a_held_step_is_rolled_back_by_a_look(

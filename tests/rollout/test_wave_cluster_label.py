@@ -14,16 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import ClusterSettings, Server, Settings
+from bot.app import ClusterSettings, Server
 from bot.rollout.model import Phase, Promote, Rollout, StepPlan, Target, Verdict
 from bot.rollout.waves import Wave, WaveState
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import write_kubeconfig
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import TrafficSimulator, VersionProfile
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
 
 from .conftest import Recorder
 
@@ -96,25 +95,19 @@ def server(
     notes: Recorder,
 ) -> Iterator[Server]:
     """The leader; both wave clusters judged by PROMETHEUS_URL, each by its cluster label."""
-    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
-    settings = Settings(
-        REDIS_URL=redis_url,
-        KUBECONFIG=configs["canary-eu"],
+    with leading_server(
+        tmp_path,
+        redis_url,
+        servers,
+        notes,
+        home="canary-eu",
+        cluster=lambda name, config: ClusterSettings(
+            kubeconfig=config, prometheus_labels={"cluster": name}
+        ),
         PROMETHEUS_URL=prometheus.url,
-        CANARY_CLUSTERS={
-            name: ClusterSettings(kubeconfig=configs[name], prometheus_labels={"cluster": name})
-            for name in CLUSTERS
-        },
         CANARY_ANALYSIS=1,
-        CANARY_LEASE_TTL=2.0,
-    )
-    server = Server(settings, notifier=notes, serve_http=False)
-    server.start()
-    try:
-        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_each_clusters_judgement_reads_only_its_own_series(

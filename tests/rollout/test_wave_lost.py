@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import ClusterSettings, Server, Settings
+from bot.app import Server
 from bot.rollout.model import Phase, Rollback, Rollout, StepPlan
 from bot.store.redis_store import RolloutStore
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import write_kubeconfig
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
 
 from .conftest import Recorder
 
@@ -38,20 +37,8 @@ def notes() -> Recorder:
 def server(
     servers: dict[str, SandboxApiServer], redis_url: str, tmp_path: Path, notes: Recorder
 ) -> Iterator[Server]:
-    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
-    settings = Settings(
-        REDIS_URL=redis_url,
-        KUBECONFIG=configs["home"],
-        CANARY_CLUSTERS={n: ClusterSettings(kubeconfig=configs[n]) for n in CLUSTERS},
-        CANARY_LEASE_TTL=2.0,
-    )
-    server = Server(settings, notifier=notes, serve_http=False)
-    server.start()
-    try:
-        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+    with leading_server(tmp_path, redis_url, servers, notes, home="home") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_a_wave_clusters_rollout_redis_lost_is_taken_back_from_its_virtualservice(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import Cluster, ClusterSettings, Server, Settings
+from bot.app import Cluster, Server
 from bot.mesh.kube import KubeMesh
 from bot.mesh.models import VirtualService
 from bot.mesh.planner import ANNOTATION, LastApplied, read_last_applied
@@ -25,9 +25,9 @@ from bot.service.waves import ClusterNotifier, ClusterWaves, WaveRunner
 from bot.store.redis_store import RolloutStore, connect
 from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
-from sandbox.kubeconfig import api_client_for, write_kubeconfig
+from sandbox.kubeconfig import api_client_for
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
 
 from .conftest import Clock, Recorder
 
@@ -48,20 +48,8 @@ def servers() -> Iterator[dict[str, SandboxApiServer]]:
 def server(
     servers: dict[str, SandboxApiServer], redis_url: str, tmp_path: Path, notes: Recorder
 ) -> Iterator[Server]:
-    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
-    settings = Settings(
-        REDIS_URL=redis_url,
-        KUBECONFIG=configs["home"],
-        CANARY_CLUSTERS={n: ClusterSettings(kubeconfig=configs[n]) for n in CLUSTERS},
-        CANARY_LEASE_TTL=2.0,
-    )
-    server = Server(settings, notifier=notes, serve_http=False)
-    server.start()
-    try:
-        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+    with leading_server(tmp_path, redis_url, servers, notes, home="home") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_redis_lost_mid_wave_the_wave_comes_back_and_goes_on_to_prod_eu_after_a_promotion(

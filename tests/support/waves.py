@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
+from bot.app import ClusterSettings, Server, Settings
+from bot.rollout.ports import Notifier
 from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.seeding import load_yaml_documents, seed
-from tests.support.harness import Bot, running_bot, seed_file
+from tests.support.harness import Bot, running_bot, seed_file, wait_until
 
 CLUSTERS = ("canary-eu", "prod-eu")
 
@@ -53,3 +56,36 @@ def weights(server: SandboxApiServer) -> list[int]:
     vs = server.get_object("default", "virtualservices", "weather")
     assert vs is not None
     return [d.get("weight", 100) for d in vs["spec"]["http"][0]["route"]]
+
+
+@contextmanager
+def leading_server(
+    tmp_path: Path,
+    redis_url: str,
+    servers: dict[str, SandboxApiServer],
+    notes: Notifier,
+    *,
+    home: str,
+    cluster: Callable[[str, str], ClusterSettings] = lambda _name, config: ClusterSettings(
+        kubeconfig=config
+    ),
+    **extra: Any,
+) -> Iterator[Server]:
+    """`canary-bot serve` with no HTTP, leading once its first resync is done: its own cluster
+    is `servers[home]`, the wave's are CLUSTERS (each configured by `cluster(name, kubeconfig)`),
+    its lease 2 s, and `extra` more settings by their environment name."""
+    configs = {n: str(write_kubeconfig(tmp_path / f"{n}.yaml", s.url)) for n, s in servers.items()}
+    settings = Settings(
+        REDIS_URL=redis_url,
+        KUBECONFIG=configs[home],
+        CANARY_CLUSTERS={name: cluster(name, configs[name]) for name in CLUSTERS},
+        CANARY_LEASE_TTL=2.0,
+        **extra,
+    )
+    server = Server(settings, notifier=notes, serve_http=False)
+    server.start()
+    try:
+        wait_until(lambda: server.resyncs >= 1, 10, "the election")
+        yield server
+    finally:
+        server.stop()
