@@ -38,6 +38,7 @@ from bot.mesh.errors import (
 from bot.mesh.httproute import is_http_route, last_applied, plan_http_route
 from bot.mesh.planner import ObjectChange, TrafficPlan, plan_traffic
 from bot.mesh.request import SplitRequest
+from commands.cohort import Cohort
 
 GROUP = "networking.istio.io"
 PREFERRED_VERSIONS = ("v1", "v1beta1", "v1alpha3")
@@ -574,6 +575,10 @@ class _Informer:
 
 
 def _raises_canary(plan: TrafficPlan) -> bool:
+    """Whether the plan sends the canary requests it did not get before: a higher weight, or a
+    cohort's route to it."""
+    if isinstance(plan.request.cohort, Cohort):
+        return True
     return any(t.after[1] > max(t.before[1], 0) for t in plan.touched)
 
 

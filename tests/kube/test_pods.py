@@ -18,6 +18,7 @@ from bot.rollout.engine import Engine
 from bot.rollout.model import Notify, Phase, Resume, Rollout, StepDue, StepPlan
 from bot.rollout.traffic import KubeTraffic
 from bot.store.redis_store import RolloutStore, connect
+from commands.cohort import OFF, make_cohort
 from tests.support.harness import wait_until
 from tests.support.kubeapi import RealKube
 
@@ -172,3 +173,30 @@ def test_a_step_is_held_when_the_canarys_pods_disappear_mid_rollout(
     engine.handle(rollout.id, Resume(actor="U1"))
     engine.handle(rollout.id, StepDue(step=0))
     assert store.load(rollout.id).weight == 20 and weights(cluster, namespace) == [80, 20]
+
+
+def test_a_cohort_is_not_routed_to_a_canary_whose_pods_are_gone(
+    cluster: Cluster, mesh: KubeMesh
+) -> None:
+    """A cohort's route sends its requests to the canary whatever the weights: with no ready pod
+    behind the canary it is refused and nothing is written; taking it off needs no pod."""
+    namespace = cluster.namespace()
+    cluster.seed("weather", namespace)  # v1 at 90, v2 at 10, every pod Ready
+    relabel(cluster, namespace, "weather-v2-0", "v3")  # no pod is v2 any more
+    wait_until(lambda: not mesh.ready_pods(namespace, {"version": "v2"}))
+    beta = make_cohort("header", "x-beta", "1")
+    cohort = SplitRequest.build(vs="weather", namespace=namespace, weight=0, cohort=beta)
+    before = cluster.get_vs(namespace, "weather")["metadata"]["resourceVersion"]
+    with pytest.raises(NoReadyPods, match=r"subset 'v2' selects no ready pods"):
+        mesh.apply(cohort)
+    assert cluster.get_vs(namespace, "weather")["metadata"]["resourceVersion"] == before
+    relabel(cluster, namespace, "weather-v2-0", "v2")
+    wait_until(lambda: mesh.ready_pods(namespace, {"version": "v2"}) == ["weather-v2-0"])
+    mesh.apply(cohort)
+    assert cluster.get_vs(namespace, "weather")["spec"]["http"][0]["match"] == [
+        {"headers": {"x-beta": {"exact": "1"}}}
+    ]
+    relabel(cluster, namespace, "weather-v2-0", "v3")
+    wait_until(lambda: not mesh.ready_pods(namespace, {"version": "v2"}))
+    mesh.apply(SplitRequest.build(vs="weather", namespace=namespace, weight=0, cohort=OFF))
+    assert "x-beta" not in str(cluster.get_vs(namespace, "weather")["spec"]["http"])
