@@ -150,6 +150,13 @@ def test_a_body_over_the_limit_is_refused_even_when_signed(bot: Bot) -> None:
     assert Upload(bot, head(*framing), iter([body])).status()[0] == 413
 
 
+def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """What was logged at WARNING or above about the request; waitress's "Task queue depth is
+    1" (all its threads busy, on a loaded machine) is about the server's load, not the request."""
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    return [r for r in logged if r.name != "waitress.queue"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -167,7 +174,7 @@ def test_an_unsigned_request_is_refused_with_401(
     conn.request("POST", "/slack/events", body=bot.command("weather 10%"), headers=headers)
     assert conn.getresponse().status == 401
     conn.close()
-    [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    [line] = warnings(caplog)
     assert line.name == "bot.chat.http"  # refused at the door: Bolt never saw it
 
 
@@ -271,7 +278,7 @@ def test_a_malformed_signed_request_gets_a_4xx_and_one_log_line(
     caplog.clear()
     status, _ = signed_post(bot, body, content_type or "application/x-www-form-urlencoded")
     assert 400 <= status < 500
-    [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    [line] = warnings(caplog)
     assert line.name == "bot.chat.http" and len(line.getMessage()) < 300
 
 
