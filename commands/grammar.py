@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from commands.names import CLUSTER_NAME, CLUSTER_RULE, DNS1123_LABEL
 from commands.steps import steps_problem
@@ -127,21 +128,32 @@ PodLabels = tuple[tuple[str, str], ...]
 
 def parse_labels(text: str) -> PodLabels:
     """`version=v3,track=canary` → the pod labels a new canary subset selects, in key order."""
-    pairs = text.split(",") if text.isascii() else []
-    wrong = f"{shown(text)} is not a list of pod labels: write {POD_LABELS_RULE}"
+    pairs = [pair.partition("=") for pair in text.split(",")] if text.isascii() else []
+    if not pairs or not all(sign for _, sign, _ in pairs):
+        raise _not_labels(text)
+    return check_labels([(key, value) for key, _, value in pairs], text)
+
+
+def check_labels(pairs: Sequence[tuple[str, str]], text: str | None = None) -> PodLabels:
+    """Pod labels as Kubernetes takes them, each key once, at most MAX_POD_LABELS, in key
+    order; `text`: how the user wrote them, for the message."""
+    said = text if text is not None else ",".join(f"{k}={v}" for k, v in pairs)
     labels: dict[str, str] = {}
-    for pair in pairs:
-        key, sign, value = pair.partition("=")
-        if not (sign and _is_label_key(key) and _LABEL_PART.fullmatch(value)):
-            raise GrammarError(wrong)
+    for key, value in pairs:
+        if not (_is_label_key(key) and _LABEL_PART.fullmatch(value)):
+            raise _not_labels(said)
         if key in labels:
             raise GrammarError(f"label {shown(key)} is given twice: keep one")
         labels[key] = value
     if not labels:
-        raise GrammarError(wrong)
+        raise _not_labels(said)
     if len(labels) > MAX_POD_LABELS:
         raise GrammarError(f"{len(labels)} labels are too many: name at most {MAX_POD_LABELS}")
     return tuple(sorted(labels.items()))
+
+
+def _not_labels(text: str) -> GrammarError:
+    return GrammarError(f"{shown(text)} is not a list of pod labels: write {POD_LABELS_RULE}")
 
 
 def _is_label_key(key: str) -> bool:

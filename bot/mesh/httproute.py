@@ -28,13 +28,12 @@ from bot.mesh.planner import (
     TouchedRoute,
     TrafficPlan,
     last_applied_of,
-    other_turn_of_the_wave,
     read_last_applied,
+    refuse_another_turn,
     render_diff,
     roles_by_name,
     service_in,
     stable_beside,
-    turn_taken,
 )
 from bot.mesh.request import SplitRequest
 from bot.mesh.schema import schema_errors
@@ -76,9 +75,7 @@ def plan_http_route(
         to = service_in(request.to, route.namespace, route.where())
         request = request.model_copy(update={"to": to})
     last = last_applied(raw)
-    other = other_turn_of_the_wave(request, last)
-    if other is not None and any(live_canary_weights(raw, other).values()):
-        raise turn_taken(route.where(), other)
+    refuse_another_turn(route.where(), request, last, lambda other: live_canary_weights(raw, other))
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         done = str(request.to)  # promoted already, by the bot's own record: nothing to do
         return _plan(route, request, (done, done), Editor(raw), [])

@@ -11,7 +11,7 @@ import copy
 import difflib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -199,9 +199,8 @@ def plan_split(
     target = _Hosts(vs, namespace) if dr is None else _Target(vs, dr, namespace)
     request = target.canary_named(request)
     last = read_last_applied(vs)
-    other = other_turn_of_the_wave(request, last)
-    if other is not None and any(live_canary_weights(vs_raw, other).values()):
-        raise turn_taken(f"VirtualService '{vs.name}' in namespace '{namespace}'", other)
+    where = f"VirtualService '{vs.name}' in namespace '{namespace}'"
+    refuse_another_turn(where, request, last, lambda other: live_canary_weights(vs_raw, other))
     if request.finalize and last is not None and (last.stable, last.canary) == (request.to, None):
         return _already_final(request, target.host, vs_raw, namespace)
     stable, canary = target.roles(request, last)
@@ -339,16 +338,23 @@ def _optional_object(value: Any) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
 
 
-def other_turn_of_the_wave(request: SplitRequest, last: LastApplied | None) -> LastApplied | None:
-    """`last`, when another rollout of the request's wave left its canary here: the same
-    wave's turn on this cluster, taken already by a rollout whose record Redis lost."""
+def refuse_another_turn(
+    where: str,
+    request: SplitRequest,
+    last: LastApplied | None,
+    live: Callable[[LastApplied], Mapping[int, int]],
+) -> None:
+    """Raise TurnTaken when another rollout of the request's wave left its canary live here
+    (`live`: its canary's weight now in each route it wrote): the same wave's turn on this
+    cluster, taken already by a rollout whose record Redis lost."""
     if request.wave is None or last is None or last.wave is None or last.canary is None:
-        return None
+        return
     same = last.wave.get("id") == request.wave.get("id") and last.rollout != request.rollout
-    return last if same else None
+    if same and any(live(last).values()):
+        raise _turn_taken(where, last)
 
 
-def turn_taken(where: str, last: LastApplied) -> TurnTaken:
+def _turn_taken(where: str, last: LastApplied) -> TurnTaken:
     wave = last.wave or {}
     return TurnTaken(
         f"{where} carries the canary {last.canary} of rollout {last.rollout} of wave "

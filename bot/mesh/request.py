@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.mesh.errors import InvalidRequest
 from commands.cohort import CohortChange
 from commands.drill import Drill
-from commands.grammar import GrammarError, PodLabels, parse_labels
+from commands.grammar import GrammarError, PodLabels, check_labels
 from commands.names import DNS1123_LABEL
 
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
@@ -58,7 +58,7 @@ class SplitRequest(BaseModel):
         if value is None:
             return None
         try:
-            return parse_labels(",".join(f"{k}={v}" for k, v in value))
+            return check_labels(value)
         except GrammarError as e:
             raise ValueError(str(e)) from None
 
