@@ -22,7 +22,7 @@ from bot.mesh.request import SplitRequest
 from sandbox.kubeconfig import api_client_for
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT / "bot" / "sandbox" / "seeds" / "weather.yaml"
+SEED = ROOT / "sandbox" / "seeds" / "weather.yaml"
 
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:
