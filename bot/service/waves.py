@@ -230,6 +230,10 @@ class WaveRunner:
                     channel=wave.channel,
                     wave=wave.ref(),
                 )
+            except TurnTaken:  # this turn's rollout, started by a racing start, or one Redis lost
+                rollout = self._ours(engine, wave)
+                if rollout is None:
+                    raise
             except RETRIED:
                 raise
             except (AlreadyActive, InvalidTransition, MeshError, StoreError, ValueError) as e:

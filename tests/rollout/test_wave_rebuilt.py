@@ -162,8 +162,8 @@ class Rig:
         self.book = WaveStore(self.redis)
         self.engines = {name: self._engine(name) for name in CLUSTERS}
 
-    def _engine(self, name: str) -> Engine:
-        store = RolloutStore(self.redis, prefix=f"canary:cluster:{name}", leader_prefix="canary")
+    def _engine(self, name: str, records: type[RolloutStore] = RolloutStore) -> Engine:
+        store = records(self.redis, prefix=f"canary:cluster:{name}", leader_prefix="canary")
         waves = ClusterWaves(book=self.book, cluster=name, clusters=CLUSTERS, clock=self.clock)
         return Engine(
             store=store,
@@ -173,9 +173,11 @@ class Rig:
             waves=waves,
         )
 
-    def runner(self, book: WaveStore | None = None) -> WaveRunner:
+    def runner(
+        self, book: WaveStore | None = None, engines: dict[str, Engine] | None = None
+    ) -> WaveRunner:
         return WaveRunner(
-            engines=self.engines,
+            engines=engines or self.engines,
             book=book or self.book,
             tell=lambda channel, text: None,
             clock=self.clock,
@@ -242,6 +244,61 @@ def test_redis_emptied_during_a_pass_starts_no_second_rollout_where_the_waves_ca
     rig.engines["prod-eu"].act("default", "weather", Promote(actor="UONCALL"))
     [done] = rig.runner().advance()
     assert done.state is WaveState.DONE and weights(servers["prod-eu"]) == [100]
+
+
+class PassAfterTheRead(RolloutStore):
+    """A cluster's rollout records as a chat start reads them while the leader's pass takes up
+    the same wave: the pass starts the turn's rollout just after the start's first read."""
+
+    race: Callable[[], Any] | None = None
+
+    def active_for(self, namespace: str, vs: str) -> Rollout | None:
+        read = super().active_for(namespace, vs)
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return read
+
+
+def test_a_start_raced_by_the_leaders_pass_takes_up_the_passs_rollout_not_an_error(
+    rig: Rig,
+) -> None:
+    chats = {**rig.engines, "canary-eu": rig._engine("canary-eu", PassAfterTheRead)}
+    store = chats["canary-eu"].store
+    assert isinstance(store, PassAfterTheRead)
+    passed: list[Rollout] = []
+
+    def the_pass() -> None:
+        [wave] = rig.book.running()
+        passed.append(
+            rig.runner()
+            .engines["canary-eu"]
+            .start(
+                namespace="default",
+                vs="weather",
+                to=None,
+                steps=STEPS,
+                actor="U1",
+                channel="C1",
+                wave=wave.ref(),
+            )
+        )
+
+    store.race = the_pass
+    wave = rig.runner(engines=chats).start(
+        namespace="default",
+        vs="weather",
+        to=None,
+        clusters=CLUSTERS,
+        steps=STEPS,
+        actor="U1",
+        channel="C1",
+    )
+    [first] = passed
+    assert wave.rollout == first.id  # the pass's rollout taken up: one rollout, no error
+    assert rig.book.load(wave.id).rollout == first.id
+    assert _last_applied(rig.servers["canary-eu"]).rollout == first.id
+    assert weights(rig.servers["canary-eu"]) == [80, 20]
 
 
 # The annotation itself, read and written by the pure planner
