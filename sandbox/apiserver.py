@@ -467,9 +467,12 @@ class _Injection:
     error: Callable[[_Request], ApiError] | None = None
     seconds: float = 0.0
     applied: bool = False
+    watch: bool | None = None  # watches only (True), or all but watches (False)
 
     def matches(self, request: _Request) -> bool:
         if self.remaining == 0 or (self.methods and request.method not in self.methods):
+            return False
+        if self.watch is not None and _is_watch(request) != self.watch:
             return False
         return not self.path_contains or self.path_contains in request.path
 
@@ -886,14 +889,21 @@ class SandboxApiServer:
         self._inject(_Injection(Fault.ERROR, n, methods, path_contains, self._conflict_for))
 
     def black_hole(
-        self, n: int | None = None, *, method: str | None = None, path_contains: str | None = None
+        self,
+        n: int | None = None,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        watch: bool | None = None,
     ) -> None:
-        """Read the next `n` matching requests (all, if None) and neither handle nor answer them.
+        """Read the next `n` matching requests (all, if None; with `watch`, only watches or
+        only the rest) and neither handle nor answer them: a watch taken so hears nothing.
 
         Each is logged at once; `clear_faults()` or `stop()` lets go of them, closing their
         connections unanswered.
         """
-        self._inject(_Injection(Fault.BLACK_HOLE, n, _methods(method), path_contains))
+        methods = _methods(method)
+        self._inject(_Injection(Fault.BLACK_HOLE, n, methods, path_contains, watch=watch))
 
     def hang_next(
         self, n: int, seconds: float, *, method: str | None = None, path_contains: str | None = None

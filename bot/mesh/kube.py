@@ -202,13 +202,13 @@ class KubeMesh:
 
     def ready_pods(self, namespace: str, labels: Mapping[str, str]) -> list[str]:
         """The names of the ready pods in `namespace` that carry all of `labels`."""
-        if self._watch:
-            pods = self._cache(PODS, namespace).items()
-        else:
-            pods = self._list_pods(namespace, _selector(labels))["items"]
-        return sorted(
-            p["metadata"]["name"] for p in pods if _has_labels(p, labels) and _is_ready(p)
+        pods = self._read_through(
+            PODS,
+            namespace,
+            lambda pod: _has_labels(pod, labels) and _is_ready(pod),
+            lambda: self._list_pods(namespace, _selector(labels)),
         )
+        return sorted(pod["metadata"]["name"] for pod in pods)
 
     def plan(self, request: SplitRequest) -> TrafficPlan:
         """The plan against the live objects, read now, without writing anything."""
@@ -225,10 +225,12 @@ class KubeMesh:
     def selector_of(self, namespace: str, service: str) -> dict[str, str] | None:
         """The labels Service `service` selects its pods by; None for a Service without a
         selector (an ExternalName, or endpoints kept by hand), whose pods cannot be told."""
-        if self._watch:
-            found = [s for s in self._cache(SERVICES, namespace).items() if _named(s, service)]
-        else:
-            found = self._list_services(namespace, f"metadata.name={service}")["items"]
+        found = self._read_through(
+            SERVICES,
+            namespace,
+            lambda s: _named(s, service),
+            lambda: self._list_services(namespace, f"metadata.name={service}"),
+        )
         if not found:
             raise NoReadyPods(
                 f"Service '{service}' does not exist in namespace '{namespace}': traffic sent "
@@ -237,6 +239,23 @@ class KubeMesh:
             )
         selector = (found[0].get("spec") or {}).get("selector")
         return {str(k): str(v) for k, v in selector.items()} if selector else None
+
+    def _read_through(
+        self,
+        plural: str,
+        namespace: str,
+        wanted: Callable[[Json], bool],
+        listed: Callable[[], Json],
+    ) -> list[Json]:
+        """The objects of `plural` in `namespace` that are `wanted`: in `serve`, from its watch,
+        where a miss is read again (`listed`) before it is believed. A watch can trail a change
+        made a moment ago, and a refusal must not say that a Service or a ready pod is missing
+        when it is there; a hit needs no call, and a miss is the rare, refused case."""
+        if self._watch:
+            found = [obj for obj in self._cache(plural, namespace).items() if wanted(obj)]
+            if found:
+                return found
+        return [obj for obj in listed()["items"] if wanted(obj)]
 
     def _require_ready_pods(self, plan: TrafficPlan) -> None:
         """Refuse to send more traffic to a canary (a subset, or a Service) that selects no

@@ -215,3 +215,36 @@ def test_serve_checks_a_canary_service_with_no_call_of_its_own(cluster: Cluster)
         assert live(cluster, HOST_VS, namespace) == [80, 20]
     finally:
         watched.close()
+
+
+@pytest.mark.parametrize("cluster", ["sandbox"], indirect=True)  # it can silence a watch
+def test_a_watch_that_trails_is_read_again_before_a_refusal_says_something_is_missing(
+    cluster: Cluster,
+) -> None:
+    """The Services and Pods watches of `serve` hear nothing (a watch trailing behind changes
+    made a moment ago): a refusal is not made on their word alone. The Service just created is
+    not called missing, and its pod just made ready takes traffic at once."""
+    assert cluster.sandbox is not None
+    watched = KubeMesh(
+        cluster.api, clock=lambda: NOW, sleep=lambda _: None, watch_destination_rules=True
+    )
+    try:
+        namespace = created(cluster, HOST_VS)
+        cluster.sandbox.black_hole(path_contains=f"/namespaces/{namespace}/", watch=True)
+        service, deployment = service_with_pods(HOST_VS.canary)
+        with pytest.raises(NoReadyPods, match="does not exist"):  # the watches start here
+            watched.apply(to(HOST_VS, namespace, 10))
+
+        cluster.add_service(namespace, [service])
+        with pytest.raises(NoReadyPods, match=r"selects no ready pods \(labels app=podinfo"):
+            watched.apply(to(HOST_VS, namespace, 10))
+        assert live(cluster, HOST_VS, namespace) == [100, 0]
+
+        cluster.add_service(namespace, [deployment])
+        watched.apply(to(HOST_VS, namespace, 10))
+        assert live(cluster, HOST_VS, namespace) == [90, 10]
+        watches = [r for r in cluster.sandbox.requests if r.query.get("watch") == "true"]
+        assert {r.path.rsplit("/", 1)[-1] for r in watches} >= {"services", "pods"}
+    finally:
+        cluster.sandbox.clear_faults()
+        watched.close()
