@@ -23,9 +23,10 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-# Four workers on two cores: most of the slow tests wait on real clocks (Prometheus scrapes,
-# leases, the demo's steps), not on a CPU; an idle worker takes tests from a busy one's queue.
-PYTEST_WORKERS ?= 4
+# Five workers on two cores: most of the slow tests wait on real clocks (Prometheus scrapes,
+# leases, the demo's steps), not on a CPU (four kept the cores about 60 % busy); an idle worker
+# takes tests from a busy one's queue.
+PYTEST_WORKERS ?= 5
 pytest: $(STAMP) kube-binaries istioctl
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 

@@ -10,6 +10,10 @@ from typing import Any, Protocol
 
 import yaml
 
+# libyaml's parser, where PyYAML has it (its wheels do): the same documents, about ten times
+# faster than the pure-Python one.
+FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class SeedTarget(Protocol):
     """What seeding needs of a server (`SandboxApiServer` is one)."""
@@ -31,7 +35,7 @@ def load_yaml_documents(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     documents: list[dict[str, Any]] = []
     for path in paths:
         text = Path(path).read_text(encoding="utf-8")
-        documents.extend(d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d)
+        documents.extend(d for d in yaml.load_all(text, FAST_LOADER) if isinstance(d, dict) and d)
     return documents
 
 

@@ -24,6 +24,7 @@ from bot.mesh.errors import InvalidObject, MeshError
 from bot.mesh.httproute import plan_http_route
 from bot.mesh.planner import TrafficPlan
 from bot.mesh.request import SplitRequest
+from sandbox.seeding import FAST_LOADER
 from tests.support.corpus import CORPUS, SUGGESTED
 from tests.support.route_invariants import assert_route_invariants
 
@@ -44,7 +45,7 @@ REASONS = (
 )
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(FAST_LOADER):
     """YAML as the API server hands it on: a timestamp stays the string it was written as."""
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from sandbox.seeding import FAST_LOADER
+
 CORPUS = Path(__file__).parents[1] / "fixtures" / "corpus"
 WEIGHTS = (10, 50, 100, 0)
 SOURCE = re.compile(r"^# Source: https://github\.com/([^/]+/[^/]+)/blob/[0-9a-f]+/(\S+)$", re.M)
@@ -34,7 +36,7 @@ class Case:
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    return [d for d in yaml.load_all(path.read_text(encoding="utf-8"), FAST_LOADER) if d]
 
 
 def _source_dir(path: Path) -> tuple[str, str]:
