@@ -1,7 +1,8 @@
 """Blast radius of a bad canary, and false rollbacks of healthy ones, in virtual time.
 
 Seeded traffic is counted in 5-second ticks as Prometheus would count it (requests, 5xx,
-Istio's latency buckets; the judge sees data 15 s old, one scrape interval), for a staged
+Istio's latency buckets; Prometheus scrapes every 15 s at a phase of its own, so a look sees
+the data of its last scrape, 5 to 15 s old), for a staged
 rollout with the default steps (5, 10, 25, 50, 100 % every 5 minutes). The canary turns bad at
 a random moment inside a random step below 100 %: extra 5xx (5, 2 or 1 %), or twice as slow
 (p99 ×2). Three judges, on the same traffic:
@@ -45,7 +46,7 @@ from policies.model import HealthThresholds
 from sandbox.traffic import ISTIO_DURATION_BUCKETS_MS
 
 TICK = 5  # seconds of traffic counted at a time
-LAG = 3  # ticks: the judge sees data one scrape interval (15 s) old
+SCRAPE = [3]  # ticks between Prometheus's scrapes (--scrape; 15 s in Istio's sample config)
 STEPS = (5, 10, 25, 50, 100)
 HOLD = 300 // TICK  # ticks a step is held (every 5m)
 BOUNDS = (*ISTIO_DURATION_BUCKETS_MS, math.inf)
@@ -75,10 +76,17 @@ class Ticks:
     requests: list[np.ndarray]
     errors: list[np.ndarray]
     buckets: list[np.ndarray]
+    phase: int = 0  # the scrapes fall after ticks phase, phase + SCRAPE[0], ...
 
     @classmethod
-    def empty(cls) -> Ticks:
-        return cls([], [], [])
+    def empty(cls, phase: int = 0) -> Ticks:
+        return cls([], [], [], phase)
+
+    def seen(self, tick: int) -> int:
+        """Ticks a look at the end of `tick` sees: those before the last scrape. A scrape
+        between two tick boundaries is taken at the earlier one, so data look 5, 10 or 15 s
+        old (uniform over 0-15 s in truth: 2.5 s older on average than they would be)."""
+        return tick - (tick - self.phase) % SCRAPE[0]
 
     def counts(self, start: int, end: int, version: int) -> sequential.Counts:
         start = max(start, 0)
@@ -101,9 +109,10 @@ class Traffic:
         onset: float | None,
         burst: float = 0.0,
         good: Behaviour = Behaviour(),
+        phase: int = 0,
     ) -> None:
         self.rng, self.rate, self.bad, self.onset, self.burst = rng, rate, bad, onset, burst
-        self.good, self.ticks = good, Ticks.empty()
+        self.good, self.ticks = good, Ticks.empty(phase)
         self.bad_served = 0.0
         self._shares = {good: good.shares(), bad: bad.shares()}
 
@@ -139,21 +148,18 @@ Judge = Callable[[Ticks, int, int, int], str | None]
 LOOK = [2]  # ticks between the sequential judge's looks (--look seconds / TICK)
 
 
-def sequential_look(
-    ticks: Ticks, tick: int, step_start: int, held: int, carried: Carried
-) -> Verdict | None:
+def sequential_look(ticks: Ticks, tick: int, step_start: int, carried: Carried) -> Verdict | None:
     if (tick + 1) % LOOK[0]:  # every 10 s by default, as CANARY_ANALYSIS
         return None
-    seen = tick + 1 - LAG
-    start = max(step_start, seen - max(held, 6))  # the step so far, at least 30 s
-    canary, stable = ticks.counts(start, seen, 0), ticks.counts(start, seen, 1)
+    seen = ticks.seen(tick)  # the step so far
+    canary, stable = ticks.counts(step_start, seen, 0), ticks.counts(step_start, seen, 1)
     at = AT + timedelta(seconds=(tick + 1) * TICK)
     return sequential.judge(canary, stable, THRESHOLDS, at=at, step=0, carried=carried)
 
 
 def fixed(window: int) -> Callable[[Ticks, int], str]:
     def judge(ticks: Ticks, tick: int) -> str:
-        seen = tick + 1 - LAG
+        seen = ticks.seen(tick)
         canary, stable = ticks.counts(seen - window, seen, 0), ticks.counts(seen - window, seen, 1)
         figures = Figures(canary=_side(canary), stable=_side(stable))
         return outcome(evaluate(figures, THRESHOLDS))
@@ -183,7 +189,7 @@ def run_sequential(traffic: Traffic) -> Result:
         while True:
             traffic.serve(tick, weight)
             tick += 1
-            verdict = sequential_look(traffic.ticks, tick - 1, start, tick - start - LAG, carried)
+            verdict = sequential_look(traffic.ticks, tick - 1, start, carried)
             if verdict is None:
                 continue
             if verdict.outcome == "fail":  # the judge's failures are final: rolled back at once
@@ -240,12 +246,14 @@ def blast(seed: int, rollouts: int, canary_rps: float) -> dict[str, dict[str, di
         figures[name] = {}
         plan = np.random.default_rng(seed)
         cases = [(int(plan.integers(0, 4)), float(plan.uniform(0, 300))) for _ in range(rollouts)]
+        phases = np.random.default_rng([seed, 3]).integers(0, SCRAPE[0], rollouts)
         for judge, run in JUDGES.items():
             seconds, served, missed = [], [], 0
             for i, (step, into) in enumerate(cases):
                 onset = step * 300 + into  # steps are held 5 minutes
                 rate = canary_rps * 100 / STEPS[step]
-                traffic = Traffic(np.random.default_rng([seed, i]), rate, bad, onset)
+                rng = np.random.default_rng([seed, i])
+                traffic = Traffic(rng, rate, bad, onset, phase=int(phases[i]))
                 result = run(traffic)
                 if result.rolled_back_at is None or result.rolled_back_at < onset:
                     missed += result.rolled_back_at is None
@@ -267,9 +275,8 @@ def false_rollbacks(seed: int, rollouts: int) -> dict[str, Any]:
     for judge, run in JUDGES.items():
         rolled = 0
         for i in range(rollouts):
-            traffic = Traffic(
-                np.random.default_rng([seed, 10_000 + i]), 40.0, same, None, 1.0, good=same
-            )
+            rng = np.random.default_rng([seed, 10_000 + i])
+            traffic = Traffic(rng, 40.0, same, None, 1.0, good=same, phase=i % SCRAPE[0])
             rolled += run(traffic).rolled_back_at is not None
         low, high = wilson(rolled, rollouts)
         figures[judge] = {"rolled_back": rolled, "of": rollouts, "ci95": [low, high]}
@@ -295,11 +302,16 @@ def main() -> None:
     parser.add_argument(
         "--look", type=int, default=10, help="seconds between looks (a multiple of 5)"
     )
+    parser.add_argument(
+        "--scrape", type=int, default=15, help="Prometheus's scrape interval (a multiple of 5)"
+    )
     parser.add_argument("--judges", nargs="*", default=list(JUDGES), choices=list(JUDGES))
     args = parser.parse_args()
     if args.look % TICK or args.look <= 0:
         parser.error(f"--look is a positive multiple of {TICK} seconds")
-    LOOK[0] = args.look // TICK
+    if args.scrape % TICK or args.scrape <= 0:
+        parser.error(f"--scrape is a positive multiple of {TICK} seconds")
+    LOOK[0], SCRAPE[0] = args.look // TICK, args.scrape // TICK
     for name in set(JUDGES) - set(args.judges):
         del JUDGES[name]
     began = time.monotonic()
@@ -315,6 +327,7 @@ def main() -> None:
         "date": f"{datetime.now(UTC):%Y-%m-%d}",
         "runs": runs,
         "look_s": args.look,
+        "scrape_s": args.scrape,
         "cpu_s": round(time.monotonic() - began, 1),
     }
     if args.json:
