@@ -18,7 +18,7 @@ from sandbox.apiserver import SandboxApiServer
 from sandbox.prometheus import PrometheusServer
 from sandbox.traffic import TrafficSimulator, VersionProfile
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
+from tests.support.waves import leading_server, start_wave, wave_clusters, weights
 
 from .conftest import Recorder
 
@@ -88,15 +88,7 @@ def test_a_wave_clusters_canary_that_turns_bad_inside_a_held_step_is_rolled_back
     notes: Recorder,
 ) -> None:
     assert server.parts.waves is not None
-    wave = server.parts.waves.start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=CLUSTERS,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    wave = start_wave(server.parts.waves, STEPS)
     book = WaveStore(server.parts.store.redis)
     first = server.parts.clusters["canary-eu"].engine
     first.act("default", "weather", Promote(actor="U1"))  # its hold is not waited out

@@ -14,7 +14,7 @@ from bot.rollout.model import Phase, Rollback, Rollout, StepPlan
 from bot.store.redis_store import RolloutStore
 from sandbox.apiserver import SandboxApiServer
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, start_wave, wave_clusters, weights
 
 from .conftest import Recorder
 
@@ -45,15 +45,7 @@ def test_a_wave_clusters_rollout_redis_lost_is_taken_back_from_its_virtualservic
     server: Server, servers: dict[str, SandboxApiServer], notes: Recorder
 ) -> None:
     assert server.parts.waves is not None
-    wave = server.parts.waves.start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=CLUSTERS,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    wave = start_wave(server.parts.waves, STEPS)
     assert wave.rollout is not None and weights(servers["canary-eu"]) == [80, 20]
     first = server.parts.clusters["canary-eu"]
     passes = server.resyncs  # the leader has read the wave with its rollout recorded

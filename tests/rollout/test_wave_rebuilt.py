@@ -27,7 +27,7 @@ from bot.store.waves import WaveStore
 from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import api_client_for
 from tests.support.harness import wait_until
-from tests.support.waves import CLUSTERS, leading_server, wave_clusters, weights
+from tests.support.waves import CLUSTERS, leading_server, start_wave, wave_clusters, weights
 
 from .conftest import Clock, Recorder
 
@@ -202,15 +202,7 @@ def test_redis_emptied_during_a_pass_starts_no_second_rollout_where_the_waves_ca
     rig: Rig,
 ) -> None:
     servers = rig.servers
-    wave = rig.runner().start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=CLUSTERS,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    wave = start_wave(rig.runner(), STEPS)
     assert wave.rollout is not None
     rig.engines["canary-eu"].act("default", "weather", Promote(actor="U1"))
     # The next turn recorded, its rollout started, and the pass gone before recording it
@@ -285,15 +277,7 @@ def test_a_start_raced_by_the_leaders_pass_takes_up_the_passs_rollout_not_an_err
         )
 
     store.race = the_pass
-    wave = rig.runner(engines=chats).start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=CLUSTERS,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    wave = start_wave(rig.runner(engines=chats), STEPS)
     [first] = passed
     assert wave.rollout == first.id  # the pass's rollout taken up: one rollout, no error
     assert rig.book.load(wave.id).rollout == first.id
@@ -353,15 +337,7 @@ def test_a_wave_that_is_not_an_object_is_left_out_and_the_rest_of_the_annotation
 
 def _start(server: Server) -> Wave:
     assert server.parts.waves is not None
-    wave = server.parts.waves.start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=CLUSTERS,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    wave = start_wave(server.parts.waves, STEPS)
     assert wave.rollout is not None
     return wave
 

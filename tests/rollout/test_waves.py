@@ -21,6 +21,7 @@ from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import api_client_for
 from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import seed_file
+from tests.support.waves import start_wave
 
 from .conftest import Clock, Recorder, live_weights
 
@@ -103,15 +104,7 @@ def rig(redis_url: str, clock: Clock, notes: Recorder) -> Iterator[Rig]:
 
 
 def start(runner: WaveRunner, clusters: tuple[str, ...] = CLUSTERS) -> Wave:
-    return runner.start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        clusters=clusters,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-    )
+    return start_wave(runner, STEPS, clusters)
 
 
 def test_a_promotion_in_the_first_cluster_starts_the_second_and_the_wave_ends_done(

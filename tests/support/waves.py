@@ -9,13 +9,32 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import ClusterSettings, Server, Settings
+from bot.rollout.model import StepPlan
 from bot.rollout.ports import Notifier
+from bot.rollout.waves import Wave
+from bot.service.waves import WaveRunner
 from sandbox.apiserver import SandboxApiServer
 from sandbox.kubeconfig import write_kubeconfig
 from sandbox.seeding import load_yaml_documents, seed
 from tests.support.harness import Bot, running_bot, seed_file, wait_until
 
 CLUSTERS = ("canary-eu", "prod-eu")
+
+
+def start_wave(
+    runner: WaveRunner | None, steps: StepPlan, clusters: tuple[str, ...] = CLUSTERS
+) -> Wave:
+    """weather's wave over `clusters` to its canary subset, started by U1 in C1."""
+    assert runner is not None, "the bot has no clusters for waves"
+    return runner.start(
+        namespace="default",
+        vs="weather",
+        to=None,
+        clusters=clusters,
+        steps=steps,
+        actor="U1",
+        channel="C1",
+    )
 
 
 @contextmanager
