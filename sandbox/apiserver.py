@@ -181,6 +181,11 @@ class LoggedRequest:
     def dry_run(self) -> bool:
         return self.query.get("dryRun") == "All"
 
+    @property
+    def is_watch(self) -> bool:
+        """A watch (`watch=true`; clients spell the value `true`, `True` or `1`)."""
+        return self.query.get("watch", "").lower() in ("true", "1")
+
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 

@@ -209,7 +209,7 @@ def test_serve_checks_a_canary_service_with_no_call_of_its_own(cluster: Cluster)
         calls = [
             (r.method, r.path.rsplit("/", 2)[-2])
             for r in cluster.sandbox.requests
-            if r.query.get("watch") != "true"
+            if not r.is_watch
         ]
         assert calls == [("GET", "virtualservices"), ("PATCH", "virtualservices")]
         assert live(cluster, HOST_VS, namespace) == [80, 20]
@@ -243,7 +243,7 @@ def test_a_watch_that_trails_is_read_again_before_a_refusal_says_something_is_mi
         cluster.add_service(namespace, [deployment])
         watched.apply(to(HOST_VS, namespace, 10))
         assert live(cluster, HOST_VS, namespace) == [90, 10]
-        watches = [r for r in cluster.sandbox.requests if r.query.get("watch") == "true"]
+        watches = [r for r in cluster.sandbox.requests if r.is_watch]
         assert {r.path.rsplit("/", 1)[-1] for r in watches} >= {"services", "pods"}
     finally:
         cluster.sandbox.clear_faults()

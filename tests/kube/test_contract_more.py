@@ -12,7 +12,7 @@ from kubernetes import client
 
 from tests.support.chart_rbac import rules_review
 from tests.support.harness import wait_until
-from tests.support.kube_calls import raw, refusal, status_of
+from tests.support.kube_calls import raise_for, raw, refusal, send, status_of
 from tests.support.kubeapi import VIEWER
 
 from .conftest import GROUP, Cluster
@@ -326,11 +326,4 @@ def test_rbac_allows_the_verbs_a_role_grants_and_refuses_the_rest_in_its_words(
 
 def raw_as(api: client.ApiClient, path: str, **query: str) -> Any:
     """A GET sent with `api`'s credentials; raises ApiException for an error answer."""
-    config = api.configuration
-    headers = {"Authorization": config.get_api_key_with_prefix("BearerToken")}
-    url = f"{config.host}{path}?{'&'.join(f'{k}={v}' for k, v in query.items())}"
-    reply = api.call_api("GET", url, header_params=headers)
-    reply.read()
-    if reply.status >= 400:
-        raise client.ApiException(http_resp=reply)
-    return reply
+    return raise_for(send(api, "GET", path, **query))

@@ -27,13 +27,28 @@ def status_of(error: client.ApiException) -> dict[str, Any]:
 
 def raw(cluster: Cluster, method: str, path: str, body: Any = None, **query: str) -> Any:
     """The response to a request sent with the client's credentials, headers and all."""
-    config = cluster.api.configuration
+    return send(cluster.api, method, path, body, **query)
+
+
+def send(api: client.ApiClient, method: str, path: str, body: Any = None, **query: str) -> Any:
+    """A request sent through `api`'s connection pool with its credentials (the call below the
+    generated methods, whose shape changes between client versions): the urllib3 response,
+    `.status` and `.data`, error answers included."""
+    config = api.configuration
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
         "Authorization": config.get_api_key_with_prefix("BearerToken"),
     }
     url = f"{config.host}{path}?{urlencode(query)}"
-    reply = cluster.api.call_api(method, url, header_params=headers, body=body)
-    reply.read()
+    data = None if body is None else json.dumps(body)
+    return api.rest_client.pool_manager.request(method, url, headers=headers, body=data)
+
+
+def raise_for(reply: Any) -> Any:
+    """`reply`, or the ApiException the client raises for an error answer."""
+    if reply.status >= 400:
+        error = client.ApiException(status=reply.status, reason=reply.reason)
+        error.body, error.headers = reply.data, reply.headers
+        raise error
     return reply
