@@ -183,6 +183,18 @@ class Rig:
             clock=self.clock,
         )
 
+    def start_turn(self, cluster: str, wave: Wave) -> Rollout:
+        """`cluster`'s rollout of the wave's turn, started as the leader's pass starts it."""
+        return self.engines[cluster].start(
+            namespace="default",
+            vs="weather",
+            to=None,
+            steps=STEPS,
+            actor="U1",
+            channel="C1",
+            wave=wave.ref(),
+        )
+
     def close(self) -> None:
         for mesh in self.meshes.values():
             mesh.close()
@@ -210,15 +222,7 @@ def test_redis_emptied_during_a_pass_starts_no_second_rollout_where_the_waves_ca
         wave.model_copy(update={"index": 1, "rollout": None, "updated_at": rig.clock()})
     )
     rig.clock.advance(1)
-    orphan = rig.engines["prod-eu"].start(
-        namespace="default",
-        vs="weather",
-        to=None,
-        steps=STEPS,
-        actor="U1",
-        channel="C1",
-        wave=turn.ref(),
-    )
+    orphan = rig.start_turn("prod-eu", turn)
     assert weights(servers["prod-eu"]) == [80, 20]
 
     assert rig.runner(EmptiedAfterRead(rig.redis)).advance() == []  # left for the next pass
@@ -262,19 +266,7 @@ def test_a_start_raced_by_the_leaders_pass_takes_up_the_passs_rollout_not_an_err
 
     def the_pass() -> None:
         [wave] = rig.book.running()
-        passed.append(
-            rig.runner()
-            .engines["canary-eu"]
-            .start(
-                namespace="default",
-                vs="weather",
-                to=None,
-                steps=STEPS,
-                actor="U1",
-                channel="C1",
-                wave=wave.ref(),
-            )
-        )
+        passed.append(rig.start_turn("canary-eu", wave))
 
     store.race = the_pass
     wave = start_wave(rig.runner(engines=chats), STEPS)
