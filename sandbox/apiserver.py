@@ -72,6 +72,8 @@ BOOKMARK_INTERVAL = 60.0
 # A watch with a timeout gets a bookmark this long before it ends, as from the real server.
 _BOOKMARK_BEFORE_END = 2.0
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+# How long stop() lets open watches write their last chunk before it shuts their connections.
+_STOP_GRACE_S = 2.0
 # How often an idle watch checks whether its client went away or the server is stopping.
 _WATCH_POLL_SECONDS = 0.2
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -736,6 +738,7 @@ class SandboxApiServer:
         self._get_hooks: dict[Key, Mutation] = {}
         self._latency = 0.0
         self._stopping = False
+        self._streams = 0  # watches streaming now
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._operations = self._operation_table()
@@ -758,6 +761,9 @@ class SandboxApiServer:
             self._stopping = True
             self._release.set()
             self._changed.notify_all()
+            # Each open watch ends with its last chunk before the connections are shut: a
+            # client sees the stream end, not break.
+            self._changed.wait_for(lambda: self._streams == 0, timeout=_STOP_GRACE_S)
         self._http.close()
         self._thread.join()
         self._http, self._thread = None, None
@@ -1542,6 +1548,18 @@ class SandboxApiServer:
         bookmarks = request.query.get("allowWatchBookmarks", "").lower() in ("true", "1")
         return _WatchPlan(route, since, deadline, selector, bookmarks)
 
+    @contextlib.contextmanager
+    def _streaming(self) -> Iterator[None]:
+        """Counts a watch's stream, from its headers to its last chunk, for `stop`."""
+        with self._changed:
+            self._streams += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._streams -= 1
+                self._changed.notify_all()
+
     def _watch_events(
         self, plan: _WatchPlan, client_gone: Callable[[], bool]
     ) -> Iterator[JsonObject]:
@@ -1766,11 +1784,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        sandbox = self.server.sandbox
         try:
-            for event in self.server.sandbox._watch_events(plan, self._client_gone):
-                line = json.dumps(event).encode() + b"\n"
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.write(b"0\r\n\r\n")
+            with sandbox._streaming():
+                for event in sandbox._watch_events(plan, self._client_gone):
+                    line = json.dumps(event).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.write(b"0\r\n\r\n")
         except OSError:
             self.close_connection = True
 
