@@ -185,8 +185,7 @@ class LoggedRequest:
 
     @property
     def is_watch(self) -> bool:
-        """A watch (`watch=true`; clients spell the value `true`, `True` or `1`)."""
-        return self.query.get("watch", "").lower() in ("true", "1")
+        return _is_watch(self)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -1701,7 +1700,8 @@ def _json_patched(current: JsonObject, operations: list[Any]) -> Any:
         raise _patch_rejected(error) from error
 
 
-def _is_watch(request: _Request) -> bool:
+def _is_watch(request: _Request | LoggedRequest) -> bool:
+    """A watch (`watch=true`; clients spell the value `true`, `True` or `1`)."""
     return request.query.get("watch", "").lower() in ("true", "1")
 
 
