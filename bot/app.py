@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # Seconds between looks at a held step's canary (continuous analysis); 0: only when the
     # step falls due. A policy rule's `rollout.analysis` overrides it for its services
     analysis_s: int = Field(default=10, ge=0, le=3600, alias="CANARY_ANALYSIS")
+    # Prometheus's scrape interval for the mesh's pods, in seconds: looks are timed just after
+    # each scrape (bot/rollout/analysis.py). 0: looks on the interval alone
+    scrape_s: int = Field(default=15, ge=0, le=3600, alias="CANARY_SCRAPE_INTERVAL")
 
     @property
     def health_window(self) -> timedelta | None:
@@ -645,9 +648,14 @@ class Server:
         own ("") and each wave cluster's, through that cluster's engine and records."""
         own = Cluster(self.parts.store, self.parts.mesh, self.engine, self.settings.prometheus_url)
         every = timedelta(seconds=self.settings.analysis_s)
+        scrape = timedelta(seconds=self.settings.scrape_s) or None
         return {
             name: Analyst(
-                c.engine, c.store.due, every=every, every_for=_analysis_of(self.parts.policy)
+                c.engine,
+                c.store.due,
+                every=every,
+                every_for=_analysis_of(self.parts.policy),
+                scrape=scrape,
             )
             for name, c in {"": own, **self.parts.clusters}.items()
             if c.prometheus_url is not None

@@ -39,6 +39,7 @@ def playground(**settings: object) -> Iterator[Playground]:
             "REDIS_URL": redis_server.url,
             "KUBECONFIG": str(kubeconfig),
             "CANARY_LEASE_TTL": 2.0,
+            "CANARY_SCRAPE_INTERVAL": 1,  # the sandbox's Prometheus scrapes every second
             **settings,
         }
         yield Playground(Settings.model_validate(fields), api, redis_server)

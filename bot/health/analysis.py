@@ -1,11 +1,12 @@
 """The sequential judge's Health port: two Prometheus queries over the step so far, one verdict.
 
-Query 1 counts requests per version and response class (as `HealthCheck` does), query 2 the
-cumulative latency buckets per version; the p99 is computed from the buckets as
-`histogram_quantile` would. Each custom check in the thresholds costs one more query once the
-standard rows pass. The window starts when the check first saw the step (the step's start,
-from its schedule), so every look of a step sees the same growing sample, which is what the
-judge's anytime-valid tests need; it is at least `min_window` so that Prometheus has two
+Query 1 counts requests per version and response class (as `HealthCheck` does) and says when
+Prometheus last scraped each version (`newest_sample`: the analyst times its next look after the
+next scrape), query 2 the cumulative latency buckets per version; the p99 is computed from the
+buckets as `histogram_quantile` would. Each custom check in the thresholds costs one more query
+once the standard rows pass. The window starts when the check first saw the step (the step's
+start, from its schedule), so every look of a step sees the same growing sample, which is what
+the judge's anytime-valid tests need; it is at least `min_window` so that Prometheus has two
 scrapes in it, but never reaches back before the evidence the rollout carries from its passed
 steps was judged: those requests are in it already. As with `HealthCheck`, nothing that stops a
 check from being decided raises into the engine: it is an inconclusive verdict that says why.
@@ -13,8 +14,9 @@ check from being decided raises into the engine: it is an inconclusive verdict t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot.health import sequential
 from bot.health.check import ERROR_CLASS, HealthCheck, QueryClient, vs_name
@@ -23,9 +25,11 @@ from bot.health.custom import custom_values
 from bot.health.promql import (
     DEFAULT_REPORTER,
     DEFAULT_VERSION_LABEL,
+    NEWEST_LABEL,
     Subject,
     UnsafeLabel,
     latency_buckets,
+    newest_sample,
     requests_by_class,
 )
 from bot.health.sequential import Counts
@@ -83,7 +87,7 @@ class SequentialCheck:
             step=rollout.step,
             carried=rollout.evidence,
             window_s=window.total_seconds(),
-        )
+        ).model_copy(update={"data_at": canary.scraped_at})
         if not thresholds.checks or verdict.outcome != "pass":
             return verdict
         return self._custom(verdict, thresholds, subject, window, now)
@@ -108,7 +112,10 @@ class SequentialCheck:
         return min(window, (now - counted) // second * second)
 
     def counts(self, subject: Subject, window: timedelta, now: datetime) -> tuple[Counts, Counts]:
-        requests = self.client.query(requests_by_class(subject, window), at=now)
+        """The canary's and stable's counts over the window, with when each was last scraped
+        (`newest_sample` rides along with the requests: still two queries)."""
+        both = f"{requests_by_class(subject, window)} or {newest_sample(subject)}"
+        requests = self.client.query(both, at=now)
         if subject.protocol == "tcp":  # connections: no request latency to compare
             buckets: Vector = {}
         else:
@@ -145,7 +152,7 @@ def counts_of(version: str, label: str, requests: Vector, buckets: Vector) -> Co
     by_class = {
         labels.get("response_class", ""): value
         for labels, value in mine
-        if labels.get(label) == version
+        if labels.get(label) == version and NEWEST_LABEL not in labels
     }
     cumulative = tuple(
         sorted(
@@ -158,4 +165,17 @@ def counts_of(version: str, label: str, requests: Vector, buckets: Vector) -> Co
         requests=sum(by_class.values()),
         errors=by_class.get(ERROR_CLASS, 0.0),
         buckets=cumulative,
+        scraped_at=scraped_at(version, label, requests),
     )
+
+
+def scraped_at(version: str, label: str, requests: Vector) -> datetime | None:
+    """When Prometheus last scraped the version's counters, from `newest_sample`'s series."""
+    for labels, value in requests.items():
+        named = dict(labels)
+        if NEWEST_LABEL in named and named.get(label) == version and math.isfinite(value):
+            try:
+                return datetime.fromtimestamp(value, tz=UTC)
+            except (OverflowError, OSError, ValueError):  # no time at all: not known
+                return None
+    return None

@@ -37,6 +37,7 @@ DURATION_BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
 CONNECTIONS_METRIC = "istio_tcp_connections_closed_total"
 FAILED_CONNECTION = "5xx"  # a failed connection is TCP's 5xx: the same error count downstream
 MIN_WINDOW = timedelta(minutes=1)
+NEWEST_LABEL = "scrape"  # marks `newest_sample`'s series among the request counts
 PLACEHOLDERS = ("namespace", "service", "canary", "stable", "window", "version_label")
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -67,6 +68,7 @@ QUERY_LABELS = frozenset(
         "response_code",
         "response_flags",
         "response_class",
+        NEWEST_LABEL,
     }
 )
 Matchers = tuple[tuple[str, str], ...]  # (label name, value): each series must have it
@@ -194,6 +196,16 @@ def requests_by_class(subject: Subject, window: timedelta) -> str:
     counts = f"increase({REQUESTS_METRIC}{selector(subject)}[{duration(window)}])"
     classes = f'label_replace({counts}, "response_class", "${{1}}xx", {_CODE_TO_CLASS})'
     return f"sum by ({subject.version_label}, response_class) ({classes})"
+
+
+def newest_sample(subject: Subject) -> str:
+    """When Prometheus last scraped each version's counters: the newest sample's timestamp
+    (Unix seconds), in a series of its own (`scrape="newest"`), so that it can ride along with
+    `requests_by_class` in one query (`... or newest_sample(...)`): their label sets differ,
+    so `or` keeps both."""
+    metric = CONNECTIONS_METRIC if subject.protocol == "tcp" else REQUESTS_METRIC
+    stamps = f"max by ({subject.version_label}) (timestamp({metric}{selector(subject)}))"
+    return f'label_replace({stamps}, "{NEWEST_LABEL}", "newest", "", "")'
 
 
 def connections_by_outcome(subject: Subject, window: timedelta) -> str:

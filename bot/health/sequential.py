@@ -67,6 +67,7 @@ class Counts:
     requests: float = 0.0
     errors: float = 0.0
     buckets: Buckets = ()
+    scraped_at: datetime | None = None  # when Prometheus last scraped them; None: not known
 
     @property
     def timed(self) -> float:

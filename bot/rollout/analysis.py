@@ -6,11 +6,20 @@ record's version and the leader's fencing token; after `failure_limit` failures 
 rollout rolls back). A passing or inconclusive look decides nothing: the step advances only
 when it falls due, on the check run then. The thread hears of a look only when its judgement
 changes within the step (a failure is told by the engine, with the rollout's health report).
+
+Looks are timed to Prometheus's scrapes. A look sees only what the last scrape counted, so a
+look just before a scrape waits a whole interval to see what a look just after it would. When
+a judgement says when the canary was last scraped (`Verdict.data_at`, the newest sample's
+timestamp), the next look falls `SETTLE` after a later scrape: the last one due by the time
+the interval asks for, or if none is, the first one after this look (a look between two
+scrapes would see nothing new). Without that (no data, a timestamp ahead of the bot's clock,
+or no newer than the last look's: the scrape was late), the next look is an interval later.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -19,6 +28,9 @@ from bot.rollout.model import HealthResult, Notify, Phase, Rollout, Target, Verd
 
 log = logging.getLogger(__name__)
 DEFAULT_EVERY = timedelta(seconds=10)
+# Prometheus's scrape interval for the mesh's pods (15 s in Istio's sample configuration)
+DEFAULT_SCRAPE = timedelta(seconds=15)
+SETTLE = timedelta(seconds=1)  # after a scrape's timestamp, for its samples to be queryable
 Due = Callable[[datetime], Iterable[tuple[str, datetime]]]
 Every = Callable[[Target], timedelta | None]
 
@@ -28,6 +40,8 @@ class Analyst:
 
     `every_for(target)` is a service's own interval (the policy's), None for `every`; zero
     means no looks. It is asked once per held step and remembered while the step is held.
+    `scrape` is Prometheus's scrape interval, which the looks are timed to; None: looks on the
+    interval alone.
     """
 
     def __init__(
@@ -37,26 +51,47 @@ class Analyst:
         *,
         every: timedelta = DEFAULT_EVERY,
         every_for: Every | None = None,
+        scrape: timedelta | None = DEFAULT_SCRAPE,
     ) -> None:
         self.engine, self.due, self.every, self.every_for = engine, due, every, every_for
-        self._looked: dict[str, datetime] = {}
+        self.scrape = scrape if scrape else None
+        self._next: dict[str, datetime] = {}
+        self._seen: dict[str, datetime] = {}  # when the canary was last scraped, as last seen
         self._judged: dict[tuple[str, int], str] = {}
         self._every: dict[str, timedelta] = {}
 
     def run(self) -> None:
-        """The scheduler's tick: a look at every held step not looked at for its interval."""
+        """The scheduler's tick: a look at every held step whose next look is due."""
         now = self.engine.clock()
         held = [rollout_id for rollout_id, at in self.due(now + timedelta(days=2)) if at > now]
         self._forget(set(held))
         for rollout_id in held:
-            last, every = self._looked.get(rollout_id), self._interval(rollout_id)
-            if not every or (last is not None and now - last < every):
+            due, every = self._next.get(rollout_id), self._interval(rollout_id)
+            if not every or (due is not None and now < due):
                 continue
-            self._looked[rollout_id] = now
+            self._next[rollout_id] = now + every  # if the look raises
             try:
-                self.look(rollout_id)
+                verdict = self.look(rollout_id)
             except Exception:  # one rollout's trouble must not stop the others' looks
                 log.exception("look at rollout %s failed", rollout_id)
+                continue
+            self._next[rollout_id] = self._after(rollout_id, now, every, verdict)
+
+    def _after(
+        self, rollout_id: str, looked: datetime, every: timedelta, verdict: Verdict | None
+    ) -> datetime:
+        """When to look next: just after a scrape, as the module says, else `every` on."""
+        stamp = None if verdict is None else verdict.data_at
+        before = self._seen.get(rollout_id)
+        if stamp is not None:
+            self._seen[rollout_id] = stamp
+        late = before is not None and stamp is not None and stamp <= before
+        if self.scrape is None or stamp is None or stamp > looked or late:
+            return looked + every
+        scrape = self.scrape
+        first = math.floor((looked - SETTLE - stamp) / scrape) + 1  # the first after this look
+        asked = math.floor((looked + every - SETTLE - stamp) / scrape)  # the last one by then
+        return stamp + max(first, asked) * scrape + SETTLE
 
     def look(self, rollout_id: str) -> Verdict | None:
         """Judge one held step now; None when this process does not lead or nothing is held."""
@@ -106,7 +141,8 @@ class Analyst:
             log.exception("could not post the judgement of rollout %s", rollout.id)
 
     def _forget(self, held: set[str]) -> None:
-        self._looked = {k: v for k, v in self._looked.items() if k in held}
+        self._next = {k: v for k, v in self._next.items() if k in held}
+        self._seen = {k: v for k, v in self._seen.items() if k in held}
         self._judged = {k: v for k, v in self._judged.items() if k[0] in held}
         self._every = {k: v for k, v in self._every.items() if k in held}
 

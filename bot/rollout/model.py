@@ -144,6 +144,10 @@ class Verdict(_Frozen):
     # judgement (`Carried`). Empty from the fixed thresholds, in old records, and for a test
     # skipped or proving beyond any bound.
     evidence: dict[str, float] = Field(default_factory=dict)
+    # When Prometheus last scraped the canary, as the judgement saw it (its newest sample's
+    # timestamp): the next look is timed after the next scrape. None: not known (no data, the
+    # fixed thresholds). Not kept in records.
+    data_at: datetime | None = Field(default=None, exclude=True)
 
 
 class Carried(_Frozen):

@@ -160,3 +160,19 @@ def test_only_the_leader_looks(rig: Rig) -> None:
     asked = len(rig.client.asked)
     assert rig.analyst.look(started.id) is None
     assert len(rig.client.asked) == asked
+
+
+def test_a_look_says_when_prometheus_last_scraped_the_canary_in_its_two_queries(
+    rig: Rig,
+) -> None:
+    started = rig.start()
+    rig._next_scrape()
+    verdict = rig.analyst.look(started.id)
+    assert verdict is not None and verdict.data_at is not None
+    assert len(rig.client.asked) == 2  # the timestamp rides along: no third query
+    newest = 'max(timestamp(istio_requests_total{destination_version="v2"}))'
+    asked_then = PrometheusClient(rig.prometheus.url).query(newest, at=verdict.at)
+    assert verdict.data_at.timestamp() == pytest.approx(next(iter(asked_then.values())))
+    stable = 'max(timestamp(istio_requests_total{destination_version="v1"}))'
+    assert verdict.data_at <= verdict.at and verdict.rows  # and the counts were still judged
+    assert PrometheusClient(rig.prometheus.url).query(stable, at=verdict.at)

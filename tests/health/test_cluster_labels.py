@@ -18,6 +18,7 @@ from bot.health.promql import (
     UnsafeLabel,
     label_matchers,
     latency_buckets,
+    newest_sample,
     p99_latency,
     requests_by_class,
 )
@@ -132,15 +133,17 @@ def test_the_sequential_judge_asks_every_query_with_the_clusters_labels() -> Non
     ]
     assert "istio_requests_total{" in queries[0]
     assert "istio_request_duration_milliseconds_bucket{" in queries[1]
-    assert all(query.count(',cluster="prod-eu"}') == 1 for query in queries)
+    # every series selector, the requests' and their newest samples' timestamps alike
+    assert [query.count(',cluster="prod-eu"}') for query in queries] == [2, 1]
+    assert queries[0].count("istio_requests_total{") == 2
 
 
 def test_a_tcp_check_counts_only_the_clusters_connections() -> None:
     client = RecordingClient()
     SequentialCheck(client, labels={"cluster": "prod-eu"}).check(_tcp(make_rollout()), NOW)
     [(query, _)] = client.calls
-    assert "istio_tcp_connections_closed_total{" in query
-    assert query.count(',cluster="prod-eu"}') == 1
+    assert query.count("istio_tcp_connections_closed_total{") == 2  # counts and timestamps
+    assert query.count(',cluster="prod-eu"}') == 2
 
 
 def test_without_labels_the_queries_are_the_ones_before() -> None:
@@ -176,7 +179,9 @@ def test_real_prometheus_reads_each_labelled_query_as_one_selector(
     """Valid PromQL whatever the value, and with nothing stored nothing comes back: a value
     that broke out of its string would make the query malformed, or answer `vector(1)`."""
     subject = _weather((("cluster", value),))
-    for build in (requests_by_class, p99_latency, latency_buckets):
-        answer = _post_query(prometheus.url, build(subject, FIVE_MINUTES))
+    queries = [build(subject, FIVE_MINUTES) for build in (p99_latency, latency_buckets)]
+    queries.append(f"{requests_by_class(subject, FIVE_MINUTES)} or {newest_sample(subject)}")
+    for query in queries:
+        answer = _post_query(prometheus.url, query)
         assert answer["status"] == "success"
         assert answer["data"]["result"] == []

@@ -16,6 +16,7 @@ from bot.health.promql import (
     UnsafeLabel,
     duration,
     latency_buckets,
+    newest_sample,
     p99_latency,
     quote,
     regex_literal,
@@ -57,6 +58,13 @@ def test_requests_query_counts_each_version_by_response_class() -> None:
         "sum by (destination_version, response_class) (label_replace("
         f"increase(istio_requests_total{SELECTOR}[5m]),"
         ' "response_class", "${1}xx", "response_code", "([0-9])[0-9][0-9]"))'
+    )
+
+
+def test_newest_sample_query_marks_its_series_apart_from_the_counts() -> None:
+    assert newest_sample(WEATHER) == (
+        "label_replace(max by (destination_version) ("
+        f'timestamp(istio_requests_total{SELECTOR})), "scrape", "newest", "", "")'
     )
 
 
@@ -259,6 +267,7 @@ def _builders() -> list[Any]:
         requests_by_class,
         p99_latency,
         latency_buckets,
+        lambda s, w: f"{requests_by_class(s, w)} or {newest_sample(s)}",  # the look's first
         *(lambda s, w, t=t: render(t, s, w) for t in TEMPLATES),
     ]
 
