@@ -13,10 +13,12 @@ one service's series, as they would with a host per rollout.
 The looks run in a child process that is the bot's analysis as `canary-bot serve` composes it
 on the leader: the engine on Redis and the Kubernetes adapter, the `SequentialCheck` judge
 (two queries a look), and the `Analyst` run by the step scheduler every ANALYSIS_TICK_S,
-looking at each held step every `--every` seconds. After `--warmup` seconds it measures for
-`--duration`: looks and their outcomes, queries (and each one's latency), the child's own
-CPU time (getrusage: every thread of the process, nothing of this benchmark's) over wall
-time, its RSS; and from /proc, Prometheus's CPU over the same window.
+looking at each held step just after each scrape, at most one a scrape and at least one every
+`--every` seconds (as CANARY_SCRAPE_INTERVAL times them; `--unaligned`: every `--every` s).
+After `--warmup` seconds it measures for `--duration`: looks and their outcomes, queries (and
+each one's latency), the child's own CPU time (getrusage: every thread of the process, nothing
+of this benchmark's) over wall time, its RSS; and from /proc, Prometheus's CPU over the same
+window.
 
     python bench/analysis.py [--rollouts 1000] [--every 10] [--duration 180] [--json F]
 """
@@ -157,6 +159,7 @@ def watch_child(
             "--looker",
             *("--redis", redis_url, "--prometheus", prometheus.url),
             *("--kubeconfig", str(kubeconfig), "--every", str(args.every)),
+            *("--scrape", args.scrape, *(["--unaligned"] if args.unaligned else [])),
             *("--warmup", str(args.warmup), "--duration", str(args.duration)),
             *("--json", str(out)),
         ],
@@ -179,6 +182,7 @@ def watch_child(
         "services": args.services,
         "every_s": args.every,
         "scrape": args.scrape,
+        "aligned": not args.unaligned,
         **figures,
     }
 
@@ -206,8 +210,10 @@ class TimedClient:
 
 
 class CountingAnalyst(Analyst):
-    def __init__(self, engine: Engine, store: RolloutStore, every: timedelta) -> None:
-        super().__init__(engine, store.due, every=every)
+    def __init__(
+        self, engine: Engine, store: RolloutStore, every: timedelta, scrape: timedelta | None
+    ) -> None:
+        super().__init__(engine, store.due, every=every, scrape=scrape)
         self.outcomes: list[str] = []
         self.failed: list[str] = []  # the first few failing looks' summaries
 
@@ -236,7 +242,8 @@ def look(args: argparse.Namespace) -> None:
         metrics=Metrics(),
         fencing=lambda: token,
     )
-    analyst = CountingAnalyst(engine, store, timedelta(seconds=args.every))
+    scrape = None if args.unaligned else timedelta(seconds=int(args.scrape.removesuffix("s")))
+    analyst = CountingAnalyst(engine, store, timedelta(seconds=args.every), scrape)
     scheduler = StepScheduler(lambda rollout_id, step: None)
     scheduler.every(ANALYSIS_TICK_S, analyst.run, job=ANALYSIS_JOB)
     scheduler.resume()
@@ -287,7 +294,10 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between looks")
     parser.add_argument("--services", type=int, default=20, help="destination hosts shared")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s per service")
-    parser.add_argument("--scrape", default="15s", help="Prometheus' scrape interval")
+    parser.add_argument("--scrape", default="15s", help="Prometheus' scrape interval (whole s)")
+    parser.add_argument(
+        "--unaligned", action="store_true", help="looks every --every s, not after each scrape"
+    )
     parser.add_argument("--warmup", type=float, default=40.0)
     parser.add_argument("--duration", type=float, default=180.0)
     parser.add_argument("--json", type=Path)

@@ -7,14 +7,21 @@ rollout with the default steps (5, 10, 25, 50, 100 % every 5 minutes). The canar
 a random moment inside a random step below 100 %: extra 5xx (5, 2 or 1 %), or twice as slow
 (p99 ×2). Three judges, on the same traffic:
 
-- sequential: the judge of continuous analysis (bot/health/sequential.py), a look every 10 s
-  over the step so far, rolled back at the first failing look (its failures are final), each
-  passed step's evidence carried into the next (`Carried.carry` on the passing verdict), as
-  bot/rollout/analysis.py and the transitions do;
+- sequential: the judge of continuous analysis (bot/health/sequential.py) over the step so
+  far, rolled back at the first failing look (its failures are final), each passed step's
+  evidence carried into the next (`Carried.carry` on the passing verdict), as
+  bot/rollout/analysis.py and the transitions do. Its looks are timed as the analyst times
+  them: just after each scrape (`SETTLE`, 1 s, after it, plus half the analyst's 1-s tick on
+  average), at most one a scrape and at least one per `--look` (10 s, `CANARY_ANALYSIS`);
+  `--unaligned`: a look every `--look` seconds at a phase of its own, as before the analyst
+  timed its looks (half a tick later on average, too);
 - per step: today's fixed thresholds (bot/health/verdict.py) over the last 5 minutes when the
   step falls due, a failure retried a step later, rolled back after 2 failures;
 - flagger: the same thresholds over the last minute, checked every 60 s, rolled back after 5
-  failed checks (Flagger's interval and threshold).
+  failed checks (Flagger's interval and threshold), at the check after the fifth failure, as
+  Flagger does: its scheduler (pkg/controller/scheduler.go, `advanceCanary`) compares the
+  failed checks with the threshold before it runs the interval's analysis, so the rollback
+  comes an interval after the failure that reached it.
 
 Reported: seconds from onset to the canary at 0 %, and bad requests served (5xx above
 stable's rate, or every slow canary request) until then; a bad canary promoted counts as
@@ -41,6 +48,7 @@ import numpy as np
 
 from bot.health import sequential
 from bot.health.verdict import Figures, Side, evaluate, outcome
+from bot.rollout.analysis import SETTLE
 from bot.rollout.model import NO_EVIDENCE, Carried, Verdict
 from policies.model import HealthThresholds
 from sandbox.traffic import ISTIO_DURATION_BUCKETS_MS
@@ -129,10 +137,18 @@ class Traffic:
         self.ticks.requests.append(np.array([canary, total - canary]))
         self.ticks.errors.append(np.array([drawn[0][0] + drawn[1][0], drawn[2][0]]))
         self.ticks.buckets.append(np.array([drawn[0][1] + drawn[1][1], drawn[2][1]]))
+        self.bad_served += bad * self._badness()
+
+    def linger(self, seconds: float, weight: int) -> None:
+        """The bad requests the canary serves in `seconds` more at `weight`, as expected."""
+        if self.onset is not None:
+            self.bad_served += self.rate * seconds * weight / 100 * self._badness()
+
+    def _badness(self) -> float:
+        """How much of a bad canary request is bad: its extra 5xx, or all of it when slow."""
         if self.bad.error_rate > self.good.error_rate:
-            self.bad_served += bad * (self.bad.error_rate - self.good.error_rate)
-        elif self.bad.latency_ms > self.good.latency_ms:
-            self.bad_served += bad
+            return self.bad.error_rate - self.good.error_rate
+        return 1.0 if self.bad.latency_ms > self.good.latency_ms else 0.0
 
     def _draw(self, n: int, behaviour: Behaviour) -> tuple[int, np.ndarray]:
         errors = int(self.rng.binomial(n, behaviour.error_rate))
@@ -146,12 +162,26 @@ Judge = Callable[[Ticks, int, int, int], str | None]
 
 
 LOOK = [2]  # ticks between the sequential judge's looks (--look seconds / TICK)
+ALIGNED = [True]  # looks timed to the scrapes, as the analyst times them (--unaligned: not)
+TICK_WAIT = 0.5  # seconds a look waits for the analyst's 1-s tick, on average
+
+
+def late() -> float:
+    """Seconds after the end of a tick that a look there decides, on average."""
+    return SETTLE.total_seconds() + TICK_WAIT if ALIGNED[0] else TICK_WAIT
 
 
 def sequential_look(ticks: Ticks, tick: int, step_start: int, carried: Carried) -> Verdict | None:
-    if (tick + 1) % LOOK[0]:  # every 10 s by default, as CANARY_ANALYSIS
+    end = tick + 1
+    if ALIGNED[0]:  # just after a scrape: every scrape, or every few when --look is longer
+        scrapes = max(1, LOOK[0] // SCRAPE[0])
+        if (end - ticks.phase) % (SCRAPE[0] * scrapes):
+            return None
+        seen = end  # the scrape at this boundary counted every tick before it
+    elif end % LOOK[0]:  # every 10 s by default, as CANARY_ANALYSIS
         return None
-    seen = ticks.seen(tick)  # the step so far
+    else:
+        seen = ticks.seen(tick)  # the last scrape's data
     canary, stable = ticks.counts(step_start, seen, 0), ticks.counts(step_start, seen, 1)
     at = AT + timedelta(seconds=(tick + 1) * TICK)
     return sequential.judge(canary, stable, THRESHOLDS, at=at, step=0, carried=carried)
@@ -165,6 +195,23 @@ def fixed(window: int) -> Callable[[Ticks, int], str]:
         return outcome(evaluate(figures, THRESHOLDS))
 
     return judge
+
+
+def flaggers(ticks: Ticks, tick: int) -> str:
+    """Flagger's own checks (pkg/metrics/observers/istio.go; thresholds and intervals from its
+    Istio tutorial): the canary's success rate over the last minute at least 99 %, its p99
+    over the last 30 s at most 500 ms; no value (no canary requests) fails the check, as
+    Flagger's "no values found" does."""
+    seen = ticks.seen(tick)
+    minute, half = (
+        ticks.counts(seen - 60 // TICK, seen, 0),
+        ticks.counts(seen - 30 // TICK, seen, 0),
+    )
+    p99 = sequential.quantile(0.99, half.buckets)
+    if minute.requests <= 0 or p99 is None:
+        return "fail"
+    healthy = 1 - minute.errors / minute.requests >= 0.99 and p99 <= 500.0
+    return "pass" if healthy else "fail"
 
 
 def _side(counts: sequential.Counts) -> Side:
@@ -193,7 +240,8 @@ def run_sequential(traffic: Traffic) -> Result:
             if verdict is None:
                 continue
             if verdict.outcome == "fail":  # the judge's failures are final: rolled back at once
-                return Result(tick * TICK, traffic.bad_served)
+                traffic.linger(late(), weight)
+                return Result(tick * TICK + late(), traffic.bad_served)
             if tick >= due:
                 if verdict.outcome == "pass":
                     carried = carried.carry(verdict)
@@ -202,10 +250,19 @@ def run_sequential(traffic: Traffic) -> Result:
     return Result(None, traffic.bad_served)
 
 
-def run_fixed(traffic: Traffic, every: int, window: int, limit: int) -> Result:
-    """A check every `every` ticks over the last `window`; `limit` failures roll back; a
-    pass at the end of a step's hold advances."""
-    judge = fixed(window)
+def run_fixed(
+    traffic: Traffic,
+    every: int,
+    window: int,
+    limit: int,
+    *,
+    at_next: bool = False,
+    checks: Callable[[Ticks, int], str] | None = None,
+) -> Result:
+    """A check every `every` ticks, the thresholds over the last `window` (or `checks`);
+    `limit` failures roll back, at once or (`at_next`) at the next check; a pass at the end
+    of a step's hold advances."""
+    judge = checks or fixed(window)
     tick, fails, step = 0, 0, 0
     start = 0
     while step < len(STEPS):
@@ -213,10 +270,12 @@ def run_fixed(traffic: Traffic, every: int, window: int, limit: int) -> Result:
         tick += 1
         if (tick - start) % every:
             continue
+        if at_next and fails >= limit:
+            return Result(tick * TICK, traffic.bad_served)
         verdict = judge(traffic.ticks, tick - 1)
         if verdict == "fail":
             fails += 1
-            if fails >= limit:
+            if fails >= limit and not at_next:
                 return Result(tick * TICK, traffic.bad_served)
         elif verdict == "pass" and tick - start >= HOLD:
             step, start = step + 1, tick
@@ -228,7 +287,12 @@ def run_fixed(traffic: Traffic, every: int, window: int, limit: int) -> Result:
 JUDGES: dict[str, Callable[[Traffic], Result]] = {
     "sequential": run_sequential,
     "per step": lambda t: run_fixed(t, every=HOLD, window=HOLD, limit=2),
-    "flagger": lambda t: run_fixed(t, every=60 // TICK, window=60 // TICK, limit=5),
+    "flagger": lambda t: run_fixed(
+        t, every=60 // TICK, window=0, limit=5, at_next=True, checks=flaggers
+    ),
+    "flagger, our thresholds": lambda t: run_fixed(
+        t, every=60 // TICK, window=60 // TICK, limit=5, at_next=True
+    ),
 }
 
 SCENARIOS = {
@@ -305,13 +369,16 @@ def main() -> None:
     parser.add_argument(
         "--scrape", type=int, default=15, help="Prometheus's scrape interval (a multiple of 5)"
     )
+    parser.add_argument(
+        "--unaligned", action="store_true", help="looks every --look s, not after each scrape"
+    )
     parser.add_argument("--judges", nargs="*", default=list(JUDGES), choices=list(JUDGES))
     args = parser.parse_args()
     if args.look % TICK or args.look <= 0:
         parser.error(f"--look is a positive multiple of {TICK} seconds")
     if args.scrape % TICK or args.scrape <= 0:
         parser.error(f"--scrape is a positive multiple of {TICK} seconds")
-    LOOK[0], SCRAPE[0] = args.look // TICK, args.scrape // TICK
+    LOOK[0], SCRAPE[0], ALIGNED[0] = args.look // TICK, args.scrape // TICK, not args.unaligned
     for name in set(JUDGES) - set(args.judges):
         del JUDGES[name]
     began = time.monotonic()
@@ -328,6 +395,7 @@ def main() -> None:
         "runs": runs,
         "look_s": args.look,
         "scrape_s": args.scrape,
+        "aligned": ALIGNED[0],
         "cpu_s": round(time.monotonic() - began, 1),
     }
     if args.json:
