@@ -89,7 +89,8 @@ class Analyst:
         if self.scrape is None or stamp is None or stamp > looked or late:
             return looked + every
         scrape = self.scrape
-        first = math.floor((looked - SETTLE - stamp) / scrape) + 1  # the first after this look
+        # the first scrape after this look that it cannot have seen (never the one it saw)
+        first = max(1, math.floor((looked - SETTLE - stamp) / scrape) + 1)
         asked = math.floor((looked + every - SETTLE - stamp) / scrape)  # the last one by then
         return stamp + max(first, asked) * scrape + SETTLE
 

@@ -141,3 +141,12 @@ def test_the_bot_times_its_looks_to_the_scrape_interval_it_is_given(
             assert [a.scrape for a in server.analysts.values()] == [scrape]
         finally:
             server.stop()
+
+
+def test_a_look_that_saw_a_scrape_within_its_settling_second_waits_for_the_next_one() -> None:
+    """A look on the interval that fell 0.3 s after a scrape and saw it: the next scrape."""
+    stamp = T0 + PHASE
+    analyst = Looking(lambda now: stamp)
+    verdict = Verdict(outcome="pass", at=stamp, step=0, data_at=stamp)
+    looked = stamp + timedelta(seconds=0.3)
+    assert analyst._after("r", looked, timedelta(seconds=10), verdict) == stamp + SCRAPE + SETTLE
