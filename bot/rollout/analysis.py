@@ -67,8 +67,8 @@ class Analyst:
         self._forget(set(held))
         for rollout_id in held:
             due, every = self._next.get(rollout_id), self._interval(rollout_id)
-            if not every or (due is not None and now < due):
-                continue
+            if not every or (due is not None and now < due <= now + self._furthest(every)):
+                continue  # (a look due further off than any can be: the clock went back)
             self._next[rollout_id] = now + every  # if the look raises
             try:
                 verdict = self.look(rollout_id)
@@ -76,6 +76,10 @@ class Analyst:
                 log.exception("look at rollout %s failed", rollout_id)
                 continue
             self._next[rollout_id] = self._after(rollout_id, now, every, verdict)
+
+    def _furthest(self, every: timedelta) -> timedelta:
+        """The furthest off a next look can be set: an interval and a scrape, settled."""
+        return every + (self.scrape or timedelta(0)) + SETTLE
 
     def _after(
         self, rollout_id: str, looked: datetime, every: timedelta, verdict: Verdict | None

@@ -150,3 +150,13 @@ def test_a_look_that_saw_a_scrape_within_its_settling_second_waits_for_the_next_
     verdict = Verdict(outcome="pass", at=stamp, step=0, data_at=stamp)
     looked = stamp + timedelta(seconds=0.3)
     assert analyst._after("r", looked, timedelta(seconds=10), verdict) == stamp + SCRAPE + SETTLE
+
+
+def test_a_clock_that_goes_back_does_not_stop_the_looks() -> None:
+    """Looks set for a time the clock has gone back from are due at once, not half an hour on."""
+    analyst = Looking(last_scrape)
+    analyst.now = T0 + timedelta(minutes=30)
+    analyst.run()
+    analyst.now = T0  # the clock is set back half an hour
+    analyst.run()
+    assert [at for at, _ in analyst.looks] == [1800, 0]
