@@ -275,6 +275,7 @@ def test_bot_runs_serve_with_its_settings(chart: Chart) -> None:
     assert json.loads(env["CANARY_CHANNEL_NAMESPACES"]["value"]) == {"C0PAYMENTS": "payments"}
     assert env["CANARY_LEASE_TTL"]["value"] == "5"
     assert env["PROMETHEUS_URL"]["value"].startswith("http")
+    assert env["CANARY_SCRAPE_INTERVAL"]["value"] == "15"
 
 
 @ALL_SETS
@@ -503,6 +504,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown-nested-key": ({"redis": {"uri": "redis://x"}}, "'uri' not allowed"),
     "not-a-redis-url": ({"redis": {"url": "http://redis:6379"}}, "/redis/url"),
     "bad-namespace": ({"rbac": {"namespaces": ["Not_A_Namespace"]}}, "/rbac/namespaces/0"),
+    "negative-scrape-interval": (
+        {"prometheus": {"scrapeInterval": -1}},
+        "/prometheus/scrapeInterval",
+    ),
 }
 
 
