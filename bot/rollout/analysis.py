@@ -12,8 +12,9 @@ look just before a scrape waits a whole interval to see what a look just after i
 a judgement says when the canary was last scraped (`Verdict.data_at`, the newest sample's
 timestamp), the next look falls `SETTLE` after a later scrape: the last one due by the time
 the interval asks for, or if none is, the first one after this look (a look between two
-scrapes would see nothing new). Without that (no data, a timestamp ahead of the bot's clock,
-or no newer than the last look's: the scrape was late), the next look is an interval later.
+scrapes would see nothing new). Without that (no data, a timestamp ahead of the bot's clock or
+at the query's own time, or no newer than the last look's: the scrape was late), the next look
+is an interval later.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ DEFAULT_EVERY = timedelta(seconds=10)
 # Prometheus's scrape interval for the mesh's pods (15 s in Istio's sample configuration)
 DEFAULT_SCRAPE = timedelta(seconds=15)
 SETTLE = timedelta(seconds=1)  # after a scrape's timestamp, for its samples to be queryable
+EVALUATED = timedelta(milliseconds=1)  # a "scrape" this close to the query's time is the query's
 Due = Callable[[datetime], Iterable[tuple[str, datetime]]]
 Every = Callable[[Target], timedelta | None]
 
@@ -90,8 +92,10 @@ class Analyst:
         if stamp is not None:
             self._seen[rollout_id] = stamp
         late = before is not None and stamp is not None and stamp <= before
-        if self.scrape is None or stamp is None or stamp > looked or late:
+        if self.scrape is None or stamp is None or verdict is None or late:
             return looked + every
+        if stamp > min(looked, verdict.at - EVALUATED):  # not a scrape's: ahead of our clock,
+            return looked + every  # or the query's own time (a store that stamps results so)
         scrape = self.scrape
         # the first scrape after this look that it cannot have seen (never the one it saw)
         first = max(1, math.floor((looked - SETTLE - stamp) / scrape) + 1)

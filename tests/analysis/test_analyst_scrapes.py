@@ -96,6 +96,7 @@ def test_a_rollouts_own_interval_shorter_than_the_scrapes_looks_once_a_scrape() 
     [
         ("no data: no timestamp", lambda now: None),
         ("Prometheus's clock ahead of the bot's", lambda now: now + timedelta(seconds=30)),
+        ("a store that stamps a result with the query's time", lambda now: now),
         ("scrapes stopped: the same timestamp at every look", lambda now: T0 - SCRAPE),
     ],
 )
@@ -147,8 +148,8 @@ def test_a_look_that_saw_a_scrape_within_its_settling_second_waits_for_the_next_
     """A look on the interval that fell 0.3 s after a scrape and saw it: the next scrape."""
     stamp = T0 + PHASE
     analyst = Looking(lambda now: stamp)
-    verdict = Verdict(outcome="pass", at=stamp, step=0, data_at=stamp)
     looked = stamp + timedelta(seconds=0.3)
+    verdict = Verdict(outcome="pass", at=looked, step=0, data_at=stamp)
     assert analyst._after("r", looked, timedelta(seconds=10), verdict) == stamp + SCRAPE + SETTLE
 
 
