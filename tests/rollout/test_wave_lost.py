@@ -61,6 +61,8 @@ def test_a_wave_clusters_rollout_redis_lost_is_taken_back_from_its_virtualservic
         "C1",
     )
     assert "lost its record" in adopted.reason
+    # the thread is told once the record is kept, not before
+    wait_until(lambda: "adopted" in notes.events(), 10, "the thread told")
     told = [m.text for _, m in notes.messages if m.event == "adopted"]
     assert told and all(t.startswith("[canary-eu] weather: the bot lost") for t in told)
     first.engine.act("default", "weather", Rollback(actor="UONCALL"))  # the card's one tap

@@ -63,8 +63,10 @@ def test_redis_lost_mid_wave_the_wave_comes_back_and_goes_on_to_prod_eu_after_a_
     back = _waves(server).load(wave.id)
     assert (back.state, back.cluster, back.rollout) == (WaveState.RUNNING, "canary-eu", adopted.id)
     assert (back.clusters, back.steps, back.channel) == (CLUSTERS, STEPS, "C1")
+    # the thread is told once the record is kept, not before
+    wait_until(lambda: "adopted" in notes.events(), 10, "the thread told")
     told = [m.text for _, m in notes.messages if m.event == "adopted"]
-    assert told and all(TAKEN_BACK in t for t in told)
+    assert all(TAKEN_BACK in t for t in told)
     assert TAKEN_BACK in adopted.reason
 
     first.engine.act("default", "weather", Resume(actor="UONCALL"))  # on-call goes on
