@@ -731,6 +731,9 @@ class SandboxApiServer:
         self._changed = threading.Condition(threading.RLock())
         self._store = _Store(history_limit)
         self._log: list[LoggedRequest] = []
+        # The request this thread handles: a write is logged as it lands in the store, under
+        # the lock, so whoever sees the change sees the write in the log too
+        self._handling = threading.local()
         self._injections: list[_Injection] = []
         # Set to let go of held requests (black-holed or hanging); replaced once set.
         self._release = threading.Event()
@@ -1041,6 +1044,7 @@ class SandboxApiServer:
         return self._handle(request)
 
     def _handle(self, request: _Request, fault: Fault | None = None) -> _Reply | _WatchPlan:
+        self._handling.fault, self._handling.logged = fault, False
         try:
             outcome = self._dispatch(request)
         except ApiError as error:
@@ -1048,8 +1052,14 @@ class SandboxApiServer:
         except Exception as error:  # a sandbox bug: answer like the real server, keep serving
             _log.exception("sandbox API server failed on %s %s", request.method, request.path)
             outcome = _Reply(500, ApiError(500, f"Internal error occurred: {error}").status())
-        self._record(request, outcome.status if isinstance(outcome, _Reply) else 200, fault)
+        if not self._handling.logged:  # a write that landed was logged as it did
+            self._record(request, outcome.status if isinstance(outcome, _Reply) else 200, fault)
         return outcome
+
+    def _landed(self, request: _Request, status: int) -> None:
+        """Log a write as it lands in the store (the caller holds the lock)."""
+        self._record(request, status, getattr(self._handling, "fault", None))
+        self._handling.logged = True
 
     def _dispatch(self, request: _Request) -> _Reply | _WatchPlan:
         parts = _segments(request.path)
@@ -1500,6 +1510,7 @@ class SandboxApiServer:
                 raise _conflict(route.resource, route.name or "")
             if not request.dry_run:
                 self._store.delete(route.key)
+                self._landed(request, 200)
                 self._changed.notify_all()
         details = _details(route.resource, route.name, uid=live["uid"])
         status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
@@ -1532,6 +1543,7 @@ class SandboxApiServer:
         if request.dry_run:
             return _present(obj, route)
         stored = self._store.write(key, obj, event_type)
+        self._landed(request, 201 if event_type == "ADDED" else 200)
         self._changed.notify_all()
         return _present(stored, route)
 

@@ -1043,3 +1043,30 @@ def test_request_summary_counts_api_calls_for_other_processes(sandbox: SandboxAp
     with urllib.request.urlopen(f"{sandbox.url}/sandbox/requests") as reply:
         summary = json.load(reply)
     assert summary["byMethod"] == {"GET": 3}
+
+
+def test_a_write_is_in_the_request_log_by_the_time_its_change_can_be_seen(
+    sandbox: SandboxApiServer, objects: Any, weather: dict[str, Any]
+) -> None:
+    """Tests compare what the store holds with the writes logged: a reader that sees a patch
+    land must find it logged, never the change first and the log entry a moment later."""
+    done, ahead = threading.Event(), []
+
+    def read_both() -> None:
+        while not done.is_set():
+            vs = sandbox.get_object("default", VS, "weather")
+            assert vs is not None
+            patched = vs["spec"]["http"][0]["route"][1]["weight"] - 10  # the fixture's 10 %
+            logged = sum(r.method == "PATCH" for r in sandbox.writes())
+            if patched > logged:
+                ahead.append((patched, logged))
+
+    reader = threading.Thread(target=read_both)
+    reader.start()
+    try:
+        for canary in range(11, 100):
+            patch_vs(objects, set_weights(100 - canary, canary))
+    finally:
+        done.set()
+        reader.join()
+    assert ahead == []
