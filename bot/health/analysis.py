@@ -29,8 +29,7 @@ from bot.health.promql import (
     Subject,
     UnsafeLabel,
     latency_buckets,
-    newest_sample,
-    requests_by_class,
+    requests_and_newest,
 )
 from bot.health.sequential import Counts
 from bot.health.verdict import custom_check, inconclusive, outcome
@@ -114,8 +113,7 @@ class SequentialCheck:
     def counts(self, subject: Subject, window: timedelta, now: datetime) -> tuple[Counts, Counts]:
         """The canary's and stable's counts over the window, with when each was last scraped
         (`newest_sample` rides along with the requests: still two queries)."""
-        both = f"{requests_by_class(subject, window)} or {newest_sample(subject)}"
-        requests = self.client.query(both, at=now)
+        requests = self.client.query(requests_and_newest(subject, window), at=now)
         if subject.protocol == "tcp":  # connections: no request latency to compare
             buckets: Vector = {}
         else:

@@ -208,6 +208,11 @@ def newest_sample(subject: Subject) -> str:
     return f'label_replace({stamps}, "{NEWEST_LABEL}", "newest", "", "")'
 
 
+def requests_and_newest(subject: Subject, window: timedelta) -> str:
+    """A look's first query: `requests_by_class` and, beside it, `newest_sample`."""
+    return f"{requests_by_class(subject, window)} or {newest_sample(subject)}"
+
+
 def connections_by_outcome(subject: Subject, window: timedelta) -> str:
     """Connections closed in the window per version, failed ones (any response flag but `-`)
     in response class `5xx`."""

@@ -18,8 +18,8 @@ from bot.health.promql import (
     UnsafeLabel,
     label_matchers,
     latency_buckets,
-    newest_sample,
     p99_latency,
+    requests_and_newest,
     requests_by_class,
 )
 from bot.rollout.model import Rollout
@@ -180,7 +180,7 @@ def test_real_prometheus_reads_each_labelled_query_as_one_selector(
     that broke out of its string would make the query malformed, or answer `vector(1)`."""
     subject = _weather((("cluster", value),))
     queries = [build(subject, FIVE_MINUTES) for build in (p99_latency, latency_buckets)]
-    queries.append(f"{requests_by_class(subject, FIVE_MINUTES)} or {newest_sample(subject)}")
+    queries.append(requests_and_newest(subject, FIVE_MINUTES))
     for query in queries:
         answer = _post_query(prometheus.url, query)
         assert answer["status"] == "success"

@@ -21,6 +21,7 @@ from bot.health.promql import (
     quote,
     regex_literal,
     render,
+    requests_and_newest,
     requests_by_class,
     window_for,
 )
@@ -267,7 +268,7 @@ def _builders() -> list[Any]:
         requests_by_class,
         p99_latency,
         latency_buckets,
-        lambda s, w: f"{requests_by_class(s, w)} or {newest_sample(s)}",  # the look's first
+        requests_and_newest,  # the look's first
         *(lambda s, w, t=t: render(t, s, w) for t in TEMPLATES),
     ]
 
